@@ -1,0 +1,1 @@
+"""Change Data Capture pipelines (Debezium on Kafka Connect) expressed as Dagster assets."""

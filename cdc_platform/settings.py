@@ -1,0 +1,190 @@
+"""Where the local stack lives and how to reach it: the one place every consumer reads.
+
+The stack CLI, the tests, the demo and the Dagster resources all resolve hosts, ports, paths and
+credentials through :func:`load_stack_settings`, so moving a port with an environment variable moves
+it everywhere at once.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+#: service name -> (environment variable that moves its port, default port)
+PORT_VARIABLES: dict[str, tuple[str, int]] = {
+    "postgres": ("CDC_PG_PORT", 55432),
+    "mariadb": ("CDC_MARIADB_PORT", 53306),
+    "kafka": ("CDC_KAFKA_PORT", 59092),
+    "kafka-controller": ("CDC_KAFKA_CONTROLLER_PORT", 59093),
+    "connect": ("CDC_CONNECT_PORT", 58083),
+    "s3": ("CDC_S3_PORT", 55000),
+}
+
+#: Debezium release and the Kafka release it is built against (see resources/stack/kafka-pom.xml).
+DEBEZIUM_VERSION = "3.5.0.Final"
+KAFKA_VERSION = "4.1.1"
+
+STACK_DB_USER = "cdc"
+SECRETS_FILE_NAME = "stack.properties"
+
+
+def _project_root() -> Path:
+    """The checkout this package runs from, when it runs from one (editable install, tests)."""
+    candidate = Path(__file__).resolve().parent.parent
+    if (candidate / "pyproject.toml").exists():
+        return candidate
+    return Path.cwd()
+
+
+def _port(name: str) -> int:
+    variable, default = PORT_VARIABLES[name]
+    raw = os.environ.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{variable}={raw!r} is not a port number") from exc
+    if not 1 <= value <= 65535:
+        raise ValueError(f"{variable}={raw!r} is outside 1..65535")
+    return value
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Resolved locations of the local stack. Cheap to build; reads only the environment and one file."""
+
+    state_dir: Path
+    project_root: Path
+    postgres_port: int
+    mariadb_port: int
+    kafka_port: int
+    kafka_controller_port: int
+    connect_port: int
+    s3_port: int
+    host: str = HOST
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def secrets_file(self) -> Path:
+        """Java properties file holding the stack's generated passwords (mode 0600).
+
+        Kafka Connect reads it through its FileConfigProvider, so connector configs carry
+        ``${file:<this path>:postgres.password}`` instead of the password.
+        """
+        return self.state_dir / "secrets" / SECRETS_FILE_NAME
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Downloads (jars, plugin archives); kept by ``stack reset`` so the next ``up`` is warm."""
+        return self.state_dir / "cache"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.state_dir / "config"
+
+    def port_of(self, service: str) -> int:
+        return {
+            "postgres": self.postgres_port,
+            "mariadb": self.mariadb_port,
+            "kafka": self.kafka_port,
+            "kafka-controller": self.kafka_controller_port,
+            "connect": self.connect_port,
+            "s3": self.s3_port,
+        }[service]
+
+    # -- endpoints -----------------------------------------------------------------------------
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def connect_url(self) -> str:
+        return f"http://{self.host}:{self.connect_port}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"
+
+    # -- credentials ---------------------------------------------------------------------------
+    def password(self, service: str) -> str:
+        """The generated password of the stack's ``cdc`` user on ``postgres`` or ``mariadb``."""
+        values = read_properties(self.secrets_file)
+        key = f"{service}.password"
+        if key not in values:
+            raise KeyError(
+                f"{self.secrets_file} has no {key}; run `cdc-platform stack up` to create the stack first"
+            )
+        return values[key]
+
+    def secret_reference(self, service: str) -> str:
+        """Kafka Connect config-provider reference that resolves to the service's password on the worker."""
+        return f"${{file:{self.secrets_file}:{service}.password}}"
+
+
+def load_stack_settings() -> StackSettings:
+    root = _project_root()
+    state = Path(os.environ.get("CDC_STACK_DIR") or root / ".stack").resolve()
+    return StackSettings(
+        state_dir=state,
+        project_root=root,
+        postgres_port=_port("postgres"),
+        mariadb_port=_port("mariadb"),
+        kafka_port=_port("kafka"),
+        kafka_controller_port=_port("kafka-controller"),
+        connect_port=_port("connect"),
+        s3_port=_port("s3"),
+    )
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Parse the simple ``key=value`` Java properties files this project writes itself."""
+    if not path.exists():
+        return {}
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "!")) or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def ensure_stack_secrets(settings: StackSettings) -> dict[str, str]:
+    """Create the stack's passwords once; later calls return the same ones."""
+    path = settings.secrets_file
+    values = read_properties(path)
+    changed = False
+    for service in ("postgres", "mariadb"):
+        key = f"{service}.password"
+        if key not in values:
+            # URL-safe alphabet: the value travels in JDBC URLs and properties files unescaped.
+            values[key] = secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        body = "# Generated by `cdc-platform stack up`. Local stack credentials; never commit.\n"
+        body += "".join(f"{k}={v}\n" for k, v in sorted(values.items()))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(body)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return values

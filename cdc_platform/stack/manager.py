@@ -1,0 +1,138 @@
+"""``up``, ``down``, ``status``, ``reset``: the stack as a whole.
+
+``up`` checks every port before it fetches or starts anything, so a port held by another program
+fails at once and leaves nothing half-started.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+
+from cdc_platform.settings import PORT_VARIABLES, StackSettings, ensure_stack_secrets
+from cdc_platform.stack.downloads import ensure_debezium_plugins, ensure_kafka
+from cdc_platform.stack.errors import StackError
+from cdc_platform.stack.prerequisites import ensure_binaries, service_user
+from cdc_platform.stack.processes import port_in_use, spawn, stop, wait_until
+from cdc_platform.stack.services import Service, all_services
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    state: str  # running | stopped
+    host: str
+    port: int
+    url: str | None
+    pid: int | None
+    log: str
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "host": self.host,
+            "port": self.port,
+            "url": self.url,
+            "pid": self.pid,
+            "log": self.log,
+        }
+
+
+def _check_ports(settings: StackSettings, services: list[Service]) -> None:
+    busy = []
+    for service in services:
+        if service.pid_file.running_pid() is not None:
+            continue
+        for port_name, port in service.ports.items():
+            if port_in_use(settings.host, port):
+                variable = PORT_VARIABLES[port_name][0]
+                busy.append(f"port {port} ({port_name}) is already in use by another program; set {variable} to move it")
+    if busy:
+        raise StackError("Cannot start the local stack: " + "; ".join(busy) + ".")
+
+
+def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
+    started_at = time.monotonic()
+    skeleton = all_services(settings)
+    if all(s.pid_file.running_pid() is not None for s in skeleton):
+        try:
+            if all(s.ready() for s in skeleton):
+                echo("The local stack is already running.")
+                return status(settings)
+        except Exception:  # noqa: BLE001 - a failed probe means we go through the full start path
+            pass
+    _check_ports(settings, skeleton)
+
+    binaries = ensure_binaries(echo)
+    for path in (settings.logs_dir, settings.run_dir, settings.data_dir, settings.config_dir, settings.cache_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    ensure_stack_secrets(settings)
+    ensure_kafka(settings, binaries.mvn, echo)
+    ensure_debezium_plugins(settings, binaries.mvn, echo)
+    user = service_user()
+
+    for service in all_services(settings, binaries, user):
+        if service.pid_file.running_pid() is not None:
+            wait_until(service.ready, service=service.name, timeout=service.timeout,
+                       log_file=service.log_file, pid_file=service.pid_file)  # fmt: skip
+            service.after_start()
+            echo(f"  {service.name:9} already running")
+            continue
+        t0 = time.monotonic()
+        service.prepare()
+        spawn(
+            service.command(),
+            log_file=service.log_file,
+            pid_file=service.pid_file,
+            env=service.environment(),
+            user=service.run_as(),
+        )
+        wait_until(service.ready, service=service.name, timeout=service.timeout,
+                   log_file=service.log_file, pid_file=service.pid_file)  # fmt: skip
+        service.after_start()
+        echo(f"  {service.name:9} ready in {time.monotonic() - t0:5.1f} s  ({service.url or service.port})")
+    echo(f"The local stack is up ({time.monotonic() - started_at:.1f} s).")
+    return status(settings)
+
+
+def down(settings: StackSettings, echo=print) -> None:
+    for service in reversed(all_services(settings)):
+        if stop(service.pid_file):
+            echo(f"  {service.name:9} stopped")
+        else:
+            echo(f"  {service.name:9} was not running")
+
+
+def status(settings: StackSettings) -> list[ServiceStatus]:
+    rows = []
+    for service in all_services(settings):
+        pid = service.pid_file.running_pid()
+        rows.append(
+            ServiceStatus(
+                name=service.name,
+                state="running" if pid is not None else "stopped",
+                host=settings.host,
+                port=service.port,
+                url=service.url,
+                pid=pid,
+                log=str(service.log_file),
+            )
+        )
+    return rows
+
+
+def reset(settings: StackSettings, echo=print) -> None:
+    """Stop everything and delete data, logs and generated config; keep downloads."""
+    down(settings, echo)
+    for path in (settings.data_dir, settings.logs_dir, settings.run_dir, settings.config_dir,
+                 settings.secrets_file.parent):  # fmt: skip
+        shutil.rmtree(path, ignore_errors=True)
+    echo(f"Removed the stack's data under {settings.state_dir} (downloads kept in {settings.cache_dir}).")
+
+
+def require_running(settings: StackSettings) -> None:
+    stopped = [s.name for s in status(settings) if s.state != "running"]
+    if stopped:
+        raise StackError(f"The local stack is not running ({', '.join(stopped)} stopped); run `cdc-platform stack up`.")

@@ -1,0 +1,132 @@
+"""Finding (and, as root, installing) the programs the stack runs: PostgreSQL, MariaDB, Java, Maven."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdc_platform.stack.errors import StackError
+
+#: Debian package -> why the stack needs it
+DEBIAN_PACKAGES = {
+    "postgresql": "PostgreSQL server binaries (initdb, postgres)",
+    "mariadb-server": "MariaDB server (mariadbd, mariadb-install-db)",
+    "mariadb-client": "MariaDB command-line client",
+    "openjdk-17-jre-headless": "Java 17+ for Kafka and Kafka Connect",
+    "maven": "Maven, to fetch Kafka and Debezium from Maven Central",
+}
+
+#: Unprivileged account the databases run under when the stack is started as root
+#: (PostgreSQL refuses to run as root).
+SERVICE_USER = "cdcstack"
+
+
+@dataclass(frozen=True)
+class Binaries:
+    pg_bin: Path
+    mariadbd: Path
+    mariadb_install_db: Path
+    java: Path
+    mvn: Path
+
+
+def _postgres_bin() -> Path | None:
+    root = Path("/usr/lib/postgresql")
+    versions = sorted(
+        (p for p in root.glob("*/bin") if (p / "postgres").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    return versions[-1] if versions else None
+
+
+def _which(*names: str) -> Path | None:
+    for name in names:
+        found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if found:
+            return Path(found)
+    return None
+
+
+def _java_major(java: Path) -> int:
+    out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30).stderr
+    for token in out.replace('"', " ").split():
+        head = token.split(".")[0]
+        if head.isdigit() and ("." in token or token.isdigit()):
+            return int(head)
+    return 0
+
+
+def _find() -> tuple[dict[str, Path | None], list[str]]:
+    found = {
+        "pg_bin": _postgres_bin(),
+        "mariadbd": _which("mariadbd", "mysqld"),
+        "mariadb_install_db": _which("mariadb-install-db", "mysql_install_db"),
+        "java": _which("java"),
+        "mvn": _which("mvn"),
+    }
+    missing = []
+    if found["pg_bin"] is None:
+        missing.append("postgresql")
+    if found["mariadbd"] is None or found["mariadb_install_db"] is None:
+        missing += ["mariadb-server", "mariadb-client"]
+    if found["java"] is None or _java_major(found["java"]) < 17:
+        missing.append("openjdk-17-jre-headless")
+    if found["mvn"] is None:
+        missing.append("maven")
+    return found, missing
+
+
+def ensure_binaries(echo=print) -> Binaries:
+    """Locate the programs; as root install missing Debian packages, otherwise say which to install."""
+    found, missing = _find()
+    if missing:
+        listing = "\n".join(f"  {name:26} {DEBIAN_PACKAGES[name]}" for name in missing)
+        if os.geteuid() != 0:
+            raise StackError(
+                "The local stack needs these Debian packages, which are not installed:\n"
+                f"{listing}\nInstall them with: sudo apt-get install -y {' '.join(missing)}"
+            )
+        echo(f"Installing Debian packages: {' '.join(missing)}")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
+            result = subprocess.run(step, capture_output=True, text=True, env=env)
+            if result.returncode != 0:
+                raise StackError(
+                    f"`{' '.join(step)}` failed (exit {result.returncode}); could Debian's package "
+                    f"archive be reached? Output:\n{(result.stdout + result.stderr)[-2000:]}"
+                )
+        found, missing = _find()
+        if missing:
+            raise StackError(f"Still missing after apt-get install: {', '.join(missing)}")
+    return Binaries(**{k: v for k, v in found.items() if v is not None})  # type: ignore[arg-type]
+
+
+def service_user() -> str | None:
+    """The account to run the databases as: None when we are not root, else a dedicated user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        import pwd
+
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        result = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise StackError(f"Could not create the service user {SERVICE_USER}: {result.stderr.strip()}")
+    return SERVICE_USER
+
+
+def chown_tree(path: Path, user: str | None) -> None:
+    if user is None:
+        return
+    shutil.chown(path, user=user, group=user)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            shutil.chown(os.path.join(dirpath, name), user=user, group=user)

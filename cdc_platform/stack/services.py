@@ -1,0 +1,493 @@
+"""The five services of the local stack: how each is prepared, started and proven ready.
+
+Memory is capped everywhere (JVM heaps, shared_buffers, InnoDB buffer pool) so the stack and the
+test suite fit a 2-core, 24 GiB machine together.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+
+from cdc_platform.settings import STACK_DB_USER, StackSettings
+from cdc_platform.stack.downloads import kafka_libs_dir, plugins_dir
+from cdc_platform.stack.errors import StackError
+from cdc_platform.stack.prerequisites import Binaries, chown_tree
+from cdc_platform.stack.processes import PidFile
+
+REQUIRED_PLUGINS = (
+    "io.debezium.connector.postgresql.PostgresConnector",
+    "io.debezium.connector.mysql.MySqlConnector",
+    "io.debezium.connector.mariadb.MariaDbConnector",
+    "io.debezium.connector.sqlserver.SqlServerConnector",
+    "io.debezium.connector.jdbc.JdbcSinkConnector",
+)
+
+
+@dataclass
+class Service(ABC):
+    settings: StackSettings
+    binaries: Binaries | None = None
+    user: str | None = None
+    name: ClassVar[str] = ""
+    #: seconds to wait for readiness
+    timeout: ClassVar[float] = 90.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.port_of(self.name)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Every port the service binds, by the name of the variable that moves it."""
+        return {self.name: self.port}
+
+    @property
+    def url(self) -> str | None:
+        return None
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.logs_dir / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> PidFile:
+        return PidFile(self.settings.run_dir / f"{self.name}.pid")
+
+    @property
+    def data_path(self) -> Path:
+        return self.settings.data_dir / self.name
+
+    def prepare(self) -> None:
+        """One-time or per-start setup before the process starts (init data dir, write configs)."""
+
+    @abstractmethod
+    def command(self) -> list[str]: ...
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    @abstractmethod
+    def ready(self) -> bool: ...
+
+    def after_start(self) -> None:
+        """Setup that needs the running service (users, grants)."""
+
+    def run_as(self) -> str | None:
+        return None
+
+
+class Postgres(Service):
+    name = "postgres"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{STACK_DB_USER}@{self.settings.host}:{self.port}/postgres"
+
+    def run_as(self) -> str | None:
+        return self.user
+
+    def prepare(self) -> None:
+        assert self.binaries is not None
+        data = self.data_path
+        sockets = self.settings.run_dir / "pg-socket"
+        sockets.mkdir(parents=True, exist_ok=True)
+        chown_tree(sockets, self.user)
+        if not (data / "PG_VERSION").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            chown_tree(data, self.user)
+            with tempfile.NamedTemporaryFile("w", delete=False, dir=self.settings.run_dir) as pw:
+                pw.write(self.settings.password("postgres") + "\n")
+            try:
+                chown_tree(Path(pw.name), self.user)
+                result = subprocess.run(
+                    [
+                        str(self.binaries.pg_bin / "initdb"),
+                        "-D", str(data),
+                        "-U", STACK_DB_USER,
+                        f"--pwfile={pw.name}",
+                        "--auth-host=scram-sha-256",
+                        "--auth-local=trust",
+                        "--encoding=UTF8",
+                        "--locale=C.UTF-8",
+                    ],
+                    capture_output=True, text=True, user=self.user,
+                )  # fmt: skip
+            finally:
+                os.unlink(pw.name)
+            if result.returncode != 0:
+                shutil.rmtree(data, ignore_errors=True)
+                raise StackError(f"initdb failed for {data}:\n{result.stdout}{result.stderr}")
+            with open(data / "postgresql.conf", "a") as conf:
+                conf.write("\ninclude_if_exists = 'cdc_stack.conf'\n")
+        # Rewritten on every start so a moved port takes effect.
+        (data / "cdc_stack.conf").write_text(
+            "\n".join(
+                [
+                    f"port = {self.port}",
+                    f"listen_addresses = '{self.settings.host}'",
+                    f"unix_socket_directories = '{sockets}'",
+                    "wal_level = logical",
+                    "max_replication_slots = 40",
+                    "max_wal_senders = 40",
+                    "max_connections = 200",
+                    "shared_buffers = 256MB",
+                    "work_mem = 16MB",
+                    "maintenance_work_mem = 128MB",
+                    "max_wal_size = 2GB",
+                    "synchronous_commit = off",
+                    "logging_collector = off",
+                    "log_min_messages = warning",
+                    "timezone = 'UTC'",
+                ]
+            )
+            + "\n"
+        )
+        chown_tree(data / "cdc_stack.conf", self.user)
+
+    def command(self) -> list[str]:
+        assert self.binaries is not None
+        return [str(self.binaries.pg_bin / "postgres"), "-D", str(self.data_path)]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("PGDATA", None)
+        return env
+
+    def ready(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(
+            host=self.settings.host,
+            port=self.port,
+            user=STACK_DB_USER,
+            password=self.settings.password("postgres"),
+            dbname="postgres",
+            connect_timeout=2,
+        ) as conn:
+            return conn.execute("SELECT current_setting('wal_level')").fetchone()[0] == "logical"
+
+
+class MariaDB(Service):
+    name = "mariadb"
+
+    @property
+    def url(self) -> str:
+        return f"mysql://{STACK_DB_USER}@{self.settings.host}:{self.port}/"
+
+    @property
+    def socket(self) -> Path:
+        return self.settings.run_dir / "mariadb.sock"
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.config_dir / "mariadb.cnf"
+
+    def run_as(self) -> str | None:
+        return self.user
+
+    def prepare(self) -> None:
+        assert self.binaries is not None
+        self.settings.config_dir.mkdir(parents=True, exist_ok=True)
+        data = self.data_path
+        self.config_file.write_text(
+            "\n".join(
+                [
+                    "[mariadbd]",
+                    f"datadir = {data}",
+                    f"port = {self.port}",
+                    f"bind-address = {self.settings.host}",
+                    f"socket = {self.socket}",
+                    f"pid-file = {self.settings.run_dir / 'mariadb.server.pid'}",
+                    f"log-error = {self.settings.logs_dir / 'mariadb-server.err'}",
+                    f"log-bin = {data / 'binlog'}",
+                    "server-id = 1",
+                    "binlog_format = ROW",
+                    "binlog_row_image = FULL",
+                    "expire_logs_days = 2",
+                    "innodb_buffer_pool_size = 256M",
+                    "innodb_log_file_size = 256M",
+                    "innodb_flush_log_at_trx_commit = 2",
+                    "max_connections = 200",
+                    "max_allowed_packet = 256M",
+                    "local_infile = 1",
+                    "skip-name-resolve",
+                    "character-set-server = utf8mb4",
+                    "collation-server = utf8mb4_unicode_ci",
+                    "default-time-zone = '+00:00'",
+                ]
+            )
+            + "\n"
+        )
+        for path in (self.settings.config_dir, self.settings.run_dir, self.settings.logs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+            chown_tree(path, self.user)
+        if not (data / "mysql").is_dir():
+            data.mkdir(parents=True, exist_ok=True)
+            chown_tree(data, self.user)
+            result = subprocess.run(
+                [
+                    str(self.binaries.mariadb_install_db),
+                    f"--defaults-file={self.config_file}",
+                    f"--datadir={data}",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                    *([f"--user={self.user}"] if self.user else []),
+                ],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if result.returncode != 0:
+                shutil.rmtree(data, ignore_errors=True)
+                raise StackError(f"mariadb-install-db failed for {data}:\n{result.stdout}{result.stderr}")
+            chown_tree(data, self.user)
+
+    def command(self) -> list[str]:
+        assert self.binaries is not None
+        cmd = [str(self.binaries.mariadbd), f"--defaults-file={self.config_file}"]
+        return cmd
+
+    def ready(self) -> bool:
+        import pymysql
+
+        conn = pymysql.connect(unix_socket=str(self.socket), user=self._socket_user(), connect_timeout=2)
+        conn.close()
+        return True
+
+    def _socket_user(self) -> str:
+        # unix_socket authentication maps the OS account to the MariaDB account of the same name.
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+
+    def after_start(self) -> None:
+        import pymysql
+
+        password = self.settings.password("mariadb")
+        conn = pymysql.connect(unix_socket=str(self.socket), user=self._socket_user(), autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                for host in ("127.0.0.1", "localhost", "%"):
+                    account = (STACK_DB_USER, host)
+                    cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (*account, password))
+                    cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (*account, password))
+                    cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", account)
+        finally:
+            conn.close()
+
+
+class _Jvm(Service):
+    heap: ClassVar[str] = "512m"
+
+    def _java(self, main_class: str, *args: str) -> list[str]:
+        assert self.binaries is not None
+        libs = kafka_libs_dir(self.settings)
+        return [
+            str(self.binaries.java),
+            "-Xms128m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self._log4j_config()}",
+            "-cp",
+            f"{libs}/*",
+            main_class,
+            *args,
+        ]
+
+    def _log4j_config(self) -> Path:
+        path = self.settings.config_dir / "log4j2.properties"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "\n".join(
+                [
+                    "status = warn",
+                    "appender.out.type = Console",
+                    "appender.out.name = OUT",
+                    "appender.out.layout.type = PatternLayout",
+                    "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+                    "rootLogger.level = INFO",
+                    "rootLogger.appenderRef.out.ref = OUT",
+                    "logger.reflections.name = org.reflections",
+                    "logger.reflections.level = ERROR",
+                    "logger.kafka_clients.name = org.apache.kafka.clients",
+                    "logger.kafka_clients.level = WARN",
+                ]
+            )
+            + "\n"
+        )
+        return path
+
+
+class Kafka(_Jvm):
+    name = "kafka"
+    heap = "768m"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"kafka": self.port, "kafka-controller": self.settings.kafka_controller_port}
+
+    @property
+    def url(self) -> str:
+        return self.settings.kafka_bootstrap
+
+    @property
+    def properties_file(self) -> Path:
+        return self.settings.config_dir / "kafka.properties"
+
+    def prepare(self) -> None:
+        host, ctl = self.settings.host, self.settings.kafka_controller_port
+        self.properties_file.parent.mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{host}:{ctl}",
+                    f"listeners=PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{ctl}",
+                    f"advertised.listeners=PLAINTEXT://{host}:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.data_path}",
+                    "num.partitions=1",
+                    "default.replication.factor=1",
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=true",
+                    "log.retention.hours=168",
+                    "log.segment.bytes=268435456",
+                ]
+            )
+            + "\n"
+        )
+        if not (self.data_path / "meta.properties").exists():
+            self.data_path.mkdir(parents=True, exist_ok=True)
+            cmd = self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                str(uuid.uuid4()).replace("-", "")[:22],
+                "-c",
+                str(self.properties_file),
+            )
+            # StorageTool calls System.exit, so it always runs in its own JVM.
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise StackError(f"Formatting Kafka storage in {self.data_path} failed:\n{result.stdout}{result.stderr}")
+
+    def command(self) -> list[str]:
+        return self._java("kafka.Kafka", str(self.properties_file))
+
+    def ready(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "logger": _QuietLogger()})
+        metadata = admin.list_topics(timeout=3)
+        return bool(metadata.brokers)
+
+
+class _QuietLogger:
+    """librdkafka logs connection refusals while a broker boots; readiness polling expects them."""
+
+    def log(self, *args, **kwargs) -> None:
+        return None
+
+
+class Connect(_Jvm):
+    name = "connect"
+    heap = "1g"
+    timeout = 180.0
+
+    @property
+    def url(self) -> str:
+        return self.settings.connect_url
+
+    @property
+    def properties_file(self) -> Path:
+        return self.settings.config_dir / "connect-distributed.properties"
+
+    def prepare(self) -> None:
+        host = self.settings.host
+        self.properties_file.parent.mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(
+            "\n".join(
+                [
+                    f"bootstrap.servers={self.settings.kafka_bootstrap}",
+                    "group.id=cdc-platform-connect",
+                    "key.converter=org.apache.kafka.connect.json.JsonConverter",
+                    "value.converter=org.apache.kafka.connect.json.JsonConverter",
+                    # the JDBC sink needs the schemas inside every record
+                    "key.converter.schemas.enable=true",
+                    "value.converter.schemas.enable=true",
+                    "config.storage.topic=_cdc_connect_configs",
+                    "offset.storage.topic=_cdc_connect_offsets",
+                    "status.storage.topic=_cdc_connect_status",
+                    "config.storage.replication.factor=1",
+                    "offset.storage.replication.factor=1",
+                    "status.storage.replication.factor=1",
+                    "offset.storage.partitions=5",
+                    "status.storage.partitions=1",
+                    # also the sink's offset commit interval, which drives lag figures
+                    "offset.flush.interval.ms=1000",
+                    f"listeners=http://{host}:{self.port}",
+                    f"rest.advertised.host.name={host}",
+                    f"rest.advertised.port={self.port}",
+                    f"plugin.path={plugins_dir(self.settings)}",
+                    "plugin.discovery=hybrid_warn",
+                    "config.providers=env,file",
+                    "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+                    "config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider",
+                    "connector.client.config.override.policy=All",
+                    "scheduled.rebalance.max.delay.ms=0",
+                    "task.shutdown.graceful.timeout.ms=10000",
+                ]
+            )
+            + "\n"
+        )
+
+    def command(self) -> list[str]:
+        return self._java("org.apache.kafka.connect.cli.ConnectDistributed", str(self.properties_file))
+
+    def ready(self) -> bool:
+        response = httpx.get(f"{self.url}/connector-plugins", timeout=3)
+        response.raise_for_status()
+        classes = {p["class"] for p in response.json()}
+        return all(cls in classes for cls in REQUIRED_PLUGINS)
+
+
+class S3(Service):
+    name = "s3"
+
+    @property
+    def url(self) -> str:
+        return self.settings.s3_url
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", self.settings.host, "-p", str(self.port)]
+
+    def ready(self) -> bool:
+        return httpx.get(f"{self.url}/", timeout=2).status_code == 200
+
+
+#: in start order; ``down`` stops them in reverse
+SERVICE_CLASSES: tuple[type[Service], ...] = (Postgres, MariaDB, Kafka, Connect, S3)
+SERVICE_NAMES = tuple(cls.name for cls in SERVICE_CLASSES)
+
+
+def all_services(settings: StackSettings, binaries: Binaries | None = None, user: str | None = None) -> list[Service]:
+    return [cls(settings, binaries, user) for cls in SERVICE_CLASSES]
