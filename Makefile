@@ -1,0 +1,33 @@
+# Local stack and project tasks. `make demo` and `make test` are the README's two commands.
+PY ?= python3
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+
+.PHONY: install stack-up stack-down stack-status demo test lint bench
+
+install:
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+stack-up: install
+	cdc-platform stack up
+
+stack-down:
+	cdc-platform stack down
+
+stack-status:
+	cdc-platform stack status
+
+# Seed the demo shop, materialize its pipeline, show live changes replicating, then open the UI.
+demo: stack-up
+	$(PY) -m cdc_platform.demo
+	dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The whole test suite, against the real local stack (started here; a no-op when it runs).
+test: stack-up
+	$(PY) -m pytest -q
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: stack-up
+	$(PY) bench/full_load.py

@@ -1,0 +1,77 @@
+"""Debezium JDBC sink configs: upsert by key, deletes applied, one explicit topic list."""
+
+from __future__ import annotations
+
+from cdc_platform.connectors.common import DatabaseEndpoint
+
+SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
+
+
+def jdbc_url(endpoint: DatabaseEndpoint) -> str:
+    host, port, db = endpoint.host, endpoint.port, endpoint.database
+    if endpoint.kind == "postgresql":
+        return f"jdbc:postgresql://{host}:{port}/{db}"
+    if endpoint.kind == "mariadb":
+        return f"jdbc:mariadb://{host}:{port}/{db}"
+    if endpoint.kind == "mysql":
+        return f"jdbc:mysql://{host}:{port}/{db}"
+    if endpoint.kind == "sqlserver":
+        return f"jdbc:sqlserver://{host}:{port};databaseName={db};encrypt=false"
+    raise ValueError(f"no JDBC sink for kind {endpoint.kind!r}")
+
+
+def jdbc_sink_config(
+    name: str,
+    endpoint: DatabaseEndpoint,
+    target_schema: str,
+    routes: dict[str, str],
+    *,
+    batch_size: int = 2000,
+    tasks_max: int = 1,
+) -> dict[str, str]:
+    """``routes`` maps each source topic to its target table name in ``target_schema``.
+
+    The sink subscribes to exactly those topics, so heartbeat, signal and schema-change topics never
+    reach it. Each topic is renamed to its bare target table by a RegexRouter, and
+    ``collection.name.format`` is ``<target_schema>.${topic}``: the sink replaces dots that come from
+    ``${topic}`` with underscores but keeps the literal one, so per-table target names work without a
+    naming convention. (For MySQL/MariaDB the schema is the target database.)
+    """
+    if not routes:
+        raise ValueError(f"sink connector {name!r} has no topics")
+    config: dict[str, str] = {
+        "name": name,
+        "connector.class": SINK_CLASS,
+        "tasks.max": str(tasks_max),
+        "connection.url": jdbc_url(endpoint),
+        "connection.username": endpoint.username,
+        "connection.password": endpoint.password_ref,
+        "topics": ",".join(routes),
+        "insert.mode": "upsert",
+        "primary.key.mode": "record_key",
+        "delete.enabled": "true",
+        "schema.evolution": "basic",
+        "quote.identifiers": "true",
+        "use.time.zone": "UTC",
+        "collection.name.format": f"{target_schema}.${{topic}}",
+        "batch.size": str(batch_size),
+        "consumer.override.max.poll.records": str(batch_size),
+        "consumer.override.auto.offset.reset": "earliest",
+    }
+    transforms = []
+    for index, (topic, target) in enumerate(routes.items()):
+        alias = f"route{index}"
+        transforms.append(alias)
+        config[f"transforms.{alias}.type"] = "org.apache.kafka.connect.transforms.RegexRouter"
+        config[f"transforms.{alias}.regex"] = _literal_regex(topic)
+        if "." in target:
+            raise ValueError(f"sink {name!r}: target table {target!r} must be a bare table name")
+        config[f"transforms.{alias}.replacement"] = target.replace("$", "\\$")
+    config["transforms"] = ",".join(transforms)
+    config.update(dict(endpoint.options))
+    return config
+
+
+def _literal_regex(text: str) -> str:
+    """Java-regex that matches exactly ``text`` (Java's \\Q...\\E quoting)."""
+    return "\\Q" + text.replace("\\E", "\\E\\\\E\\Q") + "\\E"

@@ -1,0 +1,99 @@
+"""Debezium source connector configs for PostgreSQL, MySQL, MariaDB and SQL Server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdc_platform.connectors.common import DatabaseEndpoint, TableRef, include_pattern
+
+SOURCE_CLASSES = {
+    "postgresql": "io.debezium.connector.postgresql.PostgresConnector",
+    "mysql": "io.debezium.connector.mysql.MySqlConnector",
+    "mariadb": "io.debezium.connector.mariadb.MariaDbConnector",
+    "sqlserver": "io.debezium.connector.sqlserver.SqlServerConnector",
+}
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    topic_prefix: str
+    #: ``no_data`` when our own full load copies the rows; ``initial`` lets Debezium snapshot them
+    snapshot_mode: str = "no_data"
+    #: PostgreSQL: logical replication slot and publication (created by the pipeline, not by Debezium)
+    slot_name: str | None = None
+    publication_name: str | None = None
+    #: a heartbeat keeps an idle PostgreSQL slot's confirmed LSN moving, so it does not retain WAL
+    heartbeat_interval_ms: int = 10_000
+    heartbeat_action_query: str | None = None
+    #: MySQL/MariaDB/SQL Server: unique replication client id and schema-history topic
+    server_id: int | None = None
+    kafka_bootstrap: str | None = None
+    schema_history_topic: str | None = None
+    #: ``schema.table`` of a signal table for incremental snapshots
+    signal_table: str | None = None
+    tasks_max: int = 1
+
+
+def debezium_source_config(
+    name: str, endpoint: DatabaseEndpoint, tables: list[TableRef], options: SourceOptions
+) -> dict[str, str]:
+    if endpoint.kind not in SOURCE_CLASSES:
+        raise ValueError(f"no Debezium source for kind {endpoint.kind!r}")
+    if not tables:
+        raise ValueError(f"source connector {name!r} has no tables")
+    config: dict[str, str] = {
+        "name": name,
+        "connector.class": SOURCE_CLASSES[endpoint.kind],
+        "tasks.max": str(options.tasks_max),
+        "database.hostname": endpoint.host,
+        "database.port": str(endpoint.port),
+        "database.user": endpoint.username,
+        "database.password": endpoint.password_ref,
+        "topic.prefix": options.topic_prefix,
+        "snapshot.mode": options.snapshot_mode,
+        "table.include.list": ",".join(include_pattern(t) for t in tables),
+        "heartbeat.interval.ms": str(options.heartbeat_interval_ms),
+        "decimal.handling.mode": "precise",
+        "time.precision.mode": "adaptive_time_microseconds",
+        "tombstones.on.delete": "true",
+    }
+    if endpoint.kind == "postgresql":
+        if not options.slot_name or not options.publication_name:
+            raise ValueError(f"PostgreSQL source {name!r} needs slot_name and publication_name")
+        config.update(
+            {
+                "database.dbname": endpoint.database,
+                "plugin.name": "pgoutput",
+                "slot.name": options.slot_name,
+                "publication.name": options.publication_name,
+                # the pipeline creates the publication before the slot; Debezium must not alter it
+                "publication.autocreate.mode": "disabled",
+                "slot.drop.on.stop": "false",
+            }
+        )
+        if options.heartbeat_action_query:
+            config["heartbeat.action.query"] = options.heartbeat_action_query
+    else:
+        if not options.kafka_bootstrap or not options.schema_history_topic:
+            raise ValueError(f"source {name!r} needs kafka_bootstrap and schema_history_topic")
+        config.update(
+            {
+                "schema.history.internal.kafka.bootstrap.servers": options.kafka_bootstrap,
+                "schema.history.internal.kafka.topic": options.schema_history_topic,
+                "schema.history.internal.store.only.captured.tables.ddl": "true",
+                "include.schema.changes": "true",
+            }
+        )
+        if endpoint.kind in ("mysql", "mariadb"):
+            if options.server_id is None:
+                raise ValueError(f"{endpoint.kind} source {name!r} needs a server_id")
+            config["database.server.id"] = str(options.server_id)
+            config["database.include.list"] = ",".join(sorted({t.schema for t in tables}))
+        else:  # sqlserver
+            config["database.names"] = endpoint.database
+    if options.signal_table:
+        config["signal.data.collection"] = (
+            f"{endpoint.database}.{options.signal_table}" if endpoint.kind == "sqlserver" else options.signal_table
+        )
+    config.update(dict(endpoint.options))
+    return config

@@ -1,0 +1,171 @@
+"""Kafka Connect's REST API as a Dagster resource.
+
+Every call has a timeout; 409 (a rebalance in progress) is retried with backoff; every error names
+the connector and carries the worker's own message, so a failed materialization says what to fix.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class KafkaConnectError(RuntimeError):
+    def __init__(self, message: str, *, connector: str | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.connector = connector
+        self.status_code = status_code
+
+
+class ConnectorConfigInvalid(KafkaConnectError):
+    """The worker's validate endpoint rejected fields; ``errors`` maps field name -> messages."""
+
+    def __init__(self, connector: str, errors: dict[str, list[str]]):
+        listing = "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(errors.items()))
+        super().__init__(f"Connector {connector!r} config is invalid: {listing}", connector=connector)
+        self.errors = errors
+
+
+class KafkaConnectResource(ConfigurableResource):
+    """Create-or-update, status, restart, pause/resume/stop, delete, validate and plugins of one Connect cluster."""
+
+    url: str = Field(description="Base URL of any worker of the Connect cluster, e.g. http://127.0.0.1:8083")
+    timeout_seconds: float = Field(default=30.0, description="Per-request timeout")
+    rebalance_retries: int = Field(default=10, description="How often a 409 (rebalance in progress) is retried")
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _request(
+        self, method: str, path: str, *, connector: str | None = None, json: Any = None, ok=(200, 201, 202, 204)
+    ) -> httpx.Response:
+        delay = 0.5
+        for attempt in range(self.rebalance_retries + 1):
+            try:
+                response = httpx.request(method, f"{self.url.rstrip('/')}{path}", json=json, timeout=self.timeout_seconds)
+            except httpx.HTTPError as exc:
+                what = f"connector {connector!r}" if connector else path
+                raise KafkaConnectError(
+                    f"Kafka Connect at {self.url} could not be reached for {what} ({type(exc).__name__}: {exc})",
+                    connector=connector,
+                ) from exc
+            if response.status_code == 409 and attempt < self.rebalance_retries:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if response.status_code not in ok:
+                try:
+                    message = response.json().get("message", response.text)
+                except ValueError:
+                    message = response.text
+                subject = f"connector {connector!r}" if connector else path
+                raise KafkaConnectError(
+                    f"Kafka Connect {method} {path} for {subject} failed with {response.status_code}: {message}",
+                    connector=connector,
+                    status_code=response.status_code,
+                )
+            return response
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _path(name: str) -> str:
+        return f"/connectors/{quote(name, safe='')}"
+
+    # -- reads ---------------------------------------------------------------------------------
+    def plugins(self) -> list[dict]:
+        return self._request("GET", "/connector-plugins?connectorsOnly=true").json()
+
+    def list_connectors(self) -> list[str]:
+        return self._request("GET", "/connectors").json()
+
+    def get_config(self, name: str) -> dict[str, str] | None:
+        """The stored config (config-provider references unresolved), or None if no such connector."""
+        try:
+            return self._request("GET", f"{self._path(name)}/config", connector=name).json()
+        except KafkaConnectError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    def status(self, name: str) -> dict | None:
+        try:
+            return self._request("GET", f"{self._path(name)}/status", connector=name).json()
+        except KafkaConnectError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    def offsets(self, name: str) -> dict:
+        return self._request("GET", f"{self._path(name)}/offsets", connector=name).json()
+
+    # -- writes --------------------------------------------------------------------------------
+    def validate(self, config: dict[str, str]) -> None:
+        """Ask the plugin to validate ``config``; raise with every failing field named."""
+        name = config.get("name", "?")
+        plugin = quote(config["connector.class"], safe="")
+        result = self._request("PUT", f"/connector-plugins/{plugin}/config/validate", connector=name, json=config).json()
+        if result.get("error_count", 0) == 0:
+            return
+        errors = {
+            item["value"]["name"]: item["value"]["errors"]
+            for item in result.get("configs", [])
+            if item.get("value", {}).get("errors")
+        }
+        raise ConnectorConfigInvalid(name, errors)
+
+    def put_config(self, name: str, config: dict[str, str]) -> str:
+        """Create or update; returns ``created``, ``updated`` or ``unchanged`` (no call made)."""
+        current = self.get_config(name)
+        desired = {**config, "name": name}
+        if current is not None and current == desired:
+            return "unchanged"
+        self._request("PUT", f"{self._path(name)}/config", connector=name, json=desired)
+        return "created" if current is None else "updated"
+
+    def restart(self, name: str, *, only_failed: bool = True, include_tasks: bool = True) -> dict | None:
+        query = f"includeTasks={str(include_tasks).lower()}&onlyFailed={str(only_failed).lower()}"
+        response = self._request("POST", f"{self._path(name)}/restart?{query}", connector=name)
+        return response.json() if response.content else None
+
+    def pause(self, name: str) -> None:
+        self._request("PUT", f"{self._path(name)}/pause", connector=name)
+
+    def resume(self, name: str) -> None:
+        self._request("PUT", f"{self._path(name)}/resume", connector=name)
+
+    def stop(self, name: str) -> None:
+        self._request("PUT", f"{self._path(name)}/stop", connector=name)
+
+    def delete(self, name: str) -> bool:
+        """Delete; False if it did not exist."""
+        try:
+            self._request("DELETE", self._path(name), connector=name)
+        except KafkaConnectError as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
+
+    # -- waiting -------------------------------------------------------------------------------
+    def wait_running(self, name: str, *, timeout: float = 90.0) -> dict:
+        """Wait until the connector and all its tasks run; raise with the task trace if one fails."""
+        deadline = time.monotonic() + timeout
+        last: dict | None = None
+        while time.monotonic() < deadline:
+            last = self.status(name)
+            if last:
+                states = [last["connector"]["state"]] + [t["state"] for t in last.get("tasks", [])]
+                failed = [t for t in last.get("tasks", []) if t["state"] == "FAILED"]
+                if last["connector"]["state"] == "FAILED" or failed:
+                    trace = (failed[0] if failed else last["connector"]).get("trace", "")
+                    raise KafkaConnectError(
+                        f"Connector {name!r} failed: {trace.splitlines()[0] if trace else 'no trace'}",
+                        connector=name,
+                    )
+                if last.get("tasks") and all(s == "RUNNING" for s in states):
+                    return last
+            time.sleep(0.5)
+        raise KafkaConnectError(f"Connector {name!r} was not RUNNING within {timeout:.0f} s: {last}", connector=name)

@@ -1,0 +1,67 @@
+"""The `cdc-platform stack` command as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from cdc_platform.settings import PORT_VARIABLES
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "cdc_platform.cli"]
+
+
+def test_status_json_reports_every_service_running(stack):
+    out = subprocess.run([*CLI, "stack", "status", "--json"], capture_output=True, text=True, check=True).stdout
+    services = {s["name"]: s for s in json.loads(out)}
+    assert set(services) == {"postgres", "mariadb", "kafka", "connect", "s3"}
+    for name, service in services.items():
+        assert service["state"] == "running", name
+        assert service["port"] == stack.port_of(name)
+        assert service["url"], name
+    assert services["connect"]["url"] == stack.connect_url
+    assert services["s3"]["url"] == stack.s3_url
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_up_with_a_held_port_names_the_port_and_its_variable(tmp_path, stack):
+    """A second stack in a fresh state dir whose Kafka port another program holds must refuse to start."""
+    env = {**os.environ, "CDC_STACK_DIR": str(tmp_path / "stack")}
+    for variable, _ in PORT_VARIABLES.values():
+        env[variable] = str(_free_port())
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        held = holder.getsockname()[1]
+        env["CDC_KAFKA_PORT"] = str(held)
+        result = subprocess.run([*CLI, "stack", "up"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1
+    assert f"port {held}" in result.stderr
+    assert "CDC_KAFKA_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+    # nothing was started or created for the refused stack
+    assert not (tmp_path / "stack" / "run").exists()
+
+
+def test_bad_port_variable_is_a_clear_error(tmp_path):
+    env = {**os.environ, "CDC_STACK_DIR": str(tmp_path), "CDC_PG_PORT": "not-a-port"}
+    result = subprocess.run([*CLI, "stack", "status"], capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert "CDC_PG_PORT='not-a-port' is not a port number" in result.stderr
+
+
+def test_logs_of_an_unknown_service_lists_the_known_ones():
+    result = subprocess.run([*CLI, "stack", "logs", "zookeeper"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "unknown service 'zookeeper'" in result.stderr and "connect" in result.stderr
