@@ -1,0 +1,64 @@
+"""Opening connections described by connection specs: SQLAlchemy engines and raw DB-API connections.
+
+Passwords are resolved from their references only here, at the moment of connecting; SQLAlchemy's
+URL object masks them in every repr, and no error built here includes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from cdc_platform.specs.loader import resolve_secret
+from cdc_platform.specs.models import ConnectionSpec
+
+DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "sqlserver": "mssql+pyodbc",
+}
+
+
+def password_of(conn: ConnectionSpec, specs_dir: Path) -> str:
+    assert conn.password is not None
+    return resolve_secret(conn.password, specs_dir)
+
+
+def sqlalchemy_url(conn: ConnectionSpec, specs_dir: Path) -> sa.URL:
+    query = {}
+    if conn.kind.value == "sqlserver":
+        query = {"driver": conn.options.get("odbc_driver", "ODBC Driver 18 for SQL Server"), "TrustServerCertificate": "yes"}
+    return sa.URL.create(
+        DRIVERS[conn.kind.value],
+        username=conn.username,
+        password=password_of(conn, specs_dir),
+        host=conn.host,
+        port=conn.port,
+        database=conn.database,
+        query=query,
+    )
+
+
+def engine_for(conn: ConnectionSpec, specs_dir: Path, **kwargs) -> sa.Engine:
+    return sa.create_engine(sqlalchemy_url(conn, specs_dir), pool_pre_ping=True, **kwargs)
+
+
+def pg_connect(conn: ConnectionSpec, specs_dir: Path, *, autocommit: bool = False, **kwargs):
+    import psycopg
+
+    return psycopg.connect(
+        host=conn.host, port=conn.port, dbname=conn.database, user=conn.username,
+        password=password_of(conn, specs_dir), autocommit=autocommit, connect_timeout=10, **kwargs,
+    )  # fmt: skip
+
+
+def mysql_connect(conn: ConnectionSpec, specs_dir: Path, *, database: str | None = None, **kwargs):
+    import pymysql
+
+    return pymysql.connect(
+        host=conn.host, port=conn.port, user=conn.username, password=password_of(conn, specs_dir),
+        database=database if database is not None else conn.database, charset="utf8mb4",
+        connect_timeout=10, **kwargs,
+    )  # fmt: skip

@@ -1,0 +1,1 @@
+"""A pipeline from plan to running connectors: full load, handoff, connector deployment, teardown."""

@@ -1,0 +1,176 @@
+"""Executing a plan: target schema, copy with handoff, connectors; and tearing a pipeline down.
+
+The order honours the handoff invariant (see :mod:`cdc_platform.pipeline.handoff`) and the rule
+that the sink starts only after every table is copied. Functions return plain results that the
+Dagster assets turn into metadata, so the same steps also serve the CLI and the tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from cdc_platform.db import engine_for, mysql_connect, pg_connect
+from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline import handoff
+from cdc_platform.pipeline.full_load import CopyStats, copy_tables
+from cdc_platform.pipeline.plan import PipelinePlan, config_diff, config_hash
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ConnectorResult:
+    name: str
+    action: str  # created | updated | unchanged
+    config_hash: str
+    diff: dict = field(default_factory=dict)
+    state: str | None = None
+
+
+@dataclass
+class RunResult:
+    copied: dict[str, CopyStats] = field(default_factory=dict)
+    connectors: dict[str, ConnectorResult] = field(default_factory=dict)
+    ddl: list[str] = field(default_factory=list)
+
+
+def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
+    kind = plan.target.kind.value
+    if kind == "postgresql":
+        with pg_connect(plan.target, specs_dir, autocommit=True) as conn:
+            for stmt in plan.ddl:
+                conn.execute(stmt)
+    elif kind in ("mysql", "mariadb"):
+        conn = mysql_connect(plan.target, specs_dir, database="", autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                for stmt in plan.ddl:
+                    cur.execute(stmt)
+        finally:
+            conn.close()
+    else:
+        with engine_for(plan.target, specs_dir).begin() as conn:
+            import sqlalchemy as sa
+
+            for stmt in plan.ddl:
+                conn.execute(sa.text(stmt))
+    log(f"target schema {plan.spec.target_schema}: {len(plan.ddl) - 1} tables ensured")
+    return list(plan.ddl)
+
+
+def deploy_connector(connect: KafkaConnectResource, config: dict[str, str], log: Log) -> ConnectorResult:
+    name = config["name"]
+    current = connect.get_config(name)
+    connect.validate(config)
+    action = connect.put_config(name, config)
+    diff = config_diff(current, {**config, "name": name}) if action == "updated" else {}
+    status = connect.wait_running(name) if action != "unchanged" else connect.status(name)
+    state = status["connector"]["state"] if status else None
+    log(f"connector {name}: {action} ({state})")
+    return ConnectorResult(name, action, config_hash(config), diff, state)
+
+
+def _wait_source_position(connect: KafkaConnectResource, name: str, timeout: float = 120.0) -> None:
+    """MySQL/MariaDB: the copy may start only once the connector has recorded its binlog position."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            offsets = connect.offsets(name).get("offsets", [])
+        except (httpx.HTTPError, RuntimeError):
+            offsets = []
+        if any(o.get("offset") for o in offsets):
+            return
+        time.sleep(0.5)
+    raise handoff.HandoffError(f"source connector {name} recorded no binlog position within {timeout:.0f} s")
+
+
+def run_pipeline(
+    plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectResource | None, log: Log, *,
+    schema: bool = True, copy: bool = True, source: bool = True, sink: bool = True,
+) -> RunResult:  # fmt: skip
+    """Materialize the selected parts of a pipeline in the one order that keeps the handoff gap-free."""
+    spec, names = plan.spec, plan.names
+    copy = copy and spec.copies
+    source = source and spec.streams
+    sink = sink and spec.streams
+    result = RunResult()
+    if (source or sink) and connect is None:
+        raise ValueError(f"pipeline {spec.name} streams but no Kafka Connect resource was given")
+    if schema:
+        result.ddl = apply_ddl(plan, specs_dir, log)
+    src_kind = plan.source.kind.value
+    deployed = bool(connect and spec.streams and connect.get_config(names.source_connector) is not None)
+    jobs = plan.jobs
+    tables = list(plan.tables)
+
+    if copy and deployed:
+        # Re-load of a running pipeline: keep the sink off the tables while they are rewritten.
+        # Changes captured meanwhile wait in Kafka and are upserted after the copy, which converges.
+        assert connect is not None
+        sink_exists = connect.get_config(names.sink_connector) is not None
+        if sink_exists:
+            connect.stop(names.sink_connector)
+            log(f"sink {names.sink_connector} stopped for the re-load")
+        try:
+            result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
+                                        log=log, batch_size=spec.options.batch_size)  # fmt: skip
+        finally:
+            if sink_exists:
+                connect.resume(names.sink_connector)
+                log(f"sink {names.sink_connector} resumed")
+    elif copy and spec.streams and src_kind == "postgresql":
+        with handoff.exported_snapshot(plan.source, specs_dir, names.slot, names.publication, tables,
+                                       recreate=True) as snapshot:  # fmt: skip
+            log(f"slot {names.slot} created; copying under exported snapshot {snapshot}")
+            result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
+                                        snapshot=snapshot, log=log, batch_size=spec.options.batch_size)  # fmt: skip
+    elif copy and spec.streams:
+        assert connect is not None and plan.source_config is not None
+        result.connectors["source"] = deploy_connector(connect, plan.source_config, log)
+        _wait_source_position(connect, names.source_connector)
+        log(f"capture started by {names.source_connector}; copying")
+        result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
+                                    log=log, batch_size=spec.options.batch_size)  # fmt: skip
+    elif copy:
+        result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
+                                    log=log, batch_size=spec.options.batch_size)  # fmt: skip
+
+    if source and "source" not in result.connectors:
+        assert connect is not None and plan.source_config is not None
+        if src_kind == "postgresql":
+            handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, tables)
+        result.connectors["source"] = deploy_connector(connect, plan.source_config, log)
+    if sink:
+        assert connect is not None and plan.sink_config is not None
+        result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
+    return result
+
+
+def teardown_pipeline(plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectResource, log: Log, *,
+                      delete_topics: bool = False, kafka_bootstrap: str | None = None) -> list[str]:  # fmt: skip
+    """Delete connectors, slot and publication (and topics on request); target data stays."""
+    names, done = plan.names, []
+    for name in (names.sink_connector, names.source_connector):
+        if connect.delete(name):
+            done.append(f"deleted connector {name}")
+    if plan.source.kind.value == "postgresql":
+        done += handoff.drop_publication_and_slot(plan.source, specs_dir, names.slot, names.publication)
+    if delete_topics and kafka_bootstrap:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        prefix = f"{names.topic_prefix}."
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix) or t == names.topic_prefix
+                  or t == f"__debezium-heartbeat.{names.topic_prefix}"]  # fmt: skip
+        if topics:
+            for topic, future in admin.delete_topics(topics, operation_timeout=30).items():
+                future.result()
+                done.append(f"deleted topic {topic}")
+    for line in done:
+        log(line)
+    return done

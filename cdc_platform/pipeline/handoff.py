@@ -1,0 +1,106 @@
+"""The full load -> CDC handoff: no change lost, none applied out of order.
+
+PostgreSQL: publication first, then a logical slot created with ``SNAPSHOT 'export'`` on a
+replication connection held open while every table is copied under ``SET TRANSACTION SNAPSHOT``;
+Debezium then starts with ``snapshot.mode=no_data`` on that slot and streams from exactly the
+snapshot's consistent point.
+
+MySQL/MariaDB (no exported snapshot): the source connector starts first (``no_data``) and the copy
+runs after its binlog position is recorded; the sink starts after the copy and replays the overlap.
+Every binlog event carries the full row image (``binlog_row_image=FULL``) and the sink upserts by
+key and applies deletes, so replaying changes the copy already saw converges to the source.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from cdc_platform.db import pg_connect
+from cdc_platform.schema.ddl import qualified, quote
+from cdc_platform.schema.discovery import Table
+from cdc_platform.specs.models import ConnectionSpec
+
+
+class HandoffError(RuntimeError):
+    pass
+
+
+def ensure_publication(conn: psycopg.Connection, publication: str, tables: list[Table]) -> None:
+    """Create the publication, or set its table list; and make TOAST-safe replica identities."""
+    table_list = ", ".join(qualified("postgresql", t.schema, t.name) for t in tables)
+    exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
+    verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
+    conn.execute(verb.format(quote("postgresql", publication), table_list))
+    for t in tables:
+        # Unchanged TOASTed values would otherwise arrive as __debezium_unavailable_value and the
+        # JDBC sink would write that placeholder; a declared key also needs the old row image.
+        if t.has_toastable or t.declared_key:
+            conn.execute(f"ALTER TABLE {qualified('postgresql', t.schema, t.name)} REPLICA IDENTITY FULL")
+
+
+def slot_exists(conn: psycopg.Connection, slot: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone() is not None
+
+
+def drop_slot(conn: psycopg.Connection, slot: str, *, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while slot_exists(conn, slot):
+        try:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            return True
+        except psycopg.errors.ObjectInUse:
+            if time.monotonic() > deadline:
+                raise HandoffError(f"replication slot {slot} is still in use after {timeout:.0f} s") from None
+            time.sleep(0.5)
+    return False
+
+
+@contextmanager
+def exported_snapshot(
+    source: ConnectionSpec, specs_dir: Path, slot: str, publication: str, tables: list[Table], *, recreate: bool
+) -> Iterator[str]:
+    """Yield a snapshot name consistent with the new slot's start; the slot outlives the block."""
+    with pg_connect(source, specs_dir, autocommit=True) as admin:
+        ensure_publication(admin, publication, tables)
+        if slot_exists(admin, slot):
+            if not recreate:
+                raise HandoffError(
+                    f"replication slot {slot} already exists; its position is not this copy's snapshot. "
+                    "Tear the pipeline down first, or re-load single tables instead."
+                )
+            drop_slot(admin, slot)
+    replication = pg_connect(source, specs_dir, autocommit=True, replication="database")
+    try:
+        row = replication.execute(
+            f"CREATE_REPLICATION_SLOT {quote('postgresql', slot)} LOGICAL pgoutput (SNAPSHOT 'export')"
+        ).fetchone()
+        if row is None:
+            raise HandoffError(f"CREATE_REPLICATION_SLOT {slot} returned nothing")
+        # The exported snapshot lives only while this connection stays open and idle.
+        yield row[2]
+    finally:
+        replication.close()
+
+
+def ensure_slot(source: ConnectionSpec, specs_dir: Path, slot: str, publication: str, tables: list[Table]) -> None:
+    """cdc_only: publication and slot without a copy (changes from now on)."""
+    with pg_connect(source, specs_dir, autocommit=True) as admin:
+        ensure_publication(admin, publication, tables)
+        if not slot_exists(admin, slot):
+            admin.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+
+
+def drop_publication_and_slot(source: ConnectionSpec, specs_dir: Path, slot: str, publication: str) -> list[str]:
+    done = []
+    with pg_connect(source, specs_dir, autocommit=True) as admin:
+        if drop_slot(admin, slot):
+            done.append(f"dropped replication slot {slot}")
+        if admin.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone():
+            admin.execute(f"DROP PUBLICATION {quote('postgresql', publication)}")
+            done.append(f"dropped publication {publication}")
+    return done

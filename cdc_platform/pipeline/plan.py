@@ -1,0 +1,152 @@
+"""A pipeline's plan: the names, DDL and connector configs it would deploy, computed without side effects.
+
+``cdc-platform plan`` prints it; the assets execute it. Both read the same object, so what a user
+reviews is what gets deployed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdc_platform.connectors import DatabaseEndpoint, SourceOptions, TableRef, debezium_source_config
+from cdc_platform.connectors import jdbc_sink_config, topic_name
+from cdc_platform.pipeline.full_load import CopyJob
+from cdc_platform.schema.ddl import create_schema_sql, create_table_sql
+from cdc_platform.schema.discovery import Table
+from cdc_platform.specs.loader import Specs, connect_reference
+from cdc_platform.specs.models import ConnectionSpec, PipelineSpec
+
+SECRET_MASK = "********"
+
+
+@dataclass(frozen=True)
+class PipelineNames:
+    pipeline: str
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.pipeline
+
+    @property
+    def slot(self) -> str:
+        return f"cdc_{self.pipeline}"
+
+    @property
+    def publication(self) -> str:
+        return f"cdc_{self.pipeline}"
+
+    @property
+    def source_connector(self) -> str:
+        return f"{self.pipeline}-source"
+
+    @property
+    def sink_connector(self) -> str:
+        return f"{self.pipeline}-sink"
+
+    @property
+    def schema_history_topic(self) -> str:
+        return f"{self.pipeline}.schema-history"
+
+    @property
+    def server_id(self) -> int:
+        # stable per pipeline, clear of the small ids DBAs give real replicas
+        return 100_000 + zlib.crc32(self.pipeline.encode()) % 1_000_000
+
+
+def target_name(pipeline: PipelineSpec, table: Table) -> str:
+    override = pipeline.overrides.get(table.qualified)
+    return override.target_name if override and override.target_name else table.name
+
+
+def endpoint(conn: ConnectionSpec, specs_dir: Path) -> DatabaseEndpoint:
+    assert conn.password is not None
+    return DatabaseEndpoint(
+        kind=conn.kind.value,
+        host=str(conn.host),
+        port=int(conn.port or 0),
+        database=str(conn.database),
+        username=str(conn.username),
+        password_ref=connect_reference(conn.password, specs_dir),
+        options=tuple(sorted((k, v) for k, v in conn.options.items() if "." in k)),
+    )
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    spec: PipelineSpec
+    source: ConnectionSpec
+    target: ConnectionSpec
+    tables: tuple[Table, ...]
+    names: PipelineNames
+    ddl: tuple[str, ...]
+    source_config: dict[str, str] | None
+    sink_config: dict[str, str] | None
+
+    @property
+    def jobs(self) -> list[CopyJob]:
+        return [CopyJob(t, self.spec.target_schema, target_name(self.spec, t)) for t in self.tables]
+
+
+def build_plan(specs: Specs, pipeline: PipelineSpec, tables: list[Table], kafka_bootstrap: str) -> PipelinePlan:
+    source, target = specs.connection(pipeline.source), specs.connection(pipeline.target)
+    names = PipelineNames(pipeline.name)
+    kind = target.kind.value
+    ddl = [create_schema_sql(kind, pipeline.target_schema)]
+    ddl += [create_table_sql(kind, pipeline.target_schema, target_name(pipeline, t), t) for t in tables]
+    source_config = sink_config = None
+    if pipeline.streams:
+        refs = [TableRef(t.schema, t.name) for t in tables]
+        options = SourceOptions(
+            topic_prefix=names.topic_prefix,
+            snapshot_mode="no_data",
+            slot_name=names.slot,
+            publication_name=names.publication,
+            heartbeat_interval_ms=pipeline.options.heartbeat_interval_ms,
+            server_id=pipeline.options.server_id or names.server_id,
+            kafka_bootstrap=kafka_bootstrap,
+            schema_history_topic=names.schema_history_topic,
+        )
+        source_config = debezium_source_config(names.source_connector, endpoint(source, specs.directory), refs, options)
+        declared = [t for t in tables if t.declared_key]
+        if declared:
+            source_config["message.key.columns"] = ";".join(f"{t.qualified}:{','.join(t.primary_key)}" for t in declared)
+        routes = {
+            topic_name(source.kind.value, names.topic_prefix, str(source.database), ref): target_name(pipeline, t)
+            for ref, t in zip(refs, tables, strict=True)
+        }
+        sink_config = jdbc_sink_config(
+            names.sink_connector,
+            endpoint(target, specs.directory),
+            pipeline.target_schema,
+            routes,
+            batch_size=min(pipeline.options.batch_size, 10_000),
+            tasks_max=pipeline.options.sink_tasks,
+        )
+    return PipelinePlan(pipeline, source, target, tuple(tables), names, tuple(ddl), source_config, sink_config)
+
+
+def config_hash(config: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def mask(config: dict[str, str]) -> dict[str, str]:
+    """Config-provider references are already safe; anything else under a secret-looking key is masked."""
+    out = {}
+    for key, value in config.items():
+        secret_key = any(word in key.lower() for word in ("password", "secret", "token", "credential"))
+        out[key] = value if not secret_key or value.startswith("${") else SECRET_MASK
+    return out
+
+
+def config_diff(old: dict[str, str] | None, new: dict[str, str]) -> dict[str, dict[str, str | None]]:
+    old = mask(old or {})
+    new = mask(new)
+    return {
+        key: {"old": old.get(key), "new": new.get(key)}
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    }

@@ -1,0 +1,212 @@
+"""Reading the specs directory into validated models; every error names file, pipeline and field.
+
+``${VAR}`` and ``${VAR:-default}`` in non-secret scalar values are expanded from the environment, so
+one spec follows the stack's ports wherever CDC_* variables move them. Secrets are never expanded:
+they stay references until a connection is opened (Python side) or a connector resolves them
+(Kafka Connect side, through its config providers).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from cdc_platform.specs.models import ConnectionSpec, EnvSecret, FileSecret, PipelineSpec, SecretRef, SpecFile
+from cdc_platform.settings import read_properties
+
+SPECS_DIR_VARIABLE = "CDC_SPECS_DIR"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class SpecError(ValueError):
+    """A spec problem, located: ``file``, optional ``pipeline`` and ``field``."""
+
+    def __init__(self, file: Path | str, message: str, *, pipeline: str | None = None, field: str | None = None):
+        self.file, self.pipeline, self.field = str(file), pipeline, field
+        where = [self.file]
+        if pipeline:
+            where.append(f"pipeline {pipeline!r}")
+        if field:
+            where.append(f"field {field!r}")
+        super().__init__(f"{': '.join(where)}: {message}")
+
+
+class SpecErrors(ValueError):
+    def __init__(self, errors: list[SpecError]):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    spec: PipelineSpec
+    file: Path
+
+
+@dataclass
+class Specs:
+    directory: Path
+    connections: dict[str, ConnectionSpec] = field(default_factory=dict)
+    connection_files: dict[str, Path] = field(default_factory=dict)
+    pipelines: dict[str, LoadedPipeline] = field(default_factory=dict)
+
+    def connection(self, name: str) -> ConnectionSpec:
+        return self.connections[name]
+
+
+def default_specs_dir() -> Path:
+    configured = os.environ.get(SPECS_DIR_VARIABLE)
+    if configured:
+        return Path(configured).resolve()
+    from cdc_platform.settings import load_stack_settings
+
+    return load_stack_settings().project_root / "resources"
+
+
+def _expand(value, file: Path, where: str):
+    if isinstance(value, dict):
+        return {k: v if k in ("password",) else _expand(v, file, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, file, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def repl(match: re.Match) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise SpecError(file, f"environment variable {name} is not set and has no default", field=where)
+
+        expanded = _VAR.sub(repl, value)
+        return int(expanded) if expanded != value and expanded.isdigit() else expanded
+    return value
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_specs(directory: Path | None = None) -> Specs:
+    """Parse and validate every ``*.yaml``/``*.yml`` under ``directory``; raise all problems at once."""
+    directory = (directory or default_specs_dir()).resolve()
+    if not directory.is_dir():
+        raise SpecErrors([SpecError(directory, "the specs directory does not exist")])
+    specs = Specs(directory=directory)
+    errors: list[SpecError] = []
+    files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and "stack" not in p.parts)
+    for path in files:
+        rel = path.relative_to(directory.parent) if directory.parent in path.parents else path
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            errors.append(SpecError(rel, f"not valid YAML: {exc}"))
+            continue
+        if not isinstance(raw, dict) or not ({"connections", "pipelines"} & set(raw)):
+            continue  # not a spec file (e.g. a service config)
+        try:
+            top = SpecFile.model_validate(raw)
+        except ValidationError as exc:
+            errors += [SpecError(rel, e["msg"], field=_field_path(e["loc"])) for e in exc.errors()]
+            continue
+        for name, body in top.connections.items():
+            where = f"connections.{name}"
+            if name in specs.connections:
+                errors.append(SpecError(rel, f"connection {name!r} is also defined in {specs.connection_files[name]}", field=where))
+                continue
+            try:
+                conn = ConnectionSpec.model_validate({**_expand(body, rel, where), "name": name})
+            except SpecError as exc:
+                errors.append(exc)
+                continue
+            except ValidationError as exc:
+                errors += [SpecError(rel, e["msg"], field=f"{where}.{_field_path(e['loc'])}".rstrip(".")) for e in exc.errors()]
+                continue
+            specs.connections[name] = conn
+            specs.connection_files[name] = rel
+        for index, body in enumerate(top.pipelines):
+            label = body.get("name") if isinstance(body, dict) else None
+            try:
+                pipeline = PipelineSpec.model_validate(_expand(body, rel, f"pipelines[{index}]"))
+            except SpecError as exc:
+                exc.pipeline = label
+                errors.append(exc)
+                continue
+            except ValidationError as exc:
+                errors += [SpecError(rel, e["msg"], pipeline=label, field=_field_path(e["loc"])) for e in exc.errors()]
+                continue
+            if pipeline.name in specs.pipelines:
+                other = specs.pipelines[pipeline.name].file
+                errors.append(SpecError(rel, f"duplicate pipeline name (first defined in {other})", pipeline=pipeline.name, field="name"))
+                continue
+            specs.pipelines[pipeline.name] = LoadedPipeline(pipeline, rel)
+    for loaded in specs.pipelines.values():
+        errors += _check_references(specs, loaded)
+    if errors:
+        raise SpecErrors(errors)
+    return specs
+
+
+def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
+    p, errors = loaded.spec, []
+    for role in ("source", "target"):
+        name = getattr(p, role)
+        if name not in specs.connections:
+            known = ", ".join(sorted(specs.connections)) or "none defined"
+            errors.append(SpecError(loaded.file, f"unknown connection {name!r} (known: {known})", pipeline=p.name, field=role))
+    if errors:
+        return errors
+    source, target = specs.connections[p.source], specs.connections[p.target]
+    if source.kind.value == "s3" or target.kind.value == "s3":
+        errors.append(SpecError(loaded.file, "S3 endpoints are not supported by database pipelines yet", pipeline=p.name,
+                                field="source" if source.kind.value == "s3" else "target"))  # fmt: skip
+    if p.source == p.target and p.target_schema in {n.split(".")[0] for n in p.tables.names} | {p.tables.schema_}:
+        errors.append(SpecError(loaded.file, "target_schema equals a source schema on the same connection; the copy "
+                                "would overwrite its own source", pipeline=p.name, field="target_schema"))  # fmt: skip
+    return errors
+
+
+# -- secrets -------------------------------------------------------------------------------------
+class SecretMissing(ValueError):
+    pass
+
+
+def _secret_path(ref: FileSecret, specs_dir: Path) -> Path:
+    path = Path(ref.file)
+    return path if path.is_absolute() else (specs_dir / path).resolve()
+
+
+def resolve_secret(ref: SecretRef, specs_dir: Path) -> str:
+    """The secret's value, for this process's own connections only. Never log or return it elsewhere."""
+    if isinstance(ref, EnvSecret):
+        value = os.environ.get(ref.env)
+        if value is None:
+            raise SecretMissing(f"environment variable {ref.env} is not set")
+        return value
+    path = _secret_path(ref, specs_dir)
+    if not path.exists():
+        raise SecretMissing(f"secret file {path} does not exist")
+    if ref.key is None:
+        return path.read_text().strip()
+    values = read_properties(path)
+    if ref.key not in values:
+        raise SecretMissing(f"secret file {path} has no key {ref.key!r}")
+    return values[ref.key]
+
+
+def connect_reference(ref: SecretRef, specs_dir: Path) -> str:
+    """The Kafka Connect config-provider reference for a secret; the worker resolves it, the REST API never sees it."""
+    if isinstance(ref, EnvSecret):
+        return f"${{env:{ref.env}}}"
+    path = _secret_path(ref, specs_dir)
+    if ref.key is None:
+        return f"${{dir:{path.parent}:{path.name}}}"
+    return f"${{file:{path}:{ref.key}}}"

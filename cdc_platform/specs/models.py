@@ -1,0 +1,209 @@
+"""Pydantic models of the YAML specs under ``resources/``: connections and pipelines.
+
+Secrets exist in specs only as references (an environment variable or a file); identifiers are
+checked here against a strict pattern so nothing from a spec is ever pasted into SQL unvalidated.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def check_identifier(value: str, what: str = "identifier") -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid {what}: use letters, digits and underscores, starting with a "
+            "letter or underscore, at most 63 characters"
+        )
+    return value
+
+
+Identifier = Annotated[str, Field(description="SQL identifier")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class EnvSecret(Strict):
+    env: str = Field(description="Name of the environment variable holding the secret")
+
+    @field_validator("env")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+            raise ValueError(f"{v!r} is not an environment variable name")
+        return v
+
+
+class FileSecret(Strict):
+    file: str = Field(description="Path of a file; relative paths are relative to the specs directory")
+    key: str | None = Field(default=None, description="Key in a key=value properties file; omit for the whole file")
+
+
+SecretRef = EnvSecret | FileSecret
+
+
+class ConnectionKind(str, Enum):
+    postgresql = "postgresql"
+    mysql = "mysql"
+    mariadb = "mariadb"
+    sqlserver = "sqlserver"
+    s3 = "s3"
+
+
+class ConnectionSpec(Strict):
+    name: str
+    kind: ConnectionKind
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    options: dict[str, str] = Field(default_factory=dict, description="Extra driver/connector options")
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _no_inline_secret(cls, v):
+        if isinstance(v, str):
+            raise ValueError(
+                "an inline password is not allowed; give a reference: {env: VAR} or {file: path, key: name}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _database_fields(self) -> ConnectionSpec:
+        if self.kind != ConnectionKind.s3:
+            missing = [f for f in ("host", "port", "database", "username") if getattr(self, f) in (None, "")]
+            if missing:
+                raise ValueError(f"a {self.kind.value} connection needs {', '.join(missing)}")
+            if self.password is None:
+                raise ValueError(f"a {self.kind.value} connection needs a password reference")
+        return self
+
+    @property
+    def is_mysql_family(self) -> bool:
+        return self.kind in (ConnectionKind.mysql, ConnectionKind.mariadb)
+
+
+class Mode(str, Enum):
+    full_load_only = "full_load_only"
+    cdc_only = "cdc_only"
+    full_load_and_cdc = "full_load_and_cdc"
+
+
+class TableSelection(Strict):
+    """Explicit ``schema.table`` names and/or every table of one schema matching include/exclude globs."""
+
+    names: list[str] = Field(default_factory=list)
+    schema_: str | None = Field(default=None, alias="schema")
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("names")
+    @classmethod
+    def _qualified(cls, names: list[str]) -> list[str]:
+        for name in names:
+            parts = name.split(".")
+            if len(parts) != 2:
+                raise ValueError(f"{name!r} must be written schema.table (for MySQL/MariaDB: database.table)")
+            for part in parts:
+                check_identifier(part, "table or schema name")
+        return names
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v, "schema name")
+
+    @model_validator(mode="after")
+    def _something(self) -> TableSelection:
+        if not self.names and not self.schema_:
+            raise ValueError("list tables under `names`, or give a `schema` (with optional include/exclude)")
+        return self
+
+
+class TableOverride(Strict):
+    target_name: str | None = None
+    #: declared key for a source table without a primary key
+    primary_key: list[str] | None = None
+
+    @field_validator("target_name")
+    @classmethod
+    def _target(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v, "target table name")
+
+    @field_validator("primary_key")
+    @classmethod
+    def _pk(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("primary_key must name at least one column")
+            for column in v:
+                check_identifier(column, "column name")
+        return v
+
+
+class PipelineOptions(Strict):
+    parallelism: int = Field(default=4, ge=1, le=32, description="Tables copied at once")
+    batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per batch in full load and sink")
+    heartbeat_interval_ms: int = Field(default=10_000, ge=1_000)
+    sink_tasks: int = Field(default=1, ge=1, le=64)
+    #: MySQL/MariaDB replication client id; derived from the pipeline name when omitted
+    server_id: int | None = Field(default=None, ge=1, le=4_294_967_295)
+
+
+class PipelineSpec(Strict):
+    name: str
+    source: str
+    target: str
+    mode: Mode = Mode.full_load_and_cdc
+    tables: TableSelection
+    target_schema: str
+    overrides: dict[str, TableOverride] = Field(default_factory=dict, description="keyed by source schema.table")
+    options: PipelineOptions = Field(default_factory=PipelineOptions)
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not PIPELINE_NAME.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid pipeline name: lower-case letters, digits and underscores, "
+                "starting with a letter, at most 40 characters (it names slots, topics and connectors)"
+            )
+        return v
+
+    @field_validator("target_schema")
+    @classmethod
+    def _target_schema(cls, v: str) -> str:
+        return check_identifier(v, "target schema")
+
+    @field_validator("overrides")
+    @classmethod
+    def _override_keys(cls, v: dict[str, TableOverride]) -> dict[str, TableOverride]:
+        TableSelection._qualified(list(v))
+        return v
+
+    @property
+    def streams(self) -> bool:
+        return self.mode != Mode.full_load_only
+
+    @property
+    def copies(self) -> bool:
+        return self.mode != Mode.cdc_only
+
+
+class SpecFile(Strict):
+    """The top level of one YAML file: either or both sections."""
+
+    connections: dict[str, dict] = Field(default_factory=dict)
+    pipelines: list[dict] = Field(default_factory=list)
+    version: Literal[1] = 1
