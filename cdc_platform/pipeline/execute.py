@@ -92,6 +92,7 @@ def _wait_source_position(connect: KafkaConnectResource, name: str, timeout: flo
 def run_pipeline(
     plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectResource | None, log: Log, *,
     schema: bool = True, copy: bool = True, source: bool = True, sink: bool = True,
+    only_tables: set[str] | None = None,
 ) -> RunResult:  # fmt: skip
     """Materialize the selected parts of a pipeline in the one order that keeps the handoff gap-free."""
     spec, names = plan.spec, plan.names
@@ -105,7 +106,8 @@ def run_pipeline(
         result.ddl = apply_ddl(plan, specs_dir, log)
     src_kind = plan.source.kind.value
     deployed = bool(connect and spec.streams and connect.get_config(names.source_connector) is not None)
-    jobs = plan.jobs
+    # the connectors always cover every table; ``only_tables`` narrows the copy (re-load of some tables)
+    jobs = [j for j in plan.jobs if only_tables is None or j.table.qualified in only_tables]
     tables = list(plan.tables)
 
     if copy and deployed:

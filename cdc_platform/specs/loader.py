@@ -70,7 +70,14 @@ def default_specs_dir() -> Path:
 
 def _expand(value, file: Path, where: str):
     if isinstance(value, dict):
-        return {k: v if k in ("password",) else _expand(v, file, f"{where}.{k}") for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if k == "password" and isinstance(v, dict):
+                # a reference's file path may follow the environment; the secret itself never passes here
+                out[k] = {rk: _expand(rv, file, f"{where}.{k}.{rk}") if rk == "file" else rv for rk, rv in v.items()}
+            else:
+                out[k] = _expand(v, file, f"{where}.{k}")
+        return out
     if isinstance(value, list):
         return [_expand(v, file, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, str):
