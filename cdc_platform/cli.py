@@ -95,6 +95,165 @@ def stack_logs(service: str, lines: int) -> None:
     click.echo(tail(match.log_file, lines))
 
 
+# -- specs and pipelines ---------------------------------------------------------------------------
+def _specs(specs_dir: str | None):
+    from pathlib import Path
+
+    from cdc_platform.specs.loader import SpecErrors, load_specs
+
+    try:
+        return load_specs(Path(specs_dir) if specs_dir else None)
+    except SpecErrors as exc:
+        raise UserError(f"the specs are invalid:\n{exc}") from exc
+
+
+specs_option = click.option("--specs", "specs_dir", envvar="CDC_SPECS_DIR", help="Specs directory (default resources/).")
+
+
+def _pipeline_tables(specs, name: str):
+    from cdc_platform.schema.discovery import DiscoveryError, discover_pipeline_tables
+    from cdc_platform.specs.loader import SecretMissing
+
+    if name not in specs.pipelines:
+        raise UserError(f"unknown pipeline {name!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}")
+    loaded = specs.pipelines[name]
+    try:
+        return discover_pipeline_tables(loaded.spec, specs.connection(loaded.spec.source), specs.directory)
+    except (DiscoveryError, SecretMissing) as exc:
+        raise UserError(f"{loaded.file}: pipeline {name!r}: field 'tables' / 'source': {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - connection failures: say which connection
+        raise UserError(f"{loaded.file}: pipeline {name!r}: cannot read source {loaded.spec.source!r}: "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc  # fmt: skip
+
+
+@cli.command("validate")
+@specs_option
+@click.option("--offline", is_flag=True, help="Only check the files; do not connect to sources.")
+def validate(specs_dir: str | None, offline: bool) -> None:
+    """Validate specs: syntax, fields, references, secrets, and (unless --offline) that every table exists."""
+    from cdc_platform.specs.loader import SecretMissing, resolve_secret
+
+    specs = _specs(specs_dir)
+    problems = []
+    for name, loaded in sorted(specs.pipelines.items()):
+        for role in ("source", "target"):
+            conn = specs.connection(getattr(loaded.spec, role))
+            if conn.password is not None:
+                try:
+                    resolve_secret(conn.password, specs.directory)
+                except SecretMissing as exc:
+                    problems.append(f"{specs.connection_files[conn.name]}: pipeline {name!r}: field "
+                                    f"'connections.{conn.name}.password': {exc}")  # fmt: skip
+    if problems:
+        raise UserError("the specs are invalid:\n" + "\n".join(problems))
+    for name in sorted(specs.pipelines):
+        if not offline:
+            tables = _pipeline_tables(specs, name)
+            click.echo(f"pipeline {name}: ok ({len(tables)} tables)")
+        else:
+            click.echo(f"pipeline {name}: ok")
+    click.echo(f"{len(specs.connections)} connections, {len(specs.pipelines)} pipelines valid in {specs.directory}")
+
+
+@cli.command("plan")
+@click.argument("pipeline")
+@specs_option
+def plan(pipeline: str, specs_dir: str | None) -> None:
+    """Show the DDL and the connector configs (secrets masked) a pipeline would deploy."""
+    from cdc_platform.pipeline.plan import build_plan, mask
+
+    specs = _specs(specs_dir)
+    tables = _pipeline_tables(specs, pipeline)
+    the_plan = build_plan(specs, specs.pipelines[pipeline].spec, tables, load_stack_settings().kafka_bootstrap)
+    click.echo(f"-- pipeline {pipeline}: {the_plan.source.name} -> {the_plan.target.name} ({the_plan.spec.mode.value})")
+    for stmt in the_plan.ddl:
+        click.echo(stmt + ";\n")
+    for label, config in (("source", the_plan.source_config), ("sink", the_plan.sink_config)):
+        if config:
+            click.echo(f"-- {label} connector")
+            click.echo(json.dumps(mask(config), indent=2))
+
+
+@cli.command("discover")
+@click.argument("connection")
+@specs_option
+@click.option("--schema", help="Only this schema (database for MySQL/MariaDB).")
+def discover(connection: str, specs_dir: str | None, schema: str | None) -> None:
+    """List schemas, tables and columns (with mapped types and keys) of a connection."""
+    import sqlalchemy as sa
+
+    from cdc_platform.db import engine_for
+    from cdc_platform.schema.discovery import describe_table
+
+    specs = _specs(specs_dir)
+    if connection not in specs.connections:
+        raise UserError(f"unknown connection {connection!r}; known: {', '.join(sorted(specs.connections))}")
+    conn = specs.connection(connection)
+    engine = engine_for(conn, specs.directory)
+    try:
+        inspector = sa.inspect(engine)
+        system = {"information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"}
+        schemas = [schema] if schema else [s for s in inspector.get_schema_names() if s not in system]
+        for sch in schemas:
+            click.echo(f"schema {sch}")
+            for table in sorted(inspector.get_table_names(schema=sch)):
+                t = describe_table(engine, conn.kind.value, sch, table)
+                click.echo(f"  table {table}  primary key: {', '.join(t.primary_key) or 'NONE'}")
+                for c in t.columns:
+                    click.echo(f"    {c.name:30} {c.native_type:28} -> {str(c.type):16} {'NULL' if c.nullable else 'NOT NULL'}")
+    except sa.exc.OperationalError as exc:
+        raise UserError(f"cannot connect to {connection!r}: {str(exc.orig).splitlines()[0]}") from exc
+    finally:
+        engine.dispose()
+
+
+def _connect_resource():
+    import os
+
+    from cdc_platform.kafka_connect import KafkaConnectResource
+
+    return KafkaConnectResource(url=os.environ.get("CDC_CONNECT_URL", load_stack_settings().connect_url))
+
+
+@cli.command("teardown")
+@click.argument("pipeline")
+@specs_option
+@click.option("--delete-topics", is_flag=True, help="Also delete the pipeline's Kafka topics.")
+def teardown(pipeline: str, specs_dir: str | None, delete_topics: bool) -> None:
+    """Delete a pipeline's connectors, replication slot and publication; keep the target data."""
+    from cdc_platform.pipeline.execute import teardown_pipeline
+    from cdc_platform.pipeline.plan import build_plan
+
+    specs = _specs(specs_dir)
+    tables = _pipeline_tables(specs, pipeline)
+    stack = load_stack_settings()
+    the_plan = build_plan(specs, specs.pipelines[pipeline].spec, tables, stack.kafka_bootstrap)
+    done = teardown_pipeline(the_plan, specs.directory, _connect_resource(), click.echo,
+                             delete_topics=delete_topics, kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
+    if not done:
+        click.echo(f"pipeline {pipeline}: nothing deployed")
+
+
+@cli.command("orphans")
+@specs_option
+def orphans(specs_dir: str | None) -> None:
+    """List connectors on the Connect cluster that no pipeline spec owns (exit 3 when there are any)."""
+    from cdc_platform.pipeline.plan import PipelineNames
+
+    specs = _specs(specs_dir)
+    owned = set()
+    for name in specs.pipelines:
+        names = PipelineNames(name)
+        owned |= {names.source_connector, names.sink_connector}
+    found = sorted(set(_connect_resource().list_connectors()) - owned)
+    for name in found:
+        click.echo(f"orphan connector {name}: no pipeline spec owns it (delete it with the Connect REST API "
+                   "or restore its spec)")  # fmt: skip
+    if found:
+        sys.exit(3)
+    click.echo("no orphan connectors")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=True)

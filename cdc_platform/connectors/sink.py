@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cdc_platform.connectors.common import DatabaseEndpoint
 
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
@@ -39,6 +41,12 @@ def jdbc_sink_config(
     """
     if not routes:
         raise ValueError(f"sink connector {name!r} has no topics")
+    collection_format = f"{target_schema}.${{topic}}"
+    if endpoint.kind in ("mysql", "mariadb"):
+        # the MySQL dialect ignores a schema qualifier and writes to the URL's database: the target
+        # schema *is* that database
+        endpoint = replace(endpoint, database=target_schema)
+        collection_format = "${topic}"
     config: dict[str, str] = {
         "name": name,
         "connector.class": SINK_CLASS,
@@ -53,7 +61,7 @@ def jdbc_sink_config(
         "schema.evolution": "basic",
         "quote.identifiers": "true",
         "use.time.zone": "UTC",
-        "collection.name.format": f"{target_schema}.${{topic}}",
+        "collection.name.format": collection_format,
         "batch.size": str(batch_size),
         "consumer.override.max.poll.records": str(batch_size),
         "consumer.override.auto.offset.reset": "earliest",

@@ -1,0 +1,51 @@
+"""Building throw-away spec directories against the stack and materializing their pipelines in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from cdc_platform.assets import CdcSettingsResource, build_pipeline_assets
+from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.settings import STACK_DB_USER, StackSettings
+from cdc_platform.specs.loader import Specs, load_specs
+
+
+def connection(stack: StackSettings, kind: str, database: str) -> dict:
+    service = "postgres" if kind == "postgresql" else "mariadb"
+    return {
+        "kind": kind, "host": stack.host, "port": stack.port_of(service), "database": database,
+        "username": STACK_DB_USER, "password": {"file": str(stack.secrets_file), "key": f"{service}.password"},
+    }  # fmt: skip
+
+
+def write_specs(directory: Path, connections: dict, pipelines: list[dict]) -> Specs:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "connections.yaml").write_text(yaml.safe_dump({"connections": connections}))
+    (directory / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": pipelines}, allow_unicode=True))
+    return load_specs(directory)
+
+
+def materialize(stack: StackSettings, specs: Specs, pipeline: str, selection: list[dg.AssetKey] | None = None):
+    assets, _ = build_pipeline_assets(specs.pipelines[pipeline], specs)
+    result = dg.materialize(
+        [assets],
+        selection=selection,
+        resources={
+            "kafka_connect": KafkaConnectResource(url=stack.connect_url, timeout_seconds=60),
+            "cdc_settings": CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap),
+        },
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=True,
+    )
+    assert result.success
+    return result
+
+
+def materializations(result) -> dict[tuple[str, ...], dict]:
+    return {
+        tuple(e.asset_key.path): e.step_materialization_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
