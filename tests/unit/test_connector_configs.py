@@ -1,0 +1,75 @@
+"""Connector configs are pure functions of the specs; secrets only as config-provider references."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdc_platform.connectors import DatabaseEndpoint, SourceOptions, TableRef, debezium_source_config
+from cdc_platform.connectors import jdbc_sink_config, topic_name
+from cdc_platform.pipeline.plan import config_diff, mask
+
+REF = "${file:/secrets/x.properties:pw}"
+
+
+def _ep(kind, db="shop"):
+    return DatabaseEndpoint(kind, "db.internal", 5432, db, "cdc", REF)
+
+
+def test_plaintext_password_is_rejected():
+    with pytest.raises(ValueError, match="config-provider reference"):
+        DatabaseEndpoint("postgresql", "h", 1, "d", "u", "plaintext")
+
+
+def test_postgres_source_uses_pgoutput_our_slot_and_no_data():
+    cfg = debezium_source_config("p-source", _ep("postgresql"), [TableRef("public", "orders")],
+                                 SourceOptions(topic_prefix="p", slot_name="cdc_p", publication_name="cdc_p"))  # fmt: skip
+    assert cfg["connector.class"] == "io.debezium.connector.postgresql.PostgresConnector"
+    assert cfg["plugin.name"] == "pgoutput" and cfg["slot.name"] == "cdc_p" and cfg["snapshot.mode"] == "no_data"
+    assert cfg["publication.autocreate.mode"] == "disabled" and cfg["database.password"] == REF
+    assert cfg["table.include.list"] == "public\\.orders"  # an escaped, anchored regex
+    assert int(cfg["heartbeat.interval.ms"]) > 0
+
+
+@pytest.mark.parametrize("kind", ["mysql", "mariadb"])
+def test_mysql_family_sources_need_history_and_server_id(kind):
+    options = SourceOptions(topic_prefix="p", server_id=184054, kafka_bootstrap="k:9092", schema_history_topic="p.h")
+    cfg = debezium_source_config("p-source", _ep(kind), [TableRef("shop", "orders")], options)
+    assert cfg["database.server.id"] == "184054" and cfg["database.include.list"] == "shop"
+    assert cfg["schema.history.internal.kafka.topic"] == "p.h"
+    with pytest.raises(ValueError, match="server_id"):
+        debezium_source_config("p", _ep(kind), [TableRef("shop", "o")], SourceOptions(topic_prefix="p", kafka_bootstrap="k",
+                               schema_history_topic="h"))  # fmt: skip
+
+
+def test_sqlserver_source_and_topic_names():
+    options = SourceOptions(topic_prefix="p", kafka_bootstrap="k:9092", schema_history_topic="p.h")
+    cfg = debezium_source_config("p-source", _ep("sqlserver", "sales"), [TableRef("dbo", "orders")], options)
+    assert cfg["database.names"] == "sales" and cfg["connector.class"].endswith("SqlServerConnector")
+    assert topic_name("sqlserver", "p", "sales", TableRef("dbo", "orders")) == "p.sales.dbo.orders"
+    assert topic_name("postgresql", "p", "x", TableRef("public", "orders")) == "p.public.orders"
+
+
+def test_sink_subscribes_only_to_table_topics_and_upserts_deletes():
+    routes = {"p.public.orders": "orders_v2", "p.public.items": "items"}
+    cfg = jdbc_sink_config("p-sink", _ep("postgresql", "wh"), "shop", routes)
+    assert cfg["topics"] == "p.public.orders,p.public.items"
+    assert "heartbeat" not in cfg["topics"] and "topics.regex" not in cfg
+    assert (cfg["insert.mode"], cfg["primary.key.mode"], cfg["delete.enabled"]) == ("upsert", "record_key", "true")
+    assert cfg["collection.name.format"] == "shop.${topic}" and cfg["connection.password"] == REF
+    assert cfg["transforms.route0.regex"] == "\\Qp.public.orders\\E" and cfg["transforms.route0.replacement"] == "orders_v2"
+    assert cfg["connection.url"] == "jdbc:postgresql://db.internal:5432/wh"
+
+
+def test_mariadb_and_sqlserver_sinks():
+    my = jdbc_sink_config("s", _ep("mariadb", "ignored"), "shop", {"t": "x"})
+    assert my["connection.url"] == "jdbc:mariadb://db.internal:5432/shop" and my["collection.name.format"] == "${topic}"
+    ms = jdbc_sink_config("s", _ep("sqlserver", "dw"), "dbo", {"t": "x"})
+    assert ms["connection.url"] == "jdbc:sqlserver://db.internal:5432;databaseName=dw;encrypt=false"
+
+
+def test_masking_and_diff_never_show_plaintext_secrets():
+    old = {"a": "1", "connection.password": REF, "x.secret": "raw"}
+    new = {"a": "2", "connection.password": REF, "x.secret": "raw2"}
+    assert mask(new)["x.secret"] == "********" and mask(new)["connection.password"] == REF
+    diff = config_diff(old, new)
+    assert diff == {"a": {"old": "1", "new": "2"}}
