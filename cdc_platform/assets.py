@@ -6,7 +6,6 @@ source -> target -> downstream), and ``<pipeline>/source_connector`` / ``<pipeli
 A :class:`CdcTranslator` decides keys, groups and kinds; subclass it to change them.
 """
 
-
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -96,8 +95,15 @@ def _table_props(loaded: LoadedPipeline, specs: Specs) -> list[TableProps]:
         schema, table = qualified.split(".")
         override = spec.overrides.get(qualified)
         props.append(
-            TableProps(spec.name, spec.source, schema, table, spec.target, spec.target_schema,
-                       override.target_name if override and override.target_name else table)  # fmt: skip
+            TableProps(
+                spec.name,
+                spec.source,
+                schema,
+                table,
+                spec.target,
+                spec.target_schema,
+                override.target_name if override and override.target_name else table,
+            )  # fmt: skip
         )
     return props
 
@@ -106,9 +112,12 @@ def _column_schema(table: Table) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
-                c.name, str(c.type), description=f"source type {c.native_type}",
-                constraints=dg.TableColumnConstraints(nullable=c.nullable, unique=c.name in table.primary_key and
-                                                      len(table.primary_key) == 1),
+                c.name,
+                str(c.type),
+                description=f"source type {c.native_type}",
+                constraints=dg.TableColumnConstraints(
+                    nullable=c.nullable, unique=c.name in table.primary_key and len(table.primary_key) == 1
+                ),
             )
             for c in table.columns
         ]  # fmt: skip
@@ -129,30 +138,45 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
     sink_key = translator.connector_key(spec.name, "sink")
     if spec.streams:
         specs_list.append(
-            dg.AssetSpec(source_key, group_name=spec.name, kinds={"debezium", "kafka"},
-                         deps=[s.key for s in table_specs.values()] or [schema_spec.key],
-                         description=f"Debezium source connector for pipeline {spec.name}")  # fmt: skip
+            dg.AssetSpec(
+                source_key,
+                group_name=spec.name,
+                kinds={"debezium", "kafka"},
+                deps=[s.key for s in table_specs.values()] or [schema_spec.key],
+                description=f"Debezium source connector for pipeline {spec.name}",
+            )  # fmt: skip
         )
         specs_list.append(
-            dg.AssetSpec(sink_key, group_name=spec.name, kinds={"kafka"},
-                         deps=[source_key, *[s.key for s in table_specs.values()]],
-                         description=f"JDBC sink connector for pipeline {spec.name} (upsert + delete)")  # fmt: skip
+            dg.AssetSpec(
+                sink_key,
+                group_name=spec.name,
+                kinds={"kafka"},
+                deps=[source_key, *[s.key for s in table_specs.values()]],
+                description=f"JDBC sink connector for pipeline {spec.name} (upsert + delete)",
+            )  # fmt: skip
         )
 
     @dg.multi_asset(
         name=f"{spec.name}_pipeline",
         specs=specs_list,
         can_subset=True,
-        description=spec.description or f"CDC pipeline {spec.name}: {spec.source} -> {spec.target} ({spec.mode.value})",
+        description=spec.description
+        or f"CDC pipeline {spec.name}: {spec.source} -> {spec.target} ({spec.mode.value})",
         op_tags={"cdc/pipeline": spec.name},
     )
     def _pipeline(
-        context: dg.AssetExecutionContext, kafka_connect: KafkaConnectResource, cdc_settings: CdcSettingsResource
+        context: dg.AssetExecutionContext,
+        kafka_connect: KafkaConnectResource,
+        cdc_settings: CdcSettingsResource,
     ) -> Iterator[dg.MaterializeResult]:
         selected = context.selected_asset_keys
         tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
         plan = build_plan(specs, spec, tables, cdc_settings.kafka_bootstrap)
-        to_copy = {t.qualified for t in tables if t.qualified in table_specs and table_specs[t.qualified].key in selected}
+        to_copy = {
+            t.qualified
+            for t in tables
+            if t.qualified in table_specs and table_specs[t.qualified].key in selected
+        }
         result = run_pipeline(
             plan, specs.directory, kafka_connect if spec.streams else None, context.log.info,
             schema=schema_spec.key in selected or bool(to_copy),
@@ -194,8 +218,12 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
                 )  # fmt: skip
 
     externals = [
-        dg.AssetSpec(translator.source_table_key(p), group_name=f"{p.source_connection}_source",
-                     kinds={"source"}, description=f"{p.source_schema}.{p.source_table} on {p.source_connection}")  # fmt: skip
+        dg.AssetSpec(
+            translator.source_table_key(p),
+            group_name=f"{p.source_connection}_source",
+            kinds={"source"},
+            description=f"{p.source_schema}.{p.source_table} on {p.source_connection}",
+        )  # fmt: skip
         for p in props
     ]
     return _pipeline, externals

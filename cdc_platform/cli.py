@@ -107,7 +107,9 @@ def _specs(specs_dir: str | None):
         raise UserError(f"the specs are invalid:\n{exc}") from exc
 
 
-specs_option = click.option("--specs", "specs_dir", envvar="CDC_SPECS_DIR", help="Specs directory (default resources/).")
+specs_option = click.option(
+    "--specs", "specs_dir", envvar="CDC_SPECS_DIR", help="Specs directory (default resources/)."
+)
 
 
 def _pipeline_tables(specs, name: str):
@@ -152,7 +154,9 @@ def validate(specs_dir: str | None, offline: bool) -> None:
             click.echo(f"pipeline {name}: ok ({len(tables)} tables)")
         else:
             click.echo(f"pipeline {name}: ok")
-    click.echo(f"{len(specs.connections)} connections, {len(specs.pipelines)} pipelines valid in {specs.directory}")
+    click.echo(
+        f"{len(specs.connections)} connections, {len(specs.pipelines)} pipelines valid in {specs.directory}"
+    )
 
 
 @cli.command("plan")
@@ -164,8 +168,12 @@ def plan(pipeline: str, specs_dir: str | None) -> None:
 
     specs = _specs(specs_dir)
     tables = _pipeline_tables(specs, pipeline)
-    the_plan = build_plan(specs, specs.pipelines[pipeline].spec, tables, load_stack_settings().kafka_bootstrap)
-    click.echo(f"-- pipeline {pipeline}: {the_plan.source.name} -> {the_plan.target.name} ({the_plan.spec.mode.value})")
+    the_plan = build_plan(
+        specs, specs.pipelines[pipeline].spec, tables, load_stack_settings().kafka_bootstrap
+    )
+    click.echo(
+        f"-- pipeline {pipeline}: {the_plan.source.name} -> {the_plan.target.name} ({the_plan.spec.mode.value})"
+    )
     for stmt in the_plan.ddl:
         click.echo(stmt + ";\n")
     for label, config in (("source", the_plan.source_config), ("sink", the_plan.sink_config)):
@@ -200,7 +208,9 @@ def discover(connection: str, specs_dir: str | None, schema: str | None) -> None
                 t = describe_table(engine, conn.kind.value, sch, table)
                 click.echo(f"  table {table}  primary key: {', '.join(t.primary_key) or 'NONE'}")
                 for c in t.columns:
-                    click.echo(f"    {c.name:30} {c.native_type:28} -> {str(c.type):16} {'NULL' if c.nullable else 'NOT NULL'}")
+                    click.echo(
+                        f"    {c.name:30} {c.native_type:28} -> {str(c.type):16} {'NULL' if c.nullable else 'NOT NULL'}"
+                    )
     except sa.exc.OperationalError as exc:
         raise UserError(f"cannot connect to {connection!r}: {str(exc.orig).splitlines()[0]}") from exc
     finally:

@@ -29,7 +29,10 @@ def password_of(conn: ConnectionSpec, specs_dir: Path) -> str:
 def sqlalchemy_url(conn: ConnectionSpec, specs_dir: Path) -> sa.URL:
     query = {}
     if conn.kind.value == "sqlserver":
-        query = {"driver": conn.options.get("odbc_driver", "ODBC Driver 18 for SQL Server"), "TrustServerCertificate": "yes"}
+        query = {
+            "driver": conn.options.get("odbc_driver", "ODBC Driver 18 for SQL Server"),
+            "TrustServerCertificate": "yes",
+        }
     return sa.URL.create(
         DRIVERS[conn.kind.value],
         username=conn.username,

@@ -5,7 +5,6 @@ loads while Connect is down. The Kafka Connect URL and Kafka bootstrap follow th
 settings unless ``CDC_CONNECT_URL`` / ``CDC_KAFKA_BOOTSTRAP`` point elsewhere.
 """
 
-
 import os
 
 import dagster as dg

@@ -132,7 +132,9 @@ def main() -> None:
     with _connect(settings, "analytics") as a:
         status = a.execute("SELECT status FROM shop.orders WHERE id = 150").fetchone()[0]
         name = a.execute("SELECT full_name FROM shop.customers WHERE id = 5001").fetchone()
-    print(f"\norder 150 status on the target: {status}; new customer on the target: {name[0] if name else None}")
+    print(
+        f"\norder 150 status on the target: {status}; new customer on the target: {name[0] if name else None}"
+    )
     if list(source.values()) != list(target.values()):
         sys.exit("The target did not catch up within 120 s; see `cdc-platform stack logs connect`.")
     print("\nReplicating. Open the Dagster UI to see the assets: http://127.0.0.1:3000")

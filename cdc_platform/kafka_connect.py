@@ -36,16 +36,26 @@ class KafkaConnectResource(ConfigurableResource):
 
     url: str = Field(description="Base URL of any worker of the Connect cluster, e.g. http://127.0.0.1:8083")
     timeout_seconds: float = Field(default=30.0, description="Per-request timeout")
-    rebalance_retries: int = Field(default=10, description="How often a 409 (rebalance in progress) is retried")
+    rebalance_retries: int = Field(
+        default=10, description="How often a 409 (rebalance in progress) is retried"
+    )
 
     # -- plumbing ------------------------------------------------------------------------------
     def _request(
-        self, method: str, path: str, *, connector: str | None = None, json: Any = None, ok=(200, 201, 202, 204)
+        self,
+        method: str,
+        path: str,
+        *,
+        connector: str | None = None,
+        json: Any = None,
+        ok=(200, 201, 202, 204),
     ) -> httpx.Response:
         delay = 0.5
         for attempt in range(self.rebalance_retries + 1):
             try:
-                response = httpx.request(method, f"{self.url.rstrip('/')}{path}", json=json, timeout=self.timeout_seconds)
+                response = httpx.request(
+                    method, f"{self.url.rstrip('/')}{path}", json=json, timeout=self.timeout_seconds
+                )
             except httpx.HTTPError as exc:
                 what = f"connector {connector!r}" if connector else path
                 raise KafkaConnectError(
@@ -106,7 +116,9 @@ class KafkaConnectResource(ConfigurableResource):
         """Ask the plugin to validate ``config``; raise with every failing field named."""
         name = config.get("name", "?")
         plugin = quote(config["connector.class"], safe="")
-        result = self._request("PUT", f"/connector-plugins/{plugin}/config/validate", connector=name, json=config).json()
+        result = self._request(
+            "PUT", f"/connector-plugins/{plugin}/config/validate", connector=name, json=config
+        ).json()
         if result.get("error_count", 0) == 0:
             return
         errors = {
@@ -168,4 +180,6 @@ class KafkaConnectResource(ConfigurableResource):
                 if last.get("tasks") and all(s == "RUNNING" for s in states):
                     return last
             time.sleep(0.5)
-        raise KafkaConnectError(f"Connector {name!r} was not RUNNING within {timeout:.0f} s: {last}", connector=name)
+        raise KafkaConnectError(
+            f"Connector {name!r} was not RUNNING within {timeout:.0f} s: {last}", connector=name
+        )

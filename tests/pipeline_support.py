@@ -28,14 +28,18 @@ def write_specs(directory: Path, connections: dict, pipelines: list[dict]) -> Sp
     return load_specs(directory)
 
 
-def materialize(stack: StackSettings, specs: Specs, pipeline: str, selection: list[dg.AssetKey] | None = None):
+def materialize(
+    stack: StackSettings, specs: Specs, pipeline: str, selection: list[dg.AssetKey] | None = None
+):
     assets, _ = build_pipeline_assets(specs.pipelines[pipeline], specs)
     result = dg.materialize(
         [assets],
         selection=selection,
         resources={
             "kafka_connect": KafkaConnectResource(url=stack.connect_url, timeout_seconds=60),
-            "cdc_settings": CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap),
+            "cdc_settings": CdcSettingsResource(
+                specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap
+            ),
         },
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=True,

@@ -89,4 +89,6 @@ def wait_for_equal(
         time.sleep(1)
     missing = [r for r in source if r not in (target or [])] if isinstance(target, list) else source
     extra = [r for r in target if r not in source] if isinstance(target, list) else target
-    raise AssertionError(f"target did not converge within {timeout} s; missing={missing[:10]} extra={extra[:10]}")
+    raise AssertionError(
+        f"target did not converge within {timeout} s; missing={missing[:10]} extra={extra[:10]}"
+    )

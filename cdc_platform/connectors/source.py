@@ -93,7 +93,9 @@ def debezium_source_config(
             config["database.names"] = endpoint.database
     if options.signal_table:
         config["signal.data.collection"] = (
-            f"{endpoint.database}.{options.signal_table}" if endpoint.kind == "sqlserver" else options.signal_table
+            f"{endpoint.database}.{options.signal_table}"
+            if endpoint.kind == "sqlserver"
+            else options.signal_table
         )
     config.update(dict(endpoint.options))
     return config

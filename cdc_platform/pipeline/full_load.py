@@ -2,10 +2,11 @@
 
 * PostgreSQL -> PostgreSQL: ``COPY (SELECT ...) TO STDOUT`` streamed block by block into
   ``COPY ... FROM STDIN``; rows are never parsed in Python.
-* PostgreSQL -> MySQL/MariaDB: a server-side cursor read in batches, written as multi-row INSERTs
-  (PyMySQL's executemany folds a batch into one statement).
+* PostgreSQL -> MySQL/MariaDB: ``COPY ... (FORMAT csv)`` streamed through a FIFO into
+  ``LOAD DATA LOCAL INFILE``; no row becomes a Python object.
 * MySQL/MariaDB -> PostgreSQL: an unbuffered cursor inside ``START TRANSACTION WITH CONSISTENT
   SNAPSHOT``, written with psycopg's C-level ``COPY ... write_row``.
+* MySQL/MariaDB -> MySQL/MariaDB: the same cursor, written as multi-row INSERTs in batches.
 
 A PostgreSQL source copy can join an exported snapshot (``snapshot`` argument), which is what makes
 the handoff to Debezium gap-free: every table is read at the slot's consistent point.
@@ -13,10 +14,9 @@ the handoff to Debezium gap-free: every table is read at the slot's consistent p
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import json
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -73,7 +73,9 @@ def _begin_pg_snapshot(cur, snapshot: str | None) -> None:
         cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
 
 
-def _pg_to_pg(src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+def _pg_to_pg(
+    src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs_dir: Path, snapshot, log, batch_size
+):
     t = job.table
     progress = _Progress(t.qualified, log)
     rows = nbytes = 0
@@ -95,56 +97,92 @@ def _pg_to_pg(src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs_dir:
     return rows, nbytes
 
 
-def _to_mysql_value(value):
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, memoryview):
-        return value.tobytes()
-    return value
+def _pg_csv_expression(column) -> tuple[str, str, str | None]:
+    """(PostgreSQL select expression, LOAD DATA column or @var, SET clause) for one column.
+
+    Values are rendered so MySQL parses them exactly: booleans as 0/1, timestamptz as UTC wall time,
+    bytea as hex decoded by UNHEX on the server.
+    """
+    name = quote("postgresql", column.name)
+    target = quote("mysql", column.name)
+    kind = column.type.name
+    if kind == "boolean":
+        return f"{name}::int", target, None
+    if kind == "timestamptz":
+        return f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')", target, None
+    if kind == "binary":
+        var = f"@b{abs(hash(column.name)) % 10_000_000}"
+        return f"encode({name}, 'hex')", var, f"{target} = UNHEX({var})"
+    return f"{name}::text" if kind in ("json", "jsonb", "uuid") else name, target, None
 
 
 def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+    """PostgreSQL COPY (CSV) streamed through a FIFO into MariaDB's LOAD DATA LOCAL INFILE.
+
+    CSV with every non-NULL value quoted and NULL written as a bare ``NULL`` is read by MySQL's
+    ``OPTIONALLY ENCLOSED BY '"' ESCAPED BY ''`` without loss (embedded quotes doubled, newlines kept);
+    no row passes through Python objects.
+    """
+    import os
+    import tempfile
+    import threading
+
     t = job.table
+    exprs = [_pg_csv_expression(c) for c in t.columns]
+    select = (
+        f"COPY (SELECT {', '.join(e[0] for e in exprs)} FROM {qualified('postgresql', t.schema, t.name)}) "
+        "TO STDOUT (FORMAT csv, NULL 'NULL', FORCE_QUOTE *)"
+    )
+    sets = [e[2] for e in exprs if e[2]]
+    workdir = tempfile.mkdtemp(prefix="cdc-load-")
+    fifo = os.path.join(workdir, "rows.csv")
+    os.mkfifo(fifo, 0o600)
+    load = (
+        f"LOAD DATA LOCAL INFILE '{fifo}' INTO TABLE {qualified('mysql', job.target_schema, job.target_name)} "
+        "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+        f"LINES TERMINATED BY '\\n' ({', '.join(e[1] for e in exprs)})"
+        + (f" SET {', '.join(sets)}" if sets else "")
+    )
     progress = _Progress(t.qualified, log)
-    rows = nbytes = 0
-    placeholders = ", ".join(["%s"] * len(t.columns))
-    insert = f"INSERT INTO {qualified('mysql', job.target_schema, job.target_name)} ({_columns('mysql', t)}) VALUES ({placeholders})"
-    with pg_connect(src, specs_dir, autocommit=True) as s:
-        scur = s.cursor()
-        _begin_pg_snapshot(scur, snapshot)
-        scur.execute("SET TIME ZONE 'UTC'")
-        # json/jsonb as text: MySQL wants the document, not a parsed Python object
-        cols = ", ".join(
-            f"{quote('postgresql', c.name)}::text" if c.type.name in ("json", "jsonb") else quote("postgresql", c.name)
-            for c in t.columns
-        )
-        reader = s.cursor(name=f"fl_{uuid.uuid4().hex[:12]}")
-        reader.itersize = batch_size
-        reader.execute(f"SELECT {cols} FROM {qualified('postgresql', t.schema, t.name)}")
-        dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False)
+    counters = {"rows": 0, "bytes": 0}
+    failure: list[BaseException] = []
+
+    def produce() -> None:
         try:
-            with dconn.cursor() as dcur:
-                dcur.execute("SET SESSION time_zone = '+00:00', unique_checks = 0, foreign_key_checks = 0")
-                dcur.execute(truncate_sql("mysql", job.target_schema, job.target_name))
-                while True:
-                    batch = reader.fetchmany(batch_size)
-                    if not batch:
-                        break
-                    converted = [tuple(_to_mysql_value(v) for v in row) for row in batch]
-                    dcur.executemany(insert, converted)
-                    rows += len(batch)
-                    nbytes += sum(len(str(v)) for v in converted[0]) * len(batch)  # estimate from the first row
-                    progress.tick(rows)
-            dconn.commit()
-        finally:
-            dconn.close()
-        reader.close()
-        scur.execute("COMMIT")
-    return rows, nbytes
+            with open(fifo, "wb") as sink, pg_connect(src, specs_dir, autocommit=True) as s:
+                scur = s.cursor()
+                _begin_pg_snapshot(scur, snapshot)
+                with scur.copy(select) as out:
+                    for block in out:
+                        data = bytes(block)
+                        sink.write(data)
+                        counters["bytes"] += len(data)
+                        counters["rows"] += data.count(b"\n")
+                        progress.tick(counters["rows"])
+                scur.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+            with contextlib.suppress(OSError):  # unblock a reader waiting on the FIFO
+                open(fifo, "wb").close()
+
+    dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
+    producer = threading.Thread(target=produce, daemon=True)
+    try:
+        with dconn.cursor() as dcur:
+            dcur.execute("SET SESSION time_zone = '+00:00', unique_checks = 0, foreign_key_checks = 0")
+            dcur.execute(truncate_sql("mysql", job.target_schema, job.target_name))
+            producer.start()
+            loaded = dcur.execute(load)
+        producer.join()
+        if failure:
+            raise failure[0]
+        dconn.commit()
+    finally:
+        producer.join(timeout=5)
+        dconn.close()
+        os.unlink(fifo)
+        os.rmdir(workdir)
+    return loaded, counters["bytes"]
 
 
 def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable[tuple]:
@@ -258,7 +296,9 @@ def copy_tables(src: ConnectionSpec, dst: ConnectionSpec, jobs: list[CopyJob], s
     results: dict[str, CopyStats] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(jobs)))) as pool:
         futures = {
-            pool.submit(copy_table, src, dst, job, specs_dir, snapshot=snapshot, log=log, batch_size=batch_size): job
+            pool.submit(
+                copy_table, src, dst, job, specs_dir, snapshot=snapshot, log=log, batch_size=batch_size
+            ): job
             for job in jobs
         }
         for future in as_completed(futures):

@@ -44,7 +44,10 @@ def ensure_publication(conn: psycopg.Connection, publication: str, tables: list[
 
 
 def slot_exists(conn: psycopg.Connection, slot: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+        is not None
+    )
 
 
 def drop_slot(conn: psycopg.Connection, slot: str, *, timeout: float = 30.0) -> bool:
@@ -62,7 +65,13 @@ def drop_slot(conn: psycopg.Connection, slot: str, *, timeout: float = 30.0) -> 
 
 @contextmanager
 def exported_snapshot(
-    source: ConnectionSpec, specs_dir: Path, slot: str, publication: str, tables: list[Table], *, recreate: bool
+    source: ConnectionSpec,
+    specs_dir: Path,
+    slot: str,
+    publication: str,
+    tables: list[Table],
+    *,
+    recreate: bool,
 ) -> Iterator[str]:
     """Yield a snapshot name consistent with the new slot's start; the slot outlives the block."""
     with pg_connect(source, specs_dir, autocommit=True) as admin:
@@ -87,7 +96,9 @@ def exported_snapshot(
         replication.close()
 
 
-def ensure_slot(source: ConnectionSpec, specs_dir: Path, slot: str, publication: str, tables: list[Table]) -> None:
+def ensure_slot(
+    source: ConnectionSpec, specs_dir: Path, slot: str, publication: str, tables: list[Table]
+) -> None:
     """cdc_only: publication and slot without a copy (changes from now on)."""
     with pg_connect(source, specs_dir, autocommit=True) as admin:
         ensure_publication(admin, publication, tables)
@@ -95,7 +106,9 @@ def ensure_slot(source: ConnectionSpec, specs_dir: Path, slot: str, publication:
             admin.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
 
 
-def drop_publication_and_slot(source: ConnectionSpec, specs_dir: Path, slot: str, publication: str) -> list[str]:
+def drop_publication_and_slot(
+    source: ConnectionSpec, specs_dir: Path, slot: str, publication: str
+) -> list[str]:
     done = []
     with pg_connect(source, specs_dir, autocommit=True) as admin:
         if drop_slot(admin, slot):

@@ -12,8 +12,14 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc_platform.connectors import DatabaseEndpoint, SourceOptions, TableRef, debezium_source_config
-from cdc_platform.connectors import jdbc_sink_config, topic_name
+from cdc_platform.connectors import (
+    DatabaseEndpoint,
+    SourceOptions,
+    TableRef,
+    debezium_source_config,
+    jdbc_sink_config,
+    topic_name,
+)
 from cdc_platform.pipeline.full_load import CopyJob
 from cdc_platform.schema.ddl import create_schema_sql, create_table_sql
 from cdc_platform.schema.discovery import Table
@@ -91,7 +97,9 @@ class PipelinePlan:
         return [CopyJob(t, self.spec.target_schema, target_name(self.spec, t)) for t in self.tables]
 
 
-def build_plan(specs: Specs, pipeline: PipelineSpec, tables: list[Table], kafka_bootstrap: str) -> PipelinePlan:
+def build_plan(
+    specs: Specs, pipeline: PipelineSpec, tables: list[Table], kafka_bootstrap: str
+) -> PipelinePlan:
     source, target = specs.connection(pipeline.source), specs.connection(pipeline.target)
     names = PipelineNames(pipeline.name)
     kind = target.kind.value
@@ -110,12 +118,18 @@ def build_plan(specs: Specs, pipeline: PipelineSpec, tables: list[Table], kafka_
             kafka_bootstrap=kafka_bootstrap,
             schema_history_topic=names.schema_history_topic,
         )
-        source_config = debezium_source_config(names.source_connector, endpoint(source, specs.directory), refs, options)
+        source_config = debezium_source_config(
+            names.source_connector, endpoint(source, specs.directory), refs, options
+        )
         declared = [t for t in tables if t.declared_key]
         if declared:
-            source_config["message.key.columns"] = ";".join(f"{t.qualified}:{','.join(t.primary_key)}" for t in declared)
+            source_config["message.key.columns"] = ";".join(
+                f"{t.qualified}:{','.join(t.primary_key)}" for t in declared
+            )
         routes = {
-            topic_name(source.kind.value, names.topic_prefix, str(source.database), ref): target_name(pipeline, t)
+            topic_name(source.kind.value, names.topic_prefix, str(source.database), ref): target_name(
+                pipeline, t
+            )
             for ref, t in zip(refs, tables, strict=True)
         }
         sink_config = jdbc_sink_config(
@@ -126,7 +140,9 @@ def build_plan(specs: Specs, pipeline: PipelineSpec, tables: list[Table], kafka_
             batch_size=min(pipeline.options.batch_size, 10_000),
             tasks_max=pipeline.options.sink_tasks,
         )
-    return PipelinePlan(pipeline, source, target, tuple(tables), names, tuple(ddl), source_config, sink_config)
+    return PipelinePlan(
+        pipeline, source, target, tuple(tables), names, tuple(ddl), source_config, sink_config
+    )
 
 
 def config_hash(config: dict[str, str]) -> str:

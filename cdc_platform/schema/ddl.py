@@ -28,7 +28,9 @@ def create_schema_sql(kind: str, schema: str) -> str:
     if kind == "postgresql":
         return f"CREATE SCHEMA IF NOT EXISTS {quote(kind, schema)}"
     if kind in ("mysql", "mariadb"):
-        return f"CREATE DATABASE IF NOT EXISTS {quote(kind, schema)} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        return (
+            f"CREATE DATABASE IF NOT EXISTS {quote(kind, schema)} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )
     if kind == "sqlserver":
         literal = schema.replace("'", "''")
         return f"IF SCHEMA_ID(N'{literal}') IS NULL EXEC(N'CREATE SCHEMA {quote(kind, schema).replace(chr(39), chr(39) * 2)}')"
@@ -46,7 +48,9 @@ def create_table_sql(kind: str, schema: str, target_name: str, table: Table) -> 
     if kind == "sqlserver":
         literal = f"{schema}.{target_name}".replace("'", "''")
         return f"IF OBJECT_ID(N'{literal}', N'U') IS NULL\nCREATE TABLE {target} (\n{body}\n)"
-    suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin" if kind in ("mysql", "mariadb") else ""
+    suffix = (
+        " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin" if kind in ("mysql", "mariadb") else ""
+    )
     return f"CREATE TABLE IF NOT EXISTS {target} (\n{body}\n){suffix}"
 
 

@@ -14,7 +14,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from cdc_platform.db import engine_for
-from cdc_platform.schema.types import CanonicalType, UnsupportedType, from_mysql, from_postgres, from_sqlserver
+from cdc_platform.schema.types import (
+    CanonicalType,
+    UnsupportedType,
+    from_mysql,
+    from_postgres,
+    from_sqlserver,
+)
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec
 
 #: PostgreSQL types whose large values are TOASTed and arrive as placeholders unless REPLICA IDENTITY FULL
@@ -101,14 +107,18 @@ def describe_table(engine: sa.Engine, kind: str, schema: str, table: str) -> Tab
     with engine.connect() as conn:
         rows = conn.execute(_columns_query(kind), {"schema": schema, "table": table}).fetchall()
     if not rows:
-        raise DiscoveryError(f"table {schema}.{table} does not exist (or has no columns visible to this user)")
+        raise DiscoveryError(
+            f"table {schema}.{table} does not exist (or has no columns visible to this user)"
+        )
     columns = []
     for row in rows:
         try:
             ctype = _canonical(kind, row)
         except UnsupportedType as exc:
             raise DiscoveryError(f"column {schema}.{table}.{row[0]}: {exc}") from exc
-        columns.append(Column(row[0], ctype, row[3] == "YES", str(row[2] if kind != "postgresql" else row[1])))
+        columns.append(
+            Column(row[0], ctype, row[3] == "YES", str(row[2] if kind != "postgresql" else row[1]))
+        )
     pk = inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []
     return Table(schema, table, tuple(columns), tuple(pk))
 
@@ -134,7 +144,9 @@ def discover_pipeline_tables(
                 if included and not excluded and (sel.schema_, table) not in names:
                     names.append((sel.schema_, table))
         if not names:
-            raise DiscoveryError(f"no table of schema {sel.schema_!r} matches include={sel.include} exclude={sel.exclude}")
+            raise DiscoveryError(
+                f"no table of schema {sel.schema_!r} matches include={sel.include} exclude={sel.exclude}"
+            )
         tables = []
         for schema, name in names:
             table = describe_table(engine, source.kind.value, schema, name)
@@ -142,8 +154,12 @@ def discover_pipeline_tables(
             if override and override.primary_key:
                 unknown = set(override.primary_key) - {c.name for c in table.columns}
                 if unknown:
-                    raise DiscoveryError(f"declared primary_key of {table.qualified} names unknown columns {sorted(unknown)}")
-                table = Table(table.schema, table.name, table.columns, tuple(override.primary_key), declared_key=True)
+                    raise DiscoveryError(
+                        f"declared primary_key of {table.qualified} names unknown columns {sorted(unknown)}"
+                    )
+                table = Table(
+                    table.schema, table.name, table.columns, tuple(override.primary_key), declared_key=True
+                )
             if not table.primary_key:
                 raise DiscoveryError(
                     f"table {table.qualified} has no primary key; CDC needs one to apply updates and deletes. "

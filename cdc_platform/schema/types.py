@@ -40,7 +40,9 @@ class CanonicalType:
 
 
 # -- sources: native type name (lower-case, as information_schema spells it) -> canonical --------
-def from_postgres(data_type: str, *, length: int | None, precision: int | None, scale: int | None) -> CanonicalType:
+def from_postgres(
+    data_type: str, *, length: int | None, precision: int | None, scale: int | None
+) -> CanonicalType:
     t = data_type.lower()
     simple = {
         "smallint": "smallint", "integer": "integer", "bigint": "bigint", "real": "real",
@@ -105,7 +107,9 @@ def from_mysql(
     raise UnsupportedType(f"MySQL/MariaDB type {column_type!r} has no mapping")
 
 
-def from_sqlserver(data_type: str, *, length: int | None, precision: int | None, scale: int | None) -> CanonicalType:
+def from_sqlserver(
+    data_type: str, *, length: int | None, precision: int | None, scale: int | None
+) -> CanonicalType:
     t = data_type.lower()
     simple = {
         "smallint": "smallint", "tinyint": "smallint", "int": "integer", "bigint": "bigint", "real": "real",
@@ -194,7 +198,12 @@ def to_sqlserver(t: CanonicalType) -> str:
     raise UnsupportedType(str(t))
 
 
-TARGET_RENDERERS = {"postgresql": to_postgres, "mysql": to_mysql, "mariadb": to_mysql, "sqlserver": to_sqlserver}
+TARGET_RENDERERS = {
+    "postgresql": to_postgres,
+    "mysql": to_mysql,
+    "mariadb": to_mysql,
+    "sqlserver": to_sqlserver,
+}
 
 
 def render(target_kind: str, t: CanonicalType) -> str:

@@ -3,4 +3,13 @@
 from cdc_platform.specs.loader import LoadedPipeline, SpecError, SpecErrors, Specs, load_specs
 from cdc_platform.specs.models import ConnectionSpec, Mode, PipelineSpec
 
-__all__ = ["ConnectionSpec", "LoadedPipeline", "Mode", "PipelineSpec", "SpecError", "SpecErrors", "Specs", "load_specs"]
+__all__ = [
+    "ConnectionSpec",
+    "LoadedPipeline",
+    "Mode",
+    "PipelineSpec",
+    "SpecError",
+    "SpecErrors",
+    "Specs",
+    "load_specs",
+]

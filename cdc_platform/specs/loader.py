@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cdc_platform.specs.models import ConnectionSpec, EnvSecret, FileSecret, PipelineSpec, SecretRef, SpecFile
 from cdc_platform.settings import read_properties
+from cdc_platform.specs.models import ConnectionSpec, EnvSecret, FileSecret, PipelineSpec, SecretRef, SpecFile
 
 SPECS_DIR_VARIABLE = "CDC_SPECS_DIR"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -26,7 +26,9 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 class SpecError(ValueError):
     """A spec problem, located: ``file``, optional ``pipeline`` and ``field``."""
 
-    def __init__(self, file: Path | str, message: str, *, pipeline: str | None = None, field: str | None = None):
+    def __init__(
+        self, file: Path | str, message: str, *, pipeline: str | None = None, field: str | None = None
+    ):
         self.file, self.pipeline, self.field = str(file), pipeline, field
         where = [self.file]
         if pipeline:
@@ -74,7 +76,9 @@ def _expand(value, file: Path, where: str):
         for k, v in value.items():
             if k == "password" and isinstance(v, dict):
                 # a reference's file path may follow the environment; the secret itself never passes here
-                out[k] = {rk: _expand(rv, file, f"{where}.{k}.{rk}") if rk == "file" else rv for rk, rv in v.items()}
+                out[k] = {
+                    rk: _expand(rv, file, f"{where}.{k}.{rk}") if rk == "file" else rv for rk, rv in v.items()
+                }
             else:
                 out[k] = _expand(v, file, f"{where}.{k}")
         return out
@@ -109,7 +113,9 @@ def load_specs(directory: Path | None = None) -> Specs:
         raise SpecErrors([SpecError(directory, "the specs directory does not exist")])
     specs = Specs(directory=directory)
     errors: list[SpecError] = []
-    files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and "stack" not in p.parts)
+    files = sorted(
+        p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and "stack" not in p.parts
+    )
     for path in files:
         rel = path.relative_to(directory.parent) if directory.parent in path.parents else path
         try:
@@ -127,7 +133,13 @@ def load_specs(directory: Path | None = None) -> Specs:
         for name, body in top.connections.items():
             where = f"connections.{name}"
             if name in specs.connections:
-                errors.append(SpecError(rel, f"connection {name!r} is also defined in {specs.connection_files[name]}", field=where))
+                errors.append(
+                    SpecError(
+                        rel,
+                        f"connection {name!r} is also defined in {specs.connection_files[name]}",
+                        field=where,
+                    )
+                )
                 continue
             try:
                 conn = ConnectionSpec.model_validate({**_expand(body, rel, where), "name": name})
@@ -135,7 +147,10 @@ def load_specs(directory: Path | None = None) -> Specs:
                 errors.append(exc)
                 continue
             except ValidationError as exc:
-                errors += [SpecError(rel, e["msg"], field=f"{where}.{_field_path(e['loc'])}".rstrip(".")) for e in exc.errors()]
+                errors += [
+                    SpecError(rel, e["msg"], field=f"{where}.{_field_path(e['loc'])}".rstrip("."))
+                    for e in exc.errors()
+                ]
                 continue
             specs.connections[name] = conn
             specs.connection_files[name] = rel
@@ -148,11 +163,21 @@ def load_specs(directory: Path | None = None) -> Specs:
                 errors.append(exc)
                 continue
             except ValidationError as exc:
-                errors += [SpecError(rel, e["msg"], pipeline=label, field=_field_path(e["loc"])) for e in exc.errors()]
+                errors += [
+                    SpecError(rel, e["msg"], pipeline=label, field=_field_path(e["loc"]))
+                    for e in exc.errors()
+                ]
                 continue
             if pipeline.name in specs.pipelines:
                 other = specs.pipelines[pipeline.name].file
-                errors.append(SpecError(rel, f"duplicate pipeline name (first defined in {other})", pipeline=pipeline.name, field="name"))
+                errors.append(
+                    SpecError(
+                        rel,
+                        f"duplicate pipeline name (first defined in {other})",
+                        pipeline=pipeline.name,
+                        field="name",
+                    )
+                )
                 continue
             specs.pipelines[pipeline.name] = LoadedPipeline(pipeline, rel)
     for loaded in specs.pipelines.values():
@@ -168,14 +193,20 @@ def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
         name = getattr(p, role)
         if name not in specs.connections:
             known = ", ".join(sorted(specs.connections)) or "none defined"
-            errors.append(SpecError(loaded.file, f"unknown connection {name!r} (known: {known})", pipeline=p.name, field=role))
+            errors.append(
+                SpecError(
+                    loaded.file, f"unknown connection {name!r} (known: {known})", pipeline=p.name, field=role
+                )
+            )
     if errors:
         return errors
     source, target = specs.connections[p.source], specs.connections[p.target]
     if source.kind.value == "s3" or target.kind.value == "s3":
         errors.append(SpecError(loaded.file, "S3 endpoints are not supported by database pipelines yet", pipeline=p.name,
                                 field="source" if source.kind.value == "s3" else "target"))  # fmt: skip
-    if p.source == p.target and p.target_schema in {n.split(".")[0] for n in p.tables.names} | {p.tables.schema_}:
+    if p.source == p.target and p.target_schema in {n.split(".")[0] for n in p.tables.names} | {
+        p.tables.schema_
+    }:
         errors.append(SpecError(loaded.file, "target_schema equals a source schema on the same connection; the copy "
                                 "would overwrite its own source", pipeline=p.name, field="target_schema"))  # fmt: skip
     return errors

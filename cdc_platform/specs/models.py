@@ -45,7 +45,9 @@ class EnvSecret(Strict):
 
 class FileSecret(Strict):
     file: str = Field(description="Path of a file; relative paths are relative to the specs directory")
-    key: str | None = Field(default=None, description="Key in a key=value properties file; omit for the whole file")
+    key: str | None = Field(
+        default=None, description="Key in a key=value properties file; omit for the whole file"
+    )
 
 
 SecretRef = EnvSecret | FileSecret
@@ -153,7 +155,9 @@ class TableOverride(Strict):
 
 class PipelineOptions(Strict):
     parallelism: int = Field(default=4, ge=1, le=32, description="Tables copied at once")
-    batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per batch in full load and sink")
+    batch_size: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Rows per batch in full load and sink"
+    )
     heartbeat_interval_ms: int = Field(default=10_000, ge=1_000)
     sink_tasks: int = Field(default=1, ge=1, le=64)
     #: MySQL/MariaDB replication client id; derived from the pipeline name when omitted
@@ -167,7 +171,9 @@ class PipelineSpec(Strict):
     mode: Mode = Mode.full_load_and_cdc
     tables: TableSelection
     target_schema: str
-    overrides: dict[str, TableOverride] = Field(default_factory=dict, description="keyed by source schema.table")
+    overrides: dict[str, TableOverride] = Field(
+        default_factory=dict, description="keyed by source schema.table"
+    )
     options: PipelineOptions = Field(default_factory=PipelineOptions)
     description: str | None = None
 

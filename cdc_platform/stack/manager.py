@@ -48,7 +48,9 @@ def _check_ports(settings: StackSettings, services: list[Service]) -> None:
         for port_name, port in service.ports.items():
             if port_in_use(settings.host, port):
                 variable = PORT_VARIABLES[port_name][0]
-                busy.append(f"port {port} ({port_name}) is already in use by another program; set {variable} to move it")
+                busy.append(
+                    f"port {port} ({port_name}) is already in use by another program; set {variable} to move it"
+                )
     if busy:
         raise StackError("Cannot start the local stack: " + "; ".join(busy) + ".")
 
@@ -66,7 +68,13 @@ def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
     _check_ports(settings, skeleton)
 
     binaries = ensure_binaries(echo)
-    for path in (settings.logs_dir, settings.run_dir, settings.data_dir, settings.config_dir, settings.cache_dir):
+    for path in (
+        settings.logs_dir,
+        settings.run_dir,
+        settings.data_dir,
+        settings.config_dir,
+        settings.cache_dir,
+    ):
         path.mkdir(parents=True, exist_ok=True)
     ensure_stack_secrets(settings)
     ensure_kafka(settings, binaries.mvn, echo)
@@ -135,4 +143,6 @@ def reset(settings: StackSettings, echo=print) -> None:
 def require_running(settings: StackSettings) -> None:
     stopped = [s.name for s in status(settings) if s.state != "running"]
     if stopped:
-        raise StackError(f"The local stack is not running ({', '.join(stopped)} stopped); run `cdc-platform stack up`.")
+        raise StackError(
+            f"The local stack is not running ({', '.join(stopped)} stopped); run `cdc-platform stack up`."
+        )

@@ -119,7 +119,9 @@ def service_user() -> str | None:
             text=True,
         )
         if result.returncode != 0:
-            raise StackError(f"Could not create the service user {SERVICE_USER}: {result.stderr.strip()}")
+            raise StackError(
+                f"Could not create the service user {SERVICE_USER}: {result.stderr.strip()}"
+            ) from None
     return SERVICE_USER
 
 

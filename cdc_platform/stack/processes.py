@@ -6,6 +6,7 @@ since reused for another program therefore never matches, so ``down`` cannot kil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -99,10 +100,8 @@ def stop(pid_file: PidFile, *, timeout: float = 30.0) -> bool:
     if pid is None:
         pid_file.remove()
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid_file.running_pid() is None:
@@ -110,10 +109,8 @@ def stop(pid_file: PidFile, *, timeout: float = 30.0) -> bool:
         _reap(pid)
         time.sleep(0.2)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         time.sleep(0.5)
         _reap(pid)
     pid_file.remove()
@@ -122,10 +119,8 @@ def stop(pid_file: PidFile, *, timeout: float = 30.0) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect our own child if it exited (only matters when ``up`` and ``down`` share a process)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -70,6 +70,7 @@ class Service(ABC):
 
     def prepare(self) -> None:
         """One-time or per-start setup before the process starts (init data dir, write configs)."""
+        return None
 
     @abstractmethod
     def command(self) -> list[str]: ...
@@ -82,6 +83,7 @@ class Service(ABC):
 
     def after_start(self) -> None:
         """Setup that needs the running service (users, grants)."""
+        return None
 
     def run_as(self) -> str | None:
         return None
@@ -388,7 +390,9 @@ class Kafka(_Jvm):
             # StorageTool calls System.exit, so it always runs in its own JVM.
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
-                raise StackError(f"Formatting Kafka storage in {self.data_path} failed:\n{result.stdout}{result.stderr}")
+                raise StackError(
+                    f"Formatting Kafka storage in {self.data_path} failed:\n{result.stdout}{result.stderr}"
+                )
 
     def command(self) -> list[str]:
         return self._java("kafka.Kafka", str(self.properties_file))
@@ -490,5 +494,7 @@ SERVICE_CLASSES: tuple[type[Service], ...] = (Postgres, MariaDB, Kafka, Connect,
 SERVICE_NAMES = tuple(cls.name for cls in SERVICE_CLASSES)
 
 
-def all_services(settings: StackSettings, binaries: Binaries | None = None, user: str | None = None) -> list[Service]:
+def all_services(
+    settings: StackSettings, binaries: Binaries | None = None, user: str | None = None
+) -> list[Service]:
     return [cls(settings, binaries, user) for cls in SERVICE_CLASSES]

@@ -60,12 +60,18 @@ def test_plan_masks_secrets_and_discover_lists_columns(stack, tmp_path):
                       "target_schema": "replica"}])  # fmt: skip
         plan = _run(["plan", "plan_me"], tmp_path)
         assert plan.returncode == 0, plan.stderr
-        assert 'CREATE TABLE IF NOT EXISTS "replica"."t"' in plan.stdout and '"v" numeric(10,2)' in plan.stdout
+        assert (
+            'CREATE TABLE IF NOT EXISTS "replica"."t"' in plan.stdout and '"v" numeric(10,2)' in plan.stdout
+        )
         assert stack.password("postgres") not in plan.stdout and "${file:" in plan.stdout
         discover = _run(["discover", "src", "--schema", "public"], tmp_path)
         assert "table t  primary key: id" in discover.stdout and "numeric(10,2)" in discover.stdout
         keyless = _run(["plan", "keyless"], tmp_path)
-        assert keyless.returncode == 1 and "has no primary key" in keyless.stderr and "primary_key" in keyless.stderr
+        assert (
+            keyless.returncode == 1
+            and "has no primary key" in keyless.stderr
+            and "primary_key" in keyless.stderr
+        )
 
 
 def test_dagster_definitions_validate_on_the_demo_specs():

@@ -12,7 +12,7 @@ import pytest
 from cdc_platform.pipeline.execute import teardown_pipeline
 from cdc_platform.pipeline.plan import build_plan
 from cdc_platform.schema.discovery import discover_pipeline_tables
-from tests.pipeline_support import connection, materialize, materializations, write_specs
+from tests.pipeline_support import connection, materializations, materialize, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -42,10 +42,15 @@ class Writer(threading.Thread):
                 op = rng.random()
                 target = rng.randint(1, self.next_id - 1)
                 if op < 0.35:
-                    cur.execute("INSERT INTO big (id, val, n) VALUES (%s, %s, %s)", (self.next_id, f"new {self.next_id}", 0))
+                    cur.execute(
+                        "INSERT INTO big (id, val, n) VALUES (%s, %s, %s)",
+                        (self.next_id, f"new {self.next_id}", 0),
+                    )
                     self.next_id += 1
                 elif op < 0.75:
-                    cur.execute("UPDATE big SET n = n + 1, val = %s WHERE id = %s", (f"upd {self.ops}", target))
+                    cur.execute(
+                        "UPDATE big SET n = n + 1, val = %s WHERE id = %s", (f"upd {self.ops}", target)
+                    )
                 elif op < 0.92:
                     cur.execute("DELETE FROM big WHERE id = %s", (target,))
                 else:
@@ -101,7 +106,9 @@ def test_postgres_to_postgres_handoff_under_concurrent_writes(stack, connect, tm
             assert writer.ops > 100, f"the writer made only {writer.ops} changes"
             meta = materializations(result)
             assert meta[("tgt", "replica", "big")]["rows"].value >= rows * 0.9
-            final = wait_for_equal(lambda: _pg_big(stack, src), lambda: _pg_big(stack, tgt, "replica"), timeout=180)
+            final = wait_for_equal(
+                lambda: _pg_big(stack, src), lambda: _pg_big(stack, tgt, "replica"), timeout=180
+            )
             assert len(final) > rows * 0.9
             with pg_connect(stack, tgt) as conn:
                 assert conn.execute("SELECT count(*) FROM replica.small").fetchone()[0] == 2
@@ -162,7 +169,9 @@ def test_mariadb_to_postgres_pipeline_capture_first(stack, connect, tmp_path):
         try:
             assert writer.error is None, writer.error
             assert writer.ops > 50
-            wait_for_equal(lambda: _mariadb_big(stack, src), lambda: _pg_big(stack, tgt, "replica"), timeout=180)
+            wait_for_equal(
+                lambda: _mariadb_big(stack, src), lambda: _pg_big(stack, tgt, "replica"), timeout=180
+            )
         finally:
             _teardown(stack, connect, specs, name)
 

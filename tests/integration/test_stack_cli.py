@@ -18,7 +18,9 @@ CLI = [sys.executable, "-m", "cdc_platform.cli"]
 
 
 def test_status_json_reports_every_service_running(stack):
-    out = subprocess.run([*CLI, "stack", "status", "--json"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*CLI, "stack", "status", "--json"], capture_output=True, text=True, check=True
+    ).stdout
     services = {s["name"]: s for s in json.loads(out)}
     assert set(services) == {"postgres", "mariadb", "kafka", "connect", "s3"}
     for name, service in services.items():

@@ -11,8 +11,14 @@ import json
 
 import pytest
 
-from cdc_platform.connectors import DatabaseEndpoint, SourceOptions, TableRef, jdbc_sink_config
-from cdc_platform.connectors import debezium_source_config, topic_name
+from cdc_platform.connectors import (
+    DatabaseEndpoint,
+    SourceOptions,
+    TableRef,
+    debezium_source_config,
+    jdbc_sink_config,
+    topic_name,
+)
 from cdc_platform.settings import STACK_DB_USER
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
@@ -44,7 +50,9 @@ def _assert_no_password(connect, name: str, stack) -> None:
 
 def _pg_rows(stack, db, table="items"):
     with pg_connect(stack, db) as conn:
-        return [tuple(r) for r in conn.execute(f"SELECT id, name, qty FROM public.{table} ORDER BY id").fetchall()]
+        return [
+            tuple(r) for r in conn.execute(f"SELECT id, name, qty FROM public.{table} ORDER BY id").fetchall()
+        ]
 
 
 def _mariadb_rows(stack, db, table="items"):
@@ -111,7 +119,9 @@ def test_postgres_to_postgres(stack, connect):
 def test_postgres_to_mariadb(stack, connect):
     with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
         with pg_connect(stack, src) as conn:
-            conn.execute("CREATE TABLE public.items (id int PRIMARY KEY, name varchar(100) NOT NULL, qty int)")
+            conn.execute(
+                "CREATE TABLE public.items (id int PRIMARY KEY, name varchar(100) NOT NULL, qty int)"
+            )
             conn.execute("INSERT INTO public.items VALUES (1, 'apple', 3), (2, 'pear', 5), (3, 'plum', 7)")
             pub, slot = unique("pub"), unique("slot")
             conn.execute(f"CREATE PUBLICATION {pub} FOR TABLE public.items")

@@ -64,7 +64,9 @@ def test_every_type_survives_full_load_and_cdc_postgres_to_postgres(stack, conne
             with pg_connect(stack, src) as conn:
                 conn.execute("SET TIME ZONE 'America/Sao_Paulo'")
                 conn.execute(f"INSERT INTO everything ({COLUMNS}) VALUES {', '.join(_rows(10))}")
-                conn.execute("UPDATE everything SET c_text = c_text || ' ✅', c_numeric = c_numeric + 1 WHERE id = 1")
+                conn.execute(
+                    "UPDATE everything SET c_text = c_text || ' ✅', c_numeric = c_numeric + 1 WHERE id = 1"
+                )
                 conn.execute("UPDATE docs SET title = 'v2' WHERE id = 1")  # body and meta untouched
             wait_for_equal(lambda: _read(stack, src, "public"), lambda: _read(stack, tgt, "replica"))
             docs = "SELECT id, title, md5(body), md5(meta::text), length(body) FROM {}.docs"
@@ -73,6 +75,70 @@ def test_every_type_survives_full_load_and_cdc_postgres_to_postgres(stack, conne
                 lambda: pg_connect(stack, tgt).execute(docs.format("replica")).fetchall(),
             )
             with pg_connect(stack, tgt) as conn:
-                assert conn.execute("SELECT title, length(body) FROM replica.docs").fetchone() == ("v2", 128000)
+                assert conn.execute("SELECT title, length(body) FROM replica.docs").fetchone() == (
+                    "v2",
+                    128000,
+                )
+        finally:
+            _teardown(stack, connect, specs, name)
+
+
+TRICKY = """
+CREATE TABLE tricky (
+  id int PRIMARY KEY, t text, v varchar(40), b boolean, ts timestamptz, n numeric(20,6), j jsonb, u uuid, raw bytea
+)"""
+TRICKY_ROWS = [
+    "(1, 'comma, \"quote\" and ''apostrophe''', 'NULL', true, '2024-06-01 08:00:00+09:00', 12345678901234.123456, "
+    "'{\"k\": \"v, \\\"q\\\"\"}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x000a0d2c22ff'::bytea)",
+    "(2, E'multi\\nline\\r\\nand\\ttab and back\\\\slash \\f', '😀 emoji', false, '1999-12-31 23:59:59.5-05:00', "
+    "-0.000001, '[1, \"two\", null]', '00000000-0000-0000-0000-000000000000', ''::bytea)",
+    "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    "(4, '', '', true, '2000-01-01 00:00:00+00', 0, '{}', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '\\x5c4e'::bytea)",
+]
+
+
+def _pg_tricky(stack, db):
+    with pg_connect(stack, db) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        rows = conn.execute("SELECT id, t, v, b::int, (ts AT TIME ZONE 'UTC'), n, j::text, u::text, raw "
+                            "FROM tricky ORDER BY id").fetchall()  # fmt: skip
+    return [(*r[:6], _json(r[6]), r[7], bytes(r[8]) if r[8] is not None else None) for r in rows]
+
+
+def _mariadb_tricky(stack, db):
+    from tests.support import mariadb_connect
+
+    with mariadb_connect(stack, db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, t, v, b, ts, n, j, u, raw FROM tricky ORDER BY id")
+        return [(*r[:6], _json(r[6]), r[7], r[8]) for r in cur.fetchall()]
+
+
+def _json(text):
+    import json
+
+    return None if text is None else json.loads(text)
+
+
+def test_tricky_values_survive_postgres_to_mariadb(stack, connect, tmp_path):
+    from tests.support import mariadb_database
+
+    with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute(TRICKY)
+            conn.execute(f"INSERT INTO tricky VALUES {', '.join(TRICKY_ROWS[:2])}")
+        name = unique("fidmdb")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "mariadb", tgt)},
+            [{"name": name, "source": "src", "target": "tgt", "tables": {"names": ["public.tricky"]},
+              "target_schema": tgt}],
+        )  # fmt: skip
+        materialize(stack, specs, name)
+        try:
+            assert _mariadb_tricky(stack, tgt) == _pg_tricky(stack, src), "full load changed a value"
+            with pg_connect(stack, src) as conn:
+                conn.execute(f"INSERT INTO tricky VALUES {', '.join(TRICKY_ROWS[2:])}")
+                conn.execute("UPDATE tricky SET t = t || ' ✅', b = NOT b WHERE id = 1")
+            wait_for_equal(lambda: _pg_tricky(stack, src), lambda: _mariadb_tricky(stack, tgt))
         finally:
             _teardown(stack, connect, specs, name)

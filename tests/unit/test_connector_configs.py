@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from cdc_platform.connectors import DatabaseEndpoint, SourceOptions, TableRef, debezium_source_config
-from cdc_platform.connectors import jdbc_sink_config, topic_name
+from cdc_platform.connectors import (
+    DatabaseEndpoint,
+    SourceOptions,
+    TableRef,
+    debezium_source_config,
+    jdbc_sink_config,
+    topic_name,
+)
 from cdc_platform.pipeline.plan import config_diff, mask
 
 REF = "${file:/secrets/x.properties:pw}"
@@ -24,7 +30,9 @@ def test_postgres_source_uses_pgoutput_our_slot_and_no_data():
     cfg = debezium_source_config("p-source", _ep("postgresql"), [TableRef("public", "orders")],
                                  SourceOptions(topic_prefix="p", slot_name="cdc_p", publication_name="cdc_p"))  # fmt: skip
     assert cfg["connector.class"] == "io.debezium.connector.postgresql.PostgresConnector"
-    assert cfg["plugin.name"] == "pgoutput" and cfg["slot.name"] == "cdc_p" and cfg["snapshot.mode"] == "no_data"
+    assert (
+        cfg["plugin.name"] == "pgoutput" and cfg["slot.name"] == "cdc_p" and cfg["snapshot.mode"] == "no_data"
+    )
     assert cfg["publication.autocreate.mode"] == "disabled" and cfg["database.password"] == REF
     assert cfg["table.include.list"] == "public\\.orders"  # an escaped, anchored regex
     assert int(cfg["heartbeat.interval.ms"]) > 0
@@ -32,7 +40,9 @@ def test_postgres_source_uses_pgoutput_our_slot_and_no_data():
 
 @pytest.mark.parametrize("kind", ["mysql", "mariadb"])
 def test_mysql_family_sources_need_history_and_server_id(kind):
-    options = SourceOptions(topic_prefix="p", server_id=184054, kafka_bootstrap="k:9092", schema_history_topic="p.h")
+    options = SourceOptions(
+        topic_prefix="p", server_id=184054, kafka_bootstrap="k:9092", schema_history_topic="p.h"
+    )
     cfg = debezium_source_config("p-source", _ep(kind), [TableRef("shop", "orders")], options)
     assert cfg["database.server.id"] == "184054" and cfg["database.include.list"] == "shop"
     assert cfg["schema.history.internal.kafka.topic"] == "p.h"
@@ -54,15 +64,25 @@ def test_sink_subscribes_only_to_table_topics_and_upserts_deletes():
     cfg = jdbc_sink_config("p-sink", _ep("postgresql", "wh"), "shop", routes)
     assert cfg["topics"] == "p.public.orders,p.public.items"
     assert "heartbeat" not in cfg["topics"] and "topics.regex" not in cfg
-    assert (cfg["insert.mode"], cfg["primary.key.mode"], cfg["delete.enabled"]) == ("upsert", "record_key", "true")
+    assert (cfg["insert.mode"], cfg["primary.key.mode"], cfg["delete.enabled"]) == (
+        "upsert",
+        "record_key",
+        "true",
+    )
     assert cfg["collection.name.format"] == "shop.${topic}" and cfg["connection.password"] == REF
-    assert cfg["transforms.route0.regex"] == "\\Qp.public.orders\\E" and cfg["transforms.route0.replacement"] == "orders_v2"
+    assert (
+        cfg["transforms.route0.regex"] == "\\Qp.public.orders\\E"
+        and cfg["transforms.route0.replacement"] == "orders_v2"
+    )
     assert cfg["connection.url"] == "jdbc:postgresql://db.internal:5432/wh"
 
 
 def test_mariadb_and_sqlserver_sinks():
     my = jdbc_sink_config("s", _ep("mariadb", "ignored"), "shop", {"t": "x"})
-    assert my["connection.url"] == "jdbc:mariadb://db.internal:5432/shop" and my["collection.name.format"] == "${topic}"
+    assert (
+        my["connection.url"] == "jdbc:mariadb://db.internal:5432/shop"
+        and my["collection.name.format"] == "${topic}"
+    )
     ms = jdbc_sink_config("s", _ep("sqlserver", "dw"), "dbo", {"t": "x"})
     assert ms["connection.url"] == "jdbc:sqlserver://db.internal:5432;databaseName=dw;encrypt=false"
 

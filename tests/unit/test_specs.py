@@ -14,8 +14,12 @@ PIPE = {"name": "p1", "source": "a", "target": "b", "tables": {"names": ["public
 
 
 def _write(tmp_path, connections=None, pipelines=None, name="pipelines.yaml"):
-    (tmp_path / "connections.yaml").write_text(yaml.safe_dump({"connections": connections or {"a": CONN, "b": CONN}}))
-    (tmp_path / name).write_text(yaml.safe_dump({"pipelines": pipelines if pipelines is not None else [PIPE]}))
+    (tmp_path / "connections.yaml").write_text(
+        yaml.safe_dump({"connections": connections or {"a": CONN, "b": CONN}})
+    )
+    (tmp_path / name).write_text(
+        yaml.safe_dump({"pipelines": pipelines if pipelines is not None else [PIPE]})
+    )
 
 
 def _error(tmp_path) -> str:
@@ -51,7 +55,11 @@ def test_duplicate_pipeline_names(tmp_path):
         ({"name": "Has-Caps"}, "name", "not a valid pipeline name"),
         ({"mode": "sometimes"}, "mode", "full_load_only"),
         ({"options": {"parallelism": 0}}, "options.parallelism", "greater than or equal to 1"),
-        ({"overrides": {"public.t": {"target_name": "x y"}}}, "overrides.public.t.target_name", "not a valid"),
+        (
+            {"overrides": {"public.t": {"target_name": "x y"}}},
+            "overrides.public.t.target_name",
+            "not a valid",
+        ),
         ({"surprise": 1}, "surprise", "Extra inputs"),
     ],
 )

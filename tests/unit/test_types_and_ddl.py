@@ -7,7 +7,14 @@ import pytest
 
 from cdc_platform.schema.ddl import create_schema_sql, create_table_sql, quote
 from cdc_platform.schema.discovery import Column, Table
-from cdc_platform.schema.types import CanonicalType, UnsupportedType, from_mysql, from_postgres, from_sqlserver, render
+from cdc_platform.schema.types import (
+    CanonicalType,
+    UnsupportedType,
+    from_mysql,
+    from_postgres,
+    from_sqlserver,
+    render,
+)
 
 C = CanonicalType
 PG = {
@@ -39,7 +46,10 @@ def test_postgres_source_types(native, canonical):
     ],
 )  # fmt: skip
 def test_mysql_source_types(data_type, column_type, canonical):
-    assert from_mysql(data_type, column_type, length=None, precision=canonical.precision, scale=canonical.scale) == canonical
+    assert (
+        from_mysql(data_type, column_type, length=None, precision=canonical.precision, scale=canonical.scale)
+        == canonical
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,10 +92,21 @@ TABLE = Table("public", "orders", (Column("id", C("bigint"), False, "bigint"), C
 
 def test_ddl_quotes_every_identifier_per_dialect():
     pg = create_table_sql("postgresql", "shop", "orders", TABLE)
-    assert 'CREATE TABLE IF NOT EXISTS "shop"."orders"' in pg and '"we""ird" integer' in pg and 'PRIMARY KEY ("id")' in pg
+    assert (
+        'CREATE TABLE IF NOT EXISTS "shop"."orders"' in pg
+        and '"we""ird" integer' in pg
+        and 'PRIMARY KEY ("id")' in pg
+    )
     my = create_table_sql("mariadb", "shop", "orders", TABLE)
     assert "`shop`.`orders`" in my and "`note` LONGTEXT" in my and "utf8mb4" in my
     ms = create_table_sql("sqlserver", "dbo", "orders", TABLE)
-    assert "IF OBJECT_ID(N'dbo.orders', N'U') IS NULL" in ms and "[note] nvarchar(max)" in ms and "[id] bigint NOT NULL" in ms
-    assert create_schema_sql("sqlserver", "sales") == "IF SCHEMA_ID(N'sales') IS NULL EXEC(N'CREATE SCHEMA [sales]')"
+    assert (
+        "IF OBJECT_ID(N'dbo.orders', N'U') IS NULL" in ms
+        and "[note] nvarchar(max)" in ms
+        and "[id] bigint NOT NULL" in ms
+    )
+    assert (
+        create_schema_sql("sqlserver", "sales")
+        == "IF SCHEMA_ID(N'sales') IS NULL EXEC(N'CREATE SCHEMA [sales]')"
+    )
     assert quote("sqlserver", "a]b") == "[a]]b]"
