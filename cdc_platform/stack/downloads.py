@@ -32,8 +32,9 @@ def plugins_dir(settings: StackSettings) -> Path:
     return settings.cache_dir / f"debezium-{DEBEZIUM_VERSION}" / "plugins"
 
 
-def _run_maven(mvn: Path, args: list[str], what: str) -> None:
-    result = subprocess.run([str(mvn), "-B", "-q", *args], capture_output=True, text=True)
+def _run_maven(mvn: Path, args: list[str], what: str, cwd: Path) -> None:
+    # cwd matters: the dependency plugin writes "already unpacked" markers under ./target
+    result = subprocess.run([str(mvn), "-B", "-q", *args], capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
         unreachable = any(s in output for s in ("Could not transfer", "UnknownHost", "Connection refused"))
@@ -68,6 +69,7 @@ def ensure_kafka(settings: StackSettings, mvn: Path, echo=print) -> Path:
             f"-DoutputDirectory={staging}",
         ],
         f"Kafka {KAFKA_VERSION} (org.apache.kafka:kafka_2.13, connect-runtime)",
+        settings.cache_dir,
     )
     shutil.rmtree(libs, ignore_errors=True)
     staging.rename(libs)
@@ -85,10 +87,18 @@ def ensure_debezium_plugins(settings: StackSettings, mvn: Path, echo=print) -> P
         echo(f"Fetching {coordinate} from Maven Central ...")
         staging = root / f".{directory}.partial"
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(f"{staging}.markers", ignore_errors=True)
         _run_maven(
             mvn,
-            [f"{DEPENDENCY_PLUGIN}:unpack", f"-Dartifact={coordinate}", f"-DoutputDirectory={staging}"],
+            [
+                f"{DEPENDENCY_PLUGIN}:unpack",
+                f"-Dartifact={coordinate}",
+                f"-DoutputDirectory={staging}",
+                # per-unpack markers: shared ones would make a later unpack silently skip
+                f"-DmarkersDirectory={staging}.markers",
+            ],
             coordinate,
+            settings.cache_dir,
         )
         # The archive holds one top-level directory named after the artifact.
         unpacked = staging / artifact
@@ -97,5 +107,6 @@ def ensure_debezium_plugins(settings: StackSettings, mvn: Path, echo=print) -> P
         shutil.rmtree(target, ignore_errors=True)
         unpacked.rename(target)
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(f"{staging}.markers", ignore_errors=True)
         (target / ".complete").write_text(DEBEZIUM_VERSION)
     return root

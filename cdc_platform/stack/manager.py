@@ -134,6 +134,10 @@ def status(settings: StackSettings) -> list[ServiceStatus]:
 def reset(settings: StackSettings, echo=print) -> None:
     """Stop everything and delete data, logs and generated config; keep downloads."""
     down(settings, echo)
+    dbroot = settings.state_dir / "dbroot"
+    if dbroot.is_symlink():
+        shutil.rmtree(dbroot.resolve(), ignore_errors=True)
+        dbroot.unlink()
     for path in (settings.data_dir, settings.logs_dir, settings.run_dir, settings.config_dir,
                  settings.secrets_file.parent):  # fmt: skip
         shutil.rmtree(path, ignore_errors=True)

@@ -132,3 +132,34 @@ def chown_tree(path: Path, user: str | None) -> None:
     for dirpath, dirnames, filenames in os.walk(path):
         for name in dirnames + filenames:
             shutil.chown(os.path.join(dirpath, name), user=user, group=user)
+
+
+def traversable_by_others(path: Path) -> bool:
+    """True when any account can reach ``path`` (every ancestor has the others-execute bit)."""
+    for part in [path, *path.parents]:
+        try:
+            if not part.stat().st_mode & 0o001:
+                return False
+        except FileNotFoundError:
+            continue
+    return True
+
+
+def database_root(state_dir: Path, user: str | None) -> Path:
+    """Where the databases keep their files: the state dir, unless the service user cannot reach it.
+
+    A checkout under a private home (``/root`` is 0700) is unreachable for the unprivileged account
+    PostgreSQL must run as; then the database files go to ``/var/lib/cdc-platform/<hash>`` and
+    ``<state>/dbroot`` links there, so ``stack reset`` still finds and removes them.
+    """
+    if user is None or traversable_by_others(state_dir):
+        return state_dir
+    import hashlib
+
+    root = Path("/var/lib/cdc-platform") / hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]
+    root.mkdir(parents=True, exist_ok=True)
+    link = state_dir / "dbroot"
+    if not link.is_symlink():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(root)
+    return root

@@ -22,7 +22,7 @@ import httpx
 from cdc_platform.settings import STACK_DB_USER, StackSettings
 from cdc_platform.stack.downloads import kafka_libs_dir, plugins_dir
 from cdc_platform.stack.errors import StackError
-from cdc_platform.stack.prerequisites import Binaries, chown_tree
+from cdc_platform.stack.prerequisites import Binaries, chown_tree, database_root
 from cdc_platform.stack.processes import PidFile
 
 REQUIRED_PLUGINS = (
@@ -66,7 +66,12 @@ class Service(ABC):
 
     @property
     def data_path(self) -> Path:
-        return self.settings.data_dir / self.name
+        return self.db_root / "data" / self.name
+
+    @property
+    def db_root(self) -> Path:
+        """Root of the files the service's own process writes (see ``database_root``)."""
+        return database_root(self.settings.state_dir, self.run_as())
 
     def prepare(self) -> None:
         """One-time or per-start setup before the process starts (init data dir, write configs)."""
@@ -102,13 +107,13 @@ class Postgres(Service):
     def prepare(self) -> None:
         assert self.binaries is not None
         data = self.data_path
-        sockets = self.settings.run_dir / "pg-socket"
+        sockets = self.db_root / "run" / "pg-socket"
         sockets.mkdir(parents=True, exist_ok=True)
         chown_tree(sockets, self.user)
         if not (data / "PG_VERSION").exists():
             data.mkdir(parents=True, exist_ok=True)
             chown_tree(data, self.user)
-            with tempfile.NamedTemporaryFile("w", delete=False, dir=self.settings.run_dir) as pw:
+            with tempfile.NamedTemporaryFile("w", delete=False, dir=sockets.parent) as pw:
                 pw.write(self.settings.password("postgres") + "\n")
             try:
                 chown_tree(Path(pw.name), self.user)
@@ -189,18 +194,19 @@ class MariaDB(Service):
 
     @property
     def socket(self) -> Path:
-        return self.settings.run_dir / "mariadb.sock"
+        return self.db_root / "run" / "mariadb.sock"
 
     @property
     def config_file(self) -> Path:
-        return self.settings.config_dir / "mariadb.cnf"
+        return self.db_root / "config" / "mariadb.cnf"
 
     def run_as(self) -> str | None:
         return self.user
 
     def prepare(self) -> None:
         assert self.binaries is not None
-        self.settings.config_dir.mkdir(parents=True, exist_ok=True)
+        for sub in ("config", "run", "logs"):
+            (self.db_root / sub).mkdir(parents=True, exist_ok=True)
         data = self.data_path
         self.config_file.write_text(
             "\n".join(
@@ -210,8 +216,8 @@ class MariaDB(Service):
                     f"port = {self.port}",
                     f"bind-address = {self.settings.host}",
                     f"socket = {self.socket}",
-                    f"pid-file = {self.settings.run_dir / 'mariadb.server.pid'}",
-                    f"log-error = {self.settings.logs_dir / 'mariadb-server.err'}",
+                    f"pid-file = {self.db_root / 'run' / 'mariadb.server.pid'}",
+                    f"log-error = {self.db_root / 'logs' / 'mariadb-server.err'}",
                     f"log-bin = {data / 'binlog'}",
                     "server-id = 1",
                     "binlog_format = ROW",
@@ -231,9 +237,8 @@ class MariaDB(Service):
             )
             + "\n"
         )
-        for path in (self.settings.config_dir, self.settings.run_dir, self.settings.logs_dir):
-            path.mkdir(parents=True, exist_ok=True)
-            chown_tree(path, self.user)
+        for sub in ("config", "run", "logs"):
+            chown_tree(self.db_root / sub, self.user)
         if not (data / "mysql").is_dir():
             data.mkdir(parents=True, exist_ok=True)
             chown_tree(data, self.user)
@@ -452,7 +457,8 @@ class Connect(_Jvm):
                     f"rest.advertised.host.name={host}",
                     f"rest.advertised.port={self.port}",
                     f"plugin.path={plugins_dir(self.settings)}",
-                    "plugin.discovery=hybrid_warn",
+                    # every Debezium 3.5 plugin ships ServiceLoader manifests: skip the slow classpath scan
+                    "plugin.discovery=service_load",
                     "config.providers=env,file,dir",
                     "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider",
                     "config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider",

@@ -206,3 +206,68 @@ def test_rematerializing_connectors_is_a_no_op_until_the_config_changes(stack, c
             )
         finally:
             _teardown(stack, connect, specs, name)
+
+
+def _pg_rows(stack, db, sql):
+    with pg_connect(stack, db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_reloading_one_table_of_a_running_pipeline_repairs_it_without_losing_changes(stack, connect, tmp_path):
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE a (id int PRIMARY KEY, v text)")
+            conn.execute("CREATE TABLE b (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 500) g")
+            conn.execute("INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 500) g")
+        name = unique("reload")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "postgresql", tgt)},
+            [{"name": name, "source": "src", "target": "tgt", "tables": {"names": ["public.a", "public.b"]},
+              "target_schema": "replica"}],
+        )  # fmt: skip
+        materialize(stack, specs, name)
+        try:
+            with pg_connect(stack, tgt) as conn:  # damage the target behind the pipeline's back
+                conn.execute("DELETE FROM replica.a WHERE id % 2 = 0")
+            with pg_connect(stack, src) as conn:  # a change captured while the sink is about to stop
+                conn.execute("UPDATE b SET v = 'during' WHERE id = 1")
+            result = materializations(materialize(stack, specs, name, selection=[dg.AssetKey(["tgt", "replica", "a"])]))
+            assert set(result) == {("tgt", "replica", "a")}
+            assert result[("tgt", "replica", "a")]["rows"].value == 500
+            with pg_connect(stack, src) as conn:
+                conn.execute("UPDATE a SET v = 'after reload' WHERE id <= 5")
+                conn.execute("INSERT INTO b VALUES (501, 'b501')")
+            for table in ("a", "b"):
+                wait_for_equal(lambda t=table: _pg_rows(stack, src, f"SELECT * FROM public.{t} ORDER BY 1"),
+                               lambda t=table: _pg_rows(stack, tgt, f"SELECT * FROM replica.{t} ORDER BY 1"))  # fmt: skip
+            assert connect.status(f"{name}-sink")["connector"]["state"] == "RUNNING"
+        finally:
+            _teardown(stack, connect, specs, name)
+
+
+def test_full_load_only_and_cdc_only_modes(stack, connect, tmp_path):
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t VALUES (1, 'before')")
+        conns = {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "postgresql", tgt)}
+        copy_name, stream_name = unique("copyonly"), unique("streamonly")
+        specs = write_specs(tmp_path, conns, [
+            {"name": copy_name, "source": "src", "target": "tgt", "mode": "full_load_only",
+             "tables": {"names": ["public.t"]}, "target_schema": "copied"},
+            {"name": stream_name, "source": "src", "target": "tgt", "mode": "cdc_only",
+             "tables": {"names": ["public.t"]}, "target_schema": "streamed"},
+        ])  # fmt: skip
+        materialize(stack, specs, copy_name)
+        assert not [c for c in connect.list_connectors() if c.startswith(copy_name)]
+        assert _pg_rows(stack, tgt, "SELECT * FROM copied.t") == [(1, "before")]
+        materialize(stack, specs, stream_name)
+        try:
+            assert _pg_rows(stack, tgt, "SELECT count(*) FROM streamed.t") == [(0,)]  # no copy in cdc_only
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t VALUES (2, 'after')")
+            wait_for_equal(lambda: [(2, "after")], lambda: _pg_rows(stack, tgt, "SELECT * FROM streamed.t ORDER BY 1"))
+        finally:
+            _teardown(stack, connect, specs, stream_name)
