@@ -187,3 +187,15 @@ def test_worker_lists_every_debezium_plugin(connect):
         "io.debezium.connector.jdbc.JdbcSinkConnector",
     ):
         assert cls in classes
+
+
+def test_validate_surfaces_the_plugins_errors_per_field(connect):
+    from cdc_platform.kafka_connect import ConnectorConfigInvalid
+
+    config = {"name": "broken-source", "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+              "database.hostname": "127.0.0.1", "database.port": "not-a-port", "topic.prefix": "broken"}  # fmt: skip
+    with pytest.raises(ConnectorConfigInvalid) as info:
+        connect.validate(config)
+    assert "database.port" in info.value.errors
+    assert "broken-source" in str(info.value)
+    assert connect.get_config("broken-source") is None  # validating deploys nothing
