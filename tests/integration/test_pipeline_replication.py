@@ -213,7 +213,9 @@ def _pg_rows(stack, db, sql):
         return conn.execute(sql).fetchall()
 
 
-def test_reloading_one_table_of_a_running_pipeline_repairs_it_without_losing_changes(stack, connect, tmp_path):
+def test_reloading_one_table_of_a_running_pipeline_repairs_it_without_losing_changes(
+    stack, connect, tmp_path
+):
     with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE a (id int PRIMARY KEY, v text)")
@@ -233,7 +235,9 @@ def test_reloading_one_table_of_a_running_pipeline_repairs_it_without_losing_cha
                 conn.execute("DELETE FROM replica.a WHERE id % 2 = 0")
             with pg_connect(stack, src) as conn:  # a change captured while the sink is about to stop
                 conn.execute("UPDATE b SET v = 'during' WHERE id = 1")
-            result = materializations(materialize(stack, specs, name, selection=[dg.AssetKey(["tgt", "replica", "a"])]))
+            result = materializations(
+                materialize(stack, specs, name, selection=[dg.AssetKey(["tgt", "replica", "a"])])
+            )
             assert set(result) == {("tgt", "replica", "a")}
             assert result[("tgt", "replica", "a")]["rows"].value == 500
             with pg_connect(stack, src) as conn:
@@ -268,6 +272,8 @@ def test_full_load_only_and_cdc_only_modes(stack, connect, tmp_path):
             assert _pg_rows(stack, tgt, "SELECT count(*) FROM streamed.t") == [(0,)]  # no copy in cdc_only
             with pg_connect(stack, src) as conn:
                 conn.execute("INSERT INTO t VALUES (2, 'after')")
-            wait_for_equal(lambda: [(2, "after")], lambda: _pg_rows(stack, tgt, "SELECT * FROM streamed.t ORDER BY 1"))
+            wait_for_equal(
+                lambda: [(2, "after")], lambda: _pg_rows(stack, tgt, "SELECT * FROM streamed.t ORDER BY 1")
+            )
         finally:
             _teardown(stack, connect, specs, stream_name)

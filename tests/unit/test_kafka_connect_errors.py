@@ -43,7 +43,10 @@ class _Worker(BaseHTTPRequestHandler):
         type(self).calls.append(f"PUT {self.path}")
         if type(self).conflicts_left > 0:
             type(self).conflicts_left -= 1
-            self._reply(409, {"error_code": 409, "message": "Cannot complete request because of a conflicting operation"})
+            self._reply(
+                409,
+                {"error_code": 409, "message": "Cannot complete request because of a conflicting operation"},
+            )
         else:
             self._reply(201, {"name": "shop-sink", "config": {}, "tasks": []})
 
