@@ -104,3 +104,19 @@ def test_dagster_asset_materialize_on_the_cli_replicates_a_pipeline(stack, conne
                            lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
         finally:
             _teardown(stack, connect, specs, name)
+
+
+def test_orphans_reports_connectors_that_no_spec_owns(stack, connect, tmp_path):
+    from cdc_platform.connectors import DatabaseEndpoint, jdbc_sink_config
+
+    write_specs(tmp_path, {}, [])
+    name = unique("stray") + "-sink"
+    endpoint = DatabaseEndpoint("postgresql", stack.host, stack.postgres_port, "postgres", "cdc",
+                                stack.secret_reference("postgres"))  # fmt: skip
+    connect.put_config(name, jdbc_sink_config(name, endpoint, "public", {unique("nothing"): "nothing"}))
+    try:
+        result = _run(["orphans"], tmp_path)
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert f"orphan connector {name}" in result.stdout
+    finally:
+        connect.delete(name)
