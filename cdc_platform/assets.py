@@ -201,9 +201,11 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
             }
             if stats is not None:
                 metadata.update({
-                    "dagster/row_count": stats.rows, "rows": stats.rows, "bytes": stats.bytes,
+                    "dagster/row_count": stats.rows, "rows": stats.rows,
                     "seconds": round(stats.seconds, 3), "rows_per_second": round(stats.rows_per_second, 1),
                 })  # fmt: skip
+                if stats.bytes is not None:
+                    metadata["bytes"] = stats.bytes
             yield dg.MaterializeResult(asset_key=table_spec.key, metadata=metadata)
         for role, key in (("source", source_key), ("sink", sink_key)):
             if key in selected and role in result.connectors:

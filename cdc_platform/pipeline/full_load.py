@@ -41,7 +41,8 @@ class CopyJob:
 class CopyStats:
     table: str
     rows: int
-    bytes: int
+    #: bytes streamed, where the path sees them (the COPY paths); None where rows never become bytes for us
+    bytes: int | None
     seconds: float
 
     @property
@@ -210,7 +211,7 @@ def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
     progress = _Progress(t.qualified, log)
     bool_cols = [i for i, c in enumerate(t.columns) if c.type.name == "boolean"]
     tz_cols = [i for i, c in enumerate(t.columns) if c.type.name == "timestamptz"]
-    rows = nbytes = 0
+    rows = 0
     insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({_columns('postgresql', t)}) FROM STDIN"
     with pg_connect(dst, specs_dir) as d:
         dcur = d.cursor()
@@ -234,7 +235,7 @@ def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
                 if rows % 10_000 == 0:
                     progress.tick(rows)
         d.commit()
-    return rows, nbytes
+    return rows, None
 
 
 def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
@@ -262,7 +263,7 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
         dconn.commit()
     finally:
         dconn.close()
-    return rows, 0
+    return rows, None
 
 
 def _route(src_kind: str, dst_kind: str):

@@ -277,3 +277,30 @@ def test_full_load_only_and_cdc_only_modes(stack, connect, tmp_path):
             )
         finally:
             _teardown(stack, connect, specs, stream_name)
+
+
+def test_table_without_primary_key_replicates_with_a_declared_key(stack, connect, tmp_path):
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE events (tenant int NOT NULL, seq int NOT NULL, payload text)")
+            conn.execute("INSERT INTO events SELECT g % 3, g, 'p' || g FROM generate_series(1, 300) g")
+        name = unique("nokey")
+        pipeline = {"name": name, "source": "src", "target": "tgt", "tables": {"names": ["public.events"]},
+                    "target_schema": "replica"}  # fmt: skip
+        conns = {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "postgresql", tgt)}
+        with pytest.raises(Exception, match="has no primary key"):
+            materialize(stack, write_specs(tmp_path, conns, [pipeline]), name)
+        assert not [c for c in connect.list_connectors() if c.startswith(name)]  # nothing deployed
+        specs = write_specs(tmp_path, conns,
+                            [{**pipeline, "overrides": {"public.events": {"primary_key": ["tenant", "seq"]}}}])  # fmt: skip
+        materialize(stack, specs, name)
+        try:
+            with pg_connect(stack, src) as conn:
+                conn.execute("UPDATE events SET payload = 'changed' WHERE seq <= 10")
+                conn.execute("DELETE FROM events WHERE seq BETWEEN 11 AND 20")
+                conn.execute("INSERT INTO events VALUES (9, 1, 'new')")
+            query = "SELECT tenant, seq, payload FROM {}.events ORDER BY 1, 2"
+            wait_for_equal(lambda: _pg_rows(stack, src, query.format("public")),
+                           lambda: _pg_rows(stack, tgt, query.format("replica")))  # fmt: skip
+        finally:
+            _teardown(stack, connect, specs, name)
