@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from contextlib import contextmanager
 
 import dagster as dg
 import pytest
@@ -65,6 +66,20 @@ class Writer(threading.Thread):
             conn.close()
 
 
+@contextmanager
+def writing(writer: Writer, *, settle: float = 1.0):
+    """Run ``writer`` around the block (and ``settle`` seconds after it); then check it made changes cleanly."""
+    writer.start()
+    try:
+        yield writer
+        time.sleep(settle)
+    finally:
+        writer.stop_event.set()
+        writer.join()
+    assert writer.error is None, writer.error
+    assert writer.ops > 50, f"the writer made only {writer.ops} changes"
+
+
 def _pg_big(stack, db, schema="public"):
     with pg_connect(stack, db) as conn:
         return conn.execute(f"SELECT id, val, n FROM {schema}.big ORDER BY id").fetchall()
@@ -92,18 +107,10 @@ def test_postgres_to_postgres_handoff_under_concurrent_writes(stack, connect, tm
             [{"name": name, "source": "src", "target": "tgt", "tables": {"schema": "public"},
               "target_schema": "replica", "options": {"parallelism": 2, "batch_size": 5000}}],
         )  # fmt: skip
-        writer = Writer(lambda: pg_connect(stack, src), rows + 1, "postgresql")
-        writer.start()
-        try:
+        with writing(Writer(lambda: pg_connect(stack, src), rows + 1, "postgresql"), settle=2):
             time.sleep(0.5)
             result = materialize(stack, specs, name)
-            time.sleep(2)
-        finally:
-            writer.stop_event.set()
-            writer.join()
         try:
-            assert writer.error is None, writer.error
-            assert writer.ops > 100, f"the writer made only {writer.ops} changes"
             meta = materializations(result)
             assert meta[("tgt", "replica", "big")]["rows"].value >= rows * 0.9
             final = wait_for_equal(
@@ -131,16 +138,9 @@ def test_postgres_to_mariadb_pipeline(stack, connect, tmp_path):
             [{"name": name, "source": "src", "target": "tgt", "tables": {"names": ["public.big"]},
               "target_schema": tgt}],
         )  # fmt: skip
-        writer = Writer(lambda: pg_connect(stack, src), 20_001, "postgresql")
-        writer.start()
-        try:
+        with writing(Writer(lambda: pg_connect(stack, src), 20_001, "postgresql")):
             materialize(stack, specs, name)
-            time.sleep(1)
-        finally:
-            writer.stop_event.set()
-            writer.join()
         try:
-            assert writer.error is None, writer.error
             wait_for_equal(lambda: _pg_big(stack, src), lambda: _mariadb_big(stack, tgt), timeout=180)
         finally:
             _teardown(stack, connect, specs, name)
@@ -158,17 +158,9 @@ def test_mariadb_to_postgres_pipeline_capture_first(stack, connect, tmp_path):
             [{"name": name, "source": "src", "target": "tgt", "tables": {"names": [f"{src}.big"]},
               "target_schema": "replica"}],
         )  # fmt: skip
-        writer = Writer(lambda: mariadb_connect(stack, src), 20_001, "mysql")
-        writer.start()
-        try:
+        with writing(Writer(lambda: mariadb_connect(stack, src), 20_001, "mysql")):
             materialize(stack, specs, name)
-            time.sleep(1)
-        finally:
-            writer.stop_event.set()
-            writer.join()
         try:
-            assert writer.error is None, writer.error
-            assert writer.ops > 50
             wait_for_equal(
                 lambda: _mariadb_big(stack, src), lambda: _pg_big(stack, tgt, "replica"), timeout=180
             )
