@@ -169,7 +169,10 @@ def main() -> None:
         "| pair | method | seconds | rows/s |",
         "|---|---|---:|---:|",
     ]
-    lines += [f"| {p} | {m.replace('|', '&#124;')} | {s:.1f} | {args.rows / s:,.0f} |" for (p, m), s in figures.items()]
+    lines += [
+        f"| {p} | {m.replace('|', '&#124;')} | {s:.1f} | {args.rows / s:,.0f} |"
+        for (p, m), s in figures.items()
+    ]
     pg_label, my_label = "PostgreSQL -> PostgreSQL", "PostgreSQL -> MariaDB"
     a_pg, b_pg = (
         figures[(pg_label, "(a) cdc-platform full load")],

@@ -266,6 +266,11 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
     return rows, None
 
 
+COPY_PAIRS = {
+    (src, dst) for src in ("postgresql", "mysql", "mariadb") for dst in ("postgresql", "mysql", "mariadb")
+}
+
+
 def _route(src_kind: str, dst_kind: str):
     pg, my = "postgresql", ("mysql", "mariadb")
     if src_kind == pg and dst_kind == pg:
@@ -276,7 +281,7 @@ def _route(src_kind: str, dst_kind: str):
         return _mysql_to_pg
     if src_kind in my and dst_kind in my:
         return _mysql_to_mysql
-    raise NotImplementedError(f"full load {src_kind} -> {dst_kind} is not supported yet")
+    raise ValueError(f"no full-load path for {src_kind} -> {dst_kind} (specs are checked for this at load)")
 
 
 def copy_table(src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs_dir: Path, *,

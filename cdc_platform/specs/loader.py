@@ -204,6 +204,13 @@ def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
     if source.kind.value == "s3" or target.kind.value == "s3":
         errors.append(SpecError(loaded.file, "S3 endpoints are not supported by database pipelines yet", pipeline=p.name,
                                 field="source" if source.kind.value == "s3" else "target"))  # fmt: skip
+    if p.copies and source.kind.value != "s3" and target.kind.value != "s3":
+        from cdc_platform.pipeline.full_load import COPY_PAIRS
+
+        if (source.kind.value, target.kind.value) not in COPY_PAIRS:
+            errors.append(SpecError(loaded.file, f"mode {p.mode.value} needs a full load, and there is no full-load "
+                                    f"path for {source.kind.value} -> {target.kind.value} yet; use mode cdc_only",
+                                    pipeline=p.name, field="mode"))  # fmt: skip
     if p.source == p.target and p.target_schema in {n.split(".")[0] for n in p.tables.names} | {
         p.tables.schema_
     }:

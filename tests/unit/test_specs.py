@@ -104,3 +104,12 @@ def test_secrets_resolve_and_become_provider_references(tmp_path, monkeypatch):
 def test_demo_specs_are_valid():
     specs = load_specs()
     assert "shop_to_analytics" in specs.pipelines
+
+
+def test_pair_without_a_full_load_path_is_refused_at_load(tmp_path):
+    sqlserver = {**CONN, "kind": "sqlserver", "port": 1433}
+    _write(tmp_path, connections={"a": sqlserver, "b": CONN})
+    message = _error(tmp_path)
+    assert "field 'mode'" in message and "sqlserver -> postgresql" in message and "cdc_only" in message
+    _write(tmp_path, connections={"a": sqlserver, "b": CONN}, pipelines=[{**PIPE, "mode": "cdc_only"}])
+    assert load_specs(tmp_path).pipelines["p1"].spec.mode.value == "cdc_only"
