@@ -72,7 +72,7 @@ def _selected_names(loaded: LoadedPipeline, specs: Specs) -> list[str]:
             from cdc_platform.db import engine_for
 
             source = specs.connection(spec.source)
-            engine = engine_for(source, specs.directory, connect_args=_connect_timeout(source.kind.value))
+            engine = engine_for(source, specs.directory, connect_args={"connect_timeout": 5})
             names += [t.qualified for t in discover_pipeline_tables(spec, source, specs.directory, engine)
                       if t.qualified not in names]  # fmt: skip
             engine.dispose()
@@ -82,10 +82,6 @@ def _selected_names(loaded: LoadedPipeline, specs: Specs) -> list[str]:
                 f"discovered at load ({type(exc).__name__}); only explicitly named tables have assets"
             )
     return names
-
-
-def _connect_timeout(kind: str) -> dict:
-    return {"connect_timeout": 5}
 
 
 def _table_props(loaded: LoadedPipeline, specs: Specs) -> list[TableProps]:

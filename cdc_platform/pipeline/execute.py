@@ -102,6 +102,12 @@ def run_pipeline(
     result = RunResult()
     if (source or sink) and connect is None:
         raise ValueError(f"pipeline {spec.name} streams but no Kafka Connect resource was given")
+    # Both configs are checked by their plugins before any DDL, copy or deploy: a config the worker
+    # would reject must not leave the pipeline half-deployed.
+    if connect is not None and spec.streams:
+        for config in (plan.source_config, plan.sink_config):
+            if config is not None:
+                connect.validate(config)
     if schema:
         result.ddl = apply_ddl(plan, specs_dir, log)
     src_kind = plan.source.kind.value
@@ -110,46 +116,60 @@ def run_pipeline(
     jobs = [j for j in plan.jobs if only_tables is None or j.table.qualified in only_tables]
     tables = list(plan.tables)
 
-    if copy and deployed:
-        # Re-load of a running pipeline: keep the sink off the tables while they are rewritten.
-        # Changes captured meanwhile wait in Kafka and are upserted after the copy, which converges.
-        assert connect is not None
-        sink_exists = connect.get_config(names.sink_connector) is not None
-        if sink_exists:
-            connect.stop(names.sink_connector)
-            log(f"sink {names.sink_connector} stopped for the re-load")
-        try:
+    # A first deploy that fails anywhere is rolled back (connectors, slot, publication), so it never
+    # stays half-deployed: a plugin's validate endpoint does not catch every bad value.
+    fresh = bool(
+        connect and spec.streams and not deployed and connect.get_config(names.sink_connector) is None
+    )
+    try:
+        if copy and deployed:
+            # Re-load of a running pipeline: keep the sink off the tables while they are rewritten.
+            # Changes captured meanwhile wait in Kafka and are upserted after the copy, which converges.
+            assert connect is not None
+            sink_exists = connect.get_config(names.sink_connector) is not None
+            if sink_exists:
+                connect.stop(names.sink_connector)
+                log(f"sink {names.sink_connector} stopped for the re-load")
+            try:
+                result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
+                                            log=log, batch_size=spec.options.batch_size)  # fmt: skip
+            finally:
+                if sink_exists:
+                    connect.resume(names.sink_connector)
+                    log(f"sink {names.sink_connector} resumed")
+        elif copy and spec.streams and src_kind == "postgresql":
+            with handoff.exported_snapshot(plan.source, specs_dir, names.slot, names.publication, tables,
+                                           recreate=True) as snapshot:  # fmt: skip
+                log(f"slot {names.slot} created; copying under exported snapshot {snapshot}")
+                result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
+                                            snapshot=snapshot, log=log, batch_size=spec.options.batch_size)  # fmt: skip
+        elif copy and spec.streams:
+            assert connect is not None and plan.source_config is not None
+            result.connectors["source"] = deploy_connector(connect, plan.source_config, log)
+            _wait_source_position(connect, names.source_connector)
+            log(f"capture started by {names.source_connector}; copying")
             result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
                                         log=log, batch_size=spec.options.batch_size)  # fmt: skip
-        finally:
-            if sink_exists:
-                connect.resume(names.sink_connector)
-                log(f"sink {names.sink_connector} resumed")
-    elif copy and spec.streams and src_kind == "postgresql":
-        with handoff.exported_snapshot(plan.source, specs_dir, names.slot, names.publication, tables,
-                                       recreate=True) as snapshot:  # fmt: skip
-            log(f"slot {names.slot} created; copying under exported snapshot {snapshot}")
+        elif copy:
             result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
-                                        snapshot=snapshot, log=log, batch_size=spec.options.batch_size)  # fmt: skip
-    elif copy and spec.streams:
-        assert connect is not None and plan.source_config is not None
-        result.connectors["source"] = deploy_connector(connect, plan.source_config, log)
-        _wait_source_position(connect, names.source_connector)
-        log(f"capture started by {names.source_connector}; copying")
-        result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
-                                    log=log, batch_size=spec.options.batch_size)  # fmt: skip
-    elif copy:
-        result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
-                                    log=log, batch_size=spec.options.batch_size)  # fmt: skip
+                                        log=log, batch_size=spec.options.batch_size)  # fmt: skip
 
-    if source and "source" not in result.connectors:
-        assert connect is not None and plan.source_config is not None
-        if src_kind == "postgresql":
-            handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, tables)
-        result.connectors["source"] = deploy_connector(connect, plan.source_config, log)
-    if sink:
-        assert connect is not None and plan.sink_config is not None
-        result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
+        if source and "source" not in result.connectors:
+            assert connect is not None and plan.source_config is not None
+            if src_kind == "postgresql":
+                handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, tables)
+            result.connectors["source"] = deploy_connector(connect, plan.source_config, log)
+        if sink:
+            assert connect is not None and plan.sink_config is not None
+            result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
+    except Exception:
+        if fresh:
+            assert connect is not None
+            log(
+                f"pipeline {spec.name}: deploy failed; rolling back what this run created (target data stays)"
+            )
+            teardown_pipeline(plan, specs_dir, connect, log)
+        raise
     return result
 
 

@@ -296,3 +296,24 @@ def test_table_without_primary_key_replicates_with_a_declared_key(stack, connect
                            lambda: _pg_rows(stack, tgt, query.format("replica")))  # fmt: skip
         finally:
             _teardown(stack, connect, specs, name)
+
+
+def test_a_failed_first_deploy_is_rolled_back(stack, connect, tmp_path):
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        name = unique("reject")
+        target = {**connection(stack, "postgresql", tgt), "options": {"insert.mode": "sometimes"}}
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "tgt": target},
+                            [{"name": name, "source": "src", "target": "tgt", "tables": {"names": ["public.t"]},
+                              "target_schema": "replica"}])  # fmt: skip
+        # the plugin's validate endpoint accepts this value; the sink fails only when it starts
+        with pytest.raises(Exception, match=f"{name}-sink' failed"):
+            materialize(stack, specs, name)
+        assert not [c for c in connect.list_connectors() if c.startswith(name)]
+        with pg_connect(stack, src) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                                (f"cdc_{name}",)).fetchone()[0] == 0  # fmt: skip
+        with pg_connect(stack, src) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s",
+                                (f"cdc_{name}",)).fetchone()[0] == 0  # fmt: skip
