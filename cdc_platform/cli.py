@@ -244,6 +244,35 @@ def teardown(pipeline: str, specs_dir: str | None, delete_topics: bool) -> None:
         click.echo(f"pipeline {pipeline}: nothing deployed")
 
 
+@cli.command("status")
+@click.argument("pipeline")
+@specs_option
+def status(pipeline: str, specs_dir: str | None) -> None:
+    """Connector and task states of a pipeline; a failed task is explained (exit 4 when one failed)."""
+    from cdc_platform.ops.diagnosis import explain, first_failed_trace
+    from cdc_platform.pipeline.plan import build_plan
+
+    specs = _specs(specs_dir)
+    tables = _pipeline_tables(specs, pipeline)
+    the_plan = build_plan(
+        specs, specs.pipelines[pipeline].spec, tables, load_stack_settings().kafka_bootstrap
+    )
+    connect, failed = _connect_resource(), False
+    for name in (the_plan.names.source_connector, the_plan.names.sink_connector):
+        state = connect.status(name)
+        if state is None:
+            click.echo(f"{name}: not deployed")
+            continue
+        tasks = ", ".join(f"task {t['id']} {t['state']}" for t in state.get("tasks", [])) or "no tasks"
+        click.echo(f"{name}: {state['connector']['state']} ({tasks})")
+        trace = first_failed_trace(state)
+        if trace is not None:
+            failed = True
+            click.echo("  " + explain(the_plan, trace, specs.directory).message)
+    if failed:
+        sys.exit(4)
+
+
 @cli.command("orphans")
 @specs_option
 def orphans(specs_dir: str | None) -> None:

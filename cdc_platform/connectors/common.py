@@ -6,6 +6,14 @@ import re
 from dataclasses import dataclass
 
 SOURCE_KINDS = ("postgresql", "mysql", "mariadb", "sqlserver")
+
+#: The largest change event (key + value as serialized by the JSON converter, before and after
+#: images together) a pipeline carries by default: 32 MiB. A row of up to 16 MiB survives an update
+#: under REPLICA IDENTITY FULL, whose event holds the row twice. Every part of the chain that must
+#: agree (topic, producer, sink consumer) is derived from this one number; see ``size_limits``.
+DEFAULT_MAX_EVENT_BYTES = 32 * 1024 * 1024
+#: Kafka brokers refuse any request above ``socket.request.max.bytes`` (100 MiB by default)
+MAX_EVENT_BYTES_CEILING = 96 * 1024 * 1024
 SINK_KINDS = ("postgresql", "mysql", "mariadb", "sqlserver")
 
 
@@ -51,3 +59,31 @@ def topic_name(kind: str, prefix: str, database: str, table: TableRef) -> str:
 def include_pattern(table: TableRef) -> str:
     """Debezium include lists are anchored regexes: escape names so ``a.b`` cannot match ``axb``."""
     return f"{re.escape(table.schema)}\\.{re.escape(table.table)}"
+
+
+def producer_size_overrides(max_event_bytes: int) -> dict[str, str]:
+    """Source-connector settings that let an event of ``max_event_bytes`` through, and no larger.
+
+    Per connector (``producer.override.*``, ``topic.creation.*``) rather than worker-wide, so a
+    pipeline works on a Kafka cluster the platform does not own: the topic gets its own
+    ``max.message.bytes`` when Connect creates it, whatever the broker default (1 MB) is. The
+    producer checks ``max.request.size`` against the uncompressed record, so the limit means the
+    same thing with or without compression; ``buffer.memory`` must hold at least one such record.
+    """
+    return {
+        "producer.override.max.request.size": str(max_event_bytes),
+        "producer.override.buffer.memory": str(max(2 * max_event_bytes, 64 * 1024 * 1024)),
+        "producer.override.compression.type": "lz4",
+        "topic.creation.default.replication.factor": "-1",
+        "topic.creation.default.partitions": "-1",
+        "topic.creation.default.max.message.bytes": str(max_event_bytes),
+        "topic.creation.default.compression.type": "producer",
+    }
+
+
+def consumer_size_overrides(max_event_bytes: int) -> dict[str, str]:
+    """Sink-connector settings: fetch sizes that hold the largest event a source may write."""
+    return {
+        "consumer.override.max.partition.fetch.bytes": str(max_event_bytes),
+        "consumer.override.fetch.max.bytes": str(max(max_event_bytes, 52_428_800)),
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cdc_platform.connectors.common import DatabaseEndpoint
+from cdc_platform.connectors.common import DEFAULT_MAX_EVENT_BYTES, DatabaseEndpoint, consumer_size_overrides
 
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
 
@@ -30,6 +30,7 @@ def jdbc_sink_config(
     *,
     batch_size: int = 2000,
     tasks_max: int = 1,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> dict[str, str]:
     """``routes`` maps each source topic to its target table name in ``target_schema``.
 
@@ -65,6 +66,10 @@ def jdbc_sink_config(
         "batch.size": str(batch_size),
         "consumer.override.max.poll.records": str(batch_size),
         "consumer.override.auto.offset.reset": "earliest",
+        # the platform creates the topics with their size limit; a subscription must never create
+        # one with the broker's defaults first
+        "consumer.override.allow.auto.create.topics": "false",
+        **consumer_size_overrides(max_event_bytes),
     }
     transforms = []
     for index, (topic, target) in enumerate(routes.items()):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdc_platform.connectors.common import DatabaseEndpoint, TableRef, include_pattern
+from cdc_platform.connectors.common import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DatabaseEndpoint,
+    TableRef,
+    include_pattern,
+    producer_size_overrides,
+)
 
 SOURCE_CLASSES = {
     "postgresql": "io.debezium.connector.postgresql.PostgresConnector",
@@ -32,6 +38,8 @@ class SourceOptions:
     #: ``schema.table`` of a signal table for incremental snapshots
     signal_table: str | None = None
     tasks_max: int = 1
+    #: the largest serialized change event the pipeline carries (see ``DEFAULT_MAX_EVENT_BYTES``)
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
 
 def debezium_source_config(
@@ -56,6 +64,7 @@ def debezium_source_config(
         "decimal.handling.mode": "precise",
         "time.precision.mode": "adaptive_time_microseconds",
         "tombstones.on.delete": "true",
+        **producer_size_overrides(options.max_event_bytes),
     }
     if endpoint.kind == "postgresql":
         if not options.slot_name or not options.publication_name:

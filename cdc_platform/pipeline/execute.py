@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from cdc_platform.db import engine_for, mysql_connect, pg_connect
+from cdc_platform.kafka_admin import ensure_topics
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline import handoff
 from cdc_platform.pipeline.full_load import CopyStats, copy_tables
@@ -37,6 +38,7 @@ class RunResult:
     copied: dict[str, CopyStats] = field(default_factory=dict)
     connectors: dict[str, ConnectorResult] = field(default_factory=dict)
     ddl: list[str] = field(default_factory=list)
+    topics: dict[str, str] = field(default_factory=dict)
 
 
 def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
@@ -110,6 +112,12 @@ def run_pipeline(
                 connect.validate(config)
     if schema:
         result.ddl = apply_ddl(plan, specs_dir, log)
+    if (source or sink) and plan.routes:
+        result.topics = ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes],
+                                      spec.options.max_event_bytes)  # fmt: skip
+        changed = {t: a for t, a in result.topics.items() if a != "unchanged"}
+        if changed:
+            log(f"topics (max.message.bytes {spec.options.max_event_bytes:,}): {changed}")
     src_kind = plan.source.kind.value
     deployed = bool(connect and spec.streams and connect.get_config(names.source_connector) is not None)
     # the connectors always cover every table; ``only_tables`` narrows the copy (re-load of some tables)

@@ -91,6 +91,9 @@ class PipelinePlan:
     ddl: tuple[str, ...]
     source_config: dict[str, str] | None
     sink_config: dict[str, str] | None
+    kafka_bootstrap: str = ""
+    #: source topic -> target table, one per replicated table (empty when the pipeline does not stream)
+    routes: tuple[tuple[str, str], ...] = ()
 
     @property
     def jobs(self) -> list[CopyJob]:
@@ -106,6 +109,7 @@ def build_plan(
     ddl = [create_schema_sql(kind, pipeline.target_schema)]
     ddl += [create_table_sql(kind, pipeline.target_schema, target_name(pipeline, t), t) for t in tables]
     source_config = sink_config = None
+    routes: dict[str, str] = {}
     if pipeline.streams:
         refs = [TableRef(t.schema, t.name) for t in tables]
         options = SourceOptions(
@@ -117,6 +121,7 @@ def build_plan(
             server_id=pipeline.options.server_id or names.server_id,
             kafka_bootstrap=kafka_bootstrap,
             schema_history_topic=names.schema_history_topic,
+            max_event_bytes=pipeline.options.max_event_bytes,
         )
         source_config = debezium_source_config(
             names.source_connector, endpoint(source, specs.directory), refs, options
@@ -139,10 +144,12 @@ def build_plan(
             routes,
             batch_size=min(pipeline.options.batch_size, 10_000),
             tasks_max=pipeline.options.sink_tasks,
+            max_event_bytes=pipeline.options.max_event_bytes,
         )
     return PipelinePlan(
-        pipeline, source, target, tuple(tables), names, tuple(ddl), source_config, sink_config
-    )
+        pipeline, source, target, tuple(tables), names, tuple(ddl), source_config, sink_config,
+        kafka_bootstrap, tuple(routes.items()),
+    )  # fmt: skip
 
 
 def config_hash(config: dict[str, str]) -> str:

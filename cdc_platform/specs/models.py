@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cdc_platform.connectors.common import DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_CEILING
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -160,6 +162,13 @@ class PipelineOptions(Strict):
     )
     heartbeat_interval_ms: int = Field(default=10_000, ge=1_000)
     sink_tasks: int = Field(default=1, ge=1, le=64)
+    max_event_bytes: int = Field(
+        default=DEFAULT_MAX_EVENT_BYTES,
+        ge=1024 * 1024,
+        le=MAX_EVENT_BYTES_CEILING,
+        description="Largest change event (JSON, before + after images) the pipeline carries; "
+        "an update of a row under REPLICA IDENTITY FULL holds the row twice",
+    )
     #: MySQL/MariaDB replication client id; derived from the pipeline name when omitted
     server_id: int | None = Field(default=None, ge=1, le=4_294_967_295)
 

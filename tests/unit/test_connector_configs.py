@@ -93,3 +93,18 @@ def test_masking_and_diff_never_show_plaintext_secrets():
     assert mask(new)["x.secret"] == "********" and mask(new)["connection.password"] == REF
     diff = config_diff(old, new)
     assert diff == {"a": {"old": "1", "new": "2"}}
+
+
+def test_one_event_size_limit_reaches_topic_producer_and_sink_consumer():
+    limit = 48 * 1024 * 1024
+    src = debezium_source_config("p-source", _ep("postgresql"), [TableRef("public", "orders")],
+                                 SourceOptions(topic_prefix="p", slot_name="s", publication_name="p",
+                                               max_event_bytes=limit))  # fmt: skip
+    assert src["producer.override.max.request.size"] == str(limit)
+    assert int(src["producer.override.buffer.memory"]) >= limit  # a record must fit the buffer
+    assert src["topic.creation.default.max.message.bytes"] == str(limit)
+    sink = jdbc_sink_config("p-sink", _ep("postgresql"), "replica", {"p.public.orders": "orders"},
+                            max_event_bytes=limit)  # fmt: skip
+    assert sink["consumer.override.max.partition.fetch.bytes"] == str(limit)
+    assert int(sink["consumer.override.fetch.max.bytes"]) >= limit
+    assert sink["consumer.override.allow.auto.create.topics"] == "false"
