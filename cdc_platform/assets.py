@@ -15,6 +15,7 @@ from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.execute import run_pipeline
 from cdc_platform.pipeline.plan import build_plan
 from cdc_platform.schema.discovery import Table, discover_pipeline_tables
+from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import LoadedPipeline, Specs
 
 
@@ -120,6 +121,24 @@ def _column_schema(table: Table) -> dg.TableSchema:
     )
 
 
+def _substitution_metadata(table: Table, stats, plan) -> dict:
+    """Values a pair's rule turned into NULL, per column: never silent, always on the asset."""
+    rules = {
+        c.name: describe_rules(plan.source.kind.value, plan.target.kind.value, c.type) for c in table.columns
+    }
+    covered = {name: rule for name, rule in rules.items() if rule is not None}
+    if not covered:
+        return {}
+    metadata: dict = {"values_substituted": sum(stats.substituted.values())}
+    lines = ["| column | rule | rows in this load |", "|---|---|---|"]
+    for name, rule in sorted(covered.items()):
+        count = stats.substituted.get(name, 0)
+        metadata[f"values_substituted/{name}"] = count
+        lines.append(f"| {name} | {rule} | {count:,} |")
+    metadata["value_rules"] = dg.MetadataValue.md("\n".join(lines))
+    return metadata
+
+
 def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcTranslator | None = None):
     translator = translator or CdcTranslator()
     spec = loaded.spec
@@ -202,6 +221,7 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
                 })  # fmt: skip
                 if stats.bytes is not None:
                     metadata["bytes"] = stats.bytes
+                metadata.update(_substitution_metadata(table, stats, plan))
             yield dg.MaterializeResult(asset_key=table_spec.key, metadata=metadata)
         for role, key in (("source", source_key), ("sink", sink_key)):
             if key in selected and role in result.connectors:

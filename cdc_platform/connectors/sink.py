@@ -12,7 +12,9 @@ SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
 def jdbc_url(endpoint: DatabaseEndpoint) -> str:
     host, port, db = endpoint.host, endpoint.port, endpoint.database
     if endpoint.kind == "postgresql":
-        return f"jdbc:postgresql://{host}:{port}/{db}"
+        # text values (the converter's exact forms of NaN, infinity, intervals, ...) are typed by
+        # the server from the target column instead of being sent as varchar
+        return f"jdbc:postgresql://{host}:{port}/{db}?stringtype=unspecified"
     if endpoint.kind == "mariadb":
         return f"jdbc:mariadb://{host}:{port}/{db}"
     if endpoint.kind == "mysql":

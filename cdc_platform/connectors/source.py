@@ -12,6 +12,11 @@ from cdc_platform.connectors.common import (
     producer_size_overrides,
 )
 
+#: the platform's Debezium converter (connect-plugins/cdc-platform-converters), installed beside
+#: each source plugin; it carries the values JSON and Debezium's defaults would change
+EXACT_VALUE_CONVERTER = "io.cdcplatform.connect.ExactValueConverter"
+CONVERTER_TARGETS = ("postgresql", "mysql", "mariadb")
+
 SOURCE_CLASSES = {
     "postgresql": "io.debezium.connector.postgresql.PostgresConnector",
     "mysql": "io.debezium.connector.mysql.MySqlConnector",
@@ -40,6 +45,9 @@ class SourceOptions:
     tasks_max: int = 1
     #: the largest serialized change event the pipeline carries (see ``DEFAULT_MAX_EVENT_BYTES``)
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    #: the sink's database kind: the converter writes values in the form that target parses, and
+    #: applies the pair's rules (cdc_platform/schema/rules.py) for values it cannot hold
+    target_kind: str | None = None
 
 
 def debezium_source_config(
@@ -100,6 +108,17 @@ def debezium_source_config(
             config["database.include.list"] = ",".join(sorted({t.schema for t in tables}))
         else:  # sqlserver
             config["database.names"] = endpoint.database
+    if endpoint.kind in ("postgresql", "mysql", "mariadb") and options.target_kind in CONVERTER_TARGETS:
+        config.update(
+            {
+                "converters": "exact",
+                "exact.type": EXACT_VALUE_CONVERTER,
+                "exact.target": options.target_kind,
+            }
+        )
+    if endpoint.kind in ("mysql", "mariadb"):
+        # two-digit-year guessing would turn 0001-01-01 into 2001-01-01
+        config["enable.time.adjuster"] = "false"
     if options.signal_table:
         config["signal.data.collection"] = (
             f"{endpoint.database}.{options.signal_table}"

@@ -19,15 +19,26 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.schema.ddl import qualified, quote, truncate_sql
 from cdc_platform.schema.discovery import Table
+from cdc_platform.schema.rules import (
+    describe_rules,
+    mysql_zero_in_date,
+    pg_null_predicate,
+    pg_substituted_predicate,
+    rule_for,
+)
 from cdc_platform.specs.models import ConnectionSpec
 
 PROGRESS_EVERY_S = 5.0
+
+
+class FullLoadError(RuntimeError):
+    """A copy that would have changed values (target warnings) or could not complete."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,8 @@ class CopyStats:
     #: bytes streamed, where the path sees them (the COPY paths); None where rows never become bytes for us
     bytes: int | None
     seconds: float
+    #: column -> rows whose value a rule of cdc_platform/schema/rules.py turned into NULL
+    substituted: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
@@ -95,26 +108,59 @@ def _pg_to_pg(
                 progress.tick(rows)
         d.commit()
         scur.execute("COMMIT")
-    return rows, nbytes
+    return rows, nbytes, {}
 
 
-def _pg_csv_expression(column) -> tuple[str, str, str | None]:
+def _pg_csv_expression(column, index: int, target_kind: str) -> tuple[str, str, str | None]:
     """(PostgreSQL select expression, LOAD DATA column or @var, SET clause) for one column.
 
-    Values are rendered so MySQL parses them exactly: booleans as 0/1, timestamptz as UTC wall time,
-    bytea as hex decoded by UNHEX on the server.
+    Values are rendered so MySQL parses them exactly: booleans as 0/1, timestamps as wall time
+    (timestamptz in UTC), bytea as hex decoded by UNHEX on the server, real through float8 (its
+    exact binary value: the shortest float4 text can round above FLT_MAX in MySQL), intervals in
+    ISO 8601. Values the pair's rule covers become NULL, as the CDC converter makes them.
     """
     name = quote("postgresql", column.name)
     target = quote("mysql", column.name)
     kind = column.type.name
+    substituted = pg_null_predicate(target_kind, name, column.type)
     if kind == "boolean":
-        return f"{name}::int", target, None
-    if kind == "timestamptz":
-        return f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')", target, None
-    if kind == "binary":
-        var = f"@b{abs(hash(column.name)) % 10_000_000}"
+        expr = f"{name}::int"
+    elif kind == "real":
+        expr = f"{name}::float8"
+    elif kind == "timestamptz":
+        expr = f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    elif kind == "timestamp":
+        expr = f"to_char({name}, 'YYYY-MM-DD HH24:MI:SS.US')"
+    elif kind == "date":
+        expr = f"to_char({name}, 'YYYY-MM-DD')"
+    elif kind == "binary":
+        var = f"@b{index}"
         return f"encode({name}, 'hex')", var, f"{target} = UNHEX({var})"
-    return f"{name}::text" if kind in ("json", "jsonb", "uuid") else name, target, None
+    elif kind in ("json", "jsonb", "uuid", "interval"):
+        expr = f"{name}::text"
+    else:
+        expr = name
+    if substituted:
+        expr = f"CASE WHEN {substituted} THEN NULL ELSE {expr} END"
+    return expr, target, None
+
+
+def _pg_substitution_counts(cur, table: Table, target_kind: str) -> dict[str, int]:
+    """Rows per column that the pair's rule turns into NULL, read in the copy's own snapshot.
+
+    One extra scan of the table, and only for tables with a column a rule covers; it is what lets
+    the asset say how many values were substituted instead of leaving them silent.
+    """
+    predicates = {
+        c.name: pg_substituted_predicate(target_kind, quote("postgresql", c.name), c.type)
+        for c in table.columns
+    }
+    predicates = {k: v for k, v in predicates.items() if v}
+    if not predicates:
+        return {}
+    counts = ", ".join(f"count(*) FILTER (WHERE {p})" for p in predicates.values())
+    row = cur.execute(f"SELECT {counts} FROM {qualified('postgresql', table.schema, table.name)}").fetchone()
+    return {name: int(n) for name, n in zip(predicates, row, strict=True) if n}
 
 
 def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
@@ -129,7 +175,7 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
     import threading
 
     t = job.table
-    exprs = [_pg_csv_expression(c) for c in t.columns]
+    exprs = [_pg_csv_expression(c, i, dst.kind.value) for i, c in enumerate(t.columns)]
     select = (
         f"COPY (SELECT {', '.join(e[0] for e in exprs)} FROM {qualified('postgresql', t.schema, t.name)}) "
         "TO STDOUT (FORMAT csv, NULL 'NULL', FORCE_QUOTE *)"
@@ -146,6 +192,7 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
     )
     progress = _Progress(t.qualified, log)
     counters = {"rows": 0, "bytes": 0}
+    substituted: dict[str, int] = {}
     failure: list[BaseException] = []
 
     def produce() -> None:
@@ -153,6 +200,8 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
             with open(fifo, "wb") as sink, pg_connect(src, specs_dir, autocommit=True) as s:
                 scur = s.cursor()
                 _begin_pg_snapshot(scur, snapshot)
+                scur.execute("SET LOCAL intervalstyle = 'iso_8601'")
+                substituted.update(_pg_substitution_counts(scur, t, dst.kind.value))
                 with scur.copy(select) as out:
                     for block in out:
                         data = bytes(block)
@@ -174,6 +223,17 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
             dcur.execute(truncate_sql("mysql", job.target_schema, job.target_name))
             producer.start()
             loaded = dcur.execute(load)
+            # LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
+            dcur.execute("SHOW COUNT(*) WARNINGS")
+            warnings = dcur.fetchone()[0]
+            if warnings:
+                dcur.execute("SHOW WARNINGS LIMIT 5")
+                shown = "; ".join(f"{w[2]}" for w in dcur.fetchall())
+                raise FullLoadError(
+                    f"{t.qualified} -> {job.target_schema}.{job.target_name}: MariaDB/MySQL reported "
+                    f"{warnings} warning(s) loading the rows, so values would have changed; nothing was "
+                    f"committed. First: {shown}"
+                )
         producer.join()
         if failure:
             raise failure[0]
@@ -183,7 +243,65 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
         dconn.close()
         os.unlink(fifo)
         os.rmdir(workdir)
-    return loaded, counters["bytes"]
+    return loaded, counters["bytes"], substituted
+
+
+def _mysql_select_list(table: Table) -> str:
+    """Column list; FLOAT read as DOUBLE, because MySQL's text protocol prints a FLOAT with only
+    6 significant digits while the DOUBLE of the same value is its exact binary value."""
+    items = []
+    for c in table.columns:
+        column = quote("mysql", c.name)
+        items.append(f"CAST({column} AS DOUBLE)" if c.type.name == "real" else column)
+    return ", ".join(items)
+
+
+def mysql_time_text(value: dt.timedelta) -> str:
+    """MySQL TIME as [-]H:MM:SS.ffffff, the same text the CDC converter writes (Dates.duration)."""
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    sign, micros = ("-" if micros < 0 else ""), abs(micros)
+    return (f"{sign}{micros // 3_600_000_000:02d}:{micros // 60_000_000 % 60:02d}:"
+            f"{micros // 1_000_000 % 60:02d}.{micros % 1_000_000:06d}")  # fmt: skip
+
+
+def _mysql_value_fixers(table: Table, target_kind: str, substituted: dict[str, int]):
+    """Per-column functions turning a pymysql value into what the target must receive.
+
+    The same rules as the CDC converter: zero-in-date values become NULL (and are counted), TIME
+    becomes duration text, BIT(n) a bit string for PostgreSQL, booleans and UTC time zones fixed.
+    """
+    to_pg = target_kind == "postgresql"
+    fixers: list[tuple[int, Callable]] = []
+    for i, c in enumerate(table.columns):
+        kind = c.type.name
+        if kind in ("date", "timestamp", "timestamptz") and rule_for("mysql", target_kind, c.type):
+            utc = kind == "timestamptz" and to_pg
+
+            def fix(v, name=c.name, utc=utc):
+                if v is None:
+                    return None
+                if mysql_zero_in_date(v):
+                    substituted[name] = substituted.get(name, 0) + 1
+                    return None
+                return v.replace(tzinfo=dt.timezone.utc) if utc else v
+
+            fixers.append((i, fix))
+        elif kind == "duration":
+            fixers.append((i, lambda v: None if v is None else mysql_time_text(v)))
+        elif kind == "boolean":  # BIT(1) arrives as bytes
+            fixers.append(
+                (i, lambda v: None if v is None else (v != b"\x00" if isinstance(v, bytes) else bool(v)))
+            )
+        elif kind == "bit" and to_pg:
+            fixers.append(
+                (
+                    i,
+                    lambda v, n=c.type.length: (
+                        None if v is None else format(int.from_bytes(v, "big"), f"0{n}b")
+                    ),
+                )
+            )
+    return fixers
 
 
 def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable[tuple]:
@@ -195,7 +313,7 @@ def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable
         with conn.cursor() as cur:
             cur.execute("SET SESSION time_zone = '+00:00'")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            cur.execute(f"SELECT {_columns('mysql', t)} FROM {qualified('mysql', t.schema, t.name)}")
+            cur.execute(f"SELECT {_mysql_select_list(t)} FROM {qualified('mysql', t.schema, t.name)}")
             while True:
                 batch = cur.fetchmany(batch_size)
                 if not batch:
@@ -209,8 +327,8 @@ def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable
 def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
     t = job.table
     progress = _Progress(t.qualified, log)
-    bool_cols = [i for i, c in enumerate(t.columns) if c.type.name == "boolean"]
-    tz_cols = [i for i, c in enumerate(t.columns) if c.type.name == "timestamptz"]
+    substituted: dict[str, int] = {}
+    fixers = _mysql_value_fixers(t, "postgresql", substituted)
     rows = 0
     insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({_columns('postgresql', t)}) FROM STDIN"
     with pg_connect(dst, specs_dir) as d:
@@ -220,22 +338,16 @@ def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
         dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
         with dcur.copy(insert) as into:
             for row in _mysql_rows(src, job, specs_dir, batch_size):
-                if bool_cols or tz_cols:
+                if fixers:
                     row = list(row)
-                    for i in bool_cols:
-                        if isinstance(row[i], bytes):
-                            row[i] = row[i] != b"\x00"
-                        elif row[i] is not None:
-                            row[i] = bool(row[i])
-                    for i in tz_cols:
-                        if row[i] is not None:
-                            row[i] = row[i].replace(tzinfo=dt.timezone.utc)
+                    for i, fix in fixers:
+                        row[i] = fix(row[i])
                 into.write_row(row)
                 rows += 1
                 if rows % 10_000 == 0:
                     progress.tick(rows)
         d.commit()
-    return rows, None
+    return rows, None, substituted
 
 
 def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
@@ -244,13 +356,21 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
     placeholders = ", ".join(["%s"] * len(t.columns))
     insert = f"INSERT INTO {qualified('mysql', job.target_schema, job.target_name)} ({_columns('mysql', t)}) VALUES ({placeholders})"
     rows = 0
+    substituted: dict[str, int] = {}
+    fixers = _mysql_value_fixers(t, dst.kind.value, substituted)
     dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False)
     try:
         with dconn.cursor() as dcur:
             dcur.execute("SET SESSION time_zone = '+00:00', unique_checks = 0, foreign_key_checks = 0")
+            # strict: a value the target cannot hold fails the copy instead of changing silently
+            dcur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
             dcur.execute(truncate_sql("mysql", job.target_schema, job.target_name))
             batch: list[tuple] = []
             for row in _mysql_rows(src, job, specs_dir, batch_size):
+                if fixers:
+                    row = list(row)
+                    for i, fix in fixers:
+                        row[i] = fix(row[i])
                 batch.append(row)
                 if len(batch) >= batch_size:
                     dcur.executemany(insert, batch)
@@ -263,7 +383,7 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
         dconn.commit()
     finally:
         dconn.close()
-    return rows, None
+    return rows, None, substituted
 
 
 COPY_PAIRS = {
@@ -288,8 +408,12 @@ def copy_table(src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs_dir
                snapshot: str | None = None, log: Callable[[str], None] = print, batch_size: int = 10_000) -> CopyStats:  # fmt: skip
     copy = _route(src.kind.value, dst.kind.value)
     started = time.monotonic()
-    rows, nbytes = copy(src, dst, job, specs_dir, snapshot, log, batch_size)
-    stats = CopyStats(job.table.qualified, rows, nbytes, time.monotonic() - started)
+    rows, nbytes, substituted = copy(src, dst, job, specs_dir, snapshot, log, batch_size)
+    stats = CopyStats(job.table.qualified, rows, nbytes, time.monotonic() - started, substituted)
+    for column, count in sorted(substituted.items()):
+        ctype = next(c.type for c in job.table.columns if c.name == column)
+        log(f"{job.table.qualified}.{column}: {count:,} value(s) changed by rule: "
+            f"{describe_rules(src.kind.value, dst.kind.value, ctype)}")  # fmt: skip
     log(f"{job.table.qualified} -> {job.target_schema}.{job.target_name}: {rows:,} rows in "
         f"{stats.seconds:.1f} s ({stats.rows_per_second:,.0f} rows/s)")  # fmt: skip
     return stats

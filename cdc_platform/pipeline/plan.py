@@ -107,7 +107,12 @@ def build_plan(
     names = PipelineNames(pipeline.name)
     kind = target.kind.value
     ddl = [create_schema_sql(kind, pipeline.target_schema)]
-    ddl += [create_table_sql(kind, pipeline.target_schema, target_name(pipeline, t), t) for t in tables]
+    ddl += [
+        create_table_sql(
+            kind, pipeline.target_schema, target_name(pipeline, t), t, source_kind=source.kind.value
+        )
+        for t in tables
+    ]
     source_config = sink_config = None
     routes: dict[str, str] = {}
     if pipeline.streams:
@@ -122,6 +127,7 @@ def build_plan(
             kafka_bootstrap=kafka_bootstrap,
             schema_history_topic=names.schema_history_topic,
             max_event_bytes=pipeline.options.max_event_bytes,
+            target_kind=target.kind.value,
         )
         source_config = debezium_source_config(
             names.source_connector, endpoint(source, specs.directory), refs, options

@@ -7,6 +7,7 @@ are still quoted (and quote characters doubled) so no name is ever pasted into S
 from __future__ import annotations
 
 from cdc_platform.schema.discovery import Table
+from cdc_platform.schema.rules import rule_for
 from cdc_platform.schema.types import render
 
 
@@ -37,10 +38,16 @@ def create_schema_sql(kind: str, schema: str) -> str:
     raise ValueError(kind)
 
 
-def create_table_sql(kind: str, schema: str, target_name: str, table: Table) -> str:
+def create_table_sql(
+    kind: str, schema: str, target_name: str, table: Table, *, source_kind: str | None = None
+) -> str:
+    """``source_kind`` given, a column whose values a rule may turn into NULL is created NULL-able."""
     lines = []
     for column in table.columns:
-        null = "" if column.nullable and column.name not in table.primary_key else " NOT NULL"
+        may_be_null = column.nullable or (
+            source_kind is not None and rule_for(source_kind, kind, column.type) is not None
+        )
+        null = "" if may_be_null and column.name not in table.primary_key else " NOT NULL"
         lines.append(f"  {quote(kind, column.name)} {render(kind, column.type)}{null}")
     lines.append(f"  PRIMARY KEY ({', '.join(quote(kind, c) for c in table.primary_key)})")
     body = ",\n".join(lines)

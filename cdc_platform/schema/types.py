@@ -13,6 +13,9 @@ from dataclasses import dataclass
 CANONICAL = (
     "smallint", "integer", "bigint", "numeric", "real", "double", "boolean", "varchar", "char", "text",
     "date", "time", "timestamp", "timestamptz", "json", "jsonb", "uuid", "binary",
+    # PostgreSQL interval; MySQL TIME, which is a signed duration up to 838:59:59, not a time of day;
+    # MySQL YEAR; a bit string of a fixed length (MySQL BIT(n) with n > 1)
+    "interval", "duration", "year", "bit",
 )  # fmt: skip
 
 
@@ -32,7 +35,7 @@ class CanonicalType:
             raise ValueError(f"unknown canonical type {self.name!r}")
 
     def __str__(self) -> str:
-        if self.name in ("varchar", "char") and self.length:
+        if self.name in ("varchar", "char", "bit") and self.length:
             return f"{self.name}({self.length})"
         if self.name == "numeric" and self.precision:
             return f"numeric({self.precision},{self.scale or 0})"
@@ -50,7 +53,7 @@ def from_postgres(
         "time without time zone": "time", "timestamp without time zone": "timestamp",
         "timestamp with time zone": "timestamptz", "json": "json", "jsonb": "jsonb", "uuid": "uuid",
         "bytea": "binary", "citext": "text", "inet": "text", "cidr": "text", "macaddr": "text",
-        "xml": "text", "interval": "text",
+        "xml": "text", "interval": "interval",
     }  # fmt: skip
     if t in simple:
         return CanonicalType(simple[t])
@@ -82,8 +85,13 @@ def from_mysql(
         return CanonicalType("real")
     if t in ("double", "double precision", "real"):
         return CanonicalType("double")
-    if t in ("bit", "bool", "boolean"):
+    if t == "bit":
+        bits = _bit_length(full, precision)
+        return CanonicalType("boolean") if bits == 1 else CanonicalType("bit", length=bits)
+    if t in ("bool", "boolean"):
         return CanonicalType("boolean")
+    if t == "year":
+        return CanonicalType("year")
     if t == "varchar":
         return CanonicalType("varchar", length=length)
     if t == "char":
@@ -95,7 +103,7 @@ def from_mysql(
     if t == "date":
         return CanonicalType("date")
     if t == "time":
-        return CanonicalType("time")
+        return CanonicalType("duration")
     if t == "datetime":
         return CanonicalType("timestamp")
     if t == "timestamp":
@@ -105,6 +113,12 @@ def from_mysql(
     if t == "uuid":  # MariaDB 10.7+
         return CanonicalType("uuid")
     raise UnsupportedType(f"MySQL/MariaDB type {column_type!r} has no mapping")
+
+
+def _bit_length(column_type: str, precision: int | None) -> int:
+    if "(" in column_type:
+        return int(column_type.split("(", 1)[1].split(")", 1)[0])
+    return precision or 1
 
 
 def from_sqlserver(
@@ -139,10 +153,13 @@ def to_postgres(t: CanonicalType) -> str:
         "smallint": "smallint", "integer": "integer", "bigint": "bigint", "real": "real",
         "double": "double precision", "boolean": "boolean", "text": "text", "date": "date",
         "time": "time(6)", "timestamp": "timestamp(6)", "timestamptz": "timestamptz(6)", "json": "json",
-        "jsonb": "jsonb", "uuid": "uuid", "binary": "bytea",
+        "jsonb": "jsonb", "uuid": "uuid", "binary": "bytea", "interval": "interval", "duration": "interval",
+        "year": "smallint",
     }  # fmt: skip
     if t.name in fixed:
         return fixed[t.name]
+    if t.name == "bit":
+        return f"bit({t.length or 1})"
     if t.name == "varchar":
         return f"varchar({t.length})" if t.length else "text"
     if t.name == "char":
@@ -163,9 +180,13 @@ def to_mysql(t: CanonicalType) -> str:
         # MySQL TIMESTAMP ends in 2038; DATETIME(6) holds the UTC value the sink writes (use.time.zone=UTC)
         "timestamp": "DATETIME(6)", "timestamptz": "DATETIME(6)", "json": "JSON", "jsonb": "JSON",
         "uuid": "CHAR(36)", "binary": "LONGBLOB",
+        # ISO 8601 text, as PostgreSQL prints an interval with intervalstyle = 'iso_8601'
+        "interval": "VARCHAR(100)", "duration": "TIME(6)", "year": "YEAR",
     }  # fmt: skip
     if t.name in fixed:
         return fixed[t.name]
+    if t.name == "bit":
+        return f"BIT({t.length or 1})"
     if t.name == "varchar":
         return f"VARCHAR({t.length})" if t.length and t.length <= MYSQL_MAX_VARCHAR else "LONGTEXT"
     if t.name == "char":
@@ -184,7 +205,10 @@ def to_sqlserver(t: CanonicalType) -> str:
         "boolean": "bit", "text": "nvarchar(max)", "date": "date", "time": "time(6)",
         "timestamp": "datetime2(6)", "timestamptz": "datetimeoffset(6)", "json": "nvarchar(max)",
         "jsonb": "nvarchar(max)", "uuid": "uniqueidentifier", "binary": "varbinary(max)",
+        "interval": "nvarchar(100)", "duration": "nvarchar(32)", "year": "smallint",
     }  # fmt: skip
+    if t.name == "bit":
+        return "varbinary(8)"
     if t.name in fixed:
         return fixed[t.name]
     if t.name == "varchar":

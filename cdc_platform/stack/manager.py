@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from cdc_platform.settings import PORT_VARIABLES, StackSettings, ensure_stack_secrets
+from cdc_platform.stack.converters import converters_current, ensure_converters
 from cdc_platform.stack.downloads import ensure_debezium_plugins, ensure_kafka
 from cdc_platform.stack.errors import StackError
 from cdc_platform.stack.prerequisites import ensure_binaries, service_user
@@ -58,7 +59,7 @@ def _check_ports(settings: StackSettings, services: list[Service]) -> None:
 def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
     started_at = time.monotonic()
     skeleton = all_services(settings)
-    if all(s.pid_file.running_pid() is not None for s in skeleton):
+    if all(s.pid_file.running_pid() is not None for s in skeleton) and converters_current(settings):
         try:
             if all(s.ready() for s in skeleton):
                 echo("The local stack is already running.")
@@ -79,9 +80,12 @@ def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
     ensure_stack_secrets(settings)
     ensure_kafka(settings, binaries.mvn, echo)
     ensure_debezium_plugins(settings, binaries.mvn, echo)
+    converters_changed = ensure_converters(settings, binaries.javac, echo)
     user = service_user()
 
     for service in all_services(settings, binaries, user):
+        if service.name == "connect" and converters_changed and stop(service.pid_file):
+            echo("  connect   restarting: the converter was rebuilt")
         if service.pid_file.running_pid() is not None:
             wait_until(service.ready, service=service.name, timeout=service.timeout,
                        log_file=service.log_file, pid_file=service.pid_file)  # fmt: skip

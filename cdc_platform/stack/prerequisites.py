@@ -15,7 +15,7 @@ DEBIAN_PACKAGES = {
     "postgresql": "PostgreSQL server binaries (initdb, postgres)",
     "mariadb-server": "MariaDB server (mariadbd, mariadb-install-db)",
     "mariadb-client": "MariaDB command-line client",
-    "openjdk-17-jre-headless": "Java 17+ for Kafka and Kafka Connect",
+    "openjdk-17-jdk-headless": "Java 17+ for Kafka and Kafka Connect, and javac for the platform's converter",
     "maven": "Maven, to fetch Kafka and Debezium from Maven Central",
 }
 
@@ -30,6 +30,7 @@ class Binaries:
     mariadbd: Path
     mariadb_install_db: Path
     java: Path
+    javac: Path
     mvn: Path
 
 
@@ -65,6 +66,7 @@ def _find() -> tuple[dict[str, Path | None], list[str]]:
         "mariadbd": _which("mariadbd", "mysqld"),
         "mariadb_install_db": _which("mariadb-install-db", "mysql_install_db"),
         "java": _which("java"),
+        "javac": _which("javac"),
         "mvn": _which("mvn"),
     }
     missing = []
@@ -72,8 +74,8 @@ def _find() -> tuple[dict[str, Path | None], list[str]]:
         missing.append("postgresql")
     if found["mariadbd"] is None or found["mariadb_install_db"] is None:
         missing += ["mariadb-server", "mariadb-client"]
-    if found["java"] is None or _java_major(found["java"]) < 17:
-        missing.append("openjdk-17-jre-headless")
+    if found["java"] is None or found["javac"] is None or _java_major(found["java"]) < 17:
+        missing.append("openjdk-17-jdk-headless")
     if found["mvn"] is None:
         missing.append("maven")
     return found, missing

@@ -74,7 +74,7 @@ def test_sink_subscribes_only_to_table_topics_and_upserts_deletes():
         cfg["transforms.route0.regex"] == "\\Qp.public.orders\\E"
         and cfg["transforms.route0.replacement"] == "orders_v2"
     )
-    assert cfg["connection.url"] == "jdbc:postgresql://db.internal:5432/wh"
+    assert cfg["connection.url"] == "jdbc:postgresql://db.internal:5432/wh?stringtype=unspecified"
 
 
 def test_mariadb_and_sqlserver_sinks():

@@ -1,0 +1,89 @@
+"""What happens to a value on its way from a source to a target: exact, or one documented rule.
+
+Every value a target can hold arrives exactly, through the full load and through CDC alike (the
+CDC side is the Debezium converter in ``connect-plugins/cdc-platform-converters``). Where a target
+cannot hold a source value, the rule below applies in both paths: the value becomes NULL, the
+target column is created NULL-able for it, and the number of rows it applied to is counted per
+column and shown on the table's asset. This module is the single list of those rules; the full
+load, the DDL, ``cdc-platform plan`` and the README's fidelity matrix all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdc_platform.schema.types import CanonicalType
+
+
+def family(kind: str) -> str:
+    """MySQL and MariaDB share every rule."""
+    return "mysql" if kind in ("mysql", "mariadb") else kind
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    source: str  # engine family
+    target: str  # engine family
+    types: tuple[str, ...]  # canonical type names the rule covers
+    values: str  # which source values, as a user reads it
+    why: str
+    becomes: str = "NULL"
+
+    def describe(self) -> str:
+        return f"{self.values} -> {self.becomes} ({self.why})"
+
+
+RULES: tuple[ValueRule, ...] = (
+    ValueRule("postgresql", "mysql", ("real", "double", "numeric"), "NaN, Infinity, -Infinity",
+              "MySQL/MariaDB numbers have no special values"),
+    ValueRule("postgresql", "mysql", ("real", "double"), "-0 (negative zero)",
+              "MySQL/MariaDB store no negative zero", becomes="0"),
+    ValueRule("postgresql", "mysql", ("date", "timestamp", "timestamptz"),
+              "infinity, -infinity and dates outside 0001-01-01..9999-12-31 (BC, year > 9999)",
+              "outside the MySQL/MariaDB DATE/DATETIME range"),
+    ValueRule("mysql", "postgresql", ("date", "timestamp", "timestamptz"),
+              "zero-in-date values ('0000-00-00', a zero year, month or day)",
+              "no such date exists in PostgreSQL; Debezium reads them from the binlog as NULL"),
+    ValueRule("mysql", "mysql", ("date", "timestamp", "timestamptz"),
+              "zero-in-date values ('0000-00-00', a zero year, month or day)",
+              "Debezium reads them from the binlog as NULL, so the full load does the same"),
+)  # fmt: skip
+
+
+def rules_for(source_kind: str, target_kind: str, ctype: CanonicalType) -> list[ValueRule]:
+    src, dst = family(source_kind), family(target_kind)
+    return [r for r in RULES if r.source == src and r.target == dst and ctype.name in r.types]
+
+
+def rule_for(source_kind: str, target_kind: str, ctype: CanonicalType) -> ValueRule | None:
+    """The rule that may turn a value of this column into NULL (None: every value arrives non-NULL)."""
+    return next((r for r in rules_for(source_kind, target_kind, ctype) if r.becomes == "NULL"), None)
+
+
+def describe_rules(source_kind: str, target_kind: str, ctype: CanonicalType) -> str | None:
+    rules = rules_for(source_kind, target_kind, ctype)
+    return "; ".join(r.describe() for r in rules) if rules else None
+
+
+def pg_null_predicate(target_kind: str, column_sql: str, ctype: CanonicalType) -> str | None:
+    """PostgreSQL source: SQL true for the values a rule turns into NULL (None: no such rule)."""
+    if rule_for("postgresql", target_kind, ctype) is None:
+        return None
+    if ctype.name in ("real", "double", "numeric"):
+        return f"{column_sql} IN ('NaN', 'Infinity', '-Infinity')"
+    value = f"({column_sql} AT TIME ZONE 'UTC')" if ctype.name == "timestamptz" else column_sql
+    upper = "'9999-12-31'" if ctype.name == "date" else "'9999-12-31 23:59:59.999999'"
+    return f"NOT ({value} BETWEEN '0001-01-01' AND {upper})"
+
+
+def pg_substituted_predicate(target_kind: str, column_sql: str, ctype: CanonicalType) -> str | None:
+    """PostgreSQL source: SQL true for every value any rule changes (what the asset counts)."""
+    predicates = [p for p in [pg_null_predicate(target_kind, column_sql, ctype)] if p]
+    if any(r.becomes == "0" for r in rules_for("postgresql", target_kind, ctype)):
+        predicates.append(f"{column_sql}::text = '-0'")
+    return " OR ".join(f"({p})" for p in predicates) if predicates else None
+
+
+def mysql_zero_in_date(value) -> bool:
+    """A value pymysql could not turn into a date: a zero-in-date value (it returns the raw text)."""
+    return isinstance(value, str | bytes)

@@ -1,0 +1,176 @@
+"""No value changes silently: edge values of each source engine, four pairs, full load and CDC.
+
+For every pair, the same edge values are written once before the pipeline is materialized (they
+travel through the full load) and once after (they travel through CDC, then are updated so the
+update's before and after images travel too). Each value must arrive exactly, or, where the pair
+has a rule (cdc_platform/schema/rules.py), as NULL in both paths and counted on the table's asset.
+The outcomes form the README's fidelity matrix: with CDC_WRITE_MATRIX=1 the test writes it there,
+otherwise it fails when the README's matrix is out of date.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cdc_platform.schema.rules import rules_for
+from cdc_platform.schema.types import CanonicalType
+from tests.fidelity_cases import (
+    MARIADB_CASES,
+    MATRIX_END,
+    MATRIX_START,
+    PG_CASES,
+    mysql_read_expr,
+    normalise,
+    pg_read_expr,
+    render_matrix,
+    rows_of,
+)
+from tests.integration.test_pipeline_replication import _teardown
+from tests.pipeline_support import connection, materializations, materialize, write_specs
+from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
+
+pytestmark = pytest.mark.integration
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+CDC_OFFSET = 1000
+PAIRS = ("postgresql->postgresql", "postgresql->mariadb", "mariadb->postgresql", "mariadb->mariadb")
+
+
+def _read_pg(stack, db, schema, cases, interval_style):
+    exprs = ", ".join(pg_read_expr(c, f'"{c.column}"') for c in cases)
+    with pg_connect(stack, db) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute(f"SET intervalstyle = '{interval_style}'")
+        rows = conn.execute(f'SELECT id, touch, {exprs} FROM "{schema}".edge ORDER BY id').fetchall()
+    return {r[0]: (r[1], [normalise(c, v) for c, v in zip(cases, r[2:], strict=True)]) for r in rows}
+
+
+def _read_mariadb(stack, db, cases):
+    exprs = ", ".join(mysql_read_expr(c, f"`{c.column}`") for c in cases)
+    with mariadb_connect(stack, db) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT id, touch, {exprs} FROM `{db}`.edge ORDER BY id")
+        rows = cur.fetchall()
+    return {r[0]: (r[1], [normalise(c, v) for c, v in zip(cases, r[2:], strict=True)]) for r in rows}
+
+
+def _run_pair(stack, connect, tmp_path, pair: str, outcomes: dict, problems: list[str]) -> None:
+    source_kind, target_kind = pair.split("->")
+    cases = PG_CASES if source_kind == "postgresql" else MARIADB_CASES
+    columns = ", ".join(f'"{c.column}" {c.source_type}' if source_kind == "postgresql" else f"`{c.column}` {c.source_type}"
+                        for c in cases)  # fmt: skip
+    ddl = f"CREATE TABLE edge (id int PRIMARY KEY, touch int, {columns})"
+    full_rows, cdc_rows = rows_of(cases, 1), rows_of(cases, CDC_OFFSET + 1)
+    with pg_database(stack, "fsrc") as pg_src, pg_database(stack, "ftgt") as pg_tgt, \
+            mariadb_database(stack, "fsrc") as my_src, mariadb_database(stack, "ftgt") as my_tgt:  # fmt: skip
+        src_db = pg_src if source_kind == "postgresql" else my_src
+        tgt_db = pg_tgt if target_kind == "postgresql" else my_tgt
+        schema = "replica" if target_kind == "postgresql" else my_tgt
+
+        def write(statements):
+            if source_kind == "postgresql":
+                with pg_connect(stack, src_db) as conn:
+                    for stmt in statements:
+                        conn.execute(stmt)
+            else:
+                with mariadb_connect(stack, src_db) as conn, conn.cursor() as cur:
+                    cur.execute("SET SESSION sql_mode = ''")  # zero dates, as a permissive source allows
+                    for stmt in statements:
+                        cur.execute(stmt)
+
+        write([ddl, "CREATE TABLE other (id int PRIMARY KEY, v int)",
+               f"INSERT INTO edge VALUES {', '.join(full_rows)}"])  # fmt: skip
+        name = unique("fid")
+        table_prefix = "public" if source_kind == "postgresql" else src_db
+        specs = write_specs(
+            tmp_path / pair.replace(">", ""),
+            {"src": connection(stack, source_kind, src_db), "tgt": connection(stack, target_kind, tgt_db)},
+            [{"name": name, "source": "src", "target": "tgt", "target_schema": schema,
+              "tables": {"names": [f"{table_prefix}.edge", f"{table_prefix}.other"]}}],
+        )  # fmt: skip
+        result = materialize(stack, specs, name)
+        try:
+            write([f"INSERT INTO edge VALUES {', '.join(cdc_rows)}", f"UPDATE edge SET touch = 1 WHERE id > {CDC_OFFSET}",
+                   "INSERT INTO other VALUES (1, 1)"])  # fmt: skip
+            expected_ids = {CDC_OFFSET + 1 + i for i in range(len(cdc_rows))}
+
+            def read_source():
+                if source_kind == "postgresql":
+                    return _read_pg(stack, src_db, "public", cases, "iso_8601")
+                return _read_mariadb(stack, src_db, cases)
+
+            def read_target():
+                if target_kind == "postgresql":
+                    style = "iso_8601" if source_kind == "postgresql" else "postgres"
+                    return _read_pg(stack, tgt_db, "replica", cases, style)
+                return _read_mariadb(stack, tgt_db, cases)
+
+            deadline, target = time.monotonic() + 120, {}
+            while time.monotonic() < deadline:
+                target = read_target()
+                if all(target.get(i, (0,))[0] == 1 for i in expected_ids):
+                    break
+                time.sleep(1)
+            else:
+                status = connect.status(f"{name}-sink"), connect.status(f"{name}-source")
+                problems.append(f"{pair}: CDC rows did not all arrive within 120 s; connectors: {status}")
+                return
+            source = read_source()
+            meta = materializations(result)
+            edge_meta = next(m for k, m in meta.items() if k[-1] == "edge")
+            expected_substituted: dict[str, int] = {}
+            for index, case in enumerate(cases):
+                ctype = CanonicalType(case.canonical, length=case.length or None)
+                rules = rules_for(source_kind, target_kind, ctype)
+                substitutes = {
+                    r.becomes: None if r.becomes == "NULL" else normalise(case, r.becomes) for r in rules
+                }
+                for row, literal in enumerate(case.values):
+                    want = source[1 + row][1][index]
+                    got_full, got_cdc = target[1 + row][1][index], target[CDC_OFFSET + 1 + row][1][index]
+                    if got_full != got_cdc:
+                        problems.append(
+                            f"{pair} {case.source_type} {literal}: full load gave {got_full!r}, CDC {got_cdc!r}"
+                        )
+                        continue
+                    by_rule = [becomes for becomes, value in substitutes.items() if value == got_full]
+                    if got_full == want:
+                        outcome = "exact"
+                    elif by_rule:
+                        outcome = f"{by_rule[0]} (rule)"
+                        expected_substituted[case.column] = expected_substituted.get(case.column, 0) + 1
+                    else:
+                        problems.append(
+                            f"{pair} {case.source_type} {literal}: source {want!r}, target {got_full!r}"
+                        )
+                        continue
+                    engine = "PostgreSQL" if source_kind == "postgresql" else "MariaDB"
+                    outcomes[(pair, f"{engine} {case.source_type.split(' NULL')[0]}", literal)] = outcome
+            for column, count in expected_substituted.items():
+                shown = edge_meta.get(f"values_substituted/{column}")
+                if shown is None or shown.value != count:
+                    problems.append(
+                        f"{pair}: asset shows {shown} substituted values for {column}, expected {count}"
+                    )
+        finally:
+            _teardown(stack, connect, specs, name)
+
+
+def test_edge_values_arrive_exactly_or_by_one_counted_rule_in_both_paths(stack, connect, tmp_path):
+    outcomes: dict[tuple[str, str, str], str] = {}
+    problems: list[str] = []
+    for pair in PAIRS:
+        _run_pair(stack, connect, tmp_path, pair, outcomes, problems)
+    assert not problems, "values changed or paths disagree:\n" + "\n".join(problems)
+    matrix = render_matrix(outcomes, list(PAIRS))
+    text = README.read_text()
+    start, end = text.index(MATRIX_START), text.index(MATRIX_END) + len(MATRIX_END)
+    if os.environ.get("CDC_WRITE_MATRIX") == "1":
+        README.write_text(text[:start] + matrix + text[end:])
+    else:
+        assert text[start:end] == matrix, (
+            "README's fidelity matrix is out of date; rerun this test with CDC_WRITE_MATRIX=1:\n" + matrix
+        )
