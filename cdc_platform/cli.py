@@ -164,7 +164,7 @@ def validate(specs_dir: str | None, offline: bool) -> None:
 @specs_option
 def plan(pipeline: str, specs_dir: str | None) -> None:
     """Show the DDL and the connector configs (secrets masked) a pipeline would deploy."""
-    from cdc_platform.pipeline.plan import build_plan, mask
+    from cdc_platform.pipeline.plan import build_plan, mask, value_rule_warnings
 
     specs = _specs(specs_dir)
     tables = _pipeline_tables(specs, pipeline)
@@ -176,6 +176,8 @@ def plan(pipeline: str, specs_dir: str | None) -> None:
     )
     for stmt in the_plan.ddl:
         click.echo(stmt + ";\n")
+    for warning in value_rule_warnings(the_plan):
+        click.echo(f"-- warning: {warning}")
     for label, config in (("source", the_plan.source_config), ("sink", the_plan.sink_config)):
         if config:
             click.echo(f"-- {label} connector")

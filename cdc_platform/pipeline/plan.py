@@ -23,6 +23,7 @@ from cdc_platform.connectors import (
 from cdc_platform.pipeline.full_load import CopyJob
 from cdc_platform.schema.ddl import create_schema_sql, create_table_sql
 from cdc_platform.schema.discovery import Table
+from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import Specs, connect_reference
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec
 
@@ -179,3 +180,14 @@ def config_diff(old: dict[str, str] | None, new: dict[str, str]) -> dict[str, di
         for key in sorted(set(old) | set(new))
         if old.get(key) != new.get(key)
     }
+
+
+def value_rule_warnings(plan: PipelinePlan) -> list[str]:
+    """One line per column on which a documented value rule would apply (README, 'Value fidelity')."""
+    warnings = []
+    for table in plan.tables:
+        for column in table.columns:
+            rules = describe_rules(plan.source.kind.value, plan.target.kind.value, column.type)
+            if rules:
+                warnings.append(f"{table.qualified}.{column.name} ({column.native_type}): {rules}")
+    return warnings

@@ -120,3 +120,22 @@ def test_orphans_reports_connectors_that_no_spec_owns(stack, connect, tmp_path):
         assert f"orphan connector {name}" in result.stdout
     finally:
         connect.delete(name)
+
+
+def test_plan_warns_about_columns_a_value_rule_would_change(stack, tmp_path):
+    from tests.support import mariadb_database
+
+    with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE m (id int PRIMARY KEY, reading double precision NOT NULL, label text)")
+        write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "mariadb", tgt)},
+                    [{"name": "warn_me", "source": "src", "target": "tgt", "tables": {"names": ["public.m"]},
+                      "target_schema": tgt}])  # fmt: skip
+        plan = _run(["plan", "warn_me"], tmp_path)
+        assert plan.returncode == 0, plan.stderr
+        assert (
+            "-- warning: public.m.reading (double precision): NaN, Infinity, -Infinity -> NULL" in plan.stdout
+        )
+        assert "-0 (negative zero) -> 0" in plan.stdout and "public.m.label" not in plan.stdout
+        # a NOT NULL column whose values a rule can turn into NULL is created NULL-able
+        assert "`reading` DOUBLE,\n" in plan.stdout
