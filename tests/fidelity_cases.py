@@ -21,7 +21,9 @@ class Case:
     source_type: str  # DDL on the source
     canonical: str  # canonical type name (cdc_platform.schema.types)
     values: tuple[str, ...]  # SQL literals
-    length: int = 0  # bit(n)
+    length: int = 0  # bit(n), char(n)
+    precision: int | None = None  # numeric(p,s)
+    scale: int | None = None
 
 
 PG_CASES = (
@@ -31,8 +33,13 @@ PG_CASES = (
          ("'NaN'", "'Infinity'", "'-Infinity'", "'-0'", "3.4028235e38", "1.4e-45", "0.1")),
     Case("c_numeric", "numeric", "numeric",
          ("'NaN'", "'Infinity'", "'-Infinity'", "12345678901234567890.123456789", "-0.000000001", "0")),
+    Case("c_numeric_wide", "numeric", "numeric",
+         ("0.1234567890123456789012345678901", "123456789012345678901234567890123456", "1.5000000000000000000000000000000000",
+          "-99999999999999999999999999999999999.999999999999999999999999999999")),
+    Case("c_char_300", "char(300)", "char", ("'padded'", "''"), length=300),
     Case("c_numeric_38", "numeric(38,10)", "numeric",
-         ("9999999999999999999999999999.9999999999", "-9999999999999999999999999999.9999999999", "0.0000000001")),
+         ("9999999999999999999999999999.9999999999", "-9999999999999999999999999999.9999999999", "0.0000000001"),
+         precision=38, scale=10),
     Case("c_bigint", "bigint", "bigint", ("9223372036854775807", "-9223372036854775808", "0")),
     Case("c_date", "date", "date",
          ("'infinity'", "'-infinity'", "'4713-01-01 BC'", "'5874897-12-31'", "'0001-01-01'", "'9999-12-31'",
@@ -69,7 +76,8 @@ MARIADB_CASES = (
           "'ffffffff-ffff-ffff-ffff-ffffffffffff'")),
     Case("c_set", "set('a','b','c')", "text", ("'a,c'", "''", "'b'")),
     Case("c_enum", "enum('x','y')", "text", ("'y'", "'x'")),
-    Case("c_text", "varchar(50)", "varchar", ("'😀 emoji'", "'Grüße'", "''")),
+    Case("c_text", "varchar(50)", "varchar", ("'😀 emoji'", "'Grüße'", "''", "'a\\0b'")),
+    Case("c_longtext", "longtext", "text", ("CONCAT('x', CHAR(0), 'y')", "'plain'")),
 )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from cdc_platform.schema.rules import (
     pg_null_predicate,
     pg_substituted_predicate,
     rule_for,
+    strip_nul,
 )
 from cdc_platform.specs.models import ConnectionSpec
 
@@ -136,8 +137,8 @@ def _pg_csv_expression(column, index: int, target_kind: str) -> tuple[str, str, 
     elif kind == "binary":
         var = f"@b{index}"
         return f"encode({name}, 'hex')", var, f"{target} = UNHEX({var})"
-    elif kind in ("json", "jsonb", "uuid", "interval"):
-        expr = f"{name}::text"
+    elif kind in ("json", "jsonb", "uuid", "interval", "char"):
+        expr = f"{name}::text"  # char: the value without PostgreSQL's padding, as char::text gives it
     else:
         expr = name
     if substituted:
@@ -286,6 +287,18 @@ def _mysql_value_fixers(table: Table, target_kind: str, substituted: dict[str, i
                 return v.replace(tzinfo=dt.timezone.utc) if utc else v
 
             fixers.append((i, fix))
+        elif kind in ("varchar", "char", "text") and to_pg:
+
+            def drop_nul(v, name=c.name):
+                if not isinstance(v, str):
+                    return v
+                stripped = strip_nul(v)
+                if stripped is None:
+                    return v
+                substituted[name] = substituted.get(name, 0) + 1
+                return stripped
+
+            fixers.append((i, drop_nul))
         elif kind == "duration":
             fixers.append((i, lambda v: None if v is None else mysql_time_text(v)))
         elif kind == "boolean":  # BIT(1) arrives as bytes

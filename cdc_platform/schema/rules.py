@@ -10,9 +10,15 @@ load, the DDL, ``cdc-platform plan`` and the README's fidelity matrix all read i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from cdc_platform.schema.types import CanonicalType
+from cdc_platform.schema.types import CanonicalType, mysql_decimal_bounds
+
+
+def _beyond_mysql_decimal(ctype: CanonicalType) -> bool:
+    """True when the source numeric can hold values the target DECIMAL(P,S) cannot."""
+    return not ctype.precision or ctype.precision > 65 or (ctype.scale or 0) > 30
 
 
 def family(kind: str) -> str:
@@ -28,6 +34,8 @@ class ValueRule:
     values: str  # which source values, as a user reads it
     why: str
     becomes: str = "NULL"
+    #: narrows the rule to columns whose declared type can hold such values
+    when: Callable[[CanonicalType], bool] | None = None
 
     def describe(self) -> str:
         return f"{self.values} -> {self.becomes} ({self.why})"
@@ -36,6 +44,10 @@ class ValueRule:
 RULES: tuple[ValueRule, ...] = (
     ValueRule("postgresql", "mysql", ("real", "double", "numeric"), "NaN, Infinity, -Infinity",
               "MySQL/MariaDB numbers have no special values"),
+    ValueRule("postgresql", "mysql", ("numeric",),
+              "values with more fractional or integer digits than the target DECIMAL holds "
+              "(DECIMAL(65,30) for an unbounded numeric)",
+              "MySQL/MariaDB would round or refuse them", when=_beyond_mysql_decimal),
     ValueRule("postgresql", "mysql", ("real", "double"), "-0 (negative zero)",
               "MySQL/MariaDB store no negative zero", becomes="0"),
     ValueRule("postgresql", "mysql", ("date", "timestamp", "timestamptz"),
@@ -44,6 +56,8 @@ RULES: tuple[ValueRule, ...] = (
     ValueRule("mysql", "postgresql", ("date", "timestamp", "timestamptz"),
               "zero-in-date values ('0000-00-00', a zero year, month or day)",
               "no such date exists in PostgreSQL; Debezium reads them from the binlog as NULL"),
+    ValueRule("mysql", "postgresql", ("varchar", "char", "text"), "NUL characters (U+0000) inside text",
+              "PostgreSQL text cannot contain them", becomes="the text without its NUL characters"),
     ValueRule("mysql", "mysql", ("date", "timestamp", "timestamptz"),
               "zero-in-date values ('0000-00-00', a zero year, month or day)",
               "Debezium reads them from the binlog as NULL, so the full load does the same"),
@@ -52,7 +66,11 @@ RULES: tuple[ValueRule, ...] = (
 
 def rules_for(source_kind: str, target_kind: str, ctype: CanonicalType) -> list[ValueRule]:
     src, dst = family(source_kind), family(target_kind)
-    return [r for r in RULES if r.source == src and r.target == dst and ctype.name in r.types]
+    return [
+        r
+        for r in RULES
+        if r.source == src and r.target == dst and ctype.name in r.types and (r.when is None or r.when(ctype))
+    ]
 
 
 def rule_for(source_kind: str, target_kind: str, ctype: CanonicalType) -> ValueRule | None:
@@ -69,8 +87,13 @@ def pg_null_predicate(target_kind: str, column_sql: str, ctype: CanonicalType) -
     """PostgreSQL source: SQL true for the values a rule turns into NULL (None: no such rule)."""
     if rule_for("postgresql", target_kind, ctype) is None:
         return None
+    special = f"{column_sql} IN ('NaN', 'Infinity', '-Infinity')"
+    if ctype.name == "numeric" and _beyond_mysql_decimal(ctype):
+        precision, scale = mysql_decimal_bounds(ctype)
+        return (f"{special} OR scale(trim_scale({column_sql})) > {scale} "
+                f"OR abs({column_sql}) >= 1e{precision - scale}")  # fmt: skip
     if ctype.name in ("real", "double", "numeric"):
-        return f"{column_sql} IN ('NaN', 'Infinity', '-Infinity')"
+        return special
     value = f"({column_sql} AT TIME ZONE 'UTC')" if ctype.name == "timestamptz" else column_sql
     upper = "'9999-12-31'" if ctype.name == "date" else "'9999-12-31 23:59:59.999999'"
     return f"NOT ({value} BETWEEN '0001-01-01' AND {upper})"
@@ -82,6 +105,11 @@ def pg_substituted_predicate(target_kind: str, column_sql: str, ctype: Canonical
     if any(r.becomes == "0" for r in rules_for("postgresql", target_kind, ctype)):
         predicates.append(f"{column_sql}::text = '-0'")
     return " OR ".join(f"({p})" for p in predicates) if predicates else None
+
+
+def strip_nul(value: str) -> str | None:
+    """MySQL text bound for PostgreSQL: the text without NUL characters, or None when it has none."""
+    return value.replace("\x00", "") if "\x00" in value else None
 
 
 def mysql_zero_in_date(value) -> bool:

@@ -173,6 +173,14 @@ def to_postgres(t: CanonicalType) -> str:
 MYSQL_MAX_VARCHAR = 16383
 
 
+def mysql_decimal_bounds(t: CanonicalType) -> tuple[int, int]:
+    """The DECIMAL(P,S) a numeric becomes on MySQL/MariaDB: an unbounded numeric takes the widest
+    exact one MySQL has; values beyond it fall under a rule (cdc_platform/schema/rules.py)."""
+    if not t.precision:
+        return 65, 30
+    return min(t.precision, 65), min(t.scale or 0, 30)
+
+
 def to_mysql(t: CanonicalType) -> str:
     fixed = {
         "smallint": "SMALLINT", "integer": "INT", "bigint": "BIGINT", "real": "FLOAT",
@@ -190,12 +198,10 @@ def to_mysql(t: CanonicalType) -> str:
     if t.name == "varchar":
         return f"VARCHAR({t.length})" if t.length and t.length <= MYSQL_MAX_VARCHAR else "LONGTEXT"
     if t.name == "char":
-        return f"CHAR({min(t.length or 1, 255)})"
+        # CHAR stops at 255; a longer fixed-length string keeps its padding in a VARCHAR
+        return f"CHAR({t.length or 1})" if (t.length or 1) <= 255 else f"VARCHAR({t.length})"
     if t.name == "numeric":
-        # unbounded PostgreSQL numeric: the widest exact DECIMAL MySQL has
-        if not t.precision:
-            return "DECIMAL(65,30)"
-        return f"DECIMAL({min(t.precision, 65)},{min(t.scale or 0, 30)})"
+        return "DECIMAL({},{})".format(*mysql_decimal_bounds(t))
     raise UnsupportedType(str(t))
 
 

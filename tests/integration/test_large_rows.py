@@ -104,9 +104,13 @@ def test_rows_up_to_16_mib_replicate_and_a_larger_event_stops_capture_with_its_t
             _teardown(stack, connect, specs, name)
 
 
-@pytest.mark.parametrize("direction", ["pg_to_mariadb", "mariadb_to_pg"])
-def test_a_15_mib_row_replicates_between_postgres_and_mariadb(stack, connect, tmp_path, direction):
-    with pg_database(stack, "pg") as pg, mariadb_database(stack, "mdb") as mdb:
+@pytest.mark.parametrize("direction", ["pg_to_mariadb", "mariadb_to_pg", "mariadb_to_mariadb"])
+def test_a_15_mib_row_replicates_on_every_other_pair(stack, connect, tmp_path, direction):
+    with (
+        pg_database(stack, "pg") as pg,
+        mariadb_database(stack, "mdb") as mdb,
+        mariadb_database(stack, "mdb2") as mdb2,
+    ):
         if direction == "pg_to_mariadb":
             with pg_connect(stack, pg) as conn:
                 conn.execute("CREATE TABLE big (id int PRIMARY KEY, body text)")
@@ -132,6 +136,8 @@ def test_a_15_mib_row_replicates_between_postgres_and_mariadb(stack, connect, tm
                 [f"{mdb}.big", f"{mdb}.small"],
                 "replica",
             )
+            if direction == "mariadb_to_mariadb":
+                target, schema = ("mariadb", mdb2), mdb2
         name = unique("large")
         specs = write_specs(
             tmp_path,
@@ -156,7 +162,8 @@ def test_a_15_mib_row_replicates_between_postgres_and_mariadb(stack, connect, tm
                     cur.execute("UPDATE big SET body = concat('x', body)")
                     cur.execute("INSERT INTO small SELECT seq, seq FROM seq_1_to_50")
                 read_source = lambda: _mariadb_digest(stack, mdb)  # noqa: E731
-                read_target = lambda: _pg_digest(stack, pg, "replica")  # noqa: E731
+                read_target = (lambda: _mariadb_digest(stack, mdb2)) if direction == "mariadb_to_mariadb" \
+                    else (lambda: _pg_digest(stack, pg, "replica"))  # fmt: skip
             expected = wait_for_equal(read_source, read_target, timeout=180)
             assert [r[1] for r in expected[0]] == [15 * MIB + 1] * 2
         finally:

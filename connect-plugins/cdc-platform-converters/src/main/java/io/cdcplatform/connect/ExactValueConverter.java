@@ -16,6 +16,8 @@
 package io.cdcplatform.connect;
 
 import java.math.BigDecimal;
+import java.nio.charset.Charset;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.LocalDate;
@@ -70,7 +72,7 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
         // PostgreSQL reports lower-case type names, MySQL/MariaDB upper-case ones.
         boolean pg = !type.equals(type.toUpperCase(Locale.ROOT));
         if (pg) {
-            pgColumn(type, registration);
+            pgColumn(type, column, registration);
         }
         else {
             mysqlColumn(type.toUpperCase(Locale.ROOT), column, registration);
@@ -78,14 +80,15 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
     }
 
     // -- PostgreSQL sources -------------------------------------------------------------------
-    private void pgColumn(String type, ConverterRegistration<SchemaBuilder> registration) {
+    private void pgColumn(String type, RelationalColumn column, ConverterRegistration<SchemaBuilder> registration) {
         switch (type) {
             case "float8":
             case "float4":
                 registration.register(text(), v -> v == null ? null : floating((Number) v));
                 break;
             case "numeric":
-                registration.register(text(), v -> v == null ? null : pgNumeric(v));
+                int[] bounds = mysqlDecimalBounds(column);
+                registration.register(text(), v -> v == null ? null : pgNumeric(v, bounds));
                 break;
             case "date":
                 registration.register(text(), v -> v == null ? null : pgDate((LocalDate) v));
@@ -95,6 +98,13 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
                 break;
             case "timestamptz":
                 registration.register(text(), v -> v == null ? null : pgTimestamptz(v));
+                break;
+            case "bpchar":
+                if (!targetPostgres) {
+                    // PostgreSQL's padding is not part of a char(n) value (char::text drops it); a
+                    // MySQL VARCHAR, which holds char(n > 255), would keep it
+                    registration.register(text(), v -> v == null ? null : Texts.stripTrailingSpaces(v.toString()));
+                }
                 break;
             case "time":
                 // pgoutput's own text ("24:00:00" included), which both targets parse
@@ -127,7 +137,16 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
         return Double.toString(d);
     }
 
-    private String pgNumeric(Object v) {
+    /** The DECIMAL(P,S) the column becomes on MySQL/MariaDB (types.py mysql_decimal_bounds). */
+    private static int[] mysqlDecimalBounds(RelationalColumn column) {
+        int precision = column.length().orElse(0);
+        if (precision <= 0 || precision > 1000) { // an unbounded numeric reports 0 or 131089
+            return new int[]{ 65, 30 };
+        }
+        return new int[]{ Math.min(precision, 65), Math.min(column.scale().orElse(0), 30) };
+    }
+
+    private String pgNumeric(Object v, int[] bounds) {
         String s = v.toString();
         switch (s) {
             case "NAN":
@@ -137,7 +156,16 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
             case "NEGATIVE_INFINITY":
                 return targetPostgres ? "-Infinity" : null;
             default:
-                return new BigDecimal(s).toPlainString();
+                BigDecimal value = new BigDecimal(s);
+                if (!targetPostgres) {
+                    BigDecimal trimmed = value.stripTrailingZeros();
+                    int fraction = Math.max(trimmed.scale(), 0);
+                    int integerDigits = trimmed.signum() == 0 ? 0 : trimmed.precision() - trimmed.scale();
+                    if (fraction > bounds[1] || integerDigits > bounds[0] - bounds[1]) {
+                        return null; // it would be rounded or refused by the target DECIMAL
+                    }
+                }
+                return value.toPlainString();
         }
     }
 
@@ -236,6 +264,17 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
             case "UUID":
                 registration.register(text(), v -> v == null ? null : Bits.uuid((byte[]) v));
                 break;
+            case "VARCHAR":
+            case "CHAR":
+            case "TINYTEXT":
+            case "TEXT":
+            case "MEDIUMTEXT":
+            case "LONGTEXT":
+                if (targetPostgres) { // PostgreSQL text cannot hold NUL: the documented rule drops it
+                    Charset charset = Texts.charset(column);
+                    registration.register(text(), v -> v == null ? null : Texts.decode(v, charset).replace("\0", ""));
+                }
+                break;
             default:
                 break;
         }
@@ -299,6 +338,53 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
             long seconds = totalMicros / 1_000_000L % 60;
             long micros = totalMicros % 1_000_000L;
             return String.format(Locale.ROOT, "%s%02d:%02d:%02d.%06d", negative ? "-" : "", hours, minutes, seconds, micros);
+        }
+    }
+
+    /** Text of MySQL columns, which reaches a converter as the binlog's raw bytes. */
+    static final class Texts {
+        static Charset charset(RelationalColumn column) {
+            String name = column.charsetName();
+            if (name == null) {
+                return StandardCharsets.UTF_8; // the platform's targets and MariaDB's default: utf8mb4
+            }
+            switch (name.toLowerCase(Locale.ROOT)) {
+                case "utf8mb4":
+                case "utf8mb3":
+                case "utf8":
+                    return StandardCharsets.UTF_8;
+                case "latin1":
+                    return Charset.forName("windows-1252"); // MySQL's latin1 is cp1252
+                case "ascii":
+                    return StandardCharsets.US_ASCII;
+                case "ucs2":
+                case "utf16":
+                    return StandardCharsets.UTF_16BE;
+                case "utf16le":
+                    return StandardCharsets.UTF_16LE;
+                case "utf32":
+                    return Charset.forName("UTF-32BE");
+                default:
+                    try {
+                        return Charset.forName(name);
+                    }
+                    catch (RuntimeException e) {
+                        throw new IllegalArgumentException("ExactValueConverter: column " + column.name()
+                                + " uses MySQL character set " + name + ", which has no Java decoder here", e);
+                    }
+            }
+        }
+
+        static String decode(Object value, Charset charset) {
+            return value instanceof byte[] ? new String((byte[]) value, charset) : value.toString();
+        }
+
+        static String stripTrailingSpaces(String value) {
+            int end = value.length();
+            while (end > 0 && value.charAt(end - 1) == ' ') {
+                end--;
+            }
+            return value.substring(0, end);
         }
     }
 
