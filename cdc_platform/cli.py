@@ -270,7 +270,7 @@ def status(pipeline: str, specs_dir: str | None) -> None:
         trace = first_failed_trace(state)
         if trace is not None:
             failed = True
-            click.echo("  " + explain(the_plan, trace, specs.directory).message)
+            click.echo("  " + explain(the_plan, trace, specs.directory, connect).message)
     if failed:
         sys.exit(4)
 

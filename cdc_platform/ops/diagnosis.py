@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc_platform.db import pg_connect
+from cdc_platform.db import mysql_connect, pg_connect
+from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import PipelinePlan
 
 _TOO_LARGE = re.compile(r"RecordTooLargeException: (?P<message>[^\n]*)")
@@ -42,18 +43,24 @@ def first_failed_trace(status: dict | None) -> str | None:
     return None
 
 
-def explain(plan: PipelinePlan, trace: str, specs_dir: Path | None = None) -> Explanation:
-    """Explain a failed task of ``plan``'s connectors; ``specs_dir`` lets it read the source."""
+def explain(
+    plan: PipelinePlan, trace: str, specs_dir: Path | None = None, connect: KafkaConnectResource | None = None
+) -> Explanation:
+    """Explain a failed task of ``plan``'s connectors; ``specs_dir`` (and for MySQL/MariaDB sources
+    ``connect``, for the connector's binlog position) let it read the source."""
     limit = plan.spec.options.max_event_bytes
     match = _TOO_LARGE.search(trace)
     if match:
         size = _SERIALIZED.search(match.group("message"))
         table, event_bytes = None, int(size.group("size")) if size else None
+        found = None
         if specs_dir is not None and plan.source.kind.value == "postgresql":
             found = largest_pending_change(plan, specs_dir)
-            if found:
-                table, pending = found
-                event_bytes = event_bytes or pending
+        elif specs_dir is not None and connect is not None and plan.source.kind.value in ("mysql", "mariadb"):
+            found = largest_pending_binlog_event(plan, specs_dir, connect)
+        if found:
+            table, pending = found
+            event_bytes = event_bytes or pending
         where = f"a change of table {table}" if table else "a change of one of its tables"
         size_text = f" ({event_bytes:,} bytes)" if event_bytes else ""
         return Explanation(
@@ -97,3 +104,38 @@ def largest_pending_change(plan: PipelinePlan, specs_dir: Path) -> tuple[str, in
     except psycopg.errors.ObjectInUse:
         return None
     return (row[0], int(row[1])) if row else None
+
+
+def largest_pending_binlog_event(
+    plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectResource, *, events: int = 20_000
+) -> tuple[str, int] | None:
+    """MySQL/MariaDB: the table of the largest row event after the connector's committed position.
+
+    The position is the source connector's stored offset; ``SHOW BINLOG EVENTS`` lists the events
+    after it with their sizes, and each rows event follows the table-map event naming its table.
+    """
+    offsets = [o.get("offset") or {} for o in connect.offsets(plan.names.source_connector).get("offsets", [])]
+    position = next((o for o in offsets if o.get("file")), None)
+    if position is None:
+        return None
+    conn = mysql_connect(plan.source, specs_dir)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SHOW BINLOG EVENTS IN %s FROM %s LIMIT {int(events)}",
+                        (position["file"], int(position.get("pos", 4))))  # fmt: skip
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    tables: dict[str, str] = {}
+    largest: tuple[str, int] | None = None
+    for _log, pos, event_type, _server, end_pos, info in rows:
+        match = re.match(r"table_id: (\d+)(?: \((?P<name>[^)]*)\))?", info or "")
+        if not match:
+            continue
+        if event_type == "Table_map" and match.group("name"):
+            tables[match.group(1)] = match.group("name")
+        elif "rows" in event_type.lower() and match.group(1) in tables:
+            size = int(end_pos) - int(pos)
+            if largest is None or size > largest[1]:
+                largest = (tables[match.group(1)], size)
+    return largest

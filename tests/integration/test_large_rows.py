@@ -168,3 +168,37 @@ def test_a_15_mib_row_replicates_on_every_other_pair(stack, connect, tmp_path, d
             assert [r[1] for r in expected[0]] == [15 * MIB + 1] * 2
         finally:
             _teardown(stack, connect, specs, name)
+
+
+def test_an_event_over_the_limit_from_mariadb_names_its_table(stack, connect, tmp_path):
+    with mariadb_database(stack, "mdb") as mdb, pg_database(stack, "pg") as pg:
+        with mariadb_connect(stack, mdb) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE big (id int PRIMARY KEY, body longtext)")
+            cur.execute("CREATE TABLE small (id int PRIMARY KEY, v int)")
+        name = unique("large")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "mariadb", mdb), "tgt": connection(stack, "postgresql", pg)},
+            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+              "tables": {"names": [f"{mdb}.big", f"{mdb}.small"]}}],
+        )  # fmt: skip
+        materialize(stack, specs, name)
+        try:
+            with mariadb_connect(stack, mdb) as conn, conn.cursor() as cur:
+                cur.execute("INSERT INTO small VALUES (1, 1)")
+                cur.execute("SET SESSION group_concat_max_len = 67108864")
+                # 20 MiB inserted, then updated: 40 MiB in the update's event
+                cur.execute(
+                    "INSERT INTO big SELECT 1, group_concat(md5(seq) SEPARATOR '') FROM seq_1_to_655360"
+                )
+                cur.execute("UPDATE big SET body = concat('y', body)")
+            deadline, trace = time.monotonic() + 120, None
+            while trace is None and time.monotonic() < deadline:
+                trace = first_failed_trace(connect.status(f"{name}-source"))
+                time.sleep(1)
+            assert trace is not None, "the source task should stop on an event over the limit"
+            explanation = explain(_plan(stack, specs, name), trace, specs.directory, connect)
+            assert explanation.kind == "event_too_large" and explanation.table == f"{mdb}.big", explanation
+            assert f"change of table {mdb}.big" in explanation.message
+        finally:
+            _teardown(stack, connect, specs, name)
