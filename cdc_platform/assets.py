@@ -7,6 +7,7 @@ A :class:`CdcTranslator` decides keys, groups and kinds; subclass it to change t
 """
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dagster as dg
@@ -121,6 +122,42 @@ def _column_schema(table: Table) -> dg.TableSchema:
     )
 
 
+class PipelineRunError(RuntimeError):
+    """A run-time failure, named by spec file and pipeline like a load-time error."""
+
+
+@contextmanager
+def named_errors(loaded: LoadedPipeline) -> Iterator[None]:
+    try:
+        yield
+    except PipelineRunError:
+        raise
+    except Exception as exc:
+        raise PipelineRunError(f"{loaded.file}: pipeline {loaded.spec.name!r}: {exc}") from exc
+
+
+def check_tables_match_assets(loaded: LoadedPipeline, tables: list[Table], asset_tables: set[str]) -> None:
+    """The run captures exactly the tables it can copy: every captured table has an asset.
+
+    The table list of a schema + pattern selection was fixed when the code location loaded; a table
+    created since (or missed because the source was unreachable then) would otherwise stream its
+    changes without its existing rows, and one dropped since would leave an asset nothing fills.
+    """
+    found = {t.qualified for t in tables}
+    new, gone = sorted(found - asset_tables), sorted(asset_tables - found)
+    if new or gone:
+        parts = []
+        if new:
+            parts.append(f"tables {new} are selected on the source now but have no asset")
+        if gone:
+            parts.append(f"tables {gone} have assets but are no longer selected on the source")
+        raise PipelineRunError(
+            f"{loaded.file}: pipeline {loaded.spec.name!r}: {'; '.join(parts)}. Nothing was changed. "
+            "Reload the code location (Dagster UI: Deployment > Reload, or restart `dagster dev`) so "
+            "that every table the pipeline captures is copied first, then materialize again."
+        )
+
+
 def _substitution_metadata(table: Table, stats, plan) -> dict:
     """Values a pair's rule turned into NULL, per column: never silent, always on the asset."""
     rules = {
@@ -185,19 +222,22 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
         cdc_settings: CdcSettingsResource,
     ) -> Iterator[dg.MaterializeResult]:
         selected = context.selected_asset_keys
-        tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
-        plan = build_plan(specs, spec, tables, cdc_settings.kafka_bootstrap)
+        with named_errors(loaded):
+            tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
+            check_tables_match_assets(loaded, tables, set(table_specs))
+            plan = build_plan(specs, spec, tables, cdc_settings.kafka_bootstrap)
         to_copy = {
             t.qualified
             for t in tables
             if t.qualified in table_specs and table_specs[t.qualified].key in selected
         }
-        result = run_pipeline(
-            plan, specs.directory, kafka_connect if spec.streams else None, context.log.info,
-            schema=schema_spec.key in selected or bool(to_copy),
-            copy=bool(to_copy), only_tables=to_copy,
-            source=source_key in selected, sink=sink_key in selected,
-        )  # fmt: skip
+        with named_errors(loaded):
+            result = run_pipeline(
+                plan, specs.directory, kafka_connect if spec.streams else None, context.log.info,
+                schema=schema_spec.key in selected or bool(to_copy),
+                copy=bool(to_copy), only_tables=to_copy,
+                source=source_key in selected, sink=sink_key in selected,
+            )  # fmt: skip
         if schema_spec.key in selected:
             yield dg.MaterializeResult(
                 asset_key=schema_spec.key,

@@ -29,9 +29,11 @@ def write_specs(directory: Path, connections: dict, pipelines: list[dict]) -> Sp
 
 
 def materialize(
-    stack: StackSettings, specs: Specs, pipeline: str, selection: list[dg.AssetKey] | None = None
+    stack: StackSettings, specs: Specs, pipeline: str, selection: list[dg.AssetKey] | None = None, assets=None
 ):
-    assets, _ = build_pipeline_assets(specs.pipelines[pipeline], specs)
+    """``assets`` lets a test build the assets (load time) before changing the source (run time)."""
+    if assets is None:
+        assets, _ = build_pipeline_assets(specs.pipelines[pipeline], specs)
     result = dg.materialize(
         [assets],
         selection=selection,
