@@ -162,24 +162,44 @@ class KafkaConnectResource(ConfigurableResource):
         return True
 
     # -- waiting -------------------------------------------------------------------------------
-    def wait_running(self, name: str, *, timeout: float = 90.0) -> dict:
-        """Wait until the connector and all its tasks run; raise with the task trace if one fails."""
+    def wait_running(self, name: str, *, timeout: float = 90.0, settle: float = 3.0) -> dict:
+        """Wait until the connector and all its tasks run, and keep running for ``settle`` seconds.
+
+        Right after a config change the status topic can still show the previous generation's
+        RUNNING tasks; only a RUNNING that holds for ``settle`` seconds (and no FAILED seen meanwhile)
+        counts. A FAILED connector or task raises at once with its trace.
+        """
         deadline = time.monotonic() + timeout
         last: dict | None = None
+        running_since: float | None = None
         while time.monotonic() < deadline:
             last = self.status(name)
             if last:
-                states = [last["connector"]["state"]] + [t["state"] for t in last.get("tasks", [])]
                 failed = [t for t in last.get("tasks", []) if t["state"] == "FAILED"]
                 if last["connector"]["state"] == "FAILED" or failed:
                     trace = (failed[0] if failed else last["connector"]).get("trace", "")
-                    raise KafkaConnectError(
-                        f"Connector {name!r} failed: {trace.splitlines()[0] if trace else 'no trace'}",
-                        connector=name,
-                    )
+                    raise ConnectorFailed(name, trace)
+                states = [last["connector"]["state"]] + [t["state"] for t in last.get("tasks", [])]
                 if last.get("tasks") and all(s == "RUNNING" for s in states):
-                    return last
+                    running_since = running_since or time.monotonic()
+                    if time.monotonic() - running_since >= settle:
+                        return last
+                else:
+                    running_since = None
             time.sleep(0.5)
         raise KafkaConnectError(
             f"Connector {name!r} was not RUNNING within {timeout:.0f} s: {last}", connector=name
         )
+
+
+class ConnectorFailed(KafkaConnectError):
+    """A connector or task is FAILED; the message carries the trace's first line and its root cause."""
+
+    def __init__(self, connector: str, trace: str):
+        lines = trace.strip().splitlines()
+        causes = [line for line in lines if line.startswith("Caused by: ")]
+        detail = lines[0] if lines else "no trace"
+        if causes and causes[-1] not in detail:
+            detail += f" ({causes[-1]})"
+        super().__init__(f"Connector {connector!r} failed: {detail}", connector=connector)
+        self.trace = trace

@@ -24,6 +24,10 @@ from cdc_platform.pipeline.plan import PipelinePlan, config_diff, config_hash
 Log = Callable[[str], None]
 
 
+class DeployRollbackFailed(RuntimeError):
+    """A first deploy failed and so did its rollback; ``__cause__`` is the deploy's own error."""
+
+
 @dataclass
 class ConnectorResult:
     name: str
@@ -66,13 +70,30 @@ def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
 
 
 def deploy_connector(connect: KafkaConnectResource, config: dict[str, str], log: Log) -> ConnectorResult:
+    """Create or update a connector; succeed only when it and every task run afterwards.
+
+    An unchanged config is not a success by itself: a FAILED task is restarted and a paused or
+    stopped connector resumed, and the result must run like a freshly deployed one.
+    """
     name = config["name"]
     current = connect.get_config(name)
     connect.validate(config)
     action = connect.put_config(name, config)
     diff = config_diff(current, {**config, "name": name}) if action == "updated" else {}
-    status = connect.wait_running(name) if action != "unchanged" else connect.status(name)
-    state = status["connector"]["state"] if status else None
+    if action == "unchanged":
+        status = connect.status(name) or {}
+        connector_state = status.get("connector", {}).get("state")
+        task_states = [t["state"] for t in status.get("tasks", [])]
+        if connector_state in ("PAUSED", "STOPPED"):
+            connect.resume(name)
+            action = "resumed"
+        elif connector_state == "FAILED" or "FAILED" in task_states:
+            connect.restart(name, only_failed=True, include_tasks=True)
+            action = "restarted"
+        if action != "unchanged":
+            log(f"connector {name}: config unchanged but it was {connector_state} {task_states}; {action}")
+    status = connect.wait_running(name, settle=0.0 if action == "unchanged" else 3.0)
+    state = status["connector"]["state"]
     log(f"connector {name}: {action} ({state})")
     return ConnectorResult(name, action, config_hash(config), diff, state)
 
@@ -170,13 +191,21 @@ def run_pipeline(
         if sink:
             assert connect is not None and plan.sink_config is not None
             result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
-    except Exception:
+    except Exception as failure:
         if fresh:
             assert connect is not None
             log(
                 f"pipeline {spec.name}: deploy failed; rolling back what this run created (target data stays)"
             )
-            teardown_pipeline(plan, specs_dir, connect, log)
+            try:
+                teardown_pipeline(plan, specs_dir, connect, log)
+            except Exception as rollback_failure:
+                # the deploy's own error stays the cause; the rollback's is reported beside it
+                raise DeployRollbackFailed(
+                    f"pipeline {spec.name}: deploy failed ({type(failure).__name__}: {failure}), and rolling "
+                    f"it back failed too ({type(rollback_failure).__name__}: {rollback_failure}); remove "
+                    f"what is left with `cdc-platform teardown {spec.name}`"
+                ) from failure
         raise
     return result
 

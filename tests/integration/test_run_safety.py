@@ -70,3 +70,93 @@ def test_a_dropped_named_table_fails_the_run_naming_spec_file_and_pipeline(stack
             materialize(stack, specs, name)
         text = _chain(failure.value)
         assert f"{specs.pipelines[name].file}: pipeline '{name}': table public.gone does not exist" in text
+
+
+def test_a_failed_sink_with_an_unchanged_config_is_restarted_and_fails_the_run_until_fixed(stack, connect, tmp_path):
+    import dagster as dg
+
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
+        name = unique("failed")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "postgresql", tgt)},
+            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+              "tables": {"names": ["public.t"]}}],
+        )  # fmt: skip
+        materialize(stack, specs, name)
+        sink_key = dg.AssetKey([name, "sink_connector"])
+        try:
+            # the target can no longer take the rows: the sink task fails on its next write
+            with pg_connect(stack, tgt) as conn:
+                conn.execute("ALTER TABLE replica.t ALTER COLUMN v TYPE boolean USING v::boolean")
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t VALUES (1, 5)")
+            import time
+
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                status = connect.status(f"{name}-sink")
+                if any(task["state"] == "FAILED" for task in status["tasks"]):
+                    break
+                time.sleep(0.5)
+            else:
+                raise AssertionError(f"the sink task did not fail: {status}")
+            with pytest.raises(Exception) as failure:
+                materialize(stack, specs, name, selection=[sink_key])
+            assert "failed" in _chain(failure.value) and "boolean" in _chain(failure.value)
+            # repaired target: the same unchanged config now restarts into RUNNING and catches up
+            with pg_connect(stack, tgt) as conn:
+                conn.execute("ALTER TABLE replica.t ALTER COLUMN v TYPE int USING v::int")
+            materialize(stack, specs, name, selection=[sink_key])
+            from tests.support import wait_for_equal
+
+            wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t").fetchall(),
+                           lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t").fetchall())  # fmt: skip
+        finally:
+            _teardown(stack, connect, specs, name)
+
+
+def test_a_rollback_that_fails_keeps_the_deploy_error_as_its_cause(stack, connect, tmp_path):
+    """A fake Kafka Connect (a real worker cannot easily be made to fail exactly between a failed
+    deploy and its rollback): the sink never runs, and deleting connectors fails."""
+    from cdc_platform.kafka_connect import KafkaConnectError, KafkaConnectResource
+    from cdc_platform.pipeline.execute import DeployRollbackFailed, run_pipeline
+    from cdc_platform.pipeline.plan import build_plan
+    from cdc_platform.schema.discovery import discover_pipeline_tables
+
+    class BrokenConnect(KafkaConnectResource):
+        def validate(self, config):
+            return None
+
+        def get_config(self, name):
+            return None
+
+        def put_config(self, name, config):
+            return "created"
+
+        def wait_running(self, name, *, timeout=90.0, settle=3.0):
+            raise KafkaConnectError(f"Connector {name!r} failed: sink could not start", connector=name)
+
+        def delete(self, name):
+            raise KafkaConnectError("Kafka Connect could not be reached for the rollback", connector=name)
+
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        name = unique("rb")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "postgresql", tgt)},
+            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+              "tables": {"names": ["public.t"]}}],
+        )  # fmt: skip
+        spec = specs.pipelines[name].spec
+        tables = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)
+        plan = build_plan(specs, spec, tables, stack.kafka_bootstrap)
+        with pytest.raises(DeployRollbackFailed) as failure:
+            run_pipeline(plan, specs.directory, BrokenConnect(url="http://127.0.0.1:9"), print)
+        assert "sink could not start" in str(failure.value) and "could not be reached" in str(failure.value)
+        assert isinstance(failure.value.__cause__, KafkaConnectError)
+        assert "sink could not start" in str(failure.value.__cause__)
