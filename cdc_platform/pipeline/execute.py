@@ -163,9 +163,14 @@ def run_pipeline(
                 result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
                                             log=log, batch_size=spec.options.batch_size)  # fmt: skip
             finally:
+                # A failed copy left every target table as it was (PostgreSQL: one transaction;
+                # MySQL/MariaDB: a shadow table swapped in only on success), so the sink resumes
+                # either way; the copy's own error is what the run reports.
                 if sink_exists:
                     connect.resume(names.sink_connector)
                     log(f"sink {names.sink_connector} resumed")
+            if sink_exists:
+                connect.wait_running(names.sink_connector)
         elif copy and spec.streams and src_kind == "postgresql":
             with handoff.exported_snapshot(plan.source, specs_dir, names.slot, names.publication, tables,
                                            recreate=True) as snapshot:  # fmt: skip

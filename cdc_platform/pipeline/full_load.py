@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
-from cdc_platform.schema.ddl import qualified, quote, truncate_sql
+from cdc_platform.schema.ddl import qualified, quote, shadow_name, truncate_sql
 from cdc_platform.schema.discovery import Table
 from cdc_platform.schema.rules import (
     describe_rules,
@@ -170,6 +170,11 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
     CSV with every non-NULL value quoted and NULL written as a bare ``NULL`` is read by MySQL's
     ``OPTIONALLY ENCLOSED BY '"' ESCAPED BY ''`` without loss (embedded quotes doubled, newlines kept);
     no row passes through Python objects.
+
+    Either side can fail at any moment, and neither may leave the other blocked on the FIFO: the
+    producer opens it for writing (blocking until LOAD DATA opens it for reading) and a failed side
+    releases the other with a non-blocking open of the opposite end, so every path ends, with the
+    first side's own error, within seconds.
     """
     import os
     import tempfile
@@ -185,16 +190,15 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
     workdir = tempfile.mkdtemp(prefix="cdc-load-")
     fifo = os.path.join(workdir, "rows.csv")
     os.mkfifo(fifo, 0o600)
-    load = (
-        f"LOAD DATA LOCAL INFILE '{fifo}' INTO TABLE {qualified('mysql', job.target_schema, job.target_name)} "
-        "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
-        f"LINES TERMINATED BY '\\n' ({', '.join(e[1] for e in exprs)})"
-        + (f" SET {', '.join(sets)}" if sets else "")
-    )
     progress = _Progress(t.qualified, log)
     counters = {"rows": 0, "bytes": 0}
     substituted: dict[str, int] = {}
     failure: list[BaseException] = []
+
+    def release(flags: int) -> None:
+        """Open the FIFO's other end without blocking, so a side waiting in open() returns."""
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, flags | os.O_NONBLOCK))
 
     def produce() -> None:
         try:
@@ -213,17 +217,41 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
                 scur.execute("COMMIT")
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(exc)
-            with contextlib.suppress(OSError):  # unblock a reader waiting on the FIFO
-                open(fifo, "wb").close()
+            release(os.O_WRONLY)  # a LOAD DATA still waiting to open the FIFO sees an empty file
 
     dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
-    producer = threading.Thread(target=produce, daemon=True)
+    producer = threading.Thread(target=produce, name=f"copy {t.qualified}", daemon=True)
     try:
-        with dconn.cursor() as dcur:
+        reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
+        with dconn.cursor() as dcur, _mysql_shadow(dcur, job, reconnect) as shadow:
             dcur.execute("SET SESSION time_zone = '+00:00', unique_checks = 0, foreign_key_checks = 0")
-            dcur.execute(truncate_sql("mysql", job.target_schema, job.target_name))
+            load = (
+                f"LOAD DATA LOCAL INFILE '{fifo}' INTO TABLE {qualified('mysql', job.target_schema, shadow)} "
+                "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+                f"LINES TERMINATED BY '\\n' ({', '.join(e[1] for e in exprs)})"
+                + (f" SET {', '.join(sets)}" if sets else "")
+            )
             producer.start()
-            loaded = dcur.execute(load)
+            cut: list[str] = []
+            try:
+                with _session_watchdog(dconn, dst, specs_dir, cut):
+                    loaded = dcur.execute(load)
+            except BaseException as exc:
+                # the reader is gone: a producer still waiting in open() must not wait forever
+                release(os.O_RDONLY)
+                producer.join(timeout=10)
+                if cut:  # pymysql reports a cut socket as an AttributeError; say what happened
+                    raise FullLoadError(
+                        f"{t.qualified} -> {job.target_schema}.{job.target_name}: {cut[0]}"
+                    ) from exc
+                raise
+            producer.join(timeout=60)
+            if failure:
+                raise failure[0]
+            if producer.is_alive():
+                raise FullLoadError(
+                    f"{t.qualified}: the PostgreSQL side did not finish after LOAD DATA ended"
+                )
             # LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
             dcur.execute("SHOW COUNT(*) WARNINGS")
             warnings = dcur.fetchone()[0]
@@ -232,19 +260,99 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
                 shown = "; ".join(f"{w[2]}" for w in dcur.fetchall())
                 raise FullLoadError(
                     f"{t.qualified} -> {job.target_schema}.{job.target_name}: MariaDB/MySQL reported "
-                    f"{warnings} warning(s) loading the rows, so values would have changed; nothing was "
-                    f"committed. First: {shown}"
+                    f"{warnings} warning(s) loading the rows, so values would have changed; the target "
+                    f"table was left as it was. First: {shown}"
                 )
-        producer.join()
-        if failure:
-            raise failure[0]
-        dconn.commit()
+            dconn.commit()
     finally:
-        producer.join(timeout=5)
+        if producer.ident is not None:  # started: make sure it is not left waiting on the FIFO
+            release(os.O_RDONLY)
+            producer.join(timeout=10)
         dconn.close()
         os.unlink(fifo)
         os.rmdir(workdir)
     return loaded, counters["bytes"], substituted
+
+
+@contextlib.contextmanager
+def _session_watchdog(dconn, dst, specs_dir: Path, cut_reasons: list[str], every: float = 2.0):
+    """End a MySQL/MariaDB copy whose server session died: a killed MariaDB session stops reading
+    (or writing) without closing the socket, so the client would block for minutes in a send or a
+    read. A second connection checks every ``every`` seconds that the session still exists and
+    shuts the copy's socket down when it does not (or when the server cannot be asked); the copy
+    then fails with ``cut_reasons`` saying why."""
+    import socket
+    import threading
+
+    session, stop = dconn.thread_id(), threading.Event()
+
+    def cut(reason: str) -> None:
+        cut_reasons.append(reason)
+        with contextlib.suppress(OSError, AttributeError):
+            dconn._sock.shutdown(socket.SHUT_RDWR)  # pymysql keeps its socket here
+
+    def watch() -> None:
+        try:
+            admin = mysql_connect(dst, specs_dir, database="", autocommit=True)
+        except Exception as exc:  # noqa: BLE001 - the server is unreachable: the load cannot finish either
+            cut(f"the target server could not be reached during the load ({type(exc).__name__}: {exc})")
+            return
+        try:
+            while not stop.wait(every):
+                with admin.cursor() as cur:
+                    cur.execute(
+                        "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s", (session,)
+                    )
+                    if cur.fetchone()[0] == 0:
+                        cut(f"the loading session {session} on {dst.name} ended mid-copy (killed, or "
+                            "the server restarted); nothing of this copy was committed")  # fmt: skip
+                        return
+        except Exception as exc:  # noqa: BLE001 - as above
+            if not stop.is_set():
+                cut(f"the target server stopped answering during the load ({type(exc).__name__}: {exc})")
+        finally:
+            admin.close()
+
+    watcher = threading.Thread(target=watch, name="load watchdog", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=every + 5)
+
+
+@contextlib.contextmanager
+def _mysql_shadow(dcur, job: CopyJob, reconnect: Callable):
+    """Load a MySQL/MariaDB table into a shadow copy and swap it in with one atomic RENAME.
+
+    TRUNCATE commits on MySQL, so loading into the table itself would leave it empty (or half
+    full) when a re-load fails. The shadow is created LIKE the target; on success the two names
+    are exchanged in one ``RENAME TABLE`` and the old rows dropped; on failure the shadow is dropped
+    and the target keeps every row it had.
+    """
+    schema, name = job.target_schema, job.target_name
+    shadow, retired = shadow_name(name, "load"), shadow_name(name, "old")
+    target_q = qualified("mysql", schema, name)
+    shadow_q, retired_q = qualified("mysql", schema, shadow), qualified("mysql", schema, retired)
+    dcur.execute(f"DROP TABLE IF EXISTS {shadow_q}, {retired_q}")
+    dcur.execute(f"CREATE TABLE {shadow_q} LIKE {target_q}")
+    try:
+        yield shadow
+    except BaseException:
+        try:
+            dcur.execute(f"DROP TABLE IF EXISTS {shadow_q}")
+        except Exception:  # noqa: BLE001 - the loading connection died; clean up on a fresh one
+            with contextlib.suppress(Exception):
+                fresh = reconnect()
+                try:
+                    with fresh.cursor() as cur:
+                        cur.execute(f"DROP TABLE IF EXISTS {shadow_q}")
+                finally:
+                    fresh.close()
+        raise
+    dcur.execute(f"RENAME TABLE {target_q} TO {retired_q}, {shadow_q} TO {target_q}")
+    dcur.execute(f"DROP TABLE {retired_q}")
 
 
 def _mysql_select_list(table: Table) -> str:
@@ -322,8 +430,9 @@ def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable
 
     t = job.table
     conn = mysql_connect(src, specs_dir, database=t.schema, cursorclass=pymysql.cursors.SSCursor)
+    cut: list[str] = []
     try:
-        with conn.cursor() as cur:
+        with conn.cursor() as cur, _session_watchdog(conn, src, specs_dir, cut):
             cur.execute("SET SESSION time_zone = '+00:00'")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             cur.execute(f"SELECT {_mysql_select_list(t)} FROM {qualified('mysql', t.schema, t.name)}")
@@ -333,8 +442,13 @@ def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable
                     break
                 yield from batch
             conn.commit()
+    except Exception as exc:
+        if cut:
+            raise FullLoadError(f"{t.qualified}: {cut[0]}") from exc
+        raise
     finally:
-        conn.close()
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
@@ -373,27 +487,38 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
     fixers = _mysql_value_fixers(t, dst.kind.value, substituted)
     dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False)
     try:
-        with dconn.cursor() as dcur:
+        reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
+        with dconn.cursor() as dcur, _mysql_shadow(dcur, job, reconnect) as shadow:
+            insert = insert.replace(qualified("mysql", job.target_schema, job.target_name),
+                                    qualified("mysql", job.target_schema, shadow), 1)  # fmt: skip
             dcur.execute("SET SESSION time_zone = '+00:00', unique_checks = 0, foreign_key_checks = 0")
             # strict: a value the target cannot hold fails the copy instead of changing silently
             dcur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
-            dcur.execute(truncate_sql("mysql", job.target_schema, job.target_name))
             batch: list[tuple] = []
-            for row in _mysql_rows(src, job, specs_dir, batch_size):
-                if fixers:
-                    row = list(row)
-                    for i, fix in fixers:
-                        row[i] = fix(row[i])
-                batch.append(row)
-                if len(batch) >= batch_size:
-                    dcur.executemany(insert, batch)
-                    rows += len(batch)
-                    batch = []
-                    progress.tick(rows)
-            if batch:
-                dcur.executemany(insert, batch)
-                rows += len(batch)
-        dconn.commit()
+            cut: list[str] = []
+            try:
+                with _session_watchdog(dconn, dst, specs_dir, cut):
+                    for row in _mysql_rows(src, job, specs_dir, batch_size):
+                        if fixers:
+                            row = list(row)
+                            for i, fix in fixers:
+                                row[i] = fix(row[i])
+                        batch.append(row)
+                        if len(batch) >= batch_size:
+                            dcur.executemany(insert, batch)
+                            rows += len(batch)
+                            batch = []
+                            progress.tick(rows)
+                    if batch:
+                        dcur.executemany(insert, batch)
+                        rows += len(batch)
+                    dconn.commit()
+            except Exception as exc:
+                if cut:
+                    raise FullLoadError(
+                        f"{t.qualified} -> {job.target_schema}.{job.target_name}: {cut[0]}"
+                    ) from exc
+                raise
     finally:
         dconn.close()
     return rows, None, substituted

@@ -63,3 +63,13 @@ def create_table_sql(
 
 def truncate_sql(kind: str, schema: str, target_name: str) -> str:
     return f"TRUNCATE TABLE {qualified(kind, schema, target_name)}"
+
+
+def shadow_name(name: str, role: str) -> str:
+    """A sibling table name for a re-load (``role``: load, old), within MySQL's 64-character limit."""
+    import zlib
+
+    candidate = f"{name}__cdc_{role}"
+    if len(candidate) <= 64:
+        return candidate
+    return f"{name[:40]}_{zlib.crc32(name.encode()):08x}__cdc_{role}"

@@ -72,7 +72,9 @@ def test_a_dropped_named_table_fails_the_run_naming_spec_file_and_pipeline(stack
         assert f"{specs.pipelines[name].file}: pipeline '{name}': table public.gone does not exist" in text
 
 
-def test_a_failed_sink_with_an_unchanged_config_is_restarted_and_fails_the_run_until_fixed(stack, connect, tmp_path):
+def test_a_failed_sink_with_an_unchanged_config_is_restarted_and_fails_the_run_until_fixed(
+    stack, connect, tmp_path
+):
     import dagster as dg
 
     with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:

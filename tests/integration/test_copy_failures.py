@@ -1,0 +1,173 @@
+"""Copy paths end with the original error when either side fails mid-copy, and a failed re-load of
+a MySQL/MariaDB table leaves its previous rows in place."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dagster as dg
+import pytest
+
+from cdc_platform.pipeline.full_load import CopyJob, FullLoadError, copy_table
+from cdc_platform.schema.ddl import create_table_sql
+from cdc_platform.schema.discovery import discover_pipeline_tables
+from tests.integration.test_pipeline_replication import _teardown
+from tests.pipeline_support import connection, materialize, write_specs
+from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
+
+pytestmark = pytest.mark.integration
+ROWS = 3_000_000
+
+
+def _killer(kill, delay: float = 1.0) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(delay), kill()), daemon=True)
+    thread.start()
+    return thread
+
+
+def _pg_to_mariadb_job(stack, tmp_path, src, tgt):
+    specs = write_specs(
+        tmp_path,
+        {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "mariadb", tgt)},
+        [{"name": unique("kill"), "source": "src", "target": "tgt", "target_schema": tgt, "mode": "full_load_only",
+          "tables": {"names": ["public.big"]}}],
+    )  # fmt: skip
+    spec = next(iter(specs.pipelines.values())).spec
+    table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
+    with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+        cur.execute(create_table_sql("mariadb", tgt, "big", table, source_kind="postgresql"))
+    return specs, CopyJob(table, tgt, "big")
+
+
+@pytest.mark.parametrize("side", ["postgres", "mariadb"])
+def test_killing_either_side_of_the_fifo_copy_ends_it_with_the_original_error(stack, tmp_path, side):
+    with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text)")
+            conn.execute(f"INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g")
+        specs, job = _pg_to_mariadb_job(stack, tmp_path, src, tgt)
+
+        def kill() -> None:
+            if side == "postgres":
+                with pg_connect(stack) as admin:
+                    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = %s AND query LIKE 'COPY%%'", (src,))  # fmt: skip
+            else:
+                with mariadb_connect(stack) as admin, admin.cursor() as cur:
+                    cur.execute("SELECT id FROM information_schema.processlist WHERE info LIKE 'LOAD DATA%%'")
+                    for (conn_id,) in cur.fetchall():
+                        cur.execute(f"KILL {int(conn_id)}")
+
+        _killer(kill)
+        started = time.monotonic()
+        with pytest.raises(Exception) as failure:
+            copy_table(
+                specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _m: None
+            )
+        elapsed = time.monotonic() - started
+        assert elapsed < 30, f"the copy took {elapsed:.0f} s to end after its {side} side was killed"
+        message = str(failure.value).lower()
+        # PostgreSQL reports the kill either as the admin command or as the closed connection
+        expected = ("terminating connection", "server closed the connection") if side == "postgres" \
+            else ("loading session",)  # fmt: skip
+        assert any(e in message for e in expected), message
+        with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM big")
+            assert cur.fetchone()[0] == 0, "nothing of a failed copy is committed"
+            cur.execute("SHOW TABLES")
+            assert [r[0] for r in cur.fetchall()] == ["big"], "the shadow table is cleaned up"
+
+
+def test_a_load_data_that_never_starts_does_not_leave_the_copy_waiting(stack, tmp_path):
+    """The target refuses the statement before it opens the FIFO: the producer must not block."""
+    with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO big VALUES (1, 'a')")
+        specs, job = _pg_to_mariadb_job(stack, tmp_path, src, tgt)
+        with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+            cur.execute("DROP TABLE big")  # CREATE TABLE ... LIKE fails before any LOAD DATA
+        started = time.monotonic()
+        with pytest.raises(Exception, match="doesn't exist"):
+            copy_table(
+                specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _m: None
+            )
+        assert time.monotonic() - started < 15
+        assert not [t for t in threading.enumerate() if t.name.startswith("copy public.big")], (
+            "producer left behind"
+        )
+
+
+def test_a_failed_reload_of_a_mariadb_table_keeps_its_rows_and_the_pipeline_running(stack, connect, tmp_path):
+    with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v varchar(20))")
+            conn.execute("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 1000) g")
+        name = unique("reload")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "mariadb", tgt)},
+            [{"name": name, "source": "src", "target": "tgt", "target_schema": tgt, "tables": {"names": ["public.t"]}}],
+        )  # fmt: skip
+        materialize(stack, specs, name)
+        try:
+            # the target column shrank behind the platform's back: a re-load must fail without
+            # touching the rows the target has
+            with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+                cur.execute("UPDATE t SET v = left(v, 3)")
+                cur.execute("ALTER TABLE t MODIFY v varchar(3)")
+            with pytest.raises(Exception) as failure:
+                materialize(stack, specs, name, selection=[dg.AssetKey(["tgt", tgt, "t"])])
+            text = str(failure.value) + str(failure.value.__cause__)
+            assert "warning" in text.lower() or "too long" in text.lower(), text
+            with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM t")
+                assert cur.fetchone()[0] == 1000, "the previous rows must stay"
+            connect.wait_running(f"{name}-sink", timeout=30)  # the sink resumes over intact data
+        finally:
+            _teardown(stack, connect, specs, name)
+
+
+def test_full_load_error_type_is_exported():
+    assert issubclass(FullLoadError, RuntimeError)
+
+
+@pytest.mark.parametrize("target", ["postgresql", "mariadb"])
+def test_killing_the_mariadb_source_session_mid_copy_ends_the_copy(stack, tmp_path, target):
+    with mariadb_database(stack, "src") as src, mariadb_database(stack, "tgt") as my_tgt, \
+            pg_database(stack, "tgt") as pg_tgt:  # fmt: skip
+        with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE big (id int PRIMARY KEY, v varchar(40))")
+            cur.execute("INSERT INTO big SELECT seq, md5(seq) FROM seq_1_to_1500000")
+        tgt, schema = (pg_tgt, "replica") if target == "postgresql" else (my_tgt, my_tgt)
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "mariadb", src), "tgt": connection(stack, target, tgt)},
+            [{"name": unique("kill"), "source": "src", "target": "tgt", "target_schema": schema,
+              "mode": "full_load_only", "tables": {"names": [f"{src}.big"]}}],
+        )  # fmt: skip
+        spec = next(iter(specs.pipelines.values())).spec
+        table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
+        if target == "postgresql":
+            with pg_connect(stack, tgt) as conn:
+                conn.execute("CREATE SCHEMA replica")
+                conn.execute(create_table_sql("postgresql", "replica", "big", table, source_kind="mariadb"))
+        else:
+            with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+                cur.execute(create_table_sql("mariadb", tgt, "big", table, source_kind="mariadb"))
+
+        def kill() -> None:
+            with mariadb_connect(stack) as admin, admin.cursor() as cur:
+                cur.execute(
+                    "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT `id`, `v` FROM%%'"
+                )
+                for (conn_id,) in cur.fetchall():
+                    cur.execute(f"KILL {int(conn_id)}")
+
+        _killer(kill)
+        started = time.monotonic()
+        with pytest.raises(Exception):  # noqa: B017 - the driver's own error, or ours naming the session
+            copy_table(specs.connection("src"), specs.connection("tgt"), CopyJob(table, schema, "big"),
+                       specs.directory, log=lambda _m: None)  # fmt: skip
+        assert time.monotonic() - started < 30
