@@ -56,6 +56,8 @@ class Specs:
     connections: dict[str, ConnectionSpec] = field(default_factory=dict)
     connection_files: dict[str, Path] = field(default_factory=dict)
     pipelines: dict[str, LoadedPipeline] = field(default_factory=dict)
+    #: connections defined but invalid: already reported, so a pipeline naming one is not "unknown"
+    invalid_connections: set[str] = field(default_factory=set)
 
     def connection(self, name: str) -> ConnectionSpec:
         return self.connections[name]
@@ -94,8 +96,9 @@ def _expand(value, file: Path, where: str):
                 return default
             raise SpecError(file, f"environment variable {name} is not set and has no default", field=where)
 
-        expanded = _VAR.sub(repl, value)
-        return int(expanded) if expanded != value and expanded.isdigit() else expanded
+        # stays a string: the model's field type decides (a port becomes an int, a database name
+        # made of digits stays the string it is)
+        return _VAR.sub(repl, value)
     return value
 
 
@@ -113,9 +116,8 @@ def load_specs(directory: Path | None = None) -> Specs:
         raise SpecErrors([SpecError(directory, "the specs directory does not exist")])
     specs = Specs(directory=directory)
     errors: list[SpecError] = []
-    files = sorted(
-        p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and "stack" not in p.parts
-    )
+    # every YAML file; the ones without connections/pipelines (service configs) are skipped below
+    files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml"))
     for path in files:
         rel = path.relative_to(directory.parent) if directory.parent in path.parents else path
         try:
@@ -145,12 +147,14 @@ def load_specs(directory: Path | None = None) -> Specs:
                 conn = ConnectionSpec.model_validate({**_expand(body, rel, where), "name": name})
             except SpecError as exc:
                 errors.append(exc)
+                specs.invalid_connections.add(name)
                 continue
             except ValidationError as exc:
                 errors += [
                     SpecError(rel, e["msg"], field=f"{where}.{_field_path(e['loc'])}".rstrip("."))
                     for e in exc.errors()
                 ]
+                specs.invalid_connections.add(name)
                 continue
             specs.connections[name] = conn
             specs.connection_files[name] = rel
@@ -189,8 +193,13 @@ def load_specs(directory: Path | None = None) -> Specs:
 
 def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
     p, errors = loaded.spec, []
+    # a connection that failed its own validation was reported there; naming it here as "unknown"
+    # would add a second, misleading error for the same cause
+    broken = {getattr(p, role) for role in ("source", "target")} & specs.invalid_connections
     for role in ("source", "target"):
         name = getattr(p, role)
+        if name in broken:
+            continue
         if name not in specs.connections:
             known = ", ".join(sorted(specs.connections)) or "none defined"
             errors.append(
@@ -198,7 +207,7 @@ def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
                     loaded.file, f"unknown connection {name!r} (known: {known})", pipeline=p.name, field=role
                 )
             )
-    if errors:
+    if errors or broken:
         return errors
     source, target = specs.connections[p.source], specs.connections[p.target]
     if source.kind.value == "s3" or target.kind.value == "s3":
@@ -238,7 +247,12 @@ def resolve_secret(ref: SecretRef, specs_dir: Path) -> str:
         return value
     path = _secret_path(ref, specs_dir)
     if not path.exists():
-        raise SecretMissing(f"secret file {path} does not exist")
+        hint = ""
+        if not Path(ref.file).is_absolute():
+            hint = (f" (the path {ref.file!r} is relative to the specs directory {specs_dir}; a copied specs "
+                    "directory needs an absolute path there, or CDC_STACK_DIR set to the stack's state "
+                    "directory for the demo's ${CDC_STACK_DIR:-../.stack} paths)")  # fmt: skip
+        raise SecretMissing(f"secret file {path} does not exist{hint}")
     if ref.key is None:
         return path.read_text().strip()
     values = read_properties(path)

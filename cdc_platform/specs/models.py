@@ -30,6 +30,24 @@ def check_identifier(value: str, what: str = "identifier") -> str:
 Identifier = Annotated[str, Field(description="SQL identifier")]
 
 
+#: words that make an option name a secret's name (compared with its dot/underscore/dash parts)
+SECRET_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "credential", "credentials", "jaas",
+                          "apikey", "passphrase"})  # fmt: skip
+_PROVIDER_REFERENCE = re.compile(r"^\$\{[a-z]+:[^}]+\}$")
+
+
+def secret_option(key: str) -> bool:
+    """``ssl.key.password``, ``sasl.jaas.config``, ``aws.secret.access.key``, ``ssl.key``: secrets;
+    ``message.key.columns``: not (``key`` counts only as the last part)."""
+    parts = [p for p in re.split(r"[._\-]", key.lower()) if p]
+    contains = any(word in part for part in parts for word in SECRET_WORDS if len(word) > 4)
+    return contains or bool(SECRET_WORDS & set(parts)) or (bool(parts) and parts[-1] == "key")
+
+
+def is_provider_reference(value: str) -> bool:
+    return bool(_PROVIDER_REFERENCE.match(value.strip()))
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -81,6 +99,18 @@ class ConnectionSpec(Strict):
                 "an inline password is not allowed; give a reference: {env: VAR} or {file: path, key: name}"
             )
         return v
+
+    @field_validator("options")
+    @classmethod
+    def _no_inline_secret_options(cls, options: dict[str, str]) -> dict[str, str]:
+        for key, value in options.items():
+            if secret_option(key) and not is_provider_reference(value):
+                raise ValueError(
+                    f"option {key!r} holds a secret, and an inline secret is not allowed; give a Kafka Connect "
+                    "config-provider reference such as ${env:VAR} or ${file:/path:key}, or use the "
+                    "password field's {env: VAR} / {file: path, key: name}"
+                )
+        return options
 
     @model_validator(mode="after")
     def _database_fields(self) -> ConnectionSpec:

@@ -113,3 +113,56 @@ def test_pair_without_a_full_load_path_is_refused_at_load(tmp_path):
     assert "field 'mode'" in message and "sqlserver -> postgresql" in message and "cdc_only" in message
     _write(tmp_path, connections={"a": sqlserver, "b": CONN}, pipelines=[{**PIPE, "mode": "cdc_only"}])
     assert load_specs(tmp_path).pipelines["p1"].spec.mode.value == "cdc_only"
+
+
+def test_a_yaml_file_under_a_directory_named_stack_is_still_read(tmp_path):
+    (tmp_path / "stack").mkdir()
+    _write(tmp_path / "stack")
+    assert list(load_specs(tmp_path).pipelines) == ["p1"]
+
+
+def test_variables_do_not_turn_string_fields_into_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDC_TEST_DB", "2024")
+    monkeypatch.setenv("CDC_TEST_PORT", "6543")
+    _write(tmp_path, connections={"a": {**CONN, "database": "${CDC_TEST_DB}", "port": "${CDC_TEST_PORT}"},
+                                  "b": CONN})  # fmt: skip
+    conn = load_specs(tmp_path).connections["a"]
+    assert conn.database == "2024" and conn.port == 6543
+
+
+def test_an_inline_password_is_reported_once_not_also_as_an_unknown_connection(tmp_path):
+    _write(tmp_path, connections={"a": {**CONN, "password": "hunter2"}, "b": CONN})
+    message = _error(tmp_path)
+    assert "inline password is not allowed" in message and "unknown connection" not in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("key", ["ssl.key.password", "sasl.jaas.config", "aws.secret.access.key", "ssl.key",
+                                 "database.sslpassword", "api_token"])  # fmt: skip
+def test_secret_options_must_be_references(tmp_path, key):
+    _write(tmp_path, connections={"a": {**CONN, "options": {key: "plaintext-value"}}, "b": CONN})
+    message = _error(tmp_path)
+    assert f"option {key!r} holds a secret" in message and "plaintext-value" not in message
+    _write(tmp_path, connections={"a": {**CONN, "options": {key: "${env:SOME_SECRET}"}}, "b": CONN})
+    assert load_specs(tmp_path).connections["a"].options[key] == "${env:SOME_SECRET}"
+
+
+def test_ordinary_options_with_key_inside_their_name_pass(tmp_path):
+    _write(tmp_path, connections={"a": {**CONN, "options": {"message.key.columns": "t:id"}}, "b": CONN})
+    assert load_specs(tmp_path).connections["a"].options["message.key.columns"] == "t:id"
+
+
+def test_a_missing_relative_secret_file_says_what_to_set(tmp_path):
+    with pytest.raises(Exception, match="relative to the specs directory") as info:
+        resolve_secret(FileSecret(file="../.stack/secrets/none.properties", key="k"), tmp_path)
+    assert "CDC_STACK_DIR" in str(info.value)
+
+
+def test_load_data_variables_are_stable_names():
+    from cdc_platform.pipeline.full_load import _pg_csv_expression
+    from cdc_platform.schema.discovery import Column
+    from cdc_platform.schema.types import CanonicalType
+
+    column = Column("raw", CanonicalType("binary"), True, "bytea")
+    # named by position, not hash(): the same in every process
+    assert _pg_csv_expression(column, 3, "mariadb")[1] == "@b3"
