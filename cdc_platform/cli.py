@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
@@ -93,6 +94,48 @@ def stack_logs(service: str, lines: int) -> None:
         raise UserError(f"unknown service {service!r}; choose one of {', '.join(SERVICE_NAMES)}")
     match = next(s for s in all_services(_settings()) if s.name == service)
     click.echo(tail(match.log_file, lines))
+
+
+@stack.command("sql", context_settings={"ignore_unknown_options": True})
+@click.argument("service", type=click.Choice(["postgres", "mariadb"]))
+@click.argument("database", required=False)
+@click.argument("client_args", nargs=-1, type=click.UNPROCESSED)
+def stack_sql(service: str, database: str | None, client_args: tuple[str, ...]) -> None:
+    """Open psql or the mariadb client on the stack as its `cdc` user; extra arguments go to the client.
+
+    The password comes from the stack's secrets file and reaches the client through PGPASSWORD or
+    a private defaults file, never through the command line or the terminal.
+    """
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from cdc_platform.settings import STACK_DB_USER
+
+    settings = _settings()
+    try:
+        password = settings.password(service)
+    except KeyError as exc:
+        raise UserError(str(exc).strip("'\"")) from exc
+    if service == "postgres":
+        client = shutil.which("psql")
+        if client is None:
+            raise UserError("psql is not installed (Debian package postgresql-client)")
+        cmd = [client, "-h", settings.host, "-p", str(settings.postgres_port), "-U", STACK_DB_USER,
+               database or "postgres", *client_args]  # fmt: skip
+        sys.exit(subprocess.run(cmd, env={**os.environ, "PGPASSWORD": password}).returncode)
+    client = shutil.which("mariadb") or shutil.which("mysql")
+    if client is None:
+        raise UserError("the mariadb client is not installed (Debian package mariadb-client)")
+    with tempfile.TemporaryDirectory(prefix="cdc-sql-") as private:
+        defaults = os.path.join(private, "client.cnf")
+        with open(os.open(defaults, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(f"[client]\npassword={password}\n")
+        cmd = [client, f"--defaults-extra-file={defaults}", "-h", settings.host, "-P", str(settings.mariadb_port),
+               "-u", STACK_DB_USER, *([database] if database else []), *client_args]  # fmt: skip
+        code = subprocess.run(cmd).returncode
+    sys.exit(code)
 
 
 # -- specs and pipelines ---------------------------------------------------------------------------
@@ -232,16 +275,30 @@ def _connect_resource():
 @specs_option
 @click.option("--delete-topics", is_flag=True, help="Also delete the pipeline's Kafka topics.")
 def teardown(pipeline: str, specs_dir: str | None, delete_topics: bool) -> None:
-    """Delete a pipeline's connectors, replication slot and publication; keep the target data."""
-    from cdc_platform.pipeline.execute import teardown_pipeline
-    from cdc_platform.pipeline.plan import build_plan
+    """Delete a pipeline's connectors, slot, publication and consumer group; keep the target data.
 
-    specs = _specs(specs_dir)
-    tables = _pipeline_tables(specs, pipeline)
+    Works from the pipeline's name alone: without its spec the source is read back from the source
+    connector; with the source down, whatever else exists is removed and the rest is listed (exit 5).
+    """
+    from cdc_platform.pipeline.teardown import TeardownIncomplete, teardown_pipeline
+    from cdc_platform.specs.loader import SpecErrors, default_specs_dir, load_specs
+
+    source, directory = None, default_specs_dir() if specs_dir is None else Path(specs_dir).resolve()
+    try:
+        specs = load_specs(directory)
+        if pipeline in specs.pipelines:
+            source = specs.connection(specs.pipelines[pipeline].spec.source)
+    except SpecErrors as exc:
+        click.echo(
+            f"note: the specs could not be read ({str(exc).splitlines()[0]}); tearing down by name", err=True
+        )
     stack = load_stack_settings()
-    the_plan = build_plan(specs, specs.pipelines[pipeline].spec, tables, stack.kafka_bootstrap)
-    done = teardown_pipeline(the_plan, specs.directory, _connect_resource(), click.echo,
-                             delete_topics=delete_topics, kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
+    try:
+        done = teardown_pipeline(pipeline, _connect_resource(), click.echo, source=source, specs_dir=directory,
+                                 delete_topics=delete_topics, kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
+    except TeardownIncomplete as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(5)
     if not done:
         click.echo(f"pipeline {pipeline}: nothing deployed")
 

@@ -26,18 +26,20 @@ def teardown_op(context: dg.OpExecutionContext, config: TeardownConfig, kafka_co
                 cdc_settings: CdcSettingsResource) -> None:  # fmt: skip
     from pathlib import Path
 
-    from cdc_platform.pipeline.execute import teardown_pipeline
-    from cdc_platform.pipeline.plan import build_plan
-    from cdc_platform.schema.discovery import discover_pipeline_tables
+    from cdc_platform.pipeline.teardown import teardown_pipeline
+    from cdc_platform.specs.loader import SpecErrors
 
-    specs = load_specs(Path(cdc_settings.specs_dir))
-    if config.pipeline not in specs.pipelines:
-        raise dg.Failure(f"unknown pipeline {config.pipeline!r}; known: {', '.join(sorted(specs.pipelines))}")
-    spec = specs.pipelines[config.pipeline].spec
-    tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
-    plan = build_plan(specs, spec, tables, cdc_settings.kafka_bootstrap)
-    done = teardown_pipeline(plan, specs.directory, kafka_connect, context.log.info,
-                             delete_topics=config.delete_topics, kafka_bootstrap=cdc_settings.kafka_bootstrap)  # fmt: skip
+    # the spec is optional: a pipeline whose spec is gone is torn down by its name alone
+    source = None
+    try:
+        specs = load_specs(Path(cdc_settings.specs_dir))
+        if config.pipeline in specs.pipelines:
+            source = specs.connection(specs.pipelines[config.pipeline].spec.source)
+    except SpecErrors as exc:
+        context.log.warning(f"specs could not be read ({exc}); tearing {config.pipeline} down by name")
+    done = teardown_pipeline(config.pipeline, kafka_connect, context.log.info, source=source,
+                             specs_dir=Path(cdc_settings.specs_dir), delete_topics=config.delete_topics,
+                             kafka_bootstrap=cdc_settings.kafka_bootstrap)  # fmt: skip
     context.log.info(f"teardown of {config.pipeline}: {len(done)} actions")
 
 

@@ -87,9 +87,7 @@ def _dagster(*args: str) -> None:
 def main() -> None:
     settings = load_stack_settings()
     from cdc_platform.kafka_connect import KafkaConnectResource
-    from cdc_platform.pipeline.execute import teardown_pipeline
-    from cdc_platform.pipeline.plan import build_plan
-    from cdc_platform.schema.discovery import discover_pipeline_tables
+    from cdc_platform.pipeline.teardown import teardown_pipeline
     from cdc_platform.specs.loader import load_specs
 
     specs = load_specs()
@@ -99,8 +97,7 @@ def main() -> None:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = 'shop'").fetchone()
     if exists:
         print("Removing the previous demo run (connectors, slot, publication, databases) ...")
-        tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
-        teardown_pipeline(build_plan(specs, spec, tables, settings.kafka_bootstrap), specs.directory, connect, print,
+        teardown_pipeline(PIPELINE, connect, print, source=specs.connection(spec.source), specs_dir=specs.directory,
                           delete_topics=True, kafka_bootstrap=settings.kafka_bootstrap)  # fmt: skip
     with _connect(settings, "postgres") as admin:
         for db in ("shop", "analytics"):

@@ -20,6 +20,7 @@ from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline import handoff
 from cdc_platform.pipeline.full_load import CopyStats, copy_tables
 from cdc_platform.pipeline.plan import PipelinePlan, config_diff, config_hash
+from cdc_platform.pipeline.teardown import teardown_pipeline, with_recorded_tables
 
 Log = Callable[[str], None]
 
@@ -150,6 +151,8 @@ def run_pipeline(
     fresh = bool(
         connect and spec.streams and not deployed and connect.get_config(names.sink_connector) is None
     )
+    #: tables this run moves to REPLICA IDENTITY FULL; recorded in the source connector's config
+    switched: set[str] = set()
     try:
         if copy and deployed:
             # Re-load of a running pipeline: keep the sink off the tables while they are rewritten.
@@ -173,7 +176,7 @@ def run_pipeline(
                 connect.wait_running(names.sink_connector)
         elif copy and spec.streams and src_kind == "postgresql":
             with handoff.exported_snapshot(plan.source, specs_dir, names.slot, names.publication, tables,
-                                           recreate=True) as snapshot:  # fmt: skip
+                                           recreate=True, switched=switched) as snapshot:  # fmt: skip
                 log(f"slot {names.slot} created; copying under exported snapshot {snapshot}")
                 result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
                                             snapshot=snapshot, log=log, batch_size=spec.options.batch_size)  # fmt: skip
@@ -191,8 +194,11 @@ def run_pipeline(
         if source and "source" not in result.connectors:
             assert connect is not None and plan.source_config is not None
             if src_kind == "postgresql":
-                handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, tables)
-            result.connectors["source"] = deploy_connector(connect, plan.source_config, log)
+                handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, tables, switched)
+            config = with_recorded_tables(
+                plan.source_config, connect.get_config(names.source_connector), switched
+            )
+            result.connectors["source"] = deploy_connector(connect, config, log)
         if sink:
             assert connect is not None and plan.sink_config is not None
             result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
@@ -203,7 +209,8 @@ def run_pipeline(
                 f"pipeline {spec.name}: deploy failed; rolling back what this run created (target data stays)"
             )
             try:
-                teardown_pipeline(plan, specs_dir, connect, log)
+                teardown_pipeline(spec.name, connect, log, source=plan.source, specs_dir=specs_dir,
+                                  kafka_bootstrap=plan.kafka_bootstrap or None, replica_identity=switched)  # fmt: skip
             except Exception as rollback_failure:
                 # the deploy's own error stays the cause; the rollback's is reported beside it
                 raise DeployRollbackFailed(
@@ -213,28 +220,3 @@ def run_pipeline(
                 ) from failure
         raise
     return result
-
-
-def teardown_pipeline(plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectResource, log: Log, *,
-                      delete_topics: bool = False, kafka_bootstrap: str | None = None) -> list[str]:  # fmt: skip
-    """Delete connectors, slot and publication (and topics on request); target data stays."""
-    names, done = plan.names, []
-    for name in (names.sink_connector, names.source_connector):
-        if connect.delete(name):
-            done.append(f"deleted connector {name}")
-    if plan.source.kind.value == "postgresql":
-        done += handoff.drop_publication_and_slot(plan.source, specs_dir, names.slot, names.publication)
-    if delete_topics and kafka_bootstrap:
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-        prefix = f"{names.topic_prefix}."
-        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix) or t == names.topic_prefix
-                  or t == f"__debezium-heartbeat.{names.topic_prefix}"]  # fmt: skip
-        if topics:
-            for topic, future in admin.delete_topics(topics, operation_timeout=30).items():
-                future.result()
-                done.append(f"deleted topic {topic}")
-    for line in done:
-        log(line)
-    return done

@@ -30,8 +30,14 @@ class HandoffError(RuntimeError):
     pass
 
 
-def ensure_publication(conn: psycopg.Connection, publication: str, tables: list[Table]) -> None:
-    """Create the publication, or set its table list; and make TOAST-safe replica identities."""
+def ensure_publication(
+    conn: psycopg.Connection, publication: str, tables: list[Table], switched: set[str] | None = None
+) -> None:
+    """Create the publication, or set its table list; and make TOAST-safe replica identities.
+
+    Tables this call moves from the default replica identity to FULL are added to ``switched``, so
+    the platform can record them and teardown can put them back.
+    """
     table_list = ", ".join(qualified("postgresql", t.schema, t.name) for t in tables)
     exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
     verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
@@ -40,7 +46,15 @@ def ensure_publication(conn: psycopg.Connection, publication: str, tables: list[
         # Unchanged TOASTed values would otherwise arrive as __debezium_unavailable_value and the
         # JDBC sink would write that placeholder; a declared key also needs the old row image.
         if t.has_toastable or t.declared_key:
-            conn.execute(f"ALTER TABLE {qualified('postgresql', t.schema, t.name)} REPLICA IDENTITY FULL")
+            current = conn.execute(
+                "SELECT c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (t.schema, t.name),
+            ).fetchone()
+            if current and current[0] != "f":
+                conn.execute(f"ALTER TABLE {qualified('postgresql', t.schema, t.name)} REPLICA IDENTITY FULL")
+                if switched is not None and current[0] == "d":
+                    switched.add(t.qualified)
 
 
 def slot_exists(conn: psycopg.Connection, slot: str) -> bool:
@@ -72,10 +86,11 @@ def exported_snapshot(
     tables: list[Table],
     *,
     recreate: bool,
+    switched: set[str] | None = None,
 ) -> Iterator[str]:
     """Yield a snapshot name consistent with the new slot's start; the slot outlives the block."""
     with pg_connect(source, specs_dir, autocommit=True) as admin:
-        ensure_publication(admin, publication, tables)
+        ensure_publication(admin, publication, tables, switched)
         if slot_exists(admin, slot):
             if not recreate:
                 raise HandoffError(
@@ -97,11 +112,16 @@ def exported_snapshot(
 
 
 def ensure_slot(
-    source: ConnectionSpec, specs_dir: Path, slot: str, publication: str, tables: list[Table]
+    source: ConnectionSpec,
+    specs_dir: Path,
+    slot: str,
+    publication: str,
+    tables: list[Table],
+    switched: set[str] | None = None,
 ) -> None:
     """cdc_only: publication and slot without a copy (changes from now on)."""
     with pg_connect(source, specs_dir, autocommit=True) as admin:
-        ensure_publication(admin, publication, tables)
+        ensure_publication(admin, publication, tables, switched)
         if not slot_exists(admin, slot):
             admin.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
 
@@ -116,4 +136,20 @@ def drop_publication_and_slot(
         if admin.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone():
             admin.execute(f"DROP PUBLICATION {quote('postgresql', publication)}")
             done.append(f"dropped publication {publication}")
+    return done
+
+
+def restore_replica_identity(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+    """Put the default replica identity back on tables the platform switched to FULL (if they exist)."""
+    done = []
+    for qualified_name in tables:
+        schema, _, name = qualified_name.partition(".")
+        exists = conn.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relreplident = 'f'",
+            (schema, name),
+        ).fetchone()
+        if exists:
+            conn.execute(f"ALTER TABLE {qualified('postgresql', schema, name)} REPLICA IDENTITY DEFAULT")
+            done.append(f"restored the default replica identity of {qualified_name}")
     return done

@@ -10,9 +10,7 @@ from contextlib import contextmanager
 import dagster as dg
 import pytest
 
-from cdc_platform.pipeline.execute import teardown_pipeline
-from cdc_platform.pipeline.plan import build_plan
-from cdc_platform.schema.discovery import discover_pipeline_tables
+from cdc_platform.pipeline.teardown import teardown_pipeline
 from tests.pipeline_support import connection, materializations, materialize, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
@@ -21,8 +19,7 @@ pytestmark = pytest.mark.integration
 
 def _teardown(stack, connect, specs, name):
     spec = specs.pipelines[name].spec
-    tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
-    teardown_pipeline(build_plan(specs, spec, tables, stack.kafka_bootstrap), specs.directory, connect, print,
+    teardown_pipeline(name, connect, print, source=specs.connection(spec.source), specs_dir=specs.directory,
                       delete_topics=True, kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
 
 

@@ -67,3 +67,16 @@ def test_logs_of_an_unknown_service_lists_the_known_ones():
     result = subprocess.run([*CLI, "stack", "logs", "zookeeper"], capture_output=True, text=True)
     assert result.returncode == 1
     assert "unknown service 'zookeeper'" in result.stderr and "connect" in result.stderr
+
+
+@pytest.mark.parametrize(("service", "args"), [("postgres", ["postgres", "-c", "SELECT 40 + 2 AS answer"]),
+                                               ("mariadb", ["-e", "SELECT 40 + 2 AS answer"])])  # fmt: skip
+def test_stack_sql_opens_a_client_without_showing_the_password(stack, service, args):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "cdc_platform.cli", "stack", "sql", service, *args],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "42" in result.stdout
+    assert stack.password(service) not in result.stdout + result.stderr

@@ -1,0 +1,166 @@
+"""Tearing a pipeline down from its name alone: connectors, slot, publication, replica identities,
+the sink's consumer group and (on request) its topics. The target data stays.
+
+Everything is found by the names the platform derives from the pipeline's name, so a teardown
+works when the spec is gone (the source connection is read back from the source connector's stored
+config, whose password is a config-provider reference this process can resolve too) and goes as
+far as it can when the source database is down, then says exactly what is left behind.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline.plan import PipelineNames
+from cdc_platform.specs.models import ConnectionSpec, EnvSecret, FileSecret
+
+#: key of the source connector's config listing the tables the platform set to REPLICA IDENTITY FULL
+#: (Debezium ignores keys it does not know); teardown restores them
+REPLICA_IDENTITY_KEY = "cdc.platform.replica.identity.full"
+
+Log = Callable[[str], None]
+
+
+class TeardownIncomplete(RuntimeError):
+    """Some parts could not be removed (listed); everything else was."""
+
+
+def recorded_tables(config: dict[str, str] | None) -> list[str]:
+    value = (config or {}).get(REPLICA_IDENTITY_KEY, "")
+    return [t for t in value.split(",") if t]
+
+
+def with_recorded_tables(config: dict[str, str], previous: dict[str, str] | None, switched: set[str]) -> dict:
+    """The source config carrying every table switched to FULL so far (stable across re-deploys)."""
+    tables = sorted(set(recorded_tables(previous)) | switched)
+    return {**config, REPLICA_IDENTITY_KEY: ",".join(tables)} if tables else dict(config)
+
+
+_REFERENCE = re.compile(r"^\$\{(?P<provider>file|dir|env):(?P<body>.+)\}$")
+
+
+def source_from_connector(name: str, config: dict[str, str]) -> ConnectionSpec | None:
+    """A PostgreSQL source connection rebuilt from a Debezium connector's stored config."""
+    if not config.get("connector.class", "").endswith("PostgresConnector"):
+        return None
+    match = _REFERENCE.match(config.get("database.password", ""))
+    if not match:
+        return None
+    provider, body = match.group("provider"), match.group("body")
+    if provider == "env":
+        password = EnvSecret(env=body)
+    else:
+        path, _, key = body.rpartition(":")
+        password = FileSecret(file=path, key=key) if provider == "file" else FileSecret(file=f"{path}/{key}")
+    return ConnectionSpec(
+        name=f"{name} (from its source connector)", kind="postgresql", host=config["database.hostname"],
+        port=int(config["database.port"]), database=config["database.dbname"], username=config["database.user"],
+        password=password,
+    )  # fmt: skip
+
+
+def teardown_pipeline(
+    pipeline: str, connect: KafkaConnectResource, log: Log, *, source: ConnectionSpec | None = None,
+    specs_dir: Path | None = None, kafka_bootstrap: str | None = None, delete_topics: bool = False,
+    replica_identity: set[str] | None = None,
+) -> list[str]:  # fmt: skip
+    """Remove what the platform deployed for ``pipeline``; raise :class:`TeardownIncomplete` naming
+    whatever could not be removed, after removing everything else."""
+    names, done, left = PipelineNames(pipeline), [], []
+    source_config = connect.get_config(names.source_connector)
+    tables = sorted(set(recorded_tables(source_config)) | (replica_identity or set()))
+    if source is None and source_config is not None:
+        source = source_from_connector(pipeline, source_config)
+    if connect.delete(names.sink_connector):
+        done.append(f"deleted connector {names.sink_connector}")
+    left_pg: list[str] = []
+    if source is not None and source.kind.value == "postgresql":
+        if source_config is not None:
+            connect.stop(names.source_connector)  # releases the slot; the config stays readable
+        done_pg, left_pg = _postgres_parts(source, specs_dir or Path.cwd(), names, tables)
+        done += done_pg
+        left += left_pg
+    if left_pg and source_config is not None:
+        # kept (stopped): its config is the record of the slot's source and the replica identities
+        # to restore, which the next teardown needs
+        left.append(f"source connector {names.source_connector} (stopped, kept so that running the teardown "
+                    "again can finish)")  # fmt: skip
+    elif connect.delete(names.source_connector):
+        done.append(f"deleted connector {names.source_connector}")
+    if kafka_bootstrap:
+        done_kafka, left_kafka = _kafka_parts(kafka_bootstrap, names, delete_topics)
+        done += done_kafka
+        left += left_kafka
+    for line in done:
+        log(line)
+    if left:
+        raise TeardownIncomplete(
+            f"pipeline {pipeline}: teardown removed {len(done)} parts, but these are left: " + "; ".join(left)
+        )
+    return done
+
+
+def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineNames, tables: list[str]):
+    from cdc_platform.db import pg_connect
+    from cdc_platform.pipeline import handoff
+
+    try:
+        with pg_connect(source, specs_dir, autocommit=True) as admin:
+            done = []
+            if handoff.drop_slot(admin, names.slot):
+                done.append(f"dropped replication slot {names.slot}")
+            if admin.execute(
+                "SELECT 1 FROM pg_publication WHERE pubname = %s", (names.publication,)
+            ).fetchone():
+                from cdc_platform.schema.ddl import quote
+
+                admin.execute(f"DROP PUBLICATION {quote('postgresql', names.publication)}")
+                done.append(f"dropped publication {names.publication}")
+            done += handoff.restore_replica_identity(admin, tables)
+            return done, []
+    except Exception as exc:  # noqa: BLE001 - report what is left, after doing the rest
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        left = [f"replication slot {names.slot} and publication {names.publication} on "
+                f"{source.host}:{source.port}/{source.database} (unreachable: {reason}); the slot keeps WAL "
+                f"until dropped: run the teardown again when the source is back, or "
+                f"SELECT pg_drop_replication_slot('{names.slot}'); DROP PUBLICATION {names.publication};"]  # fmt: skip
+        if tables:
+            left.append(f"REPLICA IDENTITY FULL on {', '.join(tables)}")
+        return [], left
+
+
+def _kafka_parts(bootstrap: str, names: PipelineNames, delete_topics: bool):
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.error import KafkaException
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    done, left = [], []
+    group = f"connect-{names.sink_connector}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            listed = admin.list_consumer_groups(request_timeout=10).result()
+            if group not in {g.group_id for g in listed.valid}:
+                break
+            admin.delete_consumer_groups([group], request_timeout=10)[group].result()
+            done.append(f"deleted consumer group {group}")
+            break
+        except KafkaException as exc:
+            # the group stays non-empty for a moment after its connector is deleted
+            if time.monotonic() > deadline:
+                left.append(f"consumer group {group} ({exc})")
+                break
+            time.sleep(1)
+    if delete_topics:
+        prefix = f"{names.topic_prefix}."
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)
+                  or t == names.topic_prefix or t == f"__debezium-heartbeat.{names.topic_prefix}"]  # fmt: skip
+        if topics:
+            for topic, future in admin.delete_topics(topics, operation_timeout=30).items():
+                future.result()
+                done.append(f"deleted topic {topic}")
+    return done, left
