@@ -10,7 +10,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from cdc_platform.specs.loader import resolve_secret
+from cdc_platform.connectors.tls import odbc_tls_params, psycopg_tls_kwargs, pymysql_tls_kwargs
+from cdc_platform.specs.loader import resolve_secret, tls_root_cert
 from cdc_platform.specs.models import ConnectionSpec
 
 DRIVERS = {
@@ -26,13 +27,18 @@ def password_of(conn: ConnectionSpec, specs_dir: Path) -> str:
     return resolve_secret(conn.password, specs_dir)
 
 
+def _root(conn: ConnectionSpec, specs_dir: Path) -> str | None:
+    path = tls_root_cert(conn, specs_dir)
+    return str(path) if path else None
+
+
 def sqlalchemy_url(conn: ConnectionSpec, specs_dir: Path) -> sa.URL:
-    query = {}
+    query: dict = {}
     if conn.kind.value == "sqlserver":
-        query = {
-            "driver": conn.options.get("odbc_driver", "ODBC Driver 18 for SQL Server"),
-            "TrustServerCertificate": "yes",
-        }
+        query = {"driver": conn.options.get("odbc_driver", "ODBC Driver 18 for SQL Server"),
+                 **odbc_tls_params(conn.tls.mode)}  # fmt: skip
+    elif conn.kind.value == "postgresql":
+        query = psycopg_tls_kwargs(conn.tls.mode, _root(conn, specs_dir))
     return sa.URL.create(
         DRIVERS[conn.kind.value],
         username=conn.username,
@@ -45,6 +51,10 @@ def sqlalchemy_url(conn: ConnectionSpec, specs_dir: Path) -> sa.URL:
 
 
 def engine_for(conn: ConnectionSpec, specs_dir: Path, **kwargs) -> sa.Engine:
+    if conn.kind.value in ("mysql", "mariadb"):
+        tls = pymysql_tls_kwargs(conn.tls.mode, _root(conn, specs_dir))
+        if tls:
+            kwargs["connect_args"] = {**kwargs.get("connect_args", {}), **tls}
     return sa.create_engine(sqlalchemy_url(conn, specs_dir), pool_pre_ping=True, **kwargs)
 
 
@@ -53,7 +63,8 @@ def pg_connect(conn: ConnectionSpec, specs_dir: Path, *, autocommit: bool = Fals
 
     return psycopg.connect(
         host=conn.host, port=conn.port, dbname=conn.database, user=conn.username,
-        password=password_of(conn, specs_dir), autocommit=autocommit, connect_timeout=10, **kwargs,
+        password=password_of(conn, specs_dir), autocommit=autocommit, connect_timeout=10,
+        **psycopg_tls_kwargs(conn.tls.mode, _root(conn, specs_dir)), **kwargs,
     )  # fmt: skip
 
 
@@ -63,5 +74,5 @@ def mysql_connect(conn: ConnectionSpec, specs_dir: Path, *, database: str | None
     return pymysql.connect(
         host=conn.host, port=conn.port, user=conn.username, password=password_of(conn, specs_dir),
         database=database if database is not None else conn.database, charset="utf8mb4",
-        connect_timeout=10, **kwargs,
+        connect_timeout=10, **pymysql_tls_kwargs(conn.tls.mode, _root(conn, specs_dir)), **kwargs,
     )  # fmt: skip

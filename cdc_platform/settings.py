@@ -16,12 +16,12 @@ HOST = "127.0.0.1"
 
 #: service name -> (environment variable that moves its port, default port)
 PORT_VARIABLES: dict[str, tuple[str, int]] = {
-    "postgres": ("CDC_PG_PORT", 55432),
-    "mariadb": ("CDC_MARIADB_PORT", 53306),
-    "kafka": ("CDC_KAFKA_PORT", 59092),
-    "kafka-controller": ("CDC_KAFKA_CONTROLLER_PORT", 59093),
-    "connect": ("CDC_CONNECT_PORT", 58083),
-    "s3": ("CDC_S3_PORT", 55000),
+    "postgres": ("CDC_PG_PORT", 15432),
+    "mariadb": ("CDC_MARIADB_PORT", 13306),
+    "kafka": ("CDC_KAFKA_PORT", 19092),
+    "kafka-controller": ("CDC_KAFKA_CONTROLLER_PORT", 19093),
+    "connect": ("CDC_CONNECT_PORT", 18083),
+    "s3": ("CDC_S3_PORT", 15000),
 }
 
 #: Debezium release and the Kafka release it is built against (see resources/stack/kafka-pom.xml).
@@ -77,6 +77,11 @@ class StackSettings:
         ``${file:<this path>:postgres.password}`` instead of the password.
         """
         return self.state_dir / "secrets" / SECRETS_FILE_NAME
+
+    @property
+    def postgres_ca_file(self) -> Path:
+        """The stack PostgreSQL's self-signed certificate: the CA for ``tls: {mode: verify-full}``."""
+        return self.config_dir / "postgres-server.crt"
 
     @property
     def logs_dir(self) -> Path:

@@ -22,3 +22,44 @@ def connect(stack: StackSettings):
     from cdc_platform.kafka_connect import KafkaConnectResource
 
     return KafkaConnectResource(url=stack.connect_url, timeout_seconds=60)
+
+
+# -- no secret in any output -----------------------------------------------------------------------
+# Every captured stdout/stderr/log section and failure report of the run, and every service log of
+# the stack, is searched for the stack's generated passwords at the end of the session; a hit fails
+# the run, naming where it was found (not the password).
+_OUTPUTS: list[tuple[str, str, str]] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    for section, content in report.sections:
+        _OUTPUTS.append((report.nodeid, section, content))
+    if report.longrepr is not None:
+        _OUTPUTS.append((report.nodeid, f"{report.when} report", str(report.longrepr)))
+
+
+def find_secret_leaks(settings: StackSettings, outputs: list[tuple[str, str, str]]) -> list[str]:
+    from cdc_platform.settings import read_properties
+
+    passwords = [
+        v for k, v in read_properties(settings.secrets_file).items() if k.endswith(".password") and v
+    ]
+    leaks = [f"{where} ({section})" for where, section, text in outputs for p in passwords if p in text]
+    if settings.logs_dir.is_dir():
+        for log in sorted(settings.logs_dir.glob("*.log")):
+            text = log.read_text(errors="replace")
+            leaks += [f"service log {log}" for p in passwords if p in text]
+    return leaks
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    settings = load_stack_settings()
+    if not settings.secrets_file.exists():
+        return
+    leaks = find_secret_leaks(settings, _OUTPUTS)
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "a generated stack password appeared in: " + "; ".join(sorted(set(leaks)))
+        if reporter is not None:
+            reporter.write_line(f"SECRET LEAK: {message}", red=True, bold=True)
+        session.exitstatus = 1

@@ -28,6 +28,9 @@ class DatabaseEndpoint:
     username: str
     password_ref: str
     options: tuple[tuple[str, str], ...] = ()
+    #: TLS mode (PostgreSQL's names) and the CA's PEM file (absolute path), see connectors/tls.py
+    tls_mode: str = "prefer"
+    tls_root_cert: str | None = None
 
     def __post_init__(self) -> None:
         if not self.password_ref.startswith("${") or not self.password_ref.endswith("}"):

@@ -5,22 +5,24 @@ from __future__ import annotations
 from dataclasses import replace
 
 from cdc_platform.connectors.common import DEFAULT_MAX_EVENT_BYTES, DatabaseEndpoint, consumer_size_overrides
+from cdc_platform.connectors.tls import jdbc_tls_params
 
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
 
 
 def jdbc_url(endpoint: DatabaseEndpoint) -> str:
     host, port, db = endpoint.host, endpoint.port, endpoint.database
+    tls = jdbc_tls_params(endpoint.kind, endpoint.tls_mode, endpoint.tls_root_cert)
     if endpoint.kind == "postgresql":
         # text values (the converter's exact forms of NaN, infinity, intervals, ...) are typed by
         # the server from the target column instead of being sent as varchar
-        return f"jdbc:postgresql://{host}:{port}/{db}?stringtype=unspecified"
-    if endpoint.kind == "mariadb":
-        return f"jdbc:mariadb://{host}:{port}/{db}"
-    if endpoint.kind == "mysql":
-        return f"jdbc:mysql://{host}:{port}/{db}"
+        params = [("stringtype", "unspecified"), *tls]
+        return f"jdbc:postgresql://{host}:{port}/{db}?" + "&".join(f"{k}={v}" for k, v in params)
+    if endpoint.kind in ("mariadb", "mysql"):
+        query = "?" + "&".join(f"{k}={v}" for k, v in tls) if tls else ""
+        return f"jdbc:{endpoint.kind}://{host}:{port}/{db}{query}"
     if endpoint.kind == "sqlserver":
-        return f"jdbc:sqlserver://{host}:{port};databaseName={db};encrypt=false"
+        return f"jdbc:sqlserver://{host}:{port};databaseName={db};" + ";".join(f"{k}={v}" for k, v in tls)
     raise ValueError(f"no JDBC sink for kind {endpoint.kind!r}")
 
 

@@ -11,6 +11,7 @@ from cdc_platform.connectors.common import (
     include_pattern,
     producer_size_overrides,
 )
+from cdc_platform.connectors.tls import source_tls_config
 
 #: the platform's Debezium converter (connect-plugins/cdc-platform-converters), installed beside
 #: each source plugin; it carries the values JSON and Debezium's defaults would change
@@ -73,6 +74,7 @@ def debezium_source_config(
         "time.precision.mode": "adaptive_time_microseconds",
         "tombstones.on.delete": "true",
         **producer_size_overrides(options.max_event_bytes),
+        **source_tls_config(endpoint.kind, endpoint.tls_mode, endpoint.tls_root_cert),
     }
     if endpoint.kind == "postgresql":
         if not options.slot_name or not options.publication_name:
@@ -97,7 +99,10 @@ def debezium_source_config(
             {
                 "schema.history.internal.kafka.bootstrap.servers": options.kafka_bootstrap,
                 "schema.history.internal.kafka.topic": options.schema_history_topic,
-                "schema.history.internal.store.only.captured.tables.ddl": "true",
+                # the history keeps every table of the captured databases, so a table added to a
+                # running pipeline has a known schema when its first change arrives
+                "schema.history.internal.store.only.captured.tables.ddl": "false",
+                "schema.history.internal.store.only.captured.databases.ddl": "true",
                 "include.schema.changes": "true",
             }
         )

@@ -7,6 +7,7 @@ Dagster assets turn into metadata, so the same steps also serve the CLI and the 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,36 @@ def deploy_connector(connect: KafkaConnectResource, config: dict[str, str], log:
     return ConnectorResult(name, action, config_hash(config), diff, state)
 
 
+def captured_tables(config: dict[str, str] | None) -> set[str]:
+    """``schema.table`` names a deployed source connector captures (its include list, unescaped)."""
+    patterns = (config or {}).get("table.include.list", "")
+    return {re.sub(r"\\(.)", r"\1", p) for p in patterns.split(",") if p}
+
+
+def extend_capture(plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectResource, jobs: list,
+                   switched: set[str], log: Log) -> list[str]:  # fmt: skip
+    """Before copying tables a running pipeline does not capture yet, capture them.
+
+    Copying first would lose every change made between the copy and the connector update. In this
+    order nothing is lost: changes from the moment capture covers a table wait in Kafka, the copy
+    then reads a state at least that recent, and the sink (stopped meanwhile) replays the overlap,
+    which full row images, upserts by key and deletes make converge. Returns the added tables.
+    """
+    names = plan.names
+    current = connect.get_config(names.source_connector)
+    added = sorted(j.table.qualified for j in jobs if j.table.qualified not in captured_tables(current))
+    if not added or plan.source_config is None:
+        return []
+    ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes], plan.spec.options.max_event_bytes)
+    if plan.source.kind.value == "postgresql":
+        handoff.ensure_slot(
+            plan.source, specs_dir, names.slot, names.publication, list(plan.tables), switched
+        )
+    deploy_connector(connect, with_recorded_tables(plan.source_config, current, switched), log)
+    log(f"capture extended to {', '.join(added)} before copying them")
+    return added
+
+
 def _wait_source_position(connect: KafkaConnectResource, name: str, timeout: float = 120.0) -> None:
     """MySQL/MariaDB: the copy may start only once the connector has recorded its binlog position."""
     deadline = time.monotonic() + timeout
@@ -158,6 +189,7 @@ def run_pipeline(
             # Re-load of a running pipeline: keep the sink off the tables while they are rewritten.
             # Changes captured meanwhile wait in Kafka and are upserted after the copy, which converges.
             assert connect is not None
+            added = extend_capture(plan, specs_dir, connect, jobs, switched, log)
             sink_exists = connect.get_config(names.sink_connector) is not None
             if sink_exists:
                 connect.stop(names.sink_connector)
@@ -174,6 +206,9 @@ def run_pipeline(
                     log(f"sink {names.sink_connector} resumed")
             if sink_exists:
                 connect.wait_running(names.sink_connector)
+            if added and sink_exists and plan.sink_config is not None:
+                # only now, after their copy, does the sink read the added tables' topics
+                result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
         elif copy and spec.streams and src_kind == "postgresql":
             with handoff.exported_snapshot(plan.source, specs_dir, names.slot, names.publication, tables,
                                            recreate=True, switched=switched) as snapshot:  # fmt: skip

@@ -24,7 +24,7 @@ from cdc_platform.pipeline.full_load import CopyJob
 from cdc_platform.schema.ddl import create_schema_sql, create_table_sql
 from cdc_platform.schema.discovery import Table
 from cdc_platform.schema.rules import describe_rules
-from cdc_platform.specs.loader import Specs, connect_reference
+from cdc_platform.specs.loader import Specs, connect_reference, tls_root_cert
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec
 
 SECRET_MASK = "********"
@@ -79,6 +79,8 @@ def endpoint(conn: ConnectionSpec, specs_dir: Path) -> DatabaseEndpoint:
         username=str(conn.username),
         password_ref=connect_reference(conn.password, specs_dir),
         options=tuple(sorted((k, v) for k, v in conn.options.items() if "." in k)),
+        tls_mode=conn.tls.mode,
+        tls_root_cert=str(tls_root_cert(conn, specs_dir)) if conn.tls.root_cert else None,
     )
 
 

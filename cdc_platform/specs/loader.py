@@ -269,3 +269,11 @@ def connect_reference(ref: SecretRef, specs_dir: Path) -> str:
     if ref.key is None:
         return f"${{dir:{path.parent}:{path.name}}}"
     return f"${{file:{path}:{ref.key}}}"
+
+
+def tls_root_cert(conn, specs_dir: Path) -> Path | None:
+    """The connection's CA file as an absolute path (relative ones are relative to the specs dir)."""
+    if not conn.tls.root_cert:
+        return None
+    path = Path(conn.tls.root_cert)
+    return path if path.is_absolute() else (specs_dir / path).resolve()

@@ -81,6 +81,26 @@ class ConnectionKind(str, Enum):
     s3 = "s3"
 
 
+class TlsSettings(Strict):
+    """Encryption of every connection to a database: the platform's own and both connectors'.
+
+    ``mode`` uses PostgreSQL's names and is mapped per engine (MySQL ``required``/``verify_ca``/
+    ``verify_identity``, MariaDB ``trust``/``verify-ca``/``verify-full``, SQL Server
+    ``encrypt``/``trustServerCertificate``). ``root_cert`` is a PEM file of the CA that signed the
+    server's certificate (relative paths are relative to the specs directory).
+    """
+
+    #: ``prefer`` (the default) leaves every driver at its own default (PostgreSQL's drivers try TLS)
+    mode: Literal["prefer", "disable", "require", "verify-ca", "verify-full"] = "prefer"
+    root_cert: str | None = None
+
+    @model_validator(mode="after")
+    def _root_cert_for_verification(self) -> TlsSettings:
+        if self.mode in ("verify-ca", "verify-full") and not self.root_cert:
+            raise ValueError(f"tls mode {self.mode} verifies the server's certificate and needs root_cert")
+        return self
+
+
 class ConnectionSpec(Strict):
     name: str
     kind: ConnectionKind
@@ -89,6 +109,7 @@ class ConnectionSpec(Strict):
     database: str | None = None
     username: str | None = None
     password: SecretRef | None = None
+    tls: TlsSettings = Field(default_factory=TlsSettings)
     options: dict[str, str] = Field(default_factory=dict, description="Extra driver/connector options")
 
     @field_validator("password", mode="before")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from cdc_platform.settings import PORT_VARIABLES, StackSettings, ensure_stack_secrets
 from cdc_platform.stack.converters import converters_current, ensure_converters
@@ -41,7 +42,37 @@ class ServiceStatus:
         }
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_range(path: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
+    """The kernel's range of local ports for outgoing connections, or None where it cannot be read."""
+    try:
+        low, high = path.read_text().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return None
+
+
+def check_not_ephemeral(ports: dict[str, int], port_range: tuple[int, int] | None) -> None:
+    """A listening port inside the ephemeral range can be taken first by any outgoing connection
+    (a finished one sits in TIME-WAIT on it), so ``up`` would fail at random: refuse such a port."""
+    if port_range is None:
+        return
+    low, high = port_range
+    inside = [
+        f"{port} ({name}, {PORT_VARIABLES[name][0]})" for name, port in ports.items() if low <= port <= high
+    ]
+    if inside:
+        raise StackError(
+            f"Cannot start the local stack: port(s) {', '.join(inside)} lie in the kernel's ephemeral port range "
+            f"{low}-{high} (/proc/sys/net/ipv4/ip_local_port_range), where any outgoing connection can take "
+            f"them first. Set the named variable(s) to a port below {low} or above {high}."
+        )
+
+
 def _check_ports(settings: StackSettings, services: list[Service]) -> None:
+    check_not_ephemeral({n: p for s in services for n, p in s.ports.items()}, ephemeral_range())
     busy = []
     for service in services:
         if service.pid_file.running_pid() is not None:

@@ -137,6 +137,7 @@ class Postgres(Service):
                 raise StackError(f"initdb failed for {data}:\n{result.stdout}{result.stderr}")
             with open(data / "postgresql.conf", "a") as conf:
                 conf.write("\ninclude_if_exists = 'cdc_stack.conf'\n")
+        cert, key = self._ensure_certificate(data)
         # Rewritten on every start so a moved port takes effect.
         (data / "cdc_stack.conf").write_text(
             "\n".join(
@@ -156,11 +157,30 @@ class Postgres(Service):
                     "logging_collector = off",
                     "log_min_messages = warning",
                     "timezone = 'UTC'",
+                    # TLS is offered (clients choose): connection specs' tls settings are tested on it
+                    "ssl = on",
+                    f"ssl_cert_file = '{cert}'",
+                    f"ssl_key_file = '{key}'",
                 ]
             )
             + "\n"
         )
         chown_tree(data / "cdc_stack.conf", self.user)
+
+    def _ensure_certificate(self, data: Path) -> tuple[Path, Path]:
+        """A self-signed server certificate for 127.0.0.1/localhost, made once; its copy at
+        ``settings.postgres_ca_file`` is the CA a client verifies it with."""
+        cert, key = data / "server.crt", data / "server.key"
+        if not cert.exists() or not key.exists():
+            pem_cert, pem_key = self_signed_certificate("cdc-platform local stack PostgreSQL")
+            key.write_bytes(pem_key)
+            key.chmod(0o600)
+            cert.write_bytes(pem_cert)
+            chown_tree(key, self.user)
+            chown_tree(cert, self.user)
+        self.settings.postgres_ca_file.parent.mkdir(parents=True, exist_ok=True)
+        self.settings.postgres_ca_file.write_bytes(cert.read_bytes())
+        return cert, key
 
     def command(self) -> list[str]:
         assert self.binaries is not None
@@ -183,6 +203,35 @@ class Postgres(Service):
             connect_timeout=2,
         ) as conn:
             return conn.execute("SELECT current_setting('wal_level')").fetchone()[0] == "logical"
+
+
+def self_signed_certificate(common_name: str) -> tuple[bytes, bytes]:
+    """(certificate, private key) in PEM, valid ten years for 127.0.0.1 and localhost."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                          serialization.NoEncryption()),
+    )  # fmt: skip
 
 
 class MariaDB(Service):
@@ -417,6 +466,17 @@ class _QuietLogger:
         return None
 
 
+#: environment variables a connector config may reference through ${env:...} (a full match)
+ENV_ALLOWLIST = "CDC_[A-Z0-9_]+|[A-Z0-9_]*(PASSWORD|SECRET|TOKEN)[A-Z0-9_]*"
+
+
+def connect_allowed_paths(settings: StackSettings) -> list[str]:
+    """Directories whose files ${file:...}/${dir:...} references may read: the stack's secrets, plus
+    ``CDC_CONNECT_ALLOWED_PATHS`` (comma-separated) for secrets a user keeps elsewhere."""
+    extra = [p.strip() for p in os.environ.get("CDC_CONNECT_ALLOWED_PATHS", "").split(",") if p.strip()]
+    return [str(settings.secrets_file.parent), *(str(Path(p).resolve()) for p in extra)]
+
+
 class Connect(_Jvm):
     name = "connect"
     heap = "1g"
@@ -432,6 +492,7 @@ class Connect(_Jvm):
 
     def prepare(self) -> None:
         host = self.settings.host
+        allowed_paths = ",".join(connect_allowed_paths(self.settings))
         self.properties_file.parent.mkdir(parents=True, exist_ok=True)
         self.properties_file.write_text(
             "\n".join(
@@ -463,6 +524,10 @@ class Connect(_Jvm):
                     "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider",
                     "config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider",
                     "config.providers.dir.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider",
+                    # whoever reaches the REST API can have any reference resolved: only secrets
+                    f"config.providers.file.param.allowed.paths={allowed_paths}",
+                    f"config.providers.dir.param.allowed.paths={allowed_paths}",
+                    f"config.providers.env.param.allowlist.pattern={ENV_ALLOWLIST}",
                     "connector.client.config.override.policy=All",
                     "scheduled.rebalance.max.delay.ms=0",
                     "task.shutdown.graceful.timeout.ms=10000",

@@ -162,3 +162,88 @@ def test_a_rollback_that_fails_keeps_the_deploy_error_as_its_cause(stack, connec
         assert "sink could not start" in str(failure.value) and "could not be reached" in str(failure.value)
         assert isinstance(failure.value.__cause__, KafkaConnectError)
         assert "sink could not start" in str(failure.value.__cause__)
+
+
+@pytest.mark.parametrize("source_kind", ["postgresql", "mariadb"])
+def test_a_table_added_to_a_running_pipeline_loses_no_change_made_during_its_copy(
+    stack, connect, tmp_path, source_kind
+):
+    import random
+    import threading
+    import time
+
+    from tests.support import mariadb_connect, mariadb_database, wait_for_equal
+
+    def run(db, statements, params=None):
+        if source_kind == "postgresql":
+            with pg_connect(stack, db) as conn:
+                for stmt in statements:
+                    conn.execute(stmt, params)
+        else:
+            with mariadb_connect(stack, db) as conn, conn.cursor() as cur:
+                for stmt in statements:
+                    cur.execute(stmt, params)
+
+    def rows(db, table):
+        if source_kind == "postgresql":
+            return pg_connect(stack, db).execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+        with mariadb_connect(stack, db) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {table} ORDER BY id")
+            return [tuple(r) for r in cur.fetchall()]
+
+    with pg_database(stack, "psrc") as pg_src, mariadb_database(stack, "msrc") as my_src, \
+            pg_database(stack, "tgt") as tgt:  # fmt: skip
+        src = pg_src if source_kind == "postgresql" else my_src
+        schema = "public" if source_kind == "postgresql" else my_src
+        series = "generate_series(1, 300000) g" if source_kind == "postgresql" else "seq_1_to_300000"
+        col = "g" if source_kind == "postgresql" else "seq"
+        run(src, ["CREATE TABLE a (id int PRIMARY KEY, v int)", "CREATE TABLE b (id int PRIMARY KEY, v int)",
+                  f"INSERT INTO a SELECT {col}, 0 FROM {series.replace('300000', '1000')}",
+                  f"INSERT INTO b SELECT {col}, 0 FROM {series}"])  # fmt: skip
+        name = unique("add")
+        conns = {"src": connection(stack, source_kind, src), "tgt": connection(stack, "postgresql", tgt)}
+        pipeline = {"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                    "tables": {"names": [f"{schema}.a"]}}  # fmt: skip
+        specs = write_specs(tmp_path, conns, [pipeline])
+        materialize(stack, specs, name)
+        stop, errors = threading.Event(), []
+
+        def write() -> None:
+            rng = random.Random(3)
+            next_id = 300001
+            try:
+                while not stop.is_set():
+                    table = rng.choice(["a", "b", "b"])
+                    op = rng.random()
+                    if op < 0.4:
+                        run(src, [f"INSERT INTO {table} VALUES (%s, 1)"], (next_id,))
+                        next_id += 1
+                    elif op < 0.85:
+                        run(src, [f"UPDATE {table} SET v = v + 1 WHERE id = %s"], (rng.randint(1, 1000),))
+                    else:
+                        run(src, [f"DELETE FROM {table} WHERE id = %s"], (rng.randint(1, 1000),))
+            except Exception as exc:  # noqa: BLE001 - reported by the test
+                errors.append(exc)
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        try:
+            time.sleep(1)
+            specs = write_specs(
+                tmp_path, conns, [{**pipeline, "tables": {"names": [f"{schema}.a", f"{schema}.b"]}}]
+            )
+            materialize(stack, specs, name)  # the whole group: b is copied while the writer runs
+            time.sleep(2)
+            stop.set()
+            writer.join(timeout=10)
+            assert not errors, errors
+            for table in ("a", "b"):
+                wait_for_equal(
+                    lambda t=table: rows(src, t),
+                    lambda t=table: (
+                        pg_connect(stack, tgt).execute(f"SELECT * FROM replica.{t} ORDER BY id").fetchall()
+                    ),
+                )
+        finally:
+            stop.set()
+            _teardown(stack, connect, specs, name)

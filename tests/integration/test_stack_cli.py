@@ -32,9 +32,17 @@ def test_status_json_reports_every_service_running(stack):
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port below the ephemeral range (the stack refuses ports inside it)."""
+    import random
+
+    while True:
+        port = random.randint(20000, 30000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def test_up_with_a_held_port_names_the_port_and_its_variable(tmp_path, stack):
@@ -43,9 +51,9 @@ def test_up_with_a_held_port_names_the_port_and_its_variable(tmp_path, stack):
     for variable, _ in PORT_VARIABLES.values():
         env[variable] = str(_free_port())
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
+        held = _free_port()
+        holder.bind(("127.0.0.1", held))
         holder.listen(1)
-        held = holder.getsockname()[1]
         env["CDC_KAFKA_PORT"] = str(held)
         result = subprocess.run([*CLI, "stack", "up"], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1
@@ -80,3 +88,11 @@ def test_stack_sql_opens_a_client_without_showing_the_password(stack, service, a
     assert result.returncode == 0, result.stderr
     assert "42" in result.stdout
     assert stack.password(service) not in result.stdout + result.stderr
+
+
+def test_up_refuses_a_port_in_the_ephemeral_range(tmp_path):
+    env = {**os.environ, "CDC_STACK_DIR": str(tmp_path / "stack"), "CDC_S3_PORT": "55000"}
+    result = subprocess.run([*CLI, "stack", "up"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1
+    assert "55000 (s3, CDC_S3_PORT)" in result.stderr and "ephemeral port range" in result.stderr
+    assert not (tmp_path / "stack" / "run").exists()

@@ -32,3 +32,26 @@ def test_private_checkout_moves_database_files_and_links_them(tmp_path):
         assert database_root(state, None) == state  # not root: our own files, no move
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_port_in_the_ephemeral_range_is_refused_naming_its_variable(tmp_path):
+    import pytest
+
+    from cdc_platform.stack.errors import StackError
+    from cdc_platform.stack.manager import check_not_ephemeral, ephemeral_range
+
+    range_file = tmp_path / "ip_local_port_range"
+    range_file.write_text("32768\t60999\n")
+    assert ephemeral_range(range_file) == (32768, 60999)
+    with pytest.raises(StackError, match=r"55000 \(s3, CDC_S3_PORT\)") as info:
+        check_not_ephemeral({"postgres": 15432, "s3": 55000}, (32768, 60999))
+    assert "below 32768 or above 60999" in str(info.value)
+    check_not_ephemeral({"postgres": 15432}, (32768, 60999))  # outside: fine
+    assert ephemeral_range(tmp_path / "missing") is None
+
+
+def test_the_default_ports_are_outside_the_usual_ephemeral_ranges():
+    from cdc_platform.settings import PORT_VARIABLES
+
+    # Linux's default (32768-60999) and IANA's (49152-65535)
+    assert all(port < 32768 for _, port in PORT_VARIABLES.values())
