@@ -21,7 +21,16 @@ ROWS = 3_000_000
 
 
 def _killer(kill, delay: float = 1.0) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(delay), kill()), daemon=True)
+    """Call ``kill`` after ``delay`` seconds, then again every 0.2 s until it killed something (the
+    copy's statement may not have started yet on a slow machine)."""
+
+    def run() -> None:
+        time.sleep(delay)
+        deadline = time.monotonic() + 30
+        while not kill() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
 
@@ -48,16 +57,17 @@ def test_killing_either_side_of_the_fifo_copy_ends_it_with_the_original_error(st
             conn.execute(f"INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g")
         specs, job = _pg_to_mariadb_job(stack, tmp_path, src, tgt)
 
-        def kill() -> None:
+        def kill() -> bool:
             if side == "postgres":
                 with pg_connect(stack) as admin:
-                    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  "WHERE datname = %s AND query LIKE 'COPY%%'", (src,))  # fmt: skip
-            else:
-                with mariadb_connect(stack) as admin, admin.cursor() as cur:
-                    cur.execute("SELECT id FROM information_schema.processlist WHERE info LIKE 'LOAD DATA%%'")
-                    for (conn_id,) in cur.fetchall():
-                        cur.execute(f"KILL {int(conn_id)}")
+                    return bool(admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                              "WHERE datname = %s AND query LIKE 'COPY%%'", (src,)).fetchall())  # fmt: skip
+            with mariadb_connect(stack) as admin, admin.cursor() as cur:
+                cur.execute("SELECT id FROM information_schema.processlist WHERE info LIKE 'LOAD DATA%%'")
+                found = cur.fetchall()
+                for (conn_id,) in found:
+                    cur.execute(f"KILL {int(conn_id)}")
+                return bool(found)
 
         _killer(kill)
         started = time.monotonic()
@@ -157,13 +167,15 @@ def test_killing_the_mariadb_source_session_mid_copy_ends_the_copy(stack, tmp_pa
             with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
                 cur.execute(create_table_sql("mariadb", tgt, "big", table, source_kind="mariadb"))
 
-        def kill() -> None:
+        def kill() -> bool:
             with mariadb_connect(stack) as admin, admin.cursor() as cur:
                 cur.execute(
                     "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT `id`, `v` FROM%%'"
                 )
-                for (conn_id,) in cur.fetchall():
+                found = cur.fetchall()
+                for (conn_id,) in found:
                     cur.execute(f"KILL {int(conn_id)}")
+                return bool(found)
 
         _killer(kill)
         started = time.monotonic()
