@@ -107,7 +107,7 @@ class Postgres(Service):
     def prepare(self) -> None:
         assert self.binaries is not None
         data = self.data_path
-        sockets = self.db_root / "run" / "pg-socket"
+        sockets = self.socket_dir
         sockets.mkdir(parents=True, exist_ok=True)
         chown_tree(sockets, self.user)
         if not (data / "PG_VERSION").exists():
@@ -191,18 +191,30 @@ class Postgres(Service):
         env.pop("PGDATA", None)
         return env
 
-    def ready(self) -> bool:
+    @property
+    def socket_dir(self) -> Path:
+        return self.db_root / "run" / "pg-socket"
+
+    def _local(self):
+        """A connection over the Unix socket, where the `cdc` user is trusted (initdb --auth-local)."""
         import psycopg
 
-        with psycopg.connect(
-            host=self.settings.host,
-            port=self.port,
-            user=STACK_DB_USER,
-            password=self.settings.password("postgres"),
-            dbname="postgres",
-            connect_timeout=2,
-        ) as conn:
+        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=STACK_DB_USER, dbname="postgres",
+                               connect_timeout=2, autocommit=True)  # fmt: skip
+
+    def ready(self) -> bool:
+        # over the socket, so readiness does not depend on the password (after_start sets it)
+        with self._local() as conn:
             return conn.execute("SELECT current_setting('wal_level')").fetchone()[0] == "logical"
+
+    def after_start(self) -> None:
+        """Give `cdc` this stack's password: a data directory kept from an earlier state dir at the
+        same path (the /var/lib fallback of a private checkout) still holds that stack's password."""
+        from psycopg import sql
+
+        with self._local() as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(STACK_DB_USER), sql.Literal(self.settings.password("postgres"))))  # fmt: skip
 
 
 def self_signed_certificate(common_name: str) -> tuple[bytes, bytes]:
