@@ -90,3 +90,17 @@ def consumer_size_overrides(max_event_bytes: int) -> dict[str, str]:
         "consumer.override.max.partition.fetch.bytes": str(max_event_bytes),
         "consumer.override.fetch.max.bytes": str(max(max_event_bytes, 52_428_800)),
     }
+
+
+def json_converter_settings() -> dict[str, str]:
+    """The JSON value converter, set per connector so it holds on any Connect cluster.
+
+    ``replace.null.with.default`` is true by default since Kafka 3.5: a NULL in a column that has
+    a default (``DEFAULT now()``, ``DEFAULT 0``) would be written, and read back, as that default,
+    so a NULL changes silently. Schemas stay in every record: the JDBC sink needs them.
+    """
+    return {
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "true",
+        "value.converter.replace.null.with.default": "false",
+    }

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cdc_platform.connectors.common import DEFAULT_MAX_EVENT_BYTES, DatabaseEndpoint, consumer_size_overrides
+from cdc_platform.connectors.common import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DatabaseEndpoint,
+    consumer_size_overrides,
+    json_converter_settings,
+)
 from cdc_platform.connectors.tls import jdbc_tls_params
 
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
@@ -74,6 +79,7 @@ def jdbc_sink_config(
         # one with the broker's defaults first
         "consumer.override.allow.auto.create.topics": "false",
         **consumer_size_overrides(max_event_bytes),
+        **json_converter_settings(),
     }
     transforms = []
     for index, (topic, target) in enumerate(routes.items()):

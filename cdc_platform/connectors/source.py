@@ -9,6 +9,7 @@ from cdc_platform.connectors.common import (
     DatabaseEndpoint,
     TableRef,
     include_pattern,
+    json_converter_settings,
     producer_size_overrides,
 )
 from cdc_platform.connectors.tls import source_tls_config
@@ -74,6 +75,7 @@ def debezium_source_config(
         "time.precision.mode": "adaptive_time_microseconds",
         "tombstones.on.delete": "true",
         **producer_size_overrides(options.max_event_bytes),
+        **json_converter_settings(),
         **source_tls_config(endpoint.kind, endpoint.tls_mode, endpoint.tls_root_cert),
     }
     if endpoint.kind == "postgresql":

@@ -59,6 +59,7 @@ def ensure_converters(settings: StackSettings, javac: Path, echo=print) -> bool:
     classpath = [
         api_dir / f"debezium-api-{DEBEZIUM_VERSION}.jar",
         api_dir / f"connect-api-{KAFKA_VERSION}.jar",
+        api_dir / "slf4j-api-1.7.36.jar",  # the logging API every Debezium plugin ships
     ]
     missing = [str(p) for p in classpath if not p.exists()]
     if missing:

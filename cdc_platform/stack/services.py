@@ -516,6 +516,8 @@ class Connect(_Jvm):
                     # the JDBC sink needs the schemas inside every record
                     "key.converter.schemas.enable=true",
                     "value.converter.schemas.enable=true",
+                    # a NULL stays NULL in a column with a default (connectors set it too)
+                    "value.converter.replace.null.with.default=false",
                     "config.storage.topic=_cdc_connect_configs",
                     "offset.storage.topic=_cdc_connect_offsets",
                     "status.storage.topic=_cdc_connect_status",

@@ -96,3 +96,24 @@ def test_up_refuses_a_port_in_the_ephemeral_range(tmp_path):
     assert result.returncode == 1
     assert "55000 (s3, CDC_S3_PORT)" in result.stderr and "ephemeral port range" in result.stderr
     assert not (tmp_path / "stack" / "run").exists()
+
+
+def test_postgres_start_restores_the_stacks_password_in_a_kept_data_directory(stack):
+    """A data directory kept from an earlier checkout at the same path holds another password;
+    the start sets this stack's again (injected here by changing the password behind its back)."""
+    import psycopg
+    from psycopg import sql
+
+    from cdc_platform.stack.services import Postgres
+
+    service = Postgres(stack)
+    with service._local() as conn:
+        conn.execute(sql.SQL("ALTER ROLE cdc PASSWORD {}").format(sql.Literal("an-earlier-stacks-password")))
+    try:
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(host=stack.host, port=stack.postgres_port, user="cdc", dbname="postgres",
+                            password=stack.password("postgres"), connect_timeout=5).close()  # fmt: skip
+    finally:
+        service.after_start()
+    psycopg.connect(host=stack.host, port=stack.postgres_port, user="cdc", dbname="postgres",
+                    password=stack.password("postgres"), connect_timeout=5).close()  # fmt: skip

@@ -32,12 +32,17 @@ import java.util.BitSet;
 import java.util.Locale;
 import java.util.Properties;
 
+import org.apache.kafka.connect.data.Schema;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import org.apache.kafka.connect.data.SchemaBuilder;
 
 import io.debezium.spi.converter.CustomConverter;
 import io.debezium.spi.converter.RelationalColumn;
 
 public class ExactValueConverter implements CustomConverter<SchemaBuilder, RelationalColumn> {
+
+    private static final Logger LOGGER = LoggerFactory.getLogger(ExactValueConverter.class);
 
     /** PostgreSQL's +/-infinity timestamps as pgjdbc hands them to Debezium (PGStatement constants). */
     static final long PG_POSITIVE_INFINITY = 9223372036825200000L;
@@ -72,11 +77,36 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
         // PostgreSQL reports lower-case type names, MySQL/MariaDB upper-case ones.
         boolean pg = !type.equals(type.toUpperCase(Locale.ROOT));
         if (pg) {
-            pgColumn(type, column, registration);
+            pgColumn(type, column, guarded(registration, column));
         }
         else {
-            mysqlColumn(type.toUpperCase(Locale.ROOT), column, registration);
+            mysqlColumn(type.toUpperCase(Locale.ROOT), column, guarded(registration, column));
         }
+    }
+
+    /**
+     * Debezium also passes a column's default value through the converter, in Debezium's own
+     * converted form (epoch days for a date, the text of an expression for DEFAULT now()), while row
+     * values always have the driver's type (every one is covered by the fidelity test). A value of
+     * another type is therefore a default: it becomes the schema's default as text (or none) and is
+     * logged, instead of stopping the connector. Schema defaults never fill row values: Debezium
+     * emits every column of every row.
+     */
+    private static ConverterRegistration<SchemaBuilder> guarded(ConverterRegistration<SchemaBuilder> inner,
+                                                                RelationalColumn column) {
+        return (schema, converter) -> {
+            boolean text = schema.type() == Schema.Type.STRING;
+            inner.register(schema, value -> {
+                try {
+                    return converter.convert(value);
+                }
+                catch (ClassCastException | IllegalArgumentException | ArithmeticException e) {
+                    LOGGER.warn("ExactValueConverter: column {} ({}): a value of {} is not a row value of this type; "
+                            + "taken as the column's default", column.name(), column.typeName(), value.getClass().getName());
+                    return text ? value.toString() : null;
+                }
+            });
+        };
     }
 
     // -- PostgreSQL sources -------------------------------------------------------------------
