@@ -137,6 +137,13 @@ def _run_pair(stack, connect, tmp_path, pair: str, outcomes: dict, problems: lis
                 ctype = CanonicalType(case.canonical, length=case.length or None, precision=case.precision,
                                       scale=case.scale)  # fmt: skip
                 rules = rules_for(source_kind, target_kind, ctype)
+                depth = max(len(c.values) for c in cases)
+                for row in range(len(case.values), depth):  # rows where this column is NULL stay NULL
+                    for row_id in (1 + row, CDC_OFFSET + 1 + row):
+                        if target[row_id][1][index] is not None:
+                            problems.append(
+                                f"{pair} {case.source_type}: NULL arrived as {target[row_id][1][index]!r}"
+                            )
                 for row, literal in enumerate(case.values):
                     want = source[1 + row][1][index]
                     substitutes = {r.becomes: _substitute(r.becomes, case, want) for r in rules}
