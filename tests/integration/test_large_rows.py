@@ -47,6 +47,17 @@ def _mariadb_digest(stack, db):
     return big, small
 
 
+def _wait_for_failed_source(connect, name: str, timeout: float = 120) -> str:
+    """The trace of the pipeline's source task once it fails on an event over the limit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        trace = first_failed_trace(connect.status(f"{name}-source"))
+        if trace is not None:
+            return trace
+        time.sleep(1)
+    raise AssertionError("the source task should stop on an event over the limit")
+
+
 def _plan(stack, specs, name):
     spec = specs.pipelines[name].spec
     tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
@@ -88,11 +99,7 @@ def test_rows_up_to_16_mib_replicate_and_a_larger_event_stops_capture_with_its_t
                 conn.execute(f"INSERT INTO big VALUES (4, {_pg_blob(20, 3)})")
                 conn.execute("UPDATE big SET body = 'y' || body WHERE id = 4")
                 conn.execute("INSERT INTO small VALUES (1000, 1)")
-            deadline, trace = time.monotonic() + 120, None
-            while trace is None and time.monotonic() < deadline:
-                trace = first_failed_trace(connect.status(f"{name}-source"))
-                time.sleep(1)
-            assert trace is not None, "the source task should stop on an event over the limit"
+            trace = _wait_for_failed_source(connect, name)
             explanation = explain(_plan(stack, specs, name), trace, specs.directory)
             assert explanation.kind == "event_too_large" and explanation.table == "public.big"
             assert explanation.event_bytes and explanation.event_bytes > 40 * MIB
@@ -192,11 +199,7 @@ def test_an_event_over_the_limit_from_mariadb_names_its_table(stack, connect, tm
                     "INSERT INTO big SELECT 1, group_concat(md5(seq) SEPARATOR '') FROM seq_1_to_655360"
                 )
                 cur.execute("UPDATE big SET body = concat('y', body)")
-            deadline, trace = time.monotonic() + 120, None
-            while trace is None and time.monotonic() < deadline:
-                trace = first_failed_trace(connect.status(f"{name}-source"))
-                time.sleep(1)
-            assert trace is not None, "the source task should stop on an event over the limit"
+            trace = _wait_for_failed_source(connect, name)
             explanation = explain(_plan(stack, specs, name), trace, specs.directory, connect)
             assert explanation.kind == "event_too_large" and explanation.table == f"{mdb}.big", explanation
             assert f"change of table {mdb}.big" in explanation.message
