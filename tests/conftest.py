@@ -12,9 +12,8 @@ def stack() -> StackSettings:
     """Bring the local stack up (a no-op when it runs) and hand its settings to the test."""
     from cdc_platform.stack.manager import up
 
-    settings = load_stack_settings()
-    up(settings, echo=lambda *_: None)
-    return settings
+    up(load_stack_settings(), echo=lambda *_: None)
+    return load_stack_settings()  # again: a first start may have moved a private state dir
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ fails at once and leaves nothing half-started.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -15,7 +16,12 @@ from cdc_platform.settings import PORT_VARIABLES, StackSettings, ensure_stack_se
 from cdc_platform.stack.converters import converters_current, ensure_converters
 from cdc_platform.stack.downloads import ensure_debezium_plugins, ensure_kafka
 from cdc_platform.stack.errors import StackError
-from cdc_platform.stack.prerequisites import ensure_binaries, service_user
+from cdc_platform.stack.prerequisites import (
+    ensure_binaries,
+    reachable_state_dir,
+    service_user,
+    share_with_service_user,
+)
 from cdc_platform.stack.processes import port_in_use, spawn, stop, wait_until
 from cdc_platform.stack.services import Service, all_services
 
@@ -100,6 +106,11 @@ def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
     _check_ports(settings, skeleton)
 
     binaries = ensure_binaries(echo)
+    user = service_user()
+    state_dir = reachable_state_dir(settings.state_dir, user)
+    if state_dir != settings.state_dir:
+        echo(f"The checkout is private to its owner: the stack's files live in {state_dir}.")
+        settings = dataclasses.replace(settings, state_dir=state_dir)
     for path in (
         settings.logs_dir,
         settings.run_dir,
@@ -109,10 +120,10 @@ def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
     ):
         path.mkdir(parents=True, exist_ok=True)
     ensure_stack_secrets(settings)
+    share_with_service_user(settings.secrets_file, user)
     ensure_kafka(settings, binaries.mvn, echo)
     ensure_debezium_plugins(settings, binaries.mvn, echo)
     converters_changed = ensure_converters(settings, binaries.javac, echo)
-    user = service_user()
 
     for service in all_services(settings, binaries, user):
         if service.name == "connect" and converters_changed and stop(service.pid_file):

@@ -147,6 +147,58 @@ def traversable_by_others(path: Path) -> bool:
     return True
 
 
+#: where stack files go when the checkout sits in a directory the service user cannot enter
+PRIVATE_CHECKOUT_HOME = Path("/var/lib/cdc-platform")
+
+
+def reachable_state_dir(state_dir: Path, user: str | None, home: Path = PRIVATE_CHECKOUT_HOME) -> Path:
+    """The state dir the service user can read, moving a private one out of a private checkout.
+
+    Kafka and Connect run as the service user, and they read the jars, plugins, configs and the
+    secrets file under the state dir. A checkout under ``/root`` (0700) hides all of it, so the
+    state dir moves to ``<home>/state-<hash>`` and ``.stack`` becomes a link there; every later
+    ``load_stack_settings`` resolves the link, so paths written into connector configs are ones the
+    worker can open. Moving needs the stack stopped: a running database cannot change directory.
+    """
+    if user is None or traversable_by_others(state_dir):
+        return state_dir
+    import hashlib
+
+    target = home / f"state-{hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]}"
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o755)
+    if state_dir.exists():
+        from cdc_platform.stack.processes import PidFile
+
+        running = [p.stem for p in (state_dir / "run").glob("*.pid") if PidFile(p).running_pid()]
+        if running:
+            raise StackError(
+                f"{state_dir} is in a directory the service user {user} cannot enter and must move to "
+                f"{target}, but the stack still records running services ({', '.join(sorted(running))}). "
+                "Run `cdc-platform stack down` first."
+            )
+        if target.exists() and any(target.iterdir()):
+            raise StackError(f"Cannot move {state_dir} to {target}: the target is not empty.")
+        target.rmdir() if target.exists() else None
+        shutil.move(str(state_dir), str(target))
+    else:
+        target.mkdir(exist_ok=True)
+        state_dir.parent.mkdir(parents=True, exist_ok=True)
+    target.chmod(0o755)
+    state_dir.symlink_to(target, target_is_directory=True)
+    return target
+
+
+def share_with_service_user(path: Path, user: str | None) -> None:
+    """Let the service user read ``path`` (and enter its directory) through its group, nobody else."""
+    if user is None:
+        return
+    shutil.chown(path.parent, group=user)
+    path.parent.chmod(0o750)
+    shutil.chown(path, group=user)
+    path.chmod(0o640)
+
+
 def database_root(state_dir: Path, user: str | None) -> Path:
     """Where the databases keep their files: the state dir, unless the service user cannot reach it.
 
@@ -154,13 +206,15 @@ def database_root(state_dir: Path, user: str | None) -> Path:
     PostgreSQL must run as; then the database files go to ``/var/lib/cdc-platform/<hash>`` and
     ``<state>/dbroot`` links there, so ``stack reset`` still finds and removes them.
     """
+    link = state_dir / "dbroot"
+    if link.is_symlink():  # placed by an earlier start; the state dir may have moved since
+        return link.resolve()
     if user is None or traversable_by_others(state_dir):
         return state_dir
     import hashlib
 
-    root = Path("/var/lib/cdc-platform") / hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]
+    root = PRIVATE_CHECKOUT_HOME / hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]
     root.mkdir(parents=True, exist_ok=True)
-    link = state_dir / "dbroot"
     if not link.is_symlink():
         state_dir.mkdir(parents=True, exist_ok=True)
         link.symlink_to(root)

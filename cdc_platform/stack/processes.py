@@ -86,7 +86,10 @@ def spawn(
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
+                # the account's own group only: root's group and supplementary groups stay behind
                 user=user,
+                group=user,
+                extra_groups=[] if user is not None else None,
             )
         except FileNotFoundError as exc:
             raise StackError(f"Cannot start {command[0]}: the program was not found ({exc}).") from exc

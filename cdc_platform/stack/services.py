@@ -128,7 +128,8 @@ class Postgres(Service):
                         "--encoding=UTF8",
                         "--locale=C.UTF-8",
                     ],
-                    capture_output=True, text=True, user=self.user,
+                    capture_output=True, text=True, user=self.user, group=self.user,
+                    extra_groups=[] if self.user else None,
                 )  # fmt: skip
             finally:
                 os.unlink(pw.name)
@@ -354,7 +355,13 @@ class MariaDB(Service):
 
 
 class _Jvm(Service):
+    """Kafka and Connect run as the service user too: whoever reaches Connect's REST API can make
+    the worker open files, so the worker must not be able to open root's."""
+
     heap: ClassVar[str] = "512m"
+
+    def run_as(self) -> str | None:
+        return self.user
 
     def _java(self, main_class: str, *args: str) -> list[str]:
         assert self.binaries is not None
@@ -443,8 +450,13 @@ class Kafka(_Jvm):
             )
             + "\n"
         )
+        legacy = self.settings.data_dir / self.name  # where a broker run as root kept its log
+        if legacy != self.data_path and legacy.is_dir() and not self.data_path.exists():
+            self.data_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(legacy), str(self.data_path))
+        self.data_path.mkdir(parents=True, exist_ok=True)
+        chown_tree(self.data_path, self.user)  # also a data dir written by an earlier root broker
         if not (self.data_path / "meta.properties").exists():
-            self.data_path.mkdir(parents=True, exist_ok=True)
             cmd = self._java(
                 "kafka.tools.StorageTool",
                 "format",
@@ -454,7 +466,10 @@ class Kafka(_Jvm):
                 str(self.properties_file),
             )
             # StorageTool calls System.exit, so it always runs in its own JVM.
-            result = subprocess.run(cmd, capture_output=True, text=True)
+            result = subprocess.run(
+                cmd, capture_output=True, text=True, user=self.user, group=self.user,
+                extra_groups=[] if self.user else None,
+            )  # fmt: skip
             if result.returncode != 0:
                 raise StackError(
                     f"Formatting Kafka storage in {self.data_path} failed:\n{result.stdout}{result.stderr}"

@@ -3,6 +3,10 @@ config-provider references only for secrets."""
 
 from __future__ import annotations
 
+import pwd
+import shutil
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -67,8 +71,14 @@ def test_connect_resolves_file_references_only_under_the_allowed_secrets_directo
     """Anyone who reaches the REST API could otherwise have any file the worker can read resolved.
     The same real password is offered from outside and from inside the allowed directory: only the
     inside copy is resolved (the outside one reaches PostgreSQL unresolved and fails to log in)."""
-    outside = tmp_path / "elsewhere.properties"
+    import tempfile
+
+    # readable by the worker's account, so only allowed.paths can keep it out
+    public = Path(tempfile.mkdtemp(dir="/tmp"))
+    public.chmod(0o755)
+    outside = public / "elsewhere.properties"
     outside.write_text(f"postgres.password={stack.password('postgres')}\n")
+    outside.chmod(0o644)
     inside = stack.secrets_file  # under .stack/secrets, the allowed directory
 
     def validate(reference: str) -> str:
@@ -84,8 +94,33 @@ def test_connect_resolves_file_references_only_under_the_allowed_secrets_directo
                              json=config, timeout=60)  # fmt: skip
         return response.text
 
-    assert "password authentication failed" in validate(f"${{file:{outside}:postgres.password}}")
-    assert "password authentication failed" not in validate(f"${{file:{inside}:postgres.password}}")
+    try:
+        assert "password authentication failed" in validate(f"${{file:{outside}:postgres.password}}")
+        assert "password authentication failed" not in validate(f"${{file:{inside}:postgres.password}}")
+    finally:
+        shutil.rmtree(public)
+
+
+def test_kafka_and_connect_do_not_run_as_root(stack):
+    """The REST API is unauthenticated: a worker running as root could be made to open any file."""
+    import os
+
+    from cdc_platform.stack.prerequisites import SERVICE_USER
+    from cdc_platform.stack.services import Connect, Kafka
+
+    # as root the JVMs run as the service user; an unprivileged user's stack runs as that user
+    service_uid = pwd.getpwnam(SERVICE_USER).pw_uid if os.geteuid() == 0 else os.geteuid()
+    for cls in (Kafka, Connect):
+        pid = cls(stack).pid_file.running_pid()
+        assert pid is not None, f"{cls.name} is not running"
+        uids = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
+        assert set(uids.split()[1:]) == {str(service_uid)}, (cls.name, uids)
+        status = Path(f"/proc/{pid}/status").read_text()
+        gids = next(line for line in status.splitlines() if line.startswith("Gid:")).split()[1:]
+        groups = next(line for line in status.splitlines() if line.startswith("Groups:")).split()[1:]
+        assert "0" not in gids + groups, (cls.name, gids, groups)  # not root's group either
+    # the secrets stay unreadable for everyone else
+    assert stack.secrets_file.stat().st_mode & 0o777 == 0o640
 
 
 def test_the_worker_allows_only_secret_like_environment_variables(stack):

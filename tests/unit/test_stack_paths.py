@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from cdc_platform.stack.prerequisites import database_root, traversable_by_others
+from cdc_platform.stack.prerequisites import database_root, reachable_state_dir, traversable_by_others
 
 
 def test_state_dir_reachable_by_others_is_used_as_is():
@@ -29,7 +29,8 @@ def test_private_checkout_moves_database_files_and_links_them(tmp_path):
         assert str(root).startswith("/var/lib/cdc-platform/")
         assert (state / "dbroot").resolve() == root.resolve()
         assert database_root(state, "cdcstack") == root  # stable
-        assert database_root(state, None) == state  # not root: our own files, no move
+        assert database_root(state, None) == root  # the files stay where an earlier start put them
+        assert database_root(private / "other" / ".stack", None) == private / "other" / ".stack"
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -55,3 +56,35 @@ def test_the_default_ports_are_outside_the_usual_ephemeral_ranges():
 
     # Linux's default (32768-60999) and IANA's (49152-65535)
     assert all(port < 32768 for _, port in PORT_VARIABLES.values())
+
+
+def test_a_private_state_dir_moves_where_the_service_user_can_read_it(tmp_path):
+    """Kafka and Connect run as the service user and read jars, configs and secrets from here."""
+    import pytest
+
+    from cdc_platform.stack.errors import StackError
+
+    home = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        private = tmp_path / "home"
+        private.mkdir(mode=0o700)
+        state = private / "checkout" / ".stack"
+        (state / "cache").mkdir(parents=True)
+        (state / "cache" / "kafka.jar").write_text("jar")
+        moved = reachable_state_dir(state, "cdcstack", home=home)
+        assert moved.parent == home and traversable_by_others(moved)
+        assert state.is_symlink() and state.resolve() == moved
+        assert (moved / "cache" / "kafka.jar").read_text() == "jar"
+        assert reachable_state_dir(state.resolve(), "cdcstack", home=home) == moved  # stable
+        assert reachable_state_dir(private / "x", None, home=home) == private / "x"  # not root
+
+        busy = private / "busy" / ".stack"
+        (busy / "run").mkdir(parents=True)
+        from cdc_platform.stack.processes import PidFile
+
+        PidFile(busy / "run" / "postgres.pid").write(__import__("os").getpid())
+        with pytest.raises(StackError, match=r"cdc-platform stack down"):
+            reachable_state_dir(busy, "cdcstack", home=home)
+        assert busy.is_dir() and not busy.is_symlink()  # nothing moved
+    finally:
+        shutil.rmtree(home)
