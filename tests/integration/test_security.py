@@ -113,9 +113,9 @@ def test_kafka_and_connect_do_not_run_as_root(stack):
     for cls in (Kafka, Connect):
         pid = cls(stack).pid_file.running_pid()
         assert pid is not None, f"{cls.name} is not running"
-        uids = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
-        assert set(uids.split()[1:]) == {str(service_uid)}, (cls.name, uids)
         status = Path(f"/proc/{pid}/status").read_text()
+        uids = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        assert set(uids.split()[1:]) == {str(service_uid)}, (cls.name, uids)
         gids = next(line for line in status.splitlines() if line.startswith("Gid:")).split()[1:]
         groups = next(line for line in status.splitlines() if line.startswith("Groups:")).split()[1:]
         assert "0" not in gids + groups, (cls.name, gids, groups)  # not root's group either
