@@ -1,23 +1,28 @@
-"""Pipelines become Dagster assets: one ``multi_asset`` per pipeline, built from specs with no I/O.
+"""Pipelines become Dagster assets: one ``multi_asset`` per pipeline, built from specs and the stored
+catalog with no I/O.
 
 Per pipeline: ``<pipeline>/target_schema``, one asset per replicated target table (keyed by target
-connection, schema and table, depending on an external asset for its source table so lineage reads
-source -> target -> downstream), and ``<pipeline>/source_connector`` / ``<pipeline>/sink_connector``.
-A :class:`CdcTranslator` decides keys, groups and kinds; subclass it to change them.
+connection, schema and table, downstream of an external asset for its source table, so lineage
+reads source -> target -> downstream), and ``<pipeline>/source_connector`` /
+``<pipeline>/sink_connector`` beside them (downstream of the source tables they read). One
+materialization runs the parts in the order the gap-free handoff needs, whatever the graph shows.
+A :class:`~cdc_platform.translator.CdcTranslator` decides keys and attributes.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.definitions.metadata import TableMetadataSet
 
+from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.execute import run_pipeline
-from cdc_platform.pipeline.plan import build_plan
+from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, build_plan, config_hash, target_name
 from cdc_platform.schema.discovery import Table, discover_pipeline_tables
 from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import LoadedPipeline, Specs
+from cdc_platform.translator import CdcAssetProps, CdcTranslator, column_schema
 
 
 class CdcSettingsResource(dg.ConfigurableResource):
@@ -25,101 +30,6 @@ class CdcSettingsResource(dg.ConfigurableResource):
 
     specs_dir: str
     kafka_bootstrap: str
-
-
-@dataclass(frozen=True)
-class TableProps:
-    pipeline: str
-    source_connection: str
-    source_schema: str
-    source_table: str
-    target_connection: str
-    target_schema: str
-    target_table: str
-
-
-class CdcTranslator:
-    """Asset keys and attributes for pipeline parts; keys are stable across deploys."""
-
-    def source_table_key(self, p: TableProps) -> dg.AssetKey:
-        return dg.AssetKey([p.source_connection, p.source_schema, p.source_table])
-
-    def target_table_spec(self, p: TableProps) -> dg.AssetSpec:
-        return dg.AssetSpec(
-            key=dg.AssetKey([p.target_connection, p.target_schema, p.target_table]),
-            deps=[self.source_table_key(p), self.schema_key(p.pipeline)],
-            group_name=p.pipeline,
-            kinds={"table"},
-            description=f"{p.target_schema}.{p.target_table}, replicated from {p.source_connection} "
-            f"{p.source_schema}.{p.source_table} by pipeline {p.pipeline}",
-            metadata={"dagster/table_name": f"{p.target_connection}.{p.target_schema}.{p.target_table}"},
-            tags={"cdc/pipeline": p.pipeline},
-        )
-
-    def schema_key(self, pipeline: str) -> dg.AssetKey:
-        return dg.AssetKey([pipeline, "target_schema"])
-
-    def connector_key(self, pipeline: str, role: str) -> dg.AssetKey:
-        return dg.AssetKey([pipeline, f"{role}_connector"])
-
-
-def _selected_names(loaded: LoadedPipeline, specs: Specs) -> list[str]:
-    """Named tables come from the spec alone. A schema + pattern selection needs the source catalog:
-    it is read once at load with a short timeout; if the source is unreachable the code location
-    still loads, with only the named tables, and says so in the log."""
-    spec = loaded.spec
-    names = list(spec.tables.names)
-    if spec.tables.schema_:
-        try:
-            from cdc_platform.db import engine_for
-
-            source = specs.connection(spec.source)
-            engine = engine_for(source, specs.directory, connect_args={"connect_timeout": 5})
-            names += [t.qualified for t in discover_pipeline_tables(spec, source, specs.directory, engine)
-                      if t.qualified not in names]  # fmt: skip
-            engine.dispose()
-        except Exception as exc:  # noqa: BLE001 - loading must survive an unreachable source
-            dg.get_dagster_logger().warning(
-                f"{loaded.file}: pipeline {spec.name!r}: tables of schema {spec.tables.schema_!r} could not be "
-                f"discovered at load ({type(exc).__name__}); only explicitly named tables have assets"
-            )
-    return names
-
-
-def _table_props(loaded: LoadedPipeline, specs: Specs) -> list[TableProps]:
-    spec = loaded.spec
-    props = []
-    for qualified in _selected_names(loaded, specs):
-        schema, table = qualified.split(".")
-        override = spec.overrides.get(qualified)
-        props.append(
-            TableProps(
-                spec.name,
-                spec.source,
-                schema,
-                table,
-                spec.target,
-                spec.target_schema,
-                override.target_name if override and override.target_name else table,
-            )  # fmt: skip
-        )
-    return props
-
-
-def _column_schema(table: Table) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                c.name,
-                str(c.type),
-                description=f"source type {c.native_type}",
-                constraints=dg.TableColumnConstraints(
-                    nullable=c.nullable, unique=c.name in table.primary_key and len(table.primary_key) == 1
-                ),
-            )
-            for c in table.columns
-        ]  # fmt: skip
-    )
 
 
 class PipelineRunError(RuntimeError):
@@ -136,12 +46,25 @@ def named_errors(loaded: LoadedPipeline) -> Iterator[None]:
         raise PipelineRunError(f"{loaded.file}: pipeline {loaded.spec.name!r}: {exc}") from exc
 
 
+def selected_tables(loaded: LoadedPipeline, catalog: PipelineCatalog | None) -> list[str]:
+    """The tables that get assets: the stored catalog's, or the named ones before the first refresh."""
+    if catalog is not None:
+        return [t.qualified for t in catalog.tables]
+    spec = loaded.spec
+    if spec.tables.schema_:
+        dg.get_dagster_logger().warning(
+            f"{loaded.file}: pipeline {spec.name!r}: the tables of schema {spec.tables.schema_!r} have not "
+            f"been discovered yet, so only explicitly named tables have assets; {REFRESH_HINT}"
+        )
+    return list(spec.tables.names)
+
+
 def check_tables_match_assets(loaded: LoadedPipeline, tables: list[Table], asset_tables: set[str]) -> None:
     """The run captures exactly the tables it can copy: every captured table has an asset.
 
-    The table list of a schema + pattern selection was fixed when the code location loaded; a table
-    created since (or missed because the source was unreachable then) would otherwise stream its
-    changes without its existing rows, and one dropped since would leave an asset nothing fills.
+    The table list of a schema + pattern selection is the stored catalog's; a table created since
+    would otherwise stream its changes without its existing rows, and one dropped since would leave
+    an asset nothing fills.
     """
     found = {t.qualified for t in tables}
     new, gone = sorted(found - asset_tables), sorted(asset_tables - found)
@@ -153,12 +76,12 @@ def check_tables_match_assets(loaded: LoadedPipeline, tables: list[Table], asset
             parts.append(f"tables {gone} have assets but are no longer selected on the source")
         raise PipelineRunError(
             f"{loaded.file}: pipeline {loaded.spec.name!r}: {'; '.join(parts)}. Nothing was changed. "
-            "Reload the code location (Dagster UI: Deployment > Reload, or restart `dagster dev`) so "
-            "that every table the pipeline captures is copied first, then materialize again."
+            f"The stored table catalog is out of date: {REFRESH_HINT} (Dagster UI: Deployment > Reload), "
+            "so that every table the pipeline captures is copied first; then materialize again."
         )
 
 
-def _substitution_metadata(table: Table, stats, plan) -> dict:
+def _substitution_metadata(table: Table, stats, plan: PipelinePlan) -> dict:
     """Values a pair's rule turned into NULL, per column: never silent, always on the asset."""
     rules = {
         c.name: describe_rules(plan.source.kind.value, plan.target.kind.value, c.type) for c in table.columns
@@ -176,37 +99,80 @@ def _substitution_metadata(table: Table, stats, plan) -> dict:
     return metadata
 
 
-def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcTranslator | None = None):
+def _static_plan(
+    specs: Specs, loaded: LoadedPipeline, catalog: PipelineCatalog | None
+) -> PipelinePlan | None:
+    """The plan the stored catalog implies, for code versions; a run builds its own from the source."""
+    if catalog is None:
+        return None
+    try:
+        return build_plan(specs, loaded.spec, list(catalog.tables), "kafka")
+    except Exception:  # noqa: BLE001 - code versions are optional; the run reports plan errors itself
+        return None
+
+
+def build_pipeline_assets(
+    loaded: LoadedPipeline,
+    specs: Specs,
+    catalog: PipelineCatalog | None = None,
+    translator: CdcTranslator | None = None,
+) -> tuple[dg.AssetsDefinition, list[dg.AssetSpec]]:
+    """The pipeline's multi-asset and the external specs of its source tables."""
     translator = translator or CdcTranslator()
     spec = loaded.spec
-    props = _table_props(loaded, specs)
-    table_specs = {p.source_schema + "." + p.source_table: translator.target_table_spec(p) for p in props}
-    schema_spec = dg.AssetSpec(
-        translator.schema_key(spec.name), group_name=spec.name, kinds={spec.target},
-        description=f"Target schema {spec.target_schema} on {spec.target} and its tables' DDL",
-    )  # fmt: skip
+    source_kind = specs.connection(spec.source).kind.value
+    target_kind = specs.connection(spec.target).kind.value
+    names = PipelineNames(spec.name)
+    plan = _static_plan(specs, loaded, catalog)
+    ddl_by_table = {}
+    if plan is not None:
+        ddl_by_table = {t.qualified: ddl for t, ddl in zip(plan.tables, plan.ddl[1:], strict=True)}
+    common = {"pipeline": spec, "source_kind": source_kind, "target_kind": target_kind}
+    base_meta = {"pipeline": spec.name, "source_connection": spec.source, "target_connection": spec.target}
+    if catalog is not None:
+        base_meta["discovered_at"] = catalog.discovered_at
+
+    qualified_names = selected_tables(loaded, catalog)
+    table_specs: dict[str, dg.AssetSpec] = {}
+    externals: list[dg.AssetSpec] = []
+    for qualified in qualified_names:
+        table = catalog.table(qualified) if catalog else None
+        tname = target_name(spec, table) if table else _named_target(spec, qualified)
+        rules = None
+        if table is not None:
+            described = {c.name: describe_rules(source_kind, target_kind, c.type) for c in table.columns}
+            rules = "; ".join(f"{n}: {r}" for n, r in sorted(described.items()) if r) or None
+        table_meta = {**base_meta, "value_rules": rules}
+        if spec.streams:
+            table_meta.update(source_connector=names.source_connector, sink_connector=names.sink_connector)
+        props = CdcAssetProps("target_table", qualified=qualified, table=table, target_table=tname,
+                              applies=ddl_by_table.get(qualified), metadata=table_meta, **common)  # fmt: skip
+        table_specs[qualified] = translator.get_asset_spec(props)
+        externals.append(translator.get_asset_spec(CdcAssetProps("source_table", qualified=qualified, table=table,
+                                                                 **common)))  # fmt: skip
+    schema_spec = translator.get_asset_spec(
+        CdcAssetProps(
+            "target_schema", applies="\n".join(plan.ddl) if plan else None, metadata=base_meta, **common
+        )
+    )
     specs_list = [schema_spec, *table_specs.values()]
-    source_key = translator.connector_key(spec.name, "source")
-    sink_key = translator.connector_key(spec.name, "sink")
+    source_key = translator.connector_key(spec, "source")
+    sink_key = translator.connector_key(spec, "sink")
     if spec.streams:
-        specs_list.append(
-            dg.AssetSpec(
-                source_key,
-                group_name=spec.name,
-                kinds={"debezium", "kafka"},
-                deps=[s.key for s in table_specs.values()] or [schema_spec.key],
-                description=f"Debezium source connector for pipeline {spec.name}",
-            )  # fmt: skip
-        )
-        specs_list.append(
-            dg.AssetSpec(
-                sink_key,
-                group_name=spec.name,
-                kinds={"kafka"},
-                deps=[source_key, *[s.key for s in table_specs.values()]],
-                description=f"JDBC sink connector for pipeline {spec.name} (upsert + delete)",
-            )  # fmt: skip
-        )
+        connector_meta = {**base_meta, "source_connector": names.source_connector,
+                          "sink_connector": names.sink_connector}  # fmt: skip
+        if source_kind == "postgresql":
+            connector_meta.update(slot=names.slot, publication=names.publication)
+        source_applies = config_hash(plan.source_config) if plan and plan.source_config else None
+        sink_applies = config_hash(plan.sink_config) if plan and plan.sink_config else None
+        specs_list.append(translator.get_asset_spec(CdcAssetProps(
+            "source_connector", applies=source_applies, source_tables=tuple(qualified_names),
+            metadata={**connector_meta, "config_hash": source_applies}, **common,
+        )))  # fmt: skip
+        specs_list.append(translator.get_asset_spec(CdcAssetProps(
+            "sink_connector", applies=sink_applies, source_tables=tuple(qualified_names),
+            metadata={**connector_meta, "config_hash": sink_applies}, **common,
+        )))  # fmt: skip
 
     @dg.multi_asset(
         name=f"{spec.name}_pipeline",
@@ -215,6 +181,8 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
         description=spec.description
         or f"CDC pipeline {spec.name}: {spec.source} -> {spec.target} ({spec.mode.value})",
         op_tags={"cdc/pipeline": spec.name},
+        # parallel materializations of pipelines on one source share its capacity
+        pool=f"cdc_source_{spec.source}",
     )
     def _pipeline(
         context: dg.AssetExecutionContext,
@@ -225,7 +193,7 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
         with named_errors(loaded):
             tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
             check_tables_match_assets(loaded, tables, set(table_specs))
-            plan = build_plan(specs, spec, tables, cdc_settings.kafka_bootstrap)
+            run_plan = build_plan(specs, spec, tables, cdc_settings.kafka_bootstrap)
         to_copy = {
             t.qualified
             for t in tables
@@ -233,7 +201,7 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
         }
         with named_errors(loaded):
             result = run_pipeline(
-                plan, specs.directory, kafka_connect if spec.streams else None, context.log.info,
+                run_plan, specs.directory, kafka_connect if spec.streams else None, context.log.info,
                 schema=schema_spec.key in selected or bool(to_copy),
                 copy=bool(to_copy), only_tables=to_copy,
                 source=source_key in selected, sink=sink_key in selected,
@@ -249,19 +217,20 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
             if table_spec is None or table_spec.key not in selected:
                 continue
             stats = result.copied.get(table.qualified)
-            metadata = {
-                "dagster/column_schema": _column_schema(table),
+            metadata: dict = {
+                **dict(TableMetadataSet(column_schema=column_schema(table),
+                                        row_count=stats.rows if stats is not None else None)),
                 "primary_key": ", ".join(table.primary_key),
                 "declared_key": table.declared_key,
-            }
+            }  # fmt: skip
             if stats is not None:
                 metadata.update({
-                    "dagster/row_count": stats.rows, "rows": stats.rows,
-                    "seconds": round(stats.seconds, 3), "rows_per_second": round(stats.rows_per_second, 1),
+                    "rows": stats.rows, "seconds": round(stats.seconds, 3),
+                    "rows_per_second": round(stats.rows_per_second, 1),
                 })  # fmt: skip
                 if stats.bytes is not None:
                     metadata["bytes"] = stats.bytes
-                metadata.update(_substitution_metadata(table, stats, plan))
+                metadata.update(_substitution_metadata(table, stats, run_plan))
             yield dg.MaterializeResult(asset_key=table_spec.key, metadata=metadata)
         for role, key in (("source", source_key), ("sink", sink_key)):
             if key in selected and role in result.connectors:
@@ -269,29 +238,33 @@ def build_pipeline_assets(loaded: LoadedPipeline, specs: Specs, translator: CdcT
                 yield dg.MaterializeResult(
                     asset_key=key,
                     metadata={
-                        "connector": c.name, "action": c.action, "config_hash": c.config_hash,
+                        "connector": c.name, "action": c.action, "cdc/config_hash": c.config_hash,
                         "state": c.state or "unknown",
                         "config_diff": dg.MetadataValue.json(c.diff) if c.diff else dg.MetadataValue.text("none"),
                     },
                 )  # fmt: skip
 
-    externals = [
-        dg.AssetSpec(
-            translator.source_table_key(p),
-            group_name=f"{p.source_connection}_source",
-            kinds={"source"},
-            description=f"{p.source_schema}.{p.source_table} on {p.source_connection}",
-        )  # fmt: skip
-        for p in props
-    ]
     return _pipeline, externals
 
 
-def build_all_assets(specs: Specs, translator: CdcTranslator | None = None) -> list:
+def _named_target(spec, qualified: str) -> str:
+    override = spec.overrides.get(qualified)
+    return override.target_name if override and override.target_name else qualified.split(".")[1]
+
+
+def build_all_assets(
+    specs: Specs,
+    catalogs: dict[str, PipelineCatalog],
+    pipelines: list[str] | None = None,
+    translator: CdcTranslator | None = None,
+) -> list:
+    """Every selected pipeline's assets, each source table's external spec once."""
     assets: list = []
     seen_external: set[dg.AssetKey] = set()
-    for loaded in specs.pipelines.values():
-        pipeline_assets, externals = build_pipeline_assets(loaded, specs, translator)
+    for name in pipelines if pipelines is not None else sorted(specs.pipelines):
+        pipeline_assets, externals = build_pipeline_assets(
+            specs.pipelines[name], specs, catalogs.get(name), translator
+        )
         assets.append(pipeline_assets)
         for ext in externals:
             if ext.key not in seen_external:

@@ -262,6 +262,30 @@ def discover(connection: str, specs_dir: str | None, schema: str | None) -> None
         engine.dispose()
 
 
+@cli.command("refresh")
+@specs_option
+def refresh(specs_dir: str | None) -> None:
+    """Discover every pipeline's tables and store the catalog the code location loads from.
+
+    The same as `dg utils refresh-defs-state` for this project. Run it after adding a pipeline or a
+    table a schema + glob selection picks up, then reload the code location.
+    """
+    from cdc_platform.catalog import CatalogRefreshError, stored_catalog_path
+
+    specs = _specs(specs_dir)
+    path = stored_catalog_path(specs.directory)
+    try:
+        from cdc_platform.catalog import discover_catalog, write_catalog
+
+        catalog = discover_catalog(specs)
+    except CatalogRefreshError as exc:
+        raise UserError(str(exc)) from exc
+    write_catalog(catalog, path)
+    for name, pipeline in sorted(catalog.pipelines.items()):
+        click.echo(f"pipeline {name}: {len(pipeline.tables)} tables")
+    click.echo(f"Stored in {path}; reload the code location (or restart `dagster dev`) to see the assets.")
+
+
 def _connect_resource():
     import os
 

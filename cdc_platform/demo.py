@@ -108,6 +108,8 @@ def main() -> None:
         shop.execute(SEED)
     print("Seeded the shop:", _counts(settings, "shop", "public", TABLES))
 
+    print("\nStoring the pipelines' table catalog (cdc-platform refresh) ...")
+    subprocess.run([sys.executable, "-m", "cdc_platform.cli", "refresh"], check=True)
     print(f"\nMaterializing pipeline {PIPELINE} with the dagster CLI ...")
     _dagster("asset", "materialize", "-m", "cdc_platform.definitions", "--select", f"group:{PIPELINE}")
 

@@ -8,6 +8,7 @@ import dagster as dg
 import yaml
 
 from cdc_platform.assets import CdcSettingsResource, build_pipeline_assets
+from cdc_platform.catalog import discover_catalog
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.settings import STACK_DB_USER, StackSettings
 from cdc_platform.specs.loader import Specs, load_specs
@@ -28,12 +29,19 @@ def write_specs(directory: Path, connections: dict, pipelines: list[dict]) -> Sp
     return load_specs(directory)
 
 
+def build_assets(specs: Specs, pipeline: str):
+    """The pipeline's assets as a code location loads them after `cdc-platform refresh`."""
+    catalog = discover_catalog(specs, [pipeline]).pipelines[pipeline]
+    assets, _ = build_pipeline_assets(specs.pipelines[pipeline], specs, catalog)
+    return assets
+
+
 def materialize(
     stack: StackSettings, specs: Specs, pipeline: str, selection: list[dg.AssetKey] | None = None, assets=None
 ):
     """``assets`` lets a test build the assets (load time) before changing the source (run time)."""
     if assets is None:
-        assets, _ = build_pipeline_assets(specs.pipelines[pipeline], specs)
+        assets = build_assets(specs, pipeline)
     result = dg.materialize(
         [assets],
         selection=selection,

@@ -236,6 +236,12 @@ class PipelineSpec(Strict):
     )
     options: PipelineOptions = Field(default_factory=PipelineOptions)
     description: str | None = None
+    owners: list[str] = Field(
+        default_factory=list, description="Dagster asset owners: e-mail addresses or team:<name>"
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Dagster tags on every asset of the pipeline"
+    )
 
     @field_validator("name")
     @classmethod
@@ -245,6 +251,24 @@ class PipelineSpec(Strict):
                 f"{v!r} is not a valid pipeline name: lower-case letters, digits and underscores, "
                 "starting with a letter, at most 40 characters (it names slots, topics and connectors)"
             )
+        return v
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, v: list[str]) -> list[str]:
+        for owner in v:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+|team:[A-Za-z0-9_-]+", owner):
+                raise ValueError(f"owner {owner!r} is neither an e-mail address nor team:<name>")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not re.fullmatch(r"([A-Za-z0-9_.-]+/)?[A-Za-z0-9_.-]{1,63}", key) or len(value) > 63:
+                raise ValueError(
+                    f"tag {key!r}: keys are letters, digits, _ . - (one optional prefix/), values at most 63 characters"
+                )
         return v
 
     @field_validator("target_schema")

@@ -199,7 +199,7 @@ def share_with_service_user(path: Path, user: str | None) -> None:
     path.chmod(0o640)
 
 
-def database_root(state_dir: Path, user: str | None) -> Path:
+def database_root(state_dir: Path, user: str | None, home: Path = PRIVATE_CHECKOUT_HOME) -> Path:
     """Where the databases keep their files: the state dir, unless the service user cannot reach it.
 
     A checkout under a private home (``/root`` is 0700) is unreachable for the unprivileged account
@@ -213,7 +213,7 @@ def database_root(state_dir: Path, user: str | None) -> Path:
         return state_dir
     import hashlib
 
-    root = PRIVATE_CHECKOUT_HOME / hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]
+    root = home / hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]
     root.mkdir(parents=True, exist_ok=True)
     if not link.is_symlink():
         state_dir.mkdir(parents=True, exist_ok=True)

@@ -33,9 +33,9 @@ def test_a_table_created_after_load_is_not_captured_without_its_copy(stack, conn
             [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
               "tables": {"schema": "public", "include": ["*"]}}],
         )  # fmt: skip
-        from cdc_platform.assets import build_pipeline_assets
+        from tests.pipeline_support import build_assets
 
-        assets, _ = build_pipeline_assets(specs.pipelines[name], specs)  # discovers `first` only
+        assets = build_assets(specs, name)  # the stored catalog knows `first` only
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE later (id int PRIMARY KEY, v int)")
             conn.execute("INSERT INTO later SELECT g, g FROM generate_series(1, 10) g")
@@ -44,7 +44,7 @@ def test_a_table_created_after_load_is_not_captured_without_its_copy(stack, conn
                 materialize(stack, specs, name, assets=assets)
             text = _chain(failure.value)
             assert "tables ['public.later'] are selected on the source now but have no asset" in text
-            assert "Reload the code location" in text and str(specs.pipelines[name].file) in text
+            assert "run `cdc-platform refresh`" in text and str(specs.pipelines[name].file) in text
             assert connect.get_config(f"{name}-source") is None, "nothing may be deployed"
             with pg_connect(stack, src) as conn:
                 assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",

@@ -177,16 +177,19 @@ def test_mariadb_to_postgres(stack, connect):
             _cleanup(connect, source["name"], sink["name"])
 
 
-def test_worker_lists_every_debezium_plugin(connect):
-    classes = {p["class"] for p in connect.plugins()}
-    for cls in (
-        "io.debezium.connector.postgresql.PostgresConnector",
-        "io.debezium.connector.mysql.MySqlConnector",
-        "io.debezium.connector.mariadb.MariaDbConnector",
-        "io.debezium.connector.sqlserver.SqlServerConnector",
-        "io.debezium.connector.jdbc.JdbcSinkConnector",
-    ):
-        assert cls in classes
+def test_worker_runs_the_pinned_kafka_and_debezium_releases(stack, connect):
+    """Readiness only proves the classes exist; a cache left from another release would still load.
+    The worker must run the Kafka release and every plugin the Debezium release this project pins."""
+    import httpx
+
+    from cdc_platform.settings import DEBEZIUM_VERSION, KAFKA_VERSION
+    from cdc_platform.stack.services import REQUIRED_PLUGINS
+
+    assert httpx.get(stack.connect_url, timeout=10).json()["version"] == KAFKA_VERSION
+    versions = {p["class"]: p.get("version") for p in connect.plugins()}
+    assert {cls: versions.get(cls) for cls in REQUIRED_PLUGINS} == dict.fromkeys(
+        REQUIRED_PLUGINS, DEBEZIUM_VERSION
+    )
 
 
 def test_validate_surfaces_the_plugins_errors_per_field(connect):

@@ -1,0 +1,135 @@
+"""The stored table catalog: what each pipeline's source held when it was last discovered.
+
+Loading a code location must not depend on a source database being reachable, and a schema + glob
+selection cannot be turned into assets without asking the source. So discovery is an explicit
+refresh (``cdc-platform refresh`` or ``dg utils refresh-defs-state``) that writes this catalog,
+and loading reads it back. A run compares the stored table list with the source and refuses to
+capture a table the catalog does not know (it would stream without its copy).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cdc_platform.schema.discovery import Column, Table, discover_pipeline_tables
+from cdc_platform.schema.types import CanonicalType
+from cdc_platform.specs.loader import Specs
+
+CATALOG_VERSION = 1
+REFRESH_HINT = "run `cdc-platform refresh` (or `dg utils refresh-defs-state`), then reload the code location"
+
+
+class CatalogRefreshError(RuntimeError):
+    """Discovery failed for at least one pipeline; the previously stored catalog stays in place."""
+
+
+@dataclass(frozen=True)
+class PipelineCatalog:
+    tables: tuple[Table, ...]
+    discovered_at: str
+
+    def table(self, qualified: str) -> Table | None:
+        return next((t for t in self.tables if t.qualified == qualified), None)
+
+
+@dataclass(frozen=True)
+class StoredCatalog:
+    pipelines: dict[str, PipelineCatalog] = field(default_factory=dict)
+
+
+def discover_catalog(specs: Specs, pipelines: list[str] | None = None) -> StoredCatalog:
+    """Ask each pipeline's source for its tables. All pipelines or none: a partial catalog would
+    silently drop the assets of the pipeline whose source was down."""
+    names = pipelines if pipelines is not None else sorted(specs.pipelines)
+    found: dict[str, PipelineCatalog] = {}
+    errors: list[str] = []
+    for name in names:
+        loaded = specs.pipelines[name]
+        spec = loaded.spec
+        try:
+            tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported below, by pipeline
+            errors.append(f"{loaded.file}: pipeline {name!r}: {type(exc).__name__}: {exc}")
+            continue
+        found[name] = PipelineCatalog(tuple(tables), datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if errors:
+        raise CatalogRefreshError(
+            "Discovery failed, the stored catalog was left as it was:\n  " + "\n  ".join(errors)
+        )
+    return StoredCatalog(found)
+
+
+def _column_json(c: Column) -> dict:
+    t = c.type
+    return {
+        "name": c.name, "nullable": c.nullable, "native_type": c.native_type,
+        "type": {"name": t.name, "length": t.length, "precision": t.precision, "scale": t.scale},
+    }  # fmt: skip
+
+
+def _table_json(t: Table) -> dict:
+    return {
+        "schema": t.schema, "name": t.name, "primary_key": list(t.primary_key),
+        "declared_key": t.declared_key, "columns": [_column_json(c) for c in t.columns],
+    }  # fmt: skip
+
+
+def _table_from_json(raw: dict) -> Table:
+    columns = tuple(
+        Column(c["name"], CanonicalType(**c["type"]), bool(c["nullable"]), c["native_type"])
+        for c in raw["columns"]
+    )
+    return Table(raw["schema"], raw["name"], columns, tuple(raw["primary_key"]), bool(raw["declared_key"]))
+
+
+def dumps(catalog: StoredCatalog) -> str:
+    body = {
+        "version": CATALOG_VERSION,
+        "pipelines": {
+            name: {"discovered_at": p.discovered_at, "tables": [_table_json(t) for t in p.tables]}
+            for name, p in sorted(catalog.pipelines.items())
+        },
+    }
+    return json.dumps(body, indent=1, sort_keys=True)
+
+
+def loads(text: str) -> StoredCatalog:
+    raw = json.loads(text)
+    if raw.get("version") != CATALOG_VERSION:
+        raise ValueError(
+            f"stored catalog version {raw.get('version')!r} is not {CATALOG_VERSION}; {REFRESH_HINT}"
+        )
+    return StoredCatalog(
+        {
+            name: PipelineCatalog(tuple(_table_from_json(t) for t in p["tables"]), p["discovered_at"])
+            for name, p in raw["pipelines"].items()
+        }
+    )
+
+
+def write_catalog(catalog: StoredCatalog, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dumps(catalog))
+    tmp.replace(path)
+
+
+def read_catalog(path: Path | None) -> StoredCatalog | None:
+    if path is None or not path.exists():
+        return None
+    return loads(path.read_text())
+
+
+def stored_catalog_path(specs_dir: Path) -> Path:
+    """Where this project's component instance (``cdc_platform/defs/pipelines``) keeps the catalog of
+    ``specs_dir``: the local state file ``dg utils refresh-defs-state`` writes for it."""
+    from dagster.components.utils.project_paths import get_local_state_path
+
+    from cdc_platform.component import CdcPipelineComponent
+    from cdc_platform.settings import load_stack_settings
+
+    key = CdcPipelineComponent(specs_dir=str(specs_dir.resolve())).defs_state_config.key
+    return get_local_state_path(key, load_stack_settings().project_root)

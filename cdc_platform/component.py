@@ -1,0 +1,158 @@
+"""CDC pipelines as a Dagster component: ``type: cdc_platform.CdcPipelineComponent`` in a ``defs.yaml``.
+
+One instance turns the pipeline specs of a specs directory (all of them, or the ones it names)
+into definitions: each pipeline's assets, its teardown job, and the resources they need. It is a
+``StateBackedComponent`` because a schema + glob selection needs the source's catalog: the catalog
+is discovered by ``dg utils refresh-defs-state`` or ``cdc-platform refresh`` and stored, and a
+code-location load only reads what was stored, so it never waits on a database.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
+from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
+from pydantic import BaseModel, Field, PrivateAttr
+
+from cdc_platform.assets import CdcSettingsResource, build_all_assets
+from cdc_platform.catalog import discover_catalog, read_catalog, write_catalog
+from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
+from cdc_platform.teardown_job import teardown_job_for
+from cdc_platform.translator import CdcTranslator
+
+
+@functools.cache
+def _shared_resources(connect_url: str, specs_dir: str, kafka_bootstrap: str) -> dict:
+    """One object per setting: Dagster merges component definitions only when shared resources are
+    the very same object."""
+    return {
+        "kafka_connect": KafkaConnectResource(url=connect_url),
+        "cdc_settings": CdcSettingsResource(specs_dir=specs_dir, kafka_bootstrap=kafka_bootstrap),
+    }
+
+
+def default_endpoints() -> tuple[str, str]:
+    """Kafka Connect URL and Kafka bootstrap: ``CDC_CONNECT_URL``/``CDC_KAFKA_BOOTSTRAP``, else the local stack."""
+    from cdc_platform.settings import load_stack_settings
+
+    stack = load_stack_settings()
+    return (
+        os.environ.get("CDC_CONNECT_URL", stack.connect_url),
+        os.environ.get("CDC_KAFKA_BOOTSTRAP", stack.kafka_bootstrap),
+    )
+
+
+class CdcPipelineScaffoldParams(BaseModel):
+    specs_dir: str = Field(default="resources", description="Specs directory, relative to the project root.")
+    pipelines: str | None = Field(
+        default=None, description="Comma-separated pipelines to define (all when omitted)."
+    )
+
+
+class CdcPipelineScaffolder(dg.Scaffolder[CdcPipelineScaffoldParams]):
+    """``dg scaffold defs cdc_platform.CdcPipelineComponent NAME [--specs-dir D] [--pipelines a,b]``
+    writes a defs.yaml naming the specs directory and, optionally, the pipelines to define."""
+
+    @classmethod
+    def get_scaffold_params(cls) -> type[CdcPipelineScaffoldParams]:
+        return CdcPipelineScaffoldParams
+
+    def scaffold(self, request: dg.ScaffoldRequest[CdcPipelineScaffoldParams]) -> None:
+        attributes: dict = {"specs_dir": request.params.specs_dir}
+        if request.params.pipelines:
+            attributes["pipelines"] = [p.strip() for p in request.params.pipelines.split(",") if p.strip()]
+        dg.scaffold_component(request, attributes)
+
+
+@dg.scaffold_with(CdcPipelineScaffolder)
+class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
+    """CDC pipelines (Debezium + Kafka Connect) from pipeline specs: full load, then change capture.
+
+    Pipeline and connection specs stay YAML files in a specs directory (``connections.yaml`` and
+    ``pipelines/*.yaml``) so the ``cdc-platform`` CLI, the teardown job and the assets read one
+    validated source of truth; this component selects which of them become definitions here.
+    """
+
+    specs_dir: str | None = Field(
+        default=None,
+        description="Directory with connections.yaml and pipelines/*.yaml, relative to the project root. "
+        "Default: $CDC_SPECS_DIR, else the project's resources/ directory.",
+    )
+    pipelines: list[str] | None = Field(
+        default=None, description="Pipeline names to define here; all pipelines of the specs when omitted."
+    )
+    connect_url: str | None = Field(
+        default=None, description="Kafka Connect REST URL (default: local stack)."
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers (default: local stack)."
+    )
+    defs_state: ResolvedDefsStateConfig = Field(
+        default_factory=lambda: DefsStateConfigArgs(
+            management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False
+        )
+    )
+
+    _project_root: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def load(cls, attributes, context: dg.ComponentLoadContext) -> CdcPipelineComponent:
+        component = super().load(attributes, context)
+        # a relative specs_dir is relative to the project, wherever dg or dagster runs from
+        component._project_root = context.project_root
+        return component
+
+    def resolved_specs_dir(self) -> Path | None:
+        if self.specs_dir is None:
+            return None
+        path = Path(self.specs_dir)
+        return path if path.is_absolute() else (self._project_root or Path.cwd()) / path
+
+    def load_specs(self) -> Specs:
+        specs = load_specs(self.resolved_specs_dir())
+        unknown = sorted(set(self.pipelines or []) - set(specs.pipelines))
+        if unknown:
+            raise ValueError(
+                f"CdcPipelineComponent names pipelines {unknown} that {specs.directory} does not define "
+                f"(it defines {sorted(specs.pipelines)})"
+            )
+        return specs
+
+    def get_translator(self) -> CdcTranslator:
+        """Override to change keys or attributes of the assets."""
+        return CdcTranslator()
+
+    @property
+    def defs_state_config(self) -> DefsStateConfig:
+        # the key names the specs directory, so two directories never share a stored catalog
+        specs_dir = self.specs_dir or str(default_specs_dir().resolve())
+        selected = ",".join(self.pipelines) if self.pipelines else "*"
+        return DefsStateConfig.from_args(
+            self.defs_state, default_key=f"CdcPipelineComponent[{specs_dir}:{selected}]"
+        )
+
+    def write_state_to_path(self, state_path: Path) -> None:
+        specs = self.load_specs()
+        write_catalog(discover_catalog(specs, self.pipelines), state_path)
+
+    def build_defs_from_state(
+        self, context: dg.ComponentLoadContext, state_path: Path | None
+    ) -> dg.Definitions:
+        specs = self.load_specs()
+        catalog = read_catalog(state_path)
+        names = self.pipelines if self.pipelines is not None else sorted(specs.pipelines)
+        connect_url, bootstrap = default_endpoints()
+        return dg.Definitions(
+            assets=build_all_assets(
+                specs, catalog.pipelines if catalog else {}, names, self.get_translator()
+            ),
+            jobs=[teardown_job_for(name) for name in names],
+            resources=_shared_resources(
+                self.connect_url or connect_url, str(specs.directory), self.kafka_bootstrap or bootstrap
+            ),
+        )

@@ -1,0 +1,218 @@
+"""How pipeline parts become asset specs: the one place that decides keys, kinds, groups and metadata.
+
+Modelled on ``DagsterSlingTranslator`` / ``DagsterDltTranslator``: the builder hands the translator
+what it knows about a part (:class:`CdcAssetProps`) and gets an ``AssetSpec`` back. Subclass
+:class:`CdcTranslator` and override ``get_asset_spec`` (calling ``super()`` and ``replace_attributes``)
+to change keys or attributes; keys are stable across deploys because they derive from connection,
+schema and table names only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+import dagster as dg
+
+# Dagster exports these metadata sets from here only (dagster-sling and dagster-dlt do the same).
+from dagster._core.definitions.metadata import NamespacedMetadataSet, TableMetadataSet
+
+from cdc_platform.schema.discovery import Table
+from cdc_platform.specs.models import PipelineSpec
+
+Role = Literal["source_table", "target_table", "target_schema", "source_connector", "sink_connector"]
+
+#: connection kind -> the kind tag Dagster shows as an engine icon
+ENGINE_KINDS = {
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mariadb",
+    "sqlserver": "sqlserver",
+    "s3": "s3",
+}
+
+
+class CdcMetadataSet(NamespacedMetadataSet):
+    """What a CDC user looks up on an asset: which pipeline, connectors, slot and topics carry it."""
+
+    pipeline: str | None = None
+    source_connection: str | None = None
+    target_connection: str | None = None
+    source_connector: str | None = None
+    sink_connector: str | None = None
+    slot: str | None = None
+    publication: str | None = None
+    topic: str | None = None
+    config_hash: str | None = None
+    value_rules: str | None = None
+    discovered_at: str | None = None
+
+    @classmethod
+    def namespace(cls) -> str:
+        return "cdc"
+
+
+@dataclass(frozen=True)
+class CdcAssetProps:
+    """Everything known about one part of a pipeline when its definitions are built (no I/O)."""
+
+    role: Role
+    pipeline: PipelineSpec
+    source_kind: str
+    target_kind: str
+    #: source ``schema.table`` for table roles
+    qualified: str | None = None
+    #: the table as last discovered (None when the catalog has not been refreshed yet)
+    table: Table | None = None
+    target_table: str | None = None
+    #: DDL or connector config the materialization applies; hashed into the code version
+    applies: str | None = None
+    metadata: dict | None = None
+    #: source ``schema.table`` names a connector carries
+    source_tables: tuple[str, ...] = ()
+
+
+def code_version(text: str | None) -> str | None:
+    """A short hash of what a materialization applies: a changed spec or mapped DDL flags the asset."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16] if text else None
+
+
+def column_schema(table: Table) -> dg.TableSchema:
+    single_key = len(table.primary_key) == 1
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                c.name,
+                str(c.type),
+                description=f"source type {c.native_type}"
+                + (" (primary key)" if c.name in table.primary_key else ""),
+                constraints=dg.TableColumnConstraints(
+                    nullable=c.nullable and c.name not in table.primary_key,
+                    unique=single_key and c.name in table.primary_key,
+                ),
+                tags={"primary_key": ""} if c.name in table.primary_key else {},
+            )
+            for c in table.columns
+        ]
+    )
+
+
+class CdcTranslator:
+    """Asset keys and attributes for pipeline parts."""
+
+    # -- keys ------------------------------------------------------------------------------------
+    def source_table_key(self, pipeline: PipelineSpec, qualified: str) -> dg.AssetKey:
+        schema, table = qualified.split(".")
+        return dg.AssetKey([pipeline.source, schema, table])
+
+    def target_table_key(self, pipeline: PipelineSpec, target_table: str) -> dg.AssetKey:
+        return dg.AssetKey([pipeline.target, pipeline.target_schema, target_table])
+
+    def schema_key(self, pipeline: PipelineSpec) -> dg.AssetKey:
+        return dg.AssetKey([pipeline.name, "target_schema"])
+
+    def connector_key(self, pipeline: PipelineSpec, role: str) -> dg.AssetKey:
+        return dg.AssetKey([pipeline.name, f"{role}_connector"])
+
+    # -- specs -----------------------------------------------------------------------------------
+    def get_asset_spec(self, props: CdcAssetProps) -> dg.AssetSpec:
+        builder = {
+            "source_table": self._source_table,
+            "target_table": self._target_table,
+            "target_schema": self._target_schema,
+            "source_connector": self._connector,
+            "sink_connector": self._connector,
+        }[props.role]
+        return builder(props)
+
+    def _common(self, props: CdcAssetProps) -> dict:
+        p = props.pipeline
+        return {
+            "group_name": p.name,
+            "owners": list(p.owners),
+            "tags": {**p.tags, "cdc/pipeline": p.name},
+            "code_version": code_version(props.applies),
+        }
+
+    def _source_table(self, props: CdcAssetProps) -> dg.AssetSpec:
+        p, qualified = props.pipeline, props.qualified or ""
+        table = TableMetadataSet(
+            table_name=f"{p.source}.{qualified}",
+            column_schema=column_schema(props.table) if props.table else None,
+        )
+        return dg.AssetSpec(
+            self.source_table_key(p, qualified),
+            group_name=f"{p.source}_source",
+            kinds={ENGINE_KINDS[props.source_kind]},
+            description=f"{qualified} on {p.source}: a source table, read by CDC pipelines (not materialized here)",
+            metadata={**dict(table), **dict(CdcMetadataSet(source_connection=p.source))},
+        )
+
+    def _target_table(self, props: CdcAssetProps) -> dg.AssetSpec:
+        p, qualified = props.pipeline, props.qualified or ""
+        source_key = self.source_table_key(p, qualified)
+        lineage = None
+        if props.table is not None:
+            lineage = dg.TableColumnLineage(
+                deps_by_column={
+                    c.name: [dg.TableColumnDep(asset_key=source_key, column_name=c.name)]
+                    for c in props.table.columns
+                }
+            )
+        table = TableMetadataSet(
+            table_name=f"{p.target}.{p.target_schema}.{props.target_table}",
+            column_schema=column_schema(props.table) if props.table else None,
+            column_lineage=lineage,
+        )
+        copy = (
+            f"copies {p.source} {qualified} into it in one consistent read (a re-load goes through a shadow "
+            "table, so a failed one leaves the previous rows in place)"
+            if p.copies
+            else "creates it if missing (cdc_only: no initial copy)"
+        )
+        cdc = "; afterwards the sink connector applies every change" if p.streams else ""
+        return dg.AssetSpec(
+            self.target_table_key(p, props.target_table or ""),
+            deps=[source_key, self.schema_key(p)],
+            kinds={ENGINE_KINDS[props.target_kind]},
+            description=f"{p.target_schema}.{props.target_table} on {p.target}, replicated from {p.source} "
+            f"{qualified} by pipeline {p.name}. Materializing {copy}{cdc}.",
+            metadata={**dict(table), **dict(CdcMetadataSet(**(props.metadata or {})))},
+            **self._common(props),
+        )
+
+    def _target_schema(self, props: CdcAssetProps) -> dg.AssetSpec:
+        p = props.pipeline
+        return dg.AssetSpec(
+            self.schema_key(p),
+            kinds={ENGINE_KINDS[props.target_kind]},
+            description=f"Schema {p.target_schema} on {p.target}. Materializing creates it and every selected "
+            "table from the mapped DDL where missing; nothing is dropped or altered.",
+            metadata=dict(CdcMetadataSet(**(props.metadata or {}))),
+            **self._common(props),
+        )
+
+    def _connector(self, props: CdcAssetProps) -> dg.AssetSpec:
+        p = props.pipeline
+        meta = CdcMetadataSet(**(props.metadata or {}))
+        if props.role == "source_connector":
+            return dg.AssetSpec(
+                self.connector_key(p, "source"),
+                deps=[self.source_table_key(p, q) for q in props.source_tables],
+                kinds={"debezium", "kafka", ENGINE_KINDS[props.source_kind]},
+                description=f"Debezium source connector {meta.source_connector} reading {p.source}. "
+                "Materializing creates or updates it (and the slot and publication on PostgreSQL); an "
+                "unchanged config is left alone.",
+                metadata=dict(meta),
+                **self._common(props),
+            )
+        return dg.AssetSpec(
+            self.connector_key(p, "sink"),
+            deps=[self.connector_key(p, "source")],
+            kinds={"debezium", "kafka", ENGINE_KINDS[props.target_kind]},
+            description=f"Debezium JDBC sink connector {meta.sink_connector} writing the pipeline's topics into "
+            f"{p.target} {p.target_schema} (upserts and deletes). Materializing creates or updates it.",
+            metadata=dict(meta),
+            **self._common(props),
+        )

@@ -1,0 +1,186 @@
+"""The definitions a pipeline spec becomes, built from specs and a stored catalog with no service.
+
+The snapshot ``snapshots/asset_specs.txt`` lists every asset spec (key, group, kinds, deps, owners,
+tags, code version, metadata keys, pool): a change to the graph shows in a reviewer's diff.
+``CDC_WRITE_SNAPSHOT=1 pytest tests/unit/test_definitions_graph.py`` rewrites it after a deliberate change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from cdc_platform.catalog import PipelineCatalog, StoredCatalog, read_catalog, write_catalog
+from cdc_platform.component import CdcPipelineComponent
+from cdc_platform.schema.discovery import Column, Table
+from cdc_platform.schema.types import CanonicalType
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_specs.txt"
+
+PG = {"kind": "postgresql", "host": "pg.example", "port": 5432, "database": "shop", "username": "cdc",
+      "password": {"env": "SHOP_PG_PASSWORD"}}  # fmt: skip
+MARIA = {"kind": "mariadb", "host": "maria.example", "port": 3306, "database": "dw", "username": "cdc",
+         "password": {"env": "DW_PASSWORD"}}  # fmt: skip
+PIPELINES = [
+    {"name": "orders", "source": "shop", "target": "dw", "target_schema": "dw",
+     "tables": {"names": ["public.customers", "public.orders"]},
+     "overrides": {"public.orders": {"target_name": "sales"}},
+     "owners": ["team:data", "ops@example.com"], "tags": {"tier": "gold"}},
+    {"name": "everything", "source": "shop", "target": "dw", "target_schema": "all_tables", "mode": "full_load_only",
+     "tables": {"schema": "public", "include": ["*"]}},
+]  # fmt: skip
+
+
+def _table(name: str, *extra: Column) -> Table:
+    cols = (Column("id", CanonicalType("bigint"), False, "bigint"),
+            Column("name", CanonicalType("varchar", length=80), True, "character varying"), *extra)  # fmt: skip
+    return Table("public", name, cols, ("id",))
+
+
+CATALOG = StoredCatalog({
+    "orders": PipelineCatalog((_table("customers"), _table("orders", Column("total", CanonicalType("double"), False,
+                                                                            "double precision"))), "2026-11-30T00:00:00+00:00"),
+    "everything": PipelineCatalog((_table("customers"), _table("orders"), _table("refunds")), "2026-11-30T00:00:00+00:00"),
+})  # fmt: skip
+
+
+@pytest.fixture
+def specs_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("SHOP_PG_PASSWORD", "x")
+    monkeypatch.setenv("DW_PASSWORD", "y")
+    (tmp_path / "connections.yaml").write_text(yaml.safe_dump({"connections": {"shop": PG, "dw": MARIA}}))
+    (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": PIPELINES}))
+    return tmp_path
+
+
+def _defs(specs_dir: Path, catalog: StoredCatalog | None, **attributes) -> dg.Definitions:
+    component = CdcPipelineComponent.from_attributes_dict(
+        attributes={"specs_dir": str(specs_dir), **attributes}
+    )
+    state = None
+    if catalog is not None:
+        state = specs_dir / "state"
+        write_catalog(catalog, state)
+        assert read_catalog(state) == catalog  # the stored form round-trips
+    return component.build_defs_from_state(None, state)  # type: ignore[arg-type]
+
+
+def _specs_by_key(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:
+    out = {}
+    for item in defs.assets or []:
+        for spec in item.specs if isinstance(item, dg.AssetsDefinition) else [item]:
+            out[spec.key.to_user_string()] = spec
+    return out
+
+
+def _pools(defs: dg.Definitions) -> dict[str, str | None]:
+    return {a.node_def.name: a.op.pool for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}
+
+
+def test_asset_keys_deps_and_kinds(specs_dir):
+    specs = _specs_by_key(_defs(specs_dir, CATALOG))
+    assert set(specs) >= {
+        "shop/public/customers", "shop/public/orders", "dw/dw/customers", "dw/dw/sales", "orders/target_schema",
+        "orders/source_connector", "orders/sink_connector", "dw/all_tables/refunds", "everything/target_schema",
+    }  # fmt: skip
+    assert "everything/source_connector" not in specs  # full_load_only: nothing streams
+    sales = specs["dw/dw/sales"]
+    assert {d.asset_key.to_user_string() for d in sales.deps} == {
+        "shop/public/orders",
+        "orders/target_schema",
+    }
+    assert sales.kinds == {"mariadb"} and specs["shop/public/orders"].kinds == {"postgres"}
+    # connectors sit beside the tables: downstream of the source tables, never of the target tables
+    source = specs["orders/source_connector"]
+    assert {d.asset_key.to_user_string() for d in source.deps} == {
+        "shop/public/customers",
+        "shop/public/orders",
+    }
+    assert source.kinds == {"debezium", "kafka", "postgres"}
+    sink = specs["orders/sink_connector"]
+    assert [d.asset_key.to_user_string() for d in sink.deps] == ["orders/source_connector"]
+    assert sink.kinds == {"debezium", "kafka", "mariadb"}
+
+
+def test_table_assets_carry_column_schema_lineage_and_cdc_metadata(specs_dir):
+    sales = _specs_by_key(_defs(specs_dir, CATALOG))["dw/dw/sales"]
+    schema = sales.metadata["dagster/column_schema"]
+    assert [(c.name, c.type, c.constraints.nullable) for c in schema.columns] == [
+        ("id", "bigint", False), ("name", "varchar(80)", True), ("total", "double", False)]  # fmt: skip
+    lineage = sales.metadata["dagster/column_lineage"]
+    assert lineage.deps_by_column["total"][0].asset_key == dg.AssetKey(["shop", "public", "orders"])
+    assert sales.metadata["dagster/table_name"] == "dw.dw.sales"
+    assert (
+        sales.metadata["cdc/pipeline"] == "orders" and sales.metadata["cdc/sink_connector"] == "orders-sink"
+    )
+    assert "NaN" in sales.metadata["cdc/value_rules"]  # double -> MariaDB has a rule, and it is shown
+    assert sales.owners == ["team:data", "ops@example.com"] and sales.tags["tier"] == "gold"
+    source_meta = _specs_by_key(_defs(specs_dir, CATALOG))["orders/source_connector"].metadata
+    assert source_meta["cdc/slot"] == "cdc_orders" and source_meta["cdc/publication"] == "cdc_orders"
+
+
+def test_code_version_follows_what_the_materialization_applies(specs_dir):
+    before = _specs_by_key(_defs(specs_dir, CATALOG))
+    changed_orders = _table(
+        "orders", Column("total", CanonicalType("numeric", precision=12, scale=2), False, "numeric")
+    )
+    changed = StoredCatalog({**CATALOG.pipelines, "orders": PipelineCatalog(
+        (CATALOG.pipelines["orders"].tables[0], changed_orders), "later")})  # fmt: skip
+    after = _specs_by_key(_defs(specs_dir, changed))
+    assert before["dw/dw/sales"].code_version != after["dw/dw/sales"].code_version
+    assert before["dw/dw/customers"].code_version == after["dw/dw/customers"].code_version
+    assert all(
+        before[k].code_version for k in ("dw/dw/sales", "orders/target_schema", "orders/source_connector")
+    )
+
+
+def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
+    defs = _defs(specs_dir, CATALOG)
+    assert _pools(defs) == {"orders_pipeline": "cdc_source_shop", "everything_pipeline": "cdc_source_shop"}
+    assert {j.name for j in defs.jobs or []} == {"orders_teardown", "everything_teardown"}
+    assert set(defs.resources or {}) == {"kafka_connect", "cdc_settings"}
+
+
+def test_without_a_stored_catalog_only_named_tables_have_assets(specs_dir):
+    specs = _specs_by_key(_defs(specs_dir, None))
+    assert "dw/dw/sales" in specs and "dagster/column_schema" not in specs["dw/dw/sales"].metadata
+    assert not any(k.startswith("dw/all_tables/") for k in specs)  # the glob waits for a refresh
+
+
+def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
+    with pytest.raises(ValueError, match=r"names pipelines \['nope'\]"):
+        _defs(specs_dir, CATALOG, pipelines=["nope"])
+    assert {j.name for j in _defs(specs_dir, CATALOG, pipelines=["orders"]).jobs or []} == {"orders_teardown"}
+
+
+def test_the_whole_project_loads_and_validates():
+    """The dg project's defs folder loads into one valid Definitions (same as `dagster definitions validate`)."""
+    from cdc_platform.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_snapshot_of_asset_specs(specs_dir):
+    defs = _defs(specs_dir, CATALOG)
+    pools = {
+        key: a.op.pool for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) for key in a.keys
+    }
+    lines = []
+    for key, spec in sorted(_specs_by_key(defs).items()):
+        lines += [
+            f"{key}",
+            f"  group: {spec.group_name}   kinds: {', '.join(sorted(spec.kinds))}   pool: {pools.get(spec.key)}",
+            f"  deps: {', '.join(sorted(d.asset_key.to_user_string() for d in spec.deps)) or '-'}",
+            f"  owners: {', '.join(spec.owners) or '-'}   tags: {dict(sorted(spec.tags.items()))}",
+            f"  code_version: {spec.code_version}",
+            f"  metadata: {', '.join(sorted(spec.metadata))}",
+            f"  description: {spec.description}",
+        ]
+    text = "\n".join(lines) + "\n"
+    if os.environ.get("CDC_WRITE_SNAPSHOT"):
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text(), "asset specs changed; review and rewrite with CDC_WRITE_SNAPSHOT=1"
