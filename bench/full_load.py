@@ -21,9 +21,10 @@ import psycopg
 import pymysql
 import sqlalchemy as sa
 
-from cdc_platform.pipeline.full_load import CopyJob, copy_table
+from cdc_platform.pipeline.full_load import copy_table
 from cdc_platform.schema.ddl import create_table_sql
 from cdc_platform.schema.discovery import describe_table
+from cdc_platform.schema.model import CopyJob
 from cdc_platform.settings import STACK_DB_USER, load_stack_settings
 from cdc_platform.specs.models import ConnectionSpec, FileSecret
 

@@ -19,7 +19,8 @@ from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.execute import run_pipeline
 from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, build_plan, config_hash, target_name
-from cdc_platform.schema.discovery import Table, discover_pipeline_tables
+from cdc_platform.schema.discovery import discover_pipeline_tables
+from cdc_platform.schema.model import Table
 from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import LoadedPipeline, Specs
 from cdc_platform.translator import CdcAssetProps, CdcTranslator, column_schema

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cdc_platform.schema.discovery import Column, Table, discover_pipeline_tables
+from cdc_platform.schema.discovery import discover_pipeline_tables
+from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import CanonicalType
 from cdc_platform.specs.loader import Specs
 

@@ -157,7 +157,7 @@ specs_option = click.option(
 
 def _pipeline_tables(specs, name: str):
     from cdc_platform.schema.discovery import DiscoveryError, discover_pipeline_tables
-    from cdc_platform.specs.loader import SecretMissing
+    from cdc_platform.secrets import SecretMissing
 
     if name not in specs.pipelines:
         raise UserError(f"unknown pipeline {name!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}")
@@ -176,7 +176,7 @@ def _pipeline_tables(specs, name: str):
 @click.option("--offline", is_flag=True, help="Only check the files; do not connect to sources.")
 def validate(specs_dir: str | None, offline: bool) -> None:
     """Validate specs: syntax, fields, references, secrets, and (unless --offline) that every table exists."""
-    from cdc_platform.specs.loader import SecretMissing, resolve_secret
+    from cdc_platform.secrets import SecretMissing, resolve_secret
 
     specs = _specs(specs_dir)
     problems = []

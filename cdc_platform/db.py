@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from cdc_platform.connectors.tls import odbc_tls_params, psycopg_tls_kwargs, pymysql_tls_kwargs
-from cdc_platform.specs.loader import resolve_secret, tls_root_cert
+from cdc_platform.secrets import resolve_secret, tls_root_cert
 from cdc_platform.specs.models import ConnectionSpec
 
 DRIVERS = {

@@ -18,19 +18,11 @@ import dagster as dg
 # Dagster exports these metadata sets from here only (dagster-sling and dagster-dlt do the same).
 from dagster._core.definitions.metadata import NamespacedMetadataSet, TableMetadataSet
 
-from cdc_platform.schema.discovery import Table
+from cdc_platform.capabilities import ENGINE_KINDS
+from cdc_platform.schema.model import Table
 from cdc_platform.specs.models import PipelineSpec
 
 Role = Literal["source_table", "target_table", "target_schema", "source_connector", "sink_connector"]
-
-#: connection kind -> the kind tag Dagster shows as an engine icon
-ENGINE_KINDS = {
-    "postgresql": "postgres",
-    "mysql": "mysql",
-    "mariadb": "mariadb",
-    "sqlserver": "sqlserver",
-    "s3": "s3",
-}
 
 
 class CdcMetadataSet(NamespacedMetadataSet):

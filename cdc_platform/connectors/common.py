@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SOURCE_KINDS = ("postgresql", "mysql", "mariadb", "sqlserver")
-
 #: The largest change event (key + value as serialized by the JSON converter, before and after
 #: images together) a pipeline carries by default: 32 MiB. A row of up to 16 MiB survives an update
 #: under REPLICA IDENTITY FULL, whose event holds the row twice. Every part of the chain that must
@@ -14,7 +12,6 @@ SOURCE_KINDS = ("postgresql", "mysql", "mariadb", "sqlserver")
 DEFAULT_MAX_EVENT_BYTES = 32 * 1024 * 1024
 #: Kafka brokers refuse any request above ``socket.request.max.bytes`` (100 MiB by default)
 MAX_EVENT_BYTES_CEILING = 96 * 1024 * 1024
-SINK_KINDS = ("postgresql", "mysql", "mariadb", "sqlserver")
 
 
 @dataclass(frozen=True)

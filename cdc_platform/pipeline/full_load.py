@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.schema.ddl import qualified, quote, shadow_name, truncate_sql
-from cdc_platform.schema.discovery import Table
+from cdc_platform.schema.model import CopyJob, Table
 from cdc_platform.schema.rules import (
     describe_rules,
     mysql_zero_in_date,
@@ -40,13 +40,6 @@ PROGRESS_EVERY_S = 5.0
 
 class FullLoadError(RuntimeError):
     """A copy that would have changed values (target warnings) or could not complete."""
-
-
-@dataclass(frozen=True)
-class CopyJob:
-    table: Table
-    target_schema: str
-    target_name: str
 
 
 @dataclass(frozen=True)
@@ -524,11 +517,6 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
     return rows, None, substituted
 
 
-COPY_PAIRS = {
-    (src, dst) for src in ("postgresql", "mysql", "mariadb") for dst in ("postgresql", "mysql", "mariadb")
-}
-
-
 def _route(src_kind: str, dst_kind: str):
     pg, my = "postgresql", ("mysql", "mariadb")
     if src_kind == pg and dst_kind == pg:
@@ -575,4 +563,4 @@ def copy_tables(src: ConnectionSpec, dst: ConnectionSpec, jobs: list[CopyJob], s
     return results
 
 
-__all__ = ["CopyJob", "CopyStats", "copy_table", "copy_tables"]
+__all__ = ["CopyStats", "copy_table", "copy_tables"]

@@ -22,7 +22,7 @@ import psycopg
 
 from cdc_platform.db import pg_connect
 from cdc_platform.schema.ddl import qualified, quote
-from cdc_platform.schema.discovery import Table
+from cdc_platform.schema.model import Table
 from cdc_platform.specs.models import ConnectionSpec
 
 
@@ -124,19 +124,6 @@ def ensure_slot(
         ensure_publication(admin, publication, tables, switched)
         if not slot_exists(admin, slot):
             admin.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
-
-
-def drop_publication_and_slot(
-    source: ConnectionSpec, specs_dir: Path, slot: str, publication: str
-) -> list[str]:
-    done = []
-    with pg_connect(source, specs_dir, autocommit=True) as admin:
-        if drop_slot(admin, slot):
-            done.append(f"dropped replication slot {slot}")
-        if admin.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone():
-            admin.execute(f"DROP PUBLICATION {quote('postgresql', publication)}")
-            done.append(f"dropped publication {publication}")
-    return done
 
 
 def restore_replica_identity(conn: psycopg.Connection, tables: list[str]) -> list[str]:

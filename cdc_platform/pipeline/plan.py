@@ -20,11 +20,11 @@ from cdc_platform.connectors import (
     jdbc_sink_config,
     topic_name,
 )
-from cdc_platform.pipeline.full_load import CopyJob
 from cdc_platform.schema.ddl import create_schema_sql, create_table_sql
-from cdc_platform.schema.discovery import Table
+from cdc_platform.schema.model import CopyJob, Table
 from cdc_platform.schema.rules import describe_rules
-from cdc_platform.specs.loader import Specs, connect_reference, tls_root_cert
+from cdc_platform.secrets import connect_reference, tls_root_cert
+from cdc_platform.specs.loader import Specs
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec
 
 SECRET_MASK = "********"

@@ -6,7 +6,7 @@ are still quoted (and quote characters doubled) so no name is ever pasted into S
 
 from __future__ import annotations
 
-from cdc_platform.schema.discovery import Table
+from cdc_platform.schema.model import Table
 from cdc_platform.schema.rules import rule_for
 from cdc_platform.schema.types import render
 

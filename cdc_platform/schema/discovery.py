@@ -8,12 +8,12 @@ Table lists and primary keys come from SQLAlchemy's inspector; column types come
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from cdc_platform.db import engine_for
+from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import (
     CanonicalType,
     UnsupportedType,
@@ -23,43 +23,9 @@ from cdc_platform.schema.types import (
 )
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec
 
-#: PostgreSQL types whose large values are TOASTed and arrive as placeholders unless REPLICA IDENTITY FULL
-TOASTABLE = {"text", "varchar", "char", "json", "jsonb", "binary", "numeric"}
-
 
 class DiscoveryError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: CanonicalType
-    nullable: bool
-    native_type: str
-
-
-@dataclass(frozen=True)
-class Table:
-    schema: str
-    name: str
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...]
-    #: True when the key was declared in the spec rather than found in the source
-    declared_key: bool = False
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def has_toastable(self) -> bool:
-        return any(c.type.name in TOASTABLE for c in self.columns)
-
-
-@dataclass
-class Catalog:
-    tables: dict[str, Table] = field(default_factory=dict)
 
 
 def _columns_query(kind: str) -> sa.TextClause:

@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cdc_platform.settings import read_properties
-from cdc_platform.specs.models import ConnectionSpec, EnvSecret, FileSecret, PipelineSpec, SecretRef, SpecFile
+from cdc_platform.capabilities import COPY_PAIRS
+from cdc_platform.specs.models import ConnectionSpec, PipelineSpec, SpecFile
 
 SPECS_DIR_VARIABLE = "CDC_SPECS_DIR"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -213,67 +213,14 @@ def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
     if source.kind.value == "s3" or target.kind.value == "s3":
         errors.append(SpecError(loaded.file, "S3 endpoints are not supported by database pipelines yet", pipeline=p.name,
                                 field="source" if source.kind.value == "s3" else "target"))  # fmt: skip
-    if p.copies and source.kind.value != "s3" and target.kind.value != "s3":
-        from cdc_platform.pipeline.full_load import COPY_PAIRS
-
-        if (source.kind.value, target.kind.value) not in COPY_PAIRS:
-            errors.append(SpecError(loaded.file, f"mode {p.mode.value} needs a full load, and there is no full-load "
-                                    f"path for {source.kind.value} -> {target.kind.value} yet; use mode cdc_only",
-                                    pipeline=p.name, field="mode"))  # fmt: skip
+    s3 = "s3" in (source.kind.value, target.kind.value)
+    if p.copies and not s3 and (source.kind.value, target.kind.value) not in COPY_PAIRS:
+        errors.append(SpecError(loaded.file, f"mode {p.mode.value} needs a full load, and there is no full-load "
+                                f"path for {source.kind.value} -> {target.kind.value} yet; use mode cdc_only",
+                                pipeline=p.name, field="mode"))  # fmt: skip
     if p.source == p.target and p.target_schema in {n.split(".")[0] for n in p.tables.names} | {
         p.tables.schema_
     }:
         errors.append(SpecError(loaded.file, "target_schema equals a source schema on the same connection; the copy "
                                 "would overwrite its own source", pipeline=p.name, field="target_schema"))  # fmt: skip
     return errors
-
-
-# -- secrets -------------------------------------------------------------------------------------
-class SecretMissing(ValueError):
-    pass
-
-
-def _secret_path(ref: FileSecret, specs_dir: Path) -> Path:
-    path = Path(ref.file)
-    return path if path.is_absolute() else (specs_dir / path).resolve()
-
-
-def resolve_secret(ref: SecretRef, specs_dir: Path) -> str:
-    """The secret's value, for this process's own connections only. Never log or return it elsewhere."""
-    if isinstance(ref, EnvSecret):
-        value = os.environ.get(ref.env)
-        if value is None:
-            raise SecretMissing(f"environment variable {ref.env} is not set")
-        return value
-    path = _secret_path(ref, specs_dir)
-    if not path.exists():
-        hint = ""
-        if not Path(ref.file).is_absolute():
-            hint = (f" (the path {ref.file!r} is relative to the specs directory {specs_dir}; a copied specs "
-                    "directory needs an absolute path there, or CDC_STACK_DIR set to the stack's state "
-                    "directory for the demo's ${CDC_STACK_DIR:-../.stack} paths)")  # fmt: skip
-        raise SecretMissing(f"secret file {path} does not exist{hint}")
-    if ref.key is None:
-        return path.read_text().strip()
-    values = read_properties(path)
-    if ref.key not in values:
-        raise SecretMissing(f"secret file {path} has no key {ref.key!r}")
-    return values[ref.key]
-
-
-def connect_reference(ref: SecretRef, specs_dir: Path) -> str:
-    """The Kafka Connect config-provider reference for a secret; the worker resolves it, the REST API never sees it."""
-    if isinstance(ref, EnvSecret):
-        return f"${{env:{ref.env}}}"
-    path = _secret_path(ref, specs_dir)
-    if ref.key is None:
-        return f"${{dir:{path.parent}:{path.name}}}"
-    return f"${{file:{path}:{ref.key}}}"
-
-
-def tls_root_cert(conn, specs_dir: Path) -> Path | None:
-    """The connection's CA file as an absolute path (relative ones are relative to the specs dir)."""
-    if not conn.tls.root_cert:
-        return None
-    path = Path(conn.tls.root_cert)
-    return path if path.is_absolute() else (specs_dir / path).resolve()

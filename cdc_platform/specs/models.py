@@ -143,10 +143,6 @@ class ConnectionSpec(Strict):
                 raise ValueError(f"a {self.kind.value} connection needs a password reference")
         return self
 
-    @property
-    def is_mysql_family(self) -> bool:
-        return self.kind in (ConnectionKind.mysql, ConnectionKind.mariadb)
-
 
 class Mode(str, Enum):
     full_load_only = "full_load_only"

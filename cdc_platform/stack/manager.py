@@ -17,6 +17,7 @@ from cdc_platform.stack.converters import converters_current, ensure_converters
 from cdc_platform.stack.downloads import ensure_debezium_plugins, ensure_kafka
 from cdc_platform.stack.errors import StackError
 from cdc_platform.stack.prerequisites import (
+    check_python_extras,
     ensure_binaries,
     reachable_state_dir,
     service_user,
@@ -105,6 +106,7 @@ def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
             pass
     _check_ports(settings, skeleton)
 
+    check_python_extras()
     binaries = ensure_binaries(echo)
     user = service_user()
     state_dir = reachable_state_dir(settings.state_dir, user)
@@ -188,11 +190,3 @@ def reset(settings: StackSettings, echo=print) -> None:
                  settings.secrets_file.parent):  # fmt: skip
         shutil.rmtree(path, ignore_errors=True)
     echo(f"Removed the stack's data under {settings.state_dir} (downloads kept in {settings.cache_dir}).")
-
-
-def require_running(settings: StackSettings) -> None:
-    stopped = [s.name for s in status(settings) if s.state != "running"]
-    if stopped:
-        raise StackError(
-            f"The local stack is not running ({', '.join(stopped)} stopped); run `cdc-platform stack up`."
-        )

@@ -81,6 +81,18 @@ def _find() -> tuple[dict[str, Path | None], list[str]]:
     return found, missing
 
 
+def check_python_extras() -> None:
+    """The stack's Python parts are an extra (``cdc-platform[stack]``): say so before starting anything."""
+    import importlib.util
+
+    missing = [name for name in ("moto", "cryptography") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise StackError(
+            f"The local stack needs the Python packages {', '.join(missing)}: pip install 'cdc-platform[stack]' "
+            "(or `make install`, which installs the test extra that includes it)."
+        )
+
+
 def ensure_binaries(echo=print) -> Binaries:
     """Locate the programs; as root install missing Debian packages, otherwise say which to install."""
     found, missing = _find()

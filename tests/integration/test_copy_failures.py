@@ -9,9 +9,10 @@ import time
 import dagster as dg
 import pytest
 
-from cdc_platform.pipeline.full_load import CopyJob, FullLoadError, copy_table
+from cdc_platform.pipeline.full_load import FullLoadError, copy_table
 from cdc_platform.schema.ddl import create_table_sql
 from cdc_platform.schema.discovery import discover_pipeline_tables
+from cdc_platform.schema.model import CopyJob
 from tests.integration.test_pipeline_replication import _teardown
 from tests.pipeline_support import connection, materialize, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique

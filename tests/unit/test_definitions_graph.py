@@ -16,7 +16,7 @@ import yaml
 
 from cdc_platform.catalog import PipelineCatalog, StoredCatalog, read_catalog, write_catalog
 from cdc_platform.component import CdcPipelineComponent
-from cdc_platform.schema.discovery import Column, Table
+from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import CanonicalType
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_specs.txt"

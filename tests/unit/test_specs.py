@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from cdc_platform.specs.loader import SpecErrors, connect_reference, load_specs, resolve_secret
+from cdc_platform.secrets import connect_reference, resolve_secret
+from cdc_platform.specs.loader import SpecErrors, load_specs
 from cdc_platform.specs.models import EnvSecret, FileSecret
 
 CONN = {"kind": "postgresql", "host": "h", "port": 5432, "database": "d", "username": "u",
@@ -160,7 +161,7 @@ def test_a_missing_relative_secret_file_says_what_to_set(tmp_path):
 
 def test_load_data_variables_are_stable_names():
     from cdc_platform.pipeline.full_load import _pg_csv_expression
-    from cdc_platform.schema.discovery import Column
+    from cdc_platform.schema.model import Column
     from cdc_platform.schema.types import CanonicalType
 
     column = Column("raw", CanonicalType("binary"), True, "bytea")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cdc_platform.schema.ddl import create_schema_sql, create_table_sql, quote
-from cdc_platform.schema.discovery import Column, Table
+from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import (
     CanonicalType,
     UnsupportedType,

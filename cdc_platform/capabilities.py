@@ -1,0 +1,16 @@
+"""What the platform can do per engine and per source/target pair, in one place.
+
+Spec validation, connector builders, the full load and the asset translator all ask here, so adding
+an engine or a pair is one edit.
+"""
+
+from __future__ import annotations
+
+#: source -> target pairs with a full-load path (streamed COPY / LOAD DATA); SQL Server has none yet
+COPY_PAIRS = frozenset(
+    (src, dst) for src in ("postgresql", "mysql", "mariadb") for dst in ("postgresql", "mysql", "mariadb")
+)
+#: connection kind -> the kind tag Dagster shows as an engine icon
+ENGINE_KINDS = {
+    "postgresql": "postgres", "mysql": "mysql", "mariadb": "mariadb", "sqlserver": "sqlserver", "s3": "s3",
+}  # fmt: skip

@@ -1,0 +1,49 @@
+"""The shapes every layer shares: a source table as discovered, and one table's copy job.
+
+Kept apart from discovery (which talks to databases) and from the full load (which moves rows) so
+the DDL, the plan, the catalog and the asset translator can use them without importing either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdc_platform.schema.types import CanonicalType
+
+#: PostgreSQL types whose large values are TOASTed and arrive as placeholders unless REPLICA IDENTITY FULL
+TOASTABLE = {"text", "varchar", "char", "json", "jsonb", "binary", "numeric"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: CanonicalType
+    nullable: bool
+    native_type: str
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    #: True when the key was declared in the spec rather than found in the source
+    declared_key: bool = False
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def has_toastable(self) -> bool:
+        return any(c.type.name in TOASTABLE for c in self.columns)
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    """One table of a full load: which source table, into which target schema and name."""
+
+    table: Table
+    target_schema: str
+    target_name: str
