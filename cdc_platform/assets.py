@@ -100,14 +100,14 @@ def _substitution_metadata(table: Table, stats, plan: PipelinePlan) -> dict:
     return metadata
 
 
-def _static_plan(
-    specs: Specs, loaded: LoadedPipeline, catalog: PipelineCatalog | None
+def stored_plan(
+    specs: Specs, loaded: LoadedPipeline, catalog: PipelineCatalog | None, kafka_bootstrap: str = "kafka"
 ) -> PipelinePlan | None:
-    """The plan the stored catalog implies, for code versions; a run builds its own from the source."""
+    """The plan the stored catalog implies, for code versions and drift; a run builds its own from the source."""
     if catalog is None:
         return None
     try:
-        return build_plan(specs, loaded.spec, list(catalog.tables), "kafka")
+        return build_plan(specs, loaded.spec, list(catalog.tables), kafka_bootstrap)
     except Exception:  # noqa: BLE001 - code versions are optional; the run reports plan errors itself
         return None
 
@@ -124,7 +124,7 @@ def build_pipeline_assets(
     source_kind = specs.connection(spec.source).kind.value
     target_kind = specs.connection(spec.target).kind.value
     names = PipelineNames(spec.name)
-    plan = _static_plan(specs, loaded, catalog)
+    plan = stored_plan(specs, loaded, catalog)
     ddl_by_table = {}
     if plan is not None:
         ddl_by_table = {t.qualified: ddl for t, ddl in zip(plan.tables, plan.ddl[1:], strict=True)}

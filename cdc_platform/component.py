@@ -18,9 +18,17 @@ from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDef
 from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
 from pydantic import BaseModel, Field, PrivateAttr
 
-from cdc_platform.assets import CdcSettingsResource, build_all_assets
+from cdc_platform.assets import CdcSettingsResource, build_all_assets, stored_plan
 from cdc_platform.catalog import discover_catalog, read_catalog, write_catalog
+from cdc_platform.health.connect_sensor import (
+    HealthSettings,
+    WatchedConnector,
+    build_connect_health_sensor,
+    build_connector_checks,
+)
+from cdc_platform.health.recovery import RecoveryPolicy
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline.plan import PipelineNames
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
 from cdc_platform.teardown_job import teardown_job_for
 from cdc_platform.translator import CdcTranslator
@@ -45,6 +53,29 @@ def default_endpoints() -> tuple[str, str]:
         os.environ.get("CDC_CONNECT_URL", stack.connect_url),
         os.environ.get("CDC_KAFKA_BOOTSTRAP", stack.kafka_bootstrap),
     )
+
+
+class HealthConfig(dg.Model, dg.Resolvable):
+    """How the Kafka Connect sensor watches and recovers connectors."""
+
+    interval_seconds: int = Field(default=30, ge=5, description="How often the sensor polls Kafka Connect.")
+    grace_seconds: float = Field(
+        default=120, ge=0, description="PAUSED/UNASSIGNED longer than this is a WARN."
+    )
+    restart_first_delay_seconds: float = Field(
+        default=30, ge=0, description="First restart of a FAILED task."
+    )
+    restart_max_attempts: int = Field(
+        default=5, ge=0, description="Restarts within the window before giving up."
+    )
+    restart_window_seconds: float = Field(
+        default=3600, gt=0, description="Window the attempts are counted in."
+    )
+
+    def settings(self) -> HealthSettings:
+        policy = RecoveryPolicy(self.restart_first_delay_seconds, 2.0, self.restart_max_attempts,
+                                self.restart_window_seconds)  # fmt: skip
+        return HealthSettings(self.interval_seconds, self.grace_seconds, policy)
 
 
 class CdcPipelineScaffoldParams(BaseModel):
@@ -91,6 +122,10 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
     )
     kafka_bootstrap: str | None = Field(
         default=None, description="Kafka bootstrap servers (default: local stack)."
+    )
+    health: HealthConfig = Field(
+        default_factory=lambda: HealthConfig(),
+        description="The Kafka Connect health sensor and its restarts.",
     )
     defs_state: ResolvedDefsStateConfig = Field(
         default_factory=lambda: DefsStateConfigArgs(
@@ -147,12 +182,38 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         catalog = read_catalog(state_path)
         names = self.pipelines if self.pipelines is not None else sorted(specs.pipelines)
         connect_url, bootstrap = default_endpoints()
+        bootstrap = self.kafka_bootstrap or bootstrap
+        catalogs = catalog.pipelines if catalog else {}
+        translator = self.get_translator()
+        watched = {name: self._watched(specs, name, catalogs, translator, bootstrap) for name in names}
+        watched = {name: w for name, w in watched.items() if w}
+        sensors = []
+        if watched:
+            sensors.append(build_connect_health_sensor(
+                self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings()
+            ))  # fmt: skip
         return dg.Definitions(
-            assets=build_all_assets(
-                specs, catalog.pipelines if catalog else {}, names, self.get_translator()
-            ),
+            assets=build_all_assets(specs, catalogs, names, translator),
+            asset_checks=[build_connector_checks(name, ws) for name, ws in watched.items()],
+            sensors=sensors,
             jobs=[teardown_job_for(name) for name in names],
-            resources=_shared_resources(
-                self.connect_url or connect_url, str(specs.directory), self.kafka_bootstrap or bootstrap
-            ),
+            resources=_shared_resources(self.connect_url or connect_url, str(specs.directory), bootstrap),
         )
+
+    def sensor_name(self) -> str:
+        """One health sensor per instance; an instance limited to some pipelines names them."""
+        return "cdc_connect_health" + ("" if not self.pipelines else "_" + "_".join(self.pipelines))[:100]
+
+    @staticmethod
+    def _watched(specs: Specs, name: str, catalogs: dict, translator: CdcTranslator, bootstrap: str) -> list:
+        loaded = specs.pipelines[name]
+        if not loaded.spec.streams:
+            return []
+        plan = stored_plan(specs, loaded, catalogs.get(name), bootstrap)
+        names = PipelineNames(name)
+        return [
+            WatchedConnector(name, "source", names.source_connector, translator.connector_key(loaded.spec, "source"),
+                             plan.source_config if plan else None),
+            WatchedConnector(name, "sink", names.sink_connector, translator.connector_key(loaded.spec, "sink"),
+                             plan.sink_config if plan else None),
+        ]  # fmt: skip

@@ -88,6 +88,10 @@ class KafkaConnectResource(ConfigurableResource):
     def plugins(self) -> list[dict]:
         return self._request("GET", "/connector-plugins?connectorsOnly=true").json()
 
+    def overview(self) -> dict[str, dict]:
+        """Every connector's status and config in one request: name -> {"status": ..., "info": ...}."""
+        return self._request("GET", "/connectors?expand=status&expand=info").json()
+
     def list_connectors(self) -> list[str]:
         return self._request("GET", "/connectors").json()
 

@@ -37,7 +37,12 @@ def build_assets(specs: Specs, pipeline: str):
 
 
 def materialize(
-    stack: StackSettings, specs: Specs, pipeline: str, selection: list[dg.AssetKey] | None = None, assets=None
+    stack: StackSettings,
+    specs: Specs,
+    pipeline: str,
+    selection: list[dg.AssetKey] | None = None,
+    assets=None,
+    instance: dg.DagsterInstance | None = None,
 ):
     """``assets`` lets a test build the assets (load time) before changing the source (run time)."""
     if assets is None:
@@ -51,7 +56,7 @@ def materialize(
                 specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap
             ),
         },
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=True,
     )
     assert result.success

@@ -13,6 +13,8 @@ from cdc_platform.connectors.common import (
 from cdc_platform.connectors.tls import jdbc_tls_params
 
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
+SINK_FLUSH_RETRIES = 12
+SINK_FLUSH_RETRY_DELAY_MS = 5000
 
 
 def jdbc_url(endpoint: DatabaseEndpoint) -> str:
@@ -78,6 +80,14 @@ def jdbc_sink_config(
         # the platform creates the topics with their size limit; a subscription must never create
         # one with the broker's defaults first
         "consumer.override.allow.auto.create.topics": "false",
+        # a target that is back within about a minute costs no FAILED task: the sink retries the
+        # flush on connection errors (12 x 5 s, reconnecting); longer outages are the health
+        # sensor's restarts. Connect's own retries cover converter/transform errors.
+        "flush.max.retries": str(SINK_FLUSH_RETRIES),
+        "flush.retry.delay.ms": str(SINK_FLUSH_RETRY_DELAY_MS),
+        "connection.restart.on.errors": "true",
+        "errors.retry.timeout": "60000",
+        "errors.retry.delay.max.ms": "5000",
         **consumer_size_overrides(max_event_bytes),
         **json_converter_settings(),
     }

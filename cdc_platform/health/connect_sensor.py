@@ -1,0 +1,319 @@
+"""The sensor that keeps pipelines running: it reads every connector of its pipelines from Kafka
+Connect in one request, reports health on the connector assets, and restarts failed tasks with
+bounded backoff.
+
+It launches no runs. Each tick returns asset observations (state, worker, restarts, last error) and
+``connector_running`` check evaluations on the connector assets; the restart history lives in the
+cursor, so a restarted daemon keeps counting where it left off.
+"""
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
+from cdc_platform.kafka_connect import KafkaConnectResource
+
+CHECK_NAME = "connector_running"
+#: re-report an unchanged state this often, so the UI's "last evaluated" stays fresh
+REPORT_EVERY_SECONDS = 300.0
+#: config keys the platform adds at run time (recorded replica identity): never drift
+RUN_TIME_KEYS = re.compile(r"^cdc\.platform\.")
+_SECRETISH = re.compile(r"(?i)(password|secret|token|credential)(\s*[=:]\s*)([^\s,;'\"}]+)")
+
+
+@dataclass(frozen=True)
+class WatchedConnector:
+    """One connector the sensor answers for, and the asset that shows its health."""
+
+    pipeline: str
+    role: str  # source | sink
+    name: str
+    asset_key: dg.AssetKey
+    #: the config the pipeline's plan deploys (from the stored catalog); None: no drift check
+    expected_config: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    interval_seconds: int = 30
+    #: PAUSED, UNASSIGNED or RESTARTING longer than this is a WARN
+    grace_seconds: float = 120.0
+    policy: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+
+
+def mask(text: str | None, limit: int = 1500) -> str | None:
+    """A trace excerpt safe to store: anything that looks like a secret value is masked."""
+    if text is None:
+        return None
+    return _SECRETISH.sub(lambda m: f"{m.group(1)}{m.group(2)}********", text)[:limit]
+
+
+def cause_chain(trace: str) -> str:
+    """The trace's first line and every ``Caused by`` line: the story without the stack frames."""
+    lines = trace.strip().splitlines()
+    return "\n".join(
+        [lines[0], *(line.strip() for line in lines[1:] if line.strip().startswith("Caused by:"))]
+    )
+
+
+def innermost_cause(trace: str) -> str:
+    causes = re.findall(r"Caused by: ([^\n]*)", trace)
+    return (causes[-1] if causes else trace.strip().splitlines()[0]).strip()
+
+
+def check_specs(watched: list[WatchedConnector]) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            CHECK_NAME,
+            asset=w.asset_key,
+            description=f"Kafka Connect runs connector {w.name} and all its tasks. Evaluated by the "
+            "cdc_connect_health sensor every interval (failed tasks are restarted with backoff), or on demand.",
+        )
+        for w in watched
+    ]
+
+
+def drift(live: dict[str, str] | None, expected: dict[str, str] | None) -> dict[str, dict[str, str | None]]:
+    """Keys whose live value differs from what the plan deploys (a hand edit, or a stale catalog)."""
+    if live is None or expected is None:
+        return {}
+    keys = {k for k in set(live) | set(expected) if not RUN_TIME_KEYS.match(k) and k != "name"}
+    return {
+        k: {"live": live.get(k), "planned": expected.get(k)}
+        for k in sorted(keys)
+        if live.get(k) != expected.get(k)
+    }
+
+
+@dataclass
+class ConnectorMemory:
+    """The cursor's record of one connector."""
+
+    signature: str | None = None
+    reported_at: float = 0.0
+    unhealthy_since: float | None = None
+    restarts: int = 0
+    tasks: dict[str, TaskHistory] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"signature": self.signature, "reported_at": self.reported_at, "unhealthy_since": self.unhealthy_since,
+                "restarts": self.restarts, "tasks": {k: v.to_json() for k, v in self.tasks.items()}}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "ConnectorMemory":
+        return cls(raw.get("signature"), float(raw.get("reported_at", 0.0)), raw.get("unhealthy_since"),
+                   int(raw.get("restarts", 0)),
+                   {k: TaskHistory.from_json(v) for k, v in raw.get("tasks", {}).items()})  # fmt: skip
+
+
+def load_cursor(cursor: str | None) -> dict[str, ConnectorMemory]:
+    if not cursor:
+        return {}
+    try:
+        raw = json.loads(cursor)
+    except ValueError:
+        return {}
+    return {name: ConnectorMemory.from_json(v) for name, v in raw.get("connectors", {}).items()}
+
+
+def dump_cursor(memory: dict[str, ConnectorMemory]) -> str:
+    return json.dumps({"connectors": {k: v.to_json() for k, v in sorted(memory.items())}}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One connector's health at one tick."""
+
+    watched: WatchedConnector
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    summary: str
+    metadata: dict
+    restart: bool = False
+
+
+def assess(
+    watched: WatchedConnector,
+    entry: dict | None,
+    memory: ConnectorMemory,
+    now: float,
+    settings: HealthSettings,
+    connect_error: str | None = None,
+) -> Assessment:
+    """Health of one connector from its ``/connectors?expand=status&expand=info`` entry."""
+    base = {"connector": watched.name, "pipeline": watched.pipeline}
+    if connect_error is not None:
+        return Assessment(watched, False, dg.AssetCheckSeverity.ERROR, f"Kafka Connect unreachable: {connect_error}",
+                          {**base, "state": "UNKNOWN", "error": connect_error})  # fmt: skip
+    if entry is None:
+        return Assessment(watched, False, dg.AssetCheckSeverity.ERROR,
+                          f"connector {watched.name} is not on the worker; materialize {watched.asset_key.to_user_string()} "
+                          "to deploy it again", {**base, "state": "MISSING"})  # fmt: skip
+    status = entry.get("status", {})
+    connector_state = status.get("connector", {}).get("state", "UNKNOWN")
+    tasks = {str(t.get("id")): t for t in status.get("tasks", [])}
+    units = {"connector": status.get("connector", {}), **tasks}
+    decisions: dict[str, Decision] = {}
+    for unit_id, unit in units.items():
+        history = memory.tasks.setdefault(unit_id, TaskHistory())
+        decisions[unit_id] = decide(
+            history, unit.get("state", "UNKNOWN"), unit.get("trace"), now, settings.policy
+        )
+    for gone in set(memory.tasks) - set(units):
+        del memory.tasks[gone]
+    failed = {k: d for k, d in decisions.items() if units[k].get("state") == "FAILED"}
+    states = {k: u.get("state", "UNKNOWN") for k, u in units.items()}
+    trace = next((units[k].get("trace") for k in failed), None)
+    metadata = {
+        **base,
+        "state": connector_state,
+        "task_states": dg.MetadataValue.json(states),
+        "worker": status.get("connector", {}).get("worker_id", ""),
+        "restarts": memory.restarts,
+    }
+    if trace:
+        metadata["last_error"] = dg.MetadataValue.text(mask(innermost_cause(trace)) or "")
+        metadata["trace"] = dg.MetadataValue.text(mask(cause_chain(trace)) or "")
+    live_drift = drift((entry.get("info") or {}).get("config"), watched.expected_config)
+    if live_drift:
+        metadata["config_drift"] = dg.MetadataValue.json(live_drift)
+
+    if failed:
+        memory.unhealthy_since = now if memory.unhealthy_since is None else memory.unhealthy_since
+        restart = any(d.action == "restart" for d in failed.values())
+        worst = next((d for d in failed.values() if d.action in ("gave_up", "not_retryable")), None)
+        decision = worst or next(iter(failed.values()))
+        metadata["recovery"] = decision.action if not restart else "restarting"
+        return Assessment(
+            watched, False, dg.AssetCheckSeverity.ERROR, f"FAILED: {decision.reason}", metadata, restart
+        )
+    not_running = {k: s for k, s in states.items() if s != "RUNNING"}
+    if not not_running and tasks:
+        memory.unhealthy_since = None
+        if live_drift:
+            return Assessment(watched, False, dg.AssetCheckSeverity.WARN,
+                              f"RUNNING, but its config differs from the plan in {len(live_drift)} key(s): "
+                              f"{', '.join(live_drift)}; re-materialize to apply the plan", metadata)  # fmt: skip
+        return Assessment(watched, True, dg.AssetCheckSeverity.ERROR, "RUNNING", metadata)
+    memory.unhealthy_since = now if memory.unhealthy_since is None else memory.unhealthy_since
+    waited = now - memory.unhealthy_since
+    what = ", ".join(f"{k}: {s}" for k, s in sorted(not_running.items())) or "no tasks assigned"
+    if waited < settings.grace_seconds:
+        return Assessment(watched, True, dg.AssetCheckSeverity.WARN,
+                          f"settling ({what}) for {waited:.0f} s", metadata)  # fmt: skip
+    return Assessment(
+        watched, False, dg.AssetCheckSeverity.WARN, f"not running for {waited:.0f} s ({what})", metadata
+    )
+
+
+def evaluate(
+    watched: list[WatchedConnector],
+    connect: KafkaConnectResource,
+    memory: dict[str, ConnectorMemory],
+    now: float,
+    settings: HealthSettings,
+    log=None,
+    restart: bool = True,
+) -> list[Assessment]:
+    """One pass: read the worker once, assess every connector, restart the ones due (``restart``)."""
+    try:
+        overview = connect.overview()
+        error = None
+    except Exception as exc:  # noqa: BLE001 - Connect down is a failed check on every connector, not a crash
+        overview, error = {}, f"{type(exc).__name__}: {exc}"
+        if log:
+            log.warning(f"Kafka Connect could not be read: {error}")
+    results = []
+    for w in watched:
+        mem = memory.setdefault(w.name, ConnectorMemory())
+        result = assess(w, overview.get(w.name), mem, now, settings, error)
+        if result.restart and restart:
+            try:
+                connect.restart(w.name, only_failed=True, include_tasks=True)
+                mem.restarts += 1
+                result.metadata["restarts"] = mem.restarts
+                if log:
+                    log.info(f"restarted the failed tasks of {w.name}: {result.summary}")
+            except Exception as exc:  # noqa: BLE001 - reported on the check; the next tick tries again
+                result.metadata["restart_error"] = f"{type(exc).__name__}: {exc}"
+                if log:
+                    log.warning(f"restarting {w.name} failed: {exc}")
+        results.append(result)
+    return results
+
+
+def asset_events(results: list[Assessment], memory: dict[str, ConnectorMemory], now: float) -> list:
+    """Check evaluations and observations for connectors whose health changed, or every few minutes."""
+    events: list = []
+    for r in results:
+        mem = memory[r.watched.name]
+        parts = (
+            r.passed,
+            r.severity.value,
+            r.summary.split(":")[0],
+            r.metadata.get("recovery"),
+            r.metadata.get("restarts"),
+        )
+        signature = "|".join(str(p) for p in parts)
+        if signature == mem.signature and now - mem.reported_at < REPORT_EVERY_SECONDS:
+            continue
+        mem.signature, mem.reported_at = signature, now
+        metadata = {**r.metadata, "summary": r.summary}
+        events.append(dg.AssetCheckEvaluation(asset_key=r.watched.asset_key, check_name=CHECK_NAME, passed=r.passed,
+                                              severity=r.severity, metadata=metadata, description=r.summary))  # fmt: skip
+        events.append(dg.AssetObservation(asset_key=r.watched.asset_key, metadata=metadata))
+    return events
+
+
+def build_connect_health_sensor(
+    name: str, watched: list[WatchedConnector], settings: HealthSettings
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=settings.interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Polls Kafka Connect for every connector of the pipelines, reports connector_running on the "
+        "connector assets, and restarts failed tasks with bounded backoff. Launches no runs.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, kafka_connect: KafkaConnectResource) -> dg.SensorResult:
+        now = time.time()
+        memory = load_cursor(context.cursor)
+        deployed = _ever_materialized(context.instance, [w.asset_key for w in watched])
+        live = [w for w in watched if w.asset_key in deployed]
+        results = evaluate(live, kafka_connect, memory, now, settings, context.log)
+        for stale in set(memory) - {w.name for w in live}:
+            del memory[stale]
+        events = asset_events(results, memory, now)
+        unhealthy = [f"{r.watched.name}: {r.summary}" for r in results if not r.passed]
+        if unhealthy:
+            context.log.warning("unhealthy connectors:\n" + "\n".join(unhealthy))
+        return dg.SensorResult(asset_events=events, cursor=dump_cursor(memory))
+
+    return _sensor
+
+
+def _ever_materialized(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> set[dg.AssetKey]:
+    """Connectors never deployed are not 'missing': a pipeline nobody materialized yet is not down."""
+    records = instance.get_asset_records(keys)
+    return {r.asset_entry.asset_key for r in records if r.asset_entry.last_materialization_record is not None}
+
+
+def build_connector_checks(pipeline: str, watched: list[WatchedConnector]) -> dg.AssetChecksDefinition:
+    """``connector_running`` on demand (from the UI or a job): the sensor's judgement, without restarts."""
+
+    @dg.multi_asset_check(specs=check_specs(watched), name=f"{pipeline}_connector_running", can_subset=True)
+    def _checks(context: dg.AssetCheckExecutionContext, kafka_connect: KafkaConnectResource):
+        selected = {key.asset_key for key in context.selected_asset_check_keys}
+        chosen = [w for w in watched if w.asset_key in selected]
+        results = evaluate(chosen, kafka_connect, {}, time.time(), HealthSettings(grace_seconds=0), context.log,
+                           restart=False)  # fmt: skip
+        for r in results:
+            yield dg.AssetCheckResult(asset_key=r.watched.asset_key, check_name=CHECK_NAME, passed=r.passed,
+                                      severity=r.severity, metadata={**r.metadata, "summary": r.summary},
+                                      description=r.summary)  # fmt: skip
+
+    return _checks

@@ -1,0 +1,274 @@
+"""The Kafka Connect health sensor on the real stack, ticked through Dagster's `build_sensor_context`
+with a real instance: failed sink tasks restarted with backoff (recovering, or giving up), the
+worker killed and restarted, the target database stopped for a minute. Rows are compared after each."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import dagster as dg
+import pytest
+
+from cdc_platform.catalog import discover_catalog, write_catalog
+from cdc_platform.component import CdcPipelineComponent
+from cdc_platform.health.connect_sensor import CHECK_NAME
+from tests.integration.test_pipeline_replication import _teardown
+from tests.pipeline_support import connection, materialize, write_specs
+from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
+
+pytestmark = pytest.mark.integration
+
+
+def component_defs(specs, **health) -> dg.Definitions:
+    state = specs.directory / "catalog-state"
+    write_catalog(discover_catalog(specs), state)
+    component = CdcPipelineComponent.from_attributes_dict(
+        attributes={"specs_dir": str(specs.directory), "health": health}
+    )
+    return component.build_defs_from_state(None, state)  # type: ignore[arg-type]
+
+
+class Ticker:
+    """Ticks the sensor like the daemon does: same instance, cursor carried from tick to tick."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, connect):
+        self.sensor = defs.get_sensor_def("cdc_connect_health")
+        self.instance, self.connect, self.cursor = instance, connect, None
+
+    def tick(self) -> dict[str, dg.AssetCheckEvaluation]:
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
+                                          resources={"kafka_connect": self.connect})  # fmt: skip
+        result = self.sensor(context)
+        self.cursor = result.cursor
+        return {
+            e.asset_key.path[-1]: e
+            for e in result.asset_events or []
+            if isinstance(e, dg.AssetCheckEvaluation)
+        }
+
+    def memory(self, connector: str) -> dict:
+        return json.loads(self.cursor)["connectors"][connector]
+
+    def until(self, predicate, timeout: float = 90.0, every: float = 1.0) -> dict:
+        deadline, seen = time.monotonic() + timeout, {}
+        while time.monotonic() < deadline:
+            seen = self.tick()
+            if predicate(seen):
+                return seen
+            time.sleep(every)
+        statuses = {w: self.connect.status(w) for w in json.loads(self.cursor or "{}").get("connectors", {})}
+        raise AssertionError(
+            f"sensor never reached the expected state; last evaluations: {seen}; "
+            f"cursor: {self.cursor}; worker: {statuses}"
+        )
+
+
+def wait_task_state(connect, name: str, state: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = connect.status(name) or {}
+        if any(t.get("state") == state for t in status.get("tasks", [])):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"{name} never had a {state} task: {connect.status(name)}")
+
+
+BLOCKER = """
+CREATE TABLE replica.block (why text);
+CREATE FUNCTION replica.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF EXISTS (SELECT 1 FROM replica.block) THEN RAISE EXCEPTION 'blocked by the test'; END IF; RETURN NEW; END $$;
+CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON replica.t FOR EACH ROW EXECUTE FUNCTION replica.refuse();
+"""
+
+
+def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(stack, connect, tmp_path):
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 500) g")
+        name = unique("heal")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
+                                       "tgt": connection(stack, "postgresql", tgt)},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        instance = dg.DagsterInstance.ephemeral()
+        defs = component_defs(specs, restart_first_delay_seconds=0, restart_max_attempts=3, grace_seconds=0)
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+        sink = f"{name}-sink"
+        try:
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            ticker = Ticker(defs, instance, connect)
+            first = ticker.tick()
+            assert first["sink_connector"].passed and first["source_connector"].passed
+            assert first["sink_connector"].check_name == CHECK_NAME
+
+            # the target refuses writes: the sink task fails and the sensor restarts it
+            with pg_connect(stack, tgt) as conn:
+                conn.execute(BLOCKER)
+                conn.execute("INSERT INTO replica.block VALUES ('on')")
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t VALUES (501, 'refused at first')")
+            wait_task_state(connect, sink, "FAILED")
+            failed = ticker.tick()["sink_connector"]
+            assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+            assert "blocked by the test" in failed.metadata["last_error"].value
+            assert ticker.memory(sink)["restarts"] == 1
+            # repaired before the attempts run out: the pipeline recovers and nothing is lost
+            with pg_connect(stack, tgt) as conn:
+                conn.execute("DELETE FROM replica.block")
+            with pg_connect(stack, src) as conn:
+                conn.execute("UPDATE t SET v = 'after repair' WHERE id <= 20")
+            ticker.until(lambda e: "sink_connector" in e and e["sink_connector"].passed)
+            wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
+                           lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
+
+            # refused again and left refused: after the last attempt the check ends "gave up"
+            with pg_connect(stack, tgt) as conn:
+                conn.execute("INSERT INTO replica.block VALUES ('on')")
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t VALUES (502, 'refused for good')")
+            wait_task_state(connect, sink, "FAILED")
+            gave_up = ticker.until(lambda e: "sink_connector" in e and "gave up" in e["sink_connector"].description,
+                                   timeout=120, every=2)["sink_connector"]  # fmt: skip
+            assert not gave_up.passed and gave_up.metadata["recovery"].value == "gave_up"
+            assert "blocked by the test" in gave_up.metadata["last_error"].value
+            restarts = ticker.memory(sink)["restarts"]
+            ticker.tick()
+            assert ticker.memory(sink)["restarts"] == restarts, "no restart after giving up"
+            assert (connect.status(sink) or {})["tasks"][0]["state"] == "FAILED"
+
+            # a human repairs it; the next restart brings every row across
+            with pg_connect(stack, tgt) as conn:
+                conn.execute("DELETE FROM replica.block")
+            connect.restart(sink)
+            wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
+                           lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
+        finally:
+            _teardown(stack, connect, specs, name)
+
+
+class SlowWriter(threading.Thread):
+    def __init__(self, write_fn, first_id: int):
+        super().__init__(daemon=True)
+        self.write_fn, self.next_id, self.stop_event, self.errors = write_fn, first_id, threading.Event(), 0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.write_fn(self.next_id)
+                self.next_id += 1
+            except Exception:  # noqa: BLE001 - the source stays up; count, never stop the test's writer
+                self.errors += 1
+            time.sleep(0.05)
+
+
+def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, connect, tmp_path):
+    from cdc_platform.settings import load_stack_settings
+    from cdc_platform.stack.manager import up
+    from cdc_platform.stack.services import Connect
+
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        name = unique("kill")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
+                                       "tgt": connection(stack, "postgresql", tgt)},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        instance = dg.DagsterInstance.ephemeral()
+        defs = component_defs(specs, grace_seconds=0)
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+
+        def write(i: int) -> None:
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t VALUES (%s, %s)", (i, f"row {i}"))
+
+        writer = SlowWriter(write, 1)
+        try:
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            ticker = Ticker(defs, instance, connect)
+            writer.start()
+            assert ticker.tick()["sink_connector"].passed
+            pid = Connect(stack).pid_file.running_pid()
+            assert pid is not None
+            import os
+
+            os.kill(pid, signal.SIGKILL)
+            down = ticker.until(lambda e: len(e) == 2 and not any(x.passed for x in e.values()), timeout=30)
+            assert all("Kafka Connect unreachable" in e.description for e in down.values())
+            time.sleep(3)
+            up(load_stack_settings(), echo=lambda *_: None)
+            ticker.until(lambda e: {"source_connector", "sink_connector"} <= set(e) and all(x.passed for x in e.values()),
+                         timeout=120, every=2)  # fmt: skip
+            writer.stop_event.set()
+            writer.join()
+            assert writer.errors == 0
+            wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
+                           lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall(),
+                           timeout=120)  # fmt: skip
+        finally:
+            writer.stop_event.set()
+            up(load_stack_settings(), echo=lambda *_: None)
+            _teardown(stack, connect, specs, name)
+
+
+def test_target_database_stopped_for_a_minute_loses_no_row(stack, connect, tmp_path):
+    from cdc_platform.settings import load_stack_settings
+    from cdc_platform.stack.manager import up
+    from cdc_platform.stack.processes import stop
+    from cdc_platform.stack.services import MariaDB
+
+    with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        name = unique("outage")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "mariadb", tgt)},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": tgt,
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        instance = dg.DagsterInstance.ephemeral()
+        defs = component_defs(specs, restart_first_delay_seconds=10, grace_seconds=0)
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+
+        def write(i: int) -> None:
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t VALUES (%s, %s)", (i, f"row {i}"))
+
+        writer = SlowWriter(write, 1)
+        try:
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            ticker = Ticker(defs, instance, connect)
+            writer.start()
+            time.sleep(2)
+            assert stop(MariaDB(stack).pid_file)
+            outage_end = time.monotonic() + 60
+            while time.monotonic() < outage_end:
+                ticker.tick()
+                time.sleep(5)
+            up(load_stack_settings(), echo=lambda *_: None)
+            time.sleep(5)
+            writer.stop_event.set()
+            writer.join()
+            ticker.until(lambda e: "sink_connector" in e and e["sink_connector"].passed, timeout=180, every=5)
+
+            def target_rows():
+                conn = mariadb_connect(stack, tgt)
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT id, v FROM t ORDER BY 1")
+                        return [tuple(r) for r in cur.fetchall()]
+                finally:
+                    conn.close()
+
+            wait_for_equal(lambda: [tuple(r) for r in pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall()],
+                           target_rows, timeout=180)  # fmt: skip
+            print(
+                f"target stopped 60 s; {writer.next_id - 1} rows written; sink restarts by the sensor: "
+                f"{ticker.memory(f'{name}-sink')['restarts']}"
+            )
+        finally:
+            writer.stop_event.set()
+            up(load_stack_settings(), echo=lambda *_: None)
+            _teardown(stack, connect, specs, name)

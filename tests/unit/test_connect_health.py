@@ -1,0 +1,121 @@
+"""The health sensor's judgement and restart policy, on status payloads shaped like Kafka Connect's
+``/connectors?expand=status&expand=info`` (built here: the real worker is exercised by the
+integration tests; these cover the timing rules a worker cannot be made to follow on demand)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cdc_platform.health.connect_sensor import (
+    ConnectorMemory,
+    HealthSettings,
+    WatchedConnector,
+    assess,
+    asset_events,
+    drift,
+    dump_cursor,
+    evaluate,
+    load_cursor,
+    mask,
+)
+from cdc_platform.health.recovery import RecoveryPolicy, TaskHistory, decide, error_signature, not_retryable
+from cdc_platform.kafka_connect import KafkaConnectResource
+
+W = WatchedConnector(
+    "p", "sink", "p-sink", dg.AssetKey(["p", "sink_connector"]), {"name": "p-sink", "batch.size": "10"}
+)
+TRACE = "org.apache.kafka.connect.errors.ConnectException: boom\n\tat x\nCaused by: org.postgresql.util.PSQLException: ERROR: blocked row 42"
+POLICY = RecoveryPolicy(first_delay=30, factor=2, max_attempts=3, window=3600)
+
+
+def entry(task_state: str = "RUNNING", trace: str | None = None, config: dict | None = None) -> dict:
+    task = {"id": 0, "state": task_state, "worker_id": "w:1", **({"trace": trace} if trace else {})}
+    return {"status": {"connector": {"state": "RUNNING", "worker_id": "w:1"}, "tasks": [task]},
+            "info": {"config": config or {"name": "p-sink", "batch.size": "10"}}}  # fmt: skip
+
+
+def test_backoff_doubles_then_gives_up_within_the_window():
+    h, t0 = TaskHistory(), 1000.0
+    assert decide(h, "FAILED", TRACE, t0, POLICY).action == "wait"  # first seen: wait 30 s
+    assert decide(h, "FAILED", TRACE, t0 + 30, POLICY).action == "restart"
+    assert decide(h, "FAILED", TRACE, t0 + 60, POLICY).action == "wait"  # next due 60 s after the restart
+    assert decide(h, "FAILED", TRACE, t0 + 90, POLICY).action == "restart"
+    assert decide(h, "FAILED", TRACE, t0 + 150, POLICY).action == "wait"
+    assert decide(h, "FAILED", TRACE, t0 + 210, POLICY).action == "restart"
+    gave_up = decide(h, "FAILED", TRACE, t0 + 1000, POLICY)
+    assert gave_up.action == "gave_up" and "blocked row N" in gave_up.reason and h.gave_up
+    # running again clears "gave up"; the attempts stay counted until they leave the window
+    assert decide(h, "RUNNING", None, t0 + 1100, POLICY).action == "running" and not h.gave_up
+    assert decide(h, "FAILED", TRACE, t0 + 1200, POLICY).action == "gave_up"
+    assert decide(h, "FAILED", TRACE, t0 + 30 + 3600 + 1, POLICY).action in ("wait", "restart")
+
+
+def test_errors_a_restart_cannot_fix_are_not_retried():
+    auth = (
+        'Caused by: org.postgresql.util.PSQLException: FATAL: password authentication failed for user "cdc"'
+    )
+    assert "authentication" in not_retryable(auth)
+    assert "max_event_bytes" in not_retryable("org.apache.kafka.common.errors.RecordTooLargeException: x")
+    assert not_retryable(TRACE) is None
+    h = TaskHistory()
+    assert decide(h, "FAILED", auth, 0, POLICY).action == "not_retryable" and h.attempts == []
+
+
+def test_error_signature_is_the_innermost_cause_with_numbers_blurred():
+    assert error_signature(TRACE) == "org.postgresql.util.PSQLException: ERROR: blocked row N"
+    assert error_signature(None) == "no trace"
+
+
+def test_assess_running_failed_and_settling():
+    settings = HealthSettings(grace_seconds=60, policy=POLICY)
+    mem = ConnectorMemory()
+    ok = assess(W, entry(), mem, 0, settings)
+    assert ok.passed and ok.summary == "RUNNING" and ok.metadata["worker"] == "w:1"
+    failed = assess(W, entry("FAILED", TRACE), mem, 10, settings)
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR and not failed.restart
+    assert "blocked row" in failed.metadata["last_error"].value
+    assert assess(W, entry("FAILED", TRACE), mem, 40, settings).restart
+    paused = ConnectorMemory()
+    assert assess(W, entry("PAUSED"), paused, 0, settings).passed  # within the grace period
+    late = assess(W, entry("PAUSED"), paused, 61, settings)
+    assert not late.passed and late.severity == dg.AssetCheckSeverity.WARN
+    missing = assess(W, None, ConnectorMemory(), 0, settings)
+    assert not missing.passed and "not on the worker" in missing.summary
+
+
+def test_config_drift_is_a_warning_naming_the_keys():
+    settings = HealthSettings(policy=POLICY)
+    edited = assess(
+        W,
+        entry(config={"name": "p-sink", "batch.size": "99", "cdc.platform.x": "y"}),
+        ConnectorMemory(),
+        0,
+        settings,
+    )
+    assert (
+        not edited.passed and edited.severity == dg.AssetCheckSeverity.WARN and "batch.size" in edited.summary
+    )
+    assert drift({"a": "1", "cdc.platform.tables": "t"}, {"a": "1"}) == {}
+
+
+def test_connect_down_fails_every_check_and_does_not_raise():
+    unreachable = KafkaConnectResource(url="http://127.0.0.1:1", timeout_seconds=2, rebalance_retries=0)
+    results = evaluate([W], unreachable, {}, 0, HealthSettings(policy=POLICY))
+    assert len(results) == 1 and not results[0].passed and "Kafka Connect unreachable" in results[0].summary
+
+
+def test_events_only_on_change_or_every_few_minutes_and_the_cursor_round_trips():
+    settings = HealthSettings(policy=POLICY)
+    memory = {W.name: ConnectorMemory()}
+    first = [assess(W, entry(), memory[W.name], 0, settings)]
+    assert len(asset_events(first, memory, 0)) == 2  # a check evaluation and an observation
+    again = [assess(W, entry(), memory[W.name], 30, settings)]
+    assert asset_events(again, memory, 30) == []
+    assert len(asset_events(again, memory, 400)) == 2
+    restored = load_cursor(dump_cursor(memory))
+    assert restored[W.name].signature == memory[W.name].signature
+    assert load_cursor("not json") == {}
+
+
+def test_secrets_are_masked_in_traces():
+    assert mask("url?password=hunter2&x=1 token: abc") == "url?password=******** token: ********"
