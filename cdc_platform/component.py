@@ -20,12 +20,14 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from cdc_platform.assets import CdcSettingsResource, build_all_assets, stored_plan
 from cdc_platform.catalog import discover_catalog, read_catalog, write_catalog
+from cdc_platform.health.collect import pipeline_watch
 from cdc_platform.health.connect_sensor import (
     HealthSettings,
     WatchedConnector,
     build_connect_health_sensor,
     build_connector_checks,
 )
+from cdc_platform.health.metrics_job import WatchedAssets, build_metrics_job, build_metrics_schedule
 from cdc_platform.health.recovery import RecoveryPolicy
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import PipelineNames
@@ -127,6 +129,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         default_factory=lambda: HealthConfig(),
         description="The Kafka Connect health sensor and its restarts.",
     )
+    metrics_cron: str = Field(default="* * * * *", description="When the metrics collection runs (cron).")
     defs_state: ResolvedDefsStateConfig = Field(
         default_factory=lambda: DefsStateConfigArgs(
             management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False
@@ -187,22 +190,42 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         translator = self.get_translator()
         watched = {name: self._watched(specs, name, catalogs, translator, bootstrap) for name in names}
         watched = {name: w for name, w in watched.items() if w}
-        sensors = []
+        sensors, jobs, schedules = [], [teardown_job_for(name) for name in names], []
         if watched:
             sensors.append(build_connect_health_sensor(
                 self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings()
             ))  # fmt: skip
+            metrics_job = build_metrics_job(
+                self.sensor_name().replace("connect_health", "collect_metrics"),
+                [self._metrics_assets(specs, name, catalogs, translator) for name in watched],
+            )
+            jobs.append(metrics_job)
+            schedules.append(build_metrics_schedule(metrics_job, self.metrics_cron))
         return dg.Definitions(
             assets=build_all_assets(specs, catalogs, names, translator),
             asset_checks=[build_connector_checks(name, ws) for name, ws in watched.items()],
             sensors=sensors,
-            jobs=[teardown_job_for(name) for name in names],
+            jobs=jobs,
+            schedules=schedules,
             resources=_shared_resources(self.connect_url or connect_url, str(specs.directory), bootstrap),
         )
 
     def sensor_name(self) -> str:
         """One health sensor per instance; an instance limited to some pipelines names them."""
         return "cdc_connect_health" + ("" if not self.pipelines else "_" + "_".join(self.pipelines))[:100]
+
+    @staticmethod
+    def _metrics_assets(specs: Specs, name: str, catalogs: dict, translator: CdcTranslator) -> WatchedAssets:
+        catalog = catalogs.get(name)
+        watch = pipeline_watch(specs, name, list(catalog.tables) if catalog else None)
+        assert watch is not None
+        spec = specs.pipelines[name].spec
+        return WatchedAssets(
+            watch,
+            {t.qualified: translator.target_table_key(spec, t.target_table) for t in watch.tables},
+            translator.connector_key(spec, "source"),
+            translator.connector_key(spec, "sink"),
+        )
 
     @staticmethod
     def _watched(specs: Specs, name: str, catalogs: dict, translator: CdcTranslator, bootstrap: str) -> list:

@@ -63,7 +63,8 @@ def pg_connect(conn: ConnectionSpec, specs_dir: Path, *, autocommit: bool = Fals
 
     return psycopg.connect(
         host=conn.host, port=conn.port, dbname=conn.database, user=conn.username,
-        password=password_of(conn, specs_dir), autocommit=autocommit, connect_timeout=10,
+        password=password_of(conn, specs_dir), autocommit=autocommit,
+        connect_timeout=kwargs.pop("connect_timeout", 10),
         **psycopg_tls_kwargs(conn.tls.mode, _root(conn, specs_dir)), **kwargs,
     )  # fmt: skip
 
@@ -74,5 +75,6 @@ def mysql_connect(conn: ConnectionSpec, specs_dir: Path, *, database: str | None
     return pymysql.connect(
         host=conn.host, port=conn.port, user=conn.username, password=password_of(conn, specs_dir),
         database=database if database is not None else conn.database, charset="utf8mb4",
-        connect_timeout=10, **pymysql_tls_kwargs(conn.tls.mode, _root(conn, specs_dir)), **kwargs,
+        connect_timeout=kwargs.pop("connect_timeout", 10), **pymysql_tls_kwargs(conn.tls.mode, _root(conn, specs_dir)),
+        **kwargs,
     )  # fmt: skip

@@ -1,0 +1,92 @@
+"""The platform's own time series: every collected figure, so rates and durations can be computed.
+
+Dagster keeps observations for the UI's plots; alert rules need "lag above N for 5 minutes" and the
+collector needs the previous sample to turn offsets into rates, so the figures also go here:
+SQLite under ``$DAGSTER_HOME`` by default, any SQLAlchemy URL (PostgreSQL in production) through
+``CDC_METRICS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+METADATA = sa.MetaData()
+SAMPLES = sa.Table(
+    "cdc_metric_samples",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("pipeline", sa.String(64), nullable=False),
+    #: a table (schema.table of the source) or a connector role (source / sink)
+    sa.Column("subject", sa.String(300), nullable=False),
+    sa.Column("metric", sa.String(100), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Index("ix_cdc_metric_samples_series", "pipeline", "subject", "metric", "ts"),
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    ts: float
+    pipeline: str
+    subject: str
+    metric: str
+    value: float
+
+
+def metrics_url() -> str:
+    configured = os.environ.get("CDC_METRICS_URL")
+    if configured:
+        return configured
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        from cdc_platform.settings import load_stack_settings
+
+        home = str(load_stack_settings().project_root / "dagster_home")
+    return f"sqlite:///{Path(home) / 'cdc_metrics.sqlite'}"
+
+
+class MetricsStore:
+    def __init__(self, url: str | None = None):
+        self.engine = sa.create_engine(url or metrics_url())
+        METADATA.create_all(self.engine)
+
+    def record(self, samples: list[Sample]) -> None:
+        if not samples:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(SAMPLES.insert(), [s.__dict__ for s in samples])
+
+    def latest(self, pipeline: str) -> dict[tuple[str, str], tuple[float, float]]:
+        """(subject, metric) -> (ts, value) of the newest sample of each series of ``pipeline``."""
+        newest = (
+            sa.select(SAMPLES.c.subject, SAMPLES.c.metric, sa.func.max(SAMPLES.c.ts).label("ts"))
+            .where(SAMPLES.c.pipeline == pipeline)
+            .group_by(SAMPLES.c.subject, SAMPLES.c.metric)
+            .subquery()
+        )
+        query = sa.select(SAMPLES.c.subject, SAMPLES.c.metric, SAMPLES.c.ts, SAMPLES.c.value).join(
+            newest,
+            sa.and_(SAMPLES.c.subject == newest.c.subject, SAMPLES.c.metric == newest.c.metric,
+                    SAMPLES.c.ts == newest.c.ts, SAMPLES.c.pipeline == pipeline),
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            return {(r.subject, r.metric): (r.ts, r.value) for r in conn.execute(query)}
+
+    def series(self, pipeline: str, subject: str, metric: str, since: float) -> list[tuple[float, float]]:
+        query = (
+            sa.select(SAMPLES.c.ts, SAMPLES.c.value)
+            .where(SAMPLES.c.pipeline == pipeline, SAMPLES.c.subject == subject, SAMPLES.c.metric == metric,
+                   SAMPLES.c.ts >= since)
+            .order_by(SAMPLES.c.ts)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            return [(r.ts, r.value) for r in conn.execute(query)]
+
+    def prune(self, older_than: float) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(SAMPLES.delete().where(SAMPLES.c.ts < older_than)).rowcount

@@ -1,0 +1,89 @@
+"""The metrics collection on the real stack: the job the schedule launches, run through Dagster with
+a real instance. Lag, throughput, row estimates and the slot land as observations on the right assets
+and in the platform's time series; an unreachable source costs one timeout and is reported."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+import pytest
+import yaml
+
+from cdc_platform.health.metrics_store import MetricsStore
+from tests.integration.test_connect_health import component_defs
+from tests.integration.test_pipeline_replication import _teardown
+from tests.pipeline_support import connection, materialize, write_specs
+from tests.support import pg_connect, pg_database, unique, wait_for_equal
+
+pytestmark = pytest.mark.integration
+
+
+def observations(result) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_OBSERVATION":
+            data = event.event_specific_data.asset_observation
+            out[data.asset_key.to_user_string()] = {
+                k: getattr(v, "value", v) for k, v in data.metadata.items()
+            }
+    return out
+
+
+def test_lag_throughput_rows_and_slot_are_observed_per_asset(stack, connect, tmp_path, monkeypatch):
+    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'metrics.sqlite'}")
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            for t in ("a", "b"):
+                conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
+                conn.execute(f"INSERT INTO {t} SELECT g, 'v' FROM generate_series(1, 300) g")
+        name = unique("metrics")
+        connections = {
+            "src": connection(stack, "postgresql", src),
+            "tgt": connection(stack, "postgresql", tgt),
+        }
+        specs = write_specs(tmp_path / "specs", connections,
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": ["public.a", "public.b"]}}])  # fmt: skip
+        instance = dg.DagsterInstance.ephemeral()
+        defs = component_defs(specs)
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+        job = defs.resolve_job_def("cdc_collect_metrics")
+        assert defs.get_schedule_def("cdc_collect_metrics_schedule").cron_schedule == "* * * * *"
+        try:
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            first = observations(job.execute_in_process(instance=instance))
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO a SELECT g, 'new' FROM generate_series(301, 1300) g")
+            wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT count(*) FROM a").fetchall(),
+                           lambda: pg_connect(stack, tgt).execute("SELECT count(*) FROM replica.a").fetchall())  # fmt: skip
+            time.sleep(2)  # the sink commits its offsets every second
+            with pg_connect(stack, tgt) as conn:
+                conn.execute("ANALYZE replica.a")
+            second = observations(job.execute_in_process(instance=instance))
+            table_a, table_b = "tgt/replica/a", "tgt/replica/b"
+            assert {table_a, table_b, f"{name}/sink_connector", f"{name}/source_connector"} <= set(first)
+            assert first[table_a]["lag_messages"] >= 0 and "captured_per_second" not in first[table_a]
+            assert second[table_a]["captured_per_second"] > 0 and second[table_a]["applied_per_second"] > 0
+            assert second[table_a]["lag_messages"] == 0 and second[table_b]["captured_per_second"] == 0
+            assert second[table_a]["dagster/row_count"] == 1300
+            slot = second[f"{name}/source_connector"]
+            assert (
+                slot["slot_active"] == 1.0
+                and slot["slot_wal_status_ok"] == 1.0
+                and slot["slot_retained_wal_bytes"] >= 0
+            )
+            stored = MetricsStore().series(name, "public.a", "captured_per_second", since=0)
+            assert len(stored) == 1 and stored[0][1] > 0
+
+            # the source unreachable: one timeout, reported on the source connector, the rest collected
+            down = {**connections, "src": {**connections["src"], "host": "10.255.255.1"}}
+            (specs.directory / "connections.yaml").write_text(yaml.safe_dump({"connections": down}))
+            started = time.monotonic()
+            third = observations(job.execute_in_process(instance=instance))
+            assert time.monotonic() - started < 30
+            assert "collection_error" in third[f"{name}/source_connector"]
+            assert third[table_a]["lag_messages"] == 0
+        finally:
+            (specs.directory / "connections.yaml").write_text(yaml.safe_dump({"connections": connections}))
+            _teardown(stack, connect, specs, name)
