@@ -141,8 +141,15 @@ def test_code_version_follows_what_the_materialization_applies(specs_dir):
 def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
     defs = _defs(specs_dir, CATALOG)
     assert _pools(defs) == {"orders_pipeline": "cdc_source_shop", "everything_pipeline": "cdc_source_shop"}
-    assert {j.name for j in defs.jobs or []} == {"orders_teardown", "everything_teardown"}
+    assert {j.name for j in defs.jobs or []} == {"orders_teardown", "everything_teardown", "cdc_collect_metrics"}
     assert set(defs.resources or {}) == {"kafka_connect", "cdc_settings"}
+    # automation: the health sensor and the metrics schedule, both running by default
+    sensor = next(iter(defs.sensors or []))
+    assert sensor.name == "cdc_connect_health" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    schedule = next(iter(defs.schedules or []))
+    assert schedule.cron_schedule == "* * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    checks = {(k.asset_key.to_user_string(), k.name) for c in defs.asset_checks or [] for k in c.check_keys}
+    assert checks == {("orders/source_connector", "connector_running"), ("orders/sink_connector", "connector_running")}
 
 
 def test_without_a_stored_catalog_only_named_tables_have_assets(specs_dir):
@@ -154,7 +161,9 @@ def test_without_a_stored_catalog_only_named_tables_have_assets(specs_dir):
 def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
     with pytest.raises(ValueError, match=r"names pipelines \['nope'\]"):
         _defs(specs_dir, CATALOG, pipelines=["nope"])
-    assert {j.name for j in _defs(specs_dir, CATALOG, pipelines=["orders"]).jobs or []} == {"orders_teardown"}
+    only = _defs(specs_dir, CATALOG, pipelines=["orders"])
+    assert {j.name for j in only.jobs or []} == {"orders_teardown", "cdc_collect_metrics_orders"}
+    assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders"]
 
 
 def test_the_whole_project_loads_and_validates():
