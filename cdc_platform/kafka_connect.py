@@ -1,7 +1,8 @@
 """Kafka Connect's REST API as a Dagster resource.
 
-Every call has a timeout; 409 (a rebalance in progress) is retried with backoff; every error names
-the connector and carries the worker's own message, so a failed materialization says what to fix.
+Every call has a timeout; a rebalance in progress (409, or a 500 saying a rebalance is expected) is
+retried with backoff; every error names the connector and carries the worker's own message, so a
+failed materialization says what to fix.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ class KafkaConnectResource(ConfigurableResource):
                     f"Kafka Connect at {self.url} could not be reached for {what} ({type(exc).__name__}: {exc})",
                     connector=connector,
                 ) from exc
-            if response.status_code == 409 and attempt < self.rebalance_retries:
+            rebalancing = response.status_code == 409 or (
+                response.status_code == 500 and "rebalance" in response.text.lower()
+            )
+            if rebalancing and attempt < self.rebalance_retries:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

@@ -64,10 +64,13 @@ def test_a_dropped_named_table_fails_the_run_naming_spec_file_and_pipeline(stack
             [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
               "tables": {"names": ["public.gone"]}}],
         )  # fmt: skip
+        from tests.pipeline_support import build_assets
+
+        assets = build_assets(specs, name)  # the catalog stored while the table existed
         with pg_connect(stack, src) as conn:
             conn.execute("DROP TABLE gone")
         with pytest.raises(Exception) as failure:
-            materialize(stack, specs, name)
+            materialize(stack, specs, name, assets=assets)
         text = _chain(failure.value)
         assert f"{specs.pipelines[name].file}: pipeline '{name}': table public.gone does not exist" in text
 
