@@ -141,15 +141,24 @@ def test_code_version_follows_what_the_materialization_applies(specs_dir):
 def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
     defs = _defs(specs_dir, CATALOG)
     assert _pools(defs) == {"orders_pipeline": "cdc_source_shop", "everything_pipeline": "cdc_source_shop"}
-    assert {j.name for j in defs.jobs or []} == {"orders_teardown", "everything_teardown", "cdc_collect_metrics"}
+    assert {j.name for j in defs.jobs or []} == {
+        "orders_teardown",
+        "everything_teardown",
+        "cdc_collect_metrics",
+    }
     assert set(defs.resources or {}) == {"kafka_connect", "cdc_settings"}
     # automation: the health sensor and the metrics schedule, both running by default
     sensor = next(iter(defs.sensors or []))
     assert sensor.name == "cdc_connect_health" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
     schedule = next(iter(defs.schedules or []))
-    assert schedule.cron_schedule == "* * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert (
+        schedule.cron_schedule == "* * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    )
     checks = {(k.asset_key.to_user_string(), k.name) for c in defs.asset_checks or [] for k in c.check_keys}
-    assert checks == {("orders/source_connector", "connector_running"), ("orders/sink_connector", "connector_running")}
+    assert checks == {
+        ("orders/source_connector", "connector_running"),
+        ("orders/sink_connector", "connector_running"),
+    }
 
 
 def test_without_a_stored_catalog_only_named_tables_have_assets(specs_dir):

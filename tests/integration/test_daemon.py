@@ -1,0 +1,103 @@
+"""End to end through `dagster-daemon`: the code location as users run it (workspace.yaml), the
+health sensor and the metrics schedule running by default. A sink task is made to fail: the daemon's
+sensor records the failed check, restarts the task, and records the pass once it is repaired; the
+schedule's runs leave lag observations on the table asset."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tests.integration.test_connect_health import BLOCKER, wait_task_state
+from tests.integration.test_pipeline_replication import _teardown
+from tests.pipeline_support import connection, write_specs
+from tests.support import pg_connect, pg_database, unique, wait_for_equal
+
+pytestmark = pytest.mark.integration
+
+
+def latest_check(instance: dg.DagsterInstance, key: dg.AssetKey):
+    record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(key, "connector_running"))
+    if record is None or record.event is None:
+        return None
+    return record.event.asset_check_evaluation
+
+
+def wait_for(predicate, what: str, timeout: float, log_file) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(3)
+    log_file.flush()
+    raise AssertionError(
+        f"timed out waiting for {what}; daemon log tail:\n{Path(log_file.name).read_text()[-4000:]}"
+    )
+
+
+def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(stack, connect, tmp_path):
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g")
+        name = unique("daemon")
+        specs = write_specs(tmp_path / "specs", {"src": connection(stack, "postgresql", src),
+                                                 "tgt": connection(stack, "postgresql", tgt)},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {**os.environ, "CDC_SPECS_DIR": str(specs.directory), "DAGSTER_HOME": str(home)}
+        root = stack.project_root
+        for args in (["-m", "cdc_platform.cli", "refresh"],
+                     ["-m", "dagster", "asset", "materialize", "-m", "cdc_platform.definitions", "--select", f"group:{name}"]):  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, *args], env=env, cwd=root, capture_output=True, text=True, timeout=300
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+        sink_key = dg.AssetKey([name, "sink_connector"])
+        table_key = dg.AssetKey(["tgt", "replica", "t"])
+        log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 - the daemon writes to it until the finally
+        daemon = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"],
+                                  env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                healthy = wait_for(lambda: (e := latest_check(instance, sink_key)) and e.passed and e,
+                                   "a passed connector_running check from the daemon", 120, log)  # fmt: skip
+                assert healthy.metadata["state"].value == "RUNNING"
+
+                with pg_connect(stack, tgt) as conn:
+                    conn.execute(BLOCKER)
+                    conn.execute("INSERT INTO replica.block VALUES ('on')")
+                with pg_connect(stack, src) as conn:
+                    conn.execute("INSERT INTO t VALUES (101, 'refused for a while')")
+                wait_task_state(connect, f"{name}-sink", "FAILED")
+                failed = wait_for(lambda: (e := latest_check(instance, sink_key)) and not e.passed and e,
+                                  "a failed connector_running check", 90, log)  # fmt: skip
+                assert "blocked by the test" in failed.metadata["last_error"].value
+                with pg_connect(stack, tgt) as conn:
+                    conn.execute("DELETE FROM replica.block")
+                # the sensor's first restart comes 30 s after the failure was seen; then the pipeline catches up
+                wait_for(lambda: (e := latest_check(instance, sink_key)) and e.passed and e.metadata["restarts"].value >= 1,
+                         "a restart by the sensor and a passed check", 180, log)  # fmt: skip
+                wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
+                               lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
+
+                runs = wait_for(lambda: instance.get_runs(dg.RunsFilter(job_name="cdc_collect_metrics",
+                                                                        statuses=[dg.DagsterRunStatus.SUCCESS])),
+                                "a successful cdc_collect_metrics run launched by the schedule", 150, log)  # fmt: skip
+                assert runs
+                observed = instance.fetch_observations(table_key, limit=5).records
+                assert observed and "lag_messages" in observed[0].asset_observation.metadata
+        finally:
+            os.killpg(daemon.pid, 15)
+            daemon.wait(timeout=60)
+            log.close()
+            _teardown(stack, connect, specs, name)
