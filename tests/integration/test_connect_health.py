@@ -37,17 +37,22 @@ class Ticker:
     def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, connect):
         self.sensor = defs.get_sensor_def("cdc_connect_health")
         self.instance, self.connect, self.cursor = instance, connect, None
+        #: the newest evaluation per connector, as the UI shows it (a tick writes only changes)
+        self.latest: dict[str, dg.AssetCheckEvaluation] = {}
 
     def tick(self) -> dict[str, dg.AssetCheckEvaluation]:
+        """This tick's evaluations (only connectors whose health changed)."""
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
                                           resources={"kafka_connect": self.connect})  # fmt: skip
         result = self.sensor(context)
         self.cursor = result.cursor
-        return {
+        events = {
             e.asset_key.path[-1]: e
             for e in result.asset_events or []
             if isinstance(e, dg.AssetCheckEvaluation)
         }
+        self.latest.update(events)
+        return events
 
     def memory(self, connector: str) -> dict:
         return json.loads(self.cursor)["connectors"][connector]
@@ -55,7 +60,8 @@ class Ticker:
     def until(self, predicate, timeout: float = 90.0, every: float = 1.0) -> dict:
         deadline, seen = time.monotonic() + timeout, {}
         while time.monotonic() < deadline:
-            seen = self.tick()
+            self.tick()
+            seen = dict(self.latest)
             if predicate(seen):
                 return seen
             time.sleep(every)
