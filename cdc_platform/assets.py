@@ -16,6 +16,7 @@ import dagster as dg
 from dagster._core.definitions.metadata import TableMetadataSet
 
 from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
+from cdc_platform.connectors import TableRef, topic_name
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.execute import run_pipeline
 from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, build_plan, config_hash, target_name
@@ -145,7 +146,11 @@ def build_pipeline_assets(
             rules = "; ".join(f"{n}: {r}" for n, r in sorted(described.items()) if r) or None
         table_meta = {**base_meta, "value_rules": rules}
         if spec.streams:
-            table_meta.update(source_connector=names.source_connector, sink_connector=names.sink_connector)
+            schema, bare = qualified.split(".")
+            topic = topic_name(source_kind, names.topic_prefix, str(specs.connection(spec.source).database),
+                               TableRef(schema, bare))  # fmt: skip
+            table_meta.update(source_connector=names.source_connector, sink_connector=names.sink_connector,
+                              topic=topic)  # fmt: skip
         props = CdcAssetProps("target_table", qualified=qualified, table=table, target_table=tname,
                               applies=ddl_by_table.get(qualified), metadata=table_meta, **common)  # fmt: skip
         table_specs[qualified] = translator.get_asset_spec(props)

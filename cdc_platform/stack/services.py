@@ -154,6 +154,9 @@ class Postgres(Service):
                     "work_mem = 16MB",
                     "maintenance_work_mem = 128MB",
                     "max_wal_size = 2GB",
+                    # a slot that falls this far behind is invalidated rather than fill the disk
+                    # (its pipeline then needs a new full load; the slot metrics show it coming)
+                    "max_slot_wal_keep_size = 8GB",
                     "synchronous_commit = off",
                     "logging_collector = off",
                     "log_min_messages = warning",
