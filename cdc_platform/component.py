@@ -193,7 +193,8 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         sensors, jobs, schedules = [], [teardown_job_for(name) for name in names], []
         if watched:
             sensors.append(build_connect_health_sensor(
-                self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings()
+                self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings(),
+                report_orphans=self.pipelines is None,
             ))  # fmt: skip
             metrics_job = build_metrics_job(
                 self.sensor_name().replace("connect_health", "collect_metrics"),

@@ -218,11 +218,15 @@ def evaluate(
     settings: HealthSettings,
     log=None,
     restart: bool = True,
+    seen: set[str] | None = None,
 ) -> list[Assessment]:
-    """One pass: read the worker once, assess every connector, restart the ones due (``restart``)."""
+    """One pass: read the worker once, assess every connector, restart the ones due (``restart``).
+    ``seen`` receives the names of every connector on the worker."""
     try:
         overview = connect.overview()
         error = None
+        if seen is not None:
+            seen.update(overview)
     except Exception as exc:  # noqa: BLE001 - Connect down is a failed check on every connector, not a crash
         overview, error = {}, f"{type(exc).__name__}: {exc}"
         if log:
@@ -270,8 +274,11 @@ def asset_events(results: list[Assessment], memory: dict[str, ConnectorMemory], 
 
 
 def build_connect_health_sensor(
-    name: str, watched: list[WatchedConnector], settings: HealthSettings
+    name: str, watched: list[WatchedConnector], settings: HealthSettings, report_orphans: bool = False
 ) -> dg.SensorDefinition:
+    """``report_orphans``: this sensor answers for every pipeline of its specs, so a connector on the
+    worker that none of them owns is reported (in the tick's log, like `cdc-platform orphans`)."""
+
     @dg.sensor(
         name=name,
         minimum_interval_seconds=settings.interval_seconds,
@@ -284,7 +291,12 @@ def build_connect_health_sensor(
         memory = load_cursor(context.cursor)
         deployed = _ever_materialized(context.instance, [w.asset_key for w in watched])
         live = [w for w in watched if w.asset_key in deployed]
-        results = evaluate(live, kafka_connect, memory, now, settings, context.log)
+        on_worker: set[str] = set()
+        results = evaluate(live, kafka_connect, memory, now, settings, context.log, seen=on_worker)
+        orphans = sorted(on_worker - {w.name for w in watched})
+        if report_orphans and orphans:
+            context.log.warning(f"connectors on the worker that no pipeline spec owns: {', '.join(orphans)} "
+                                "(see `cdc-platform orphans`)")  # fmt: skip
         for stale in set(memory) - {w.name for w in live}:
             del memory[stale]
         events = asset_events(results, memory, now)
