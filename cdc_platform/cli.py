@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -328,30 +329,90 @@ def teardown(pipeline: str, specs_dir: str | None, delete_topics: bool) -> None:
 
 
 @cli.command("status")
-@click.argument("pipeline")
+@click.argument("pipeline", required=False)
 @specs_option
-def status(pipeline: str, specs_dir: str | None) -> None:
-    """Connector and task states of a pipeline; a failed task is explained (exit 4 when one failed)."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per pipeline.")
+def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
+    """Connector and task states, lag and slot WAL of one or every pipeline; a failed task is
+    explained (exit 4 when one failed)."""
+    from cdc_platform.health.connect_sensor import innermost_cause
+    from cdc_platform.health.metrics_store import MetricsStore
     from cdc_platform.ops.diagnosis import explain, first_failed_trace
-    from cdc_platform.pipeline.plan import build_plan
+    from cdc_platform.pipeline.plan import PipelineNames, build_plan
 
     specs = _specs(specs_dir)
-    tables = _pipeline_tables(specs, pipeline)
-    the_plan = build_plan(
-        specs, specs.pipelines[pipeline].spec, tables, load_stack_settings().kafka_bootstrap
-    )
-    connect, failed = _connect_resource(), False
-    for name in (the_plan.names.source_connector, the_plan.names.sink_connector):
-        state = connect.status(name)
-        if state is None:
-            click.echo(f"{name}: not deployed")
-            continue
-        tasks = ", ".join(f"task {t['id']} {t['state']}" for t in state.get("tasks", [])) or "no tasks"
-        click.echo(f"{name}: {state['connector']['state']} ({tasks})")
-        trace = first_failed_trace(state)
-        if trace is not None:
-            failed = True
-            click.echo("  " + explain(the_plan, trace, specs.directory, connect).message)
+    if pipeline is not None and pipeline not in specs.pipelines:
+        raise UserError(
+            f"unknown pipeline {pipeline!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}"
+        )
+    names = [pipeline] if pipeline else sorted(specs.pipelines)
+    connect = _connect_resource()
+    try:
+        overview = connect.overview()
+    except Exception as exc:  # noqa: BLE001 - said plainly: states unknown, metrics still shown
+        overview, connect_error = None, f"{type(exc).__name__}: {exc}"
+    else:
+        connect_error = None
+    try:
+        store = MetricsStore()
+    except Exception:  # noqa: BLE001 - no metrics collected yet (or the store is elsewhere)
+        store = None
+    report, failed = [], False
+    for name in names:
+        pn = PipelineNames(name)
+        latest = store.latest(name) if store else {}
+        row: dict = {"pipeline": name, "connectors": {}, "metrics": {}}
+        for (subject, metric), (ts, value) in latest.items():
+            if subject in ("sink", "source"):
+                row["metrics"][f"{subject}.{metric}"] = value
+                row["metrics_at"] = max(row.get("metrics_at", 0), ts)
+        if not specs.pipelines[name].spec.streams:
+            row["connectors"] = "none (full_load_only)"
+        for cname in (pn.source_connector, pn.sink_connector) if specs.pipelines[name].spec.streams else ():
+            if overview is None:
+                row["connectors"][cname] = {"state": "UNKNOWN", "error": connect_error}
+                continue
+            entry = overview.get(cname)
+            if entry is None:
+                row["connectors"][cname] = {"state": "NOT DEPLOYED"}
+                continue
+            st = entry["status"]
+            item = {"state": st["connector"]["state"], "tasks": [t["state"] for t in st.get("tasks", [])]}
+            trace = first_failed_trace(st)
+            if trace is not None:
+                failed = True
+                item["error"] = innermost_cause(trace)
+                loaded = specs.pipelines[name]
+                tables = _pipeline_tables(specs, name)
+                the_plan = build_plan(specs, loaded.spec, tables, load_stack_settings().kafka_bootstrap)
+                item["explanation"] = explain(the_plan, trace, specs.directory, connect).message
+            row["connectors"][cname] = item
+        report.append(row)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for row in report:
+            m = row["metrics"]
+            figures = []
+            if "sink.lag_messages" in m:
+                figures.append(f"lag {int(m['sink.lag_messages']):,} messages")
+            if "source.slot_retained_wal_bytes" in m:
+                figures.append(f"slot retains {m['source.slot_retained_wal_bytes'] / 2**20:,.0f} MiB WAL")
+                if m.get("source.slot_wal_status_ok") == 0:
+                    figures.append("SLOT WAL AT RISK")
+            if "metrics_at" in row:
+                figures.append(f"measured {time.time() - row['metrics_at']:.0f} s ago")
+            click.echo(f"pipeline {row['pipeline']}: {'; '.join(figures) or 'no metrics collected yet'}")
+            if isinstance(row["connectors"], str):
+                click.echo(f"  connectors: {row['connectors']}")
+                continue
+            for cname, item in row["connectors"].items():
+                tasks = ", ".join(f"task {i} {t}" for i, t in enumerate(item.get("tasks", []))) or "no tasks"
+                click.echo(f"  {cname}: {item['state']} ({tasks})")
+                if "explanation" in item:
+                    click.echo("    " + item["explanation"])
+                elif "error" in item:
+                    click.echo("    " + str(item["error"]))
     if failed:
         sys.exit(4)
 

@@ -4,12 +4,15 @@ and in the platform's time series; an unreachable source costs one timeout and i
 
 from __future__ import annotations
 
+import json
 import time
 
 import dagster as dg
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from cdc_platform.cli import cli
 from cdc_platform.health.metrics_store import MetricsStore
 from tests.integration.test_connect_health import component_defs
 from tests.integration.test_pipeline_replication import _teardown
@@ -75,6 +78,20 @@ def test_lag_throughput_rows_and_slot_are_observed_per_asset(stack, connect, tmp
             )
             stored = MetricsStore().series(name, "public.a", "captured_per_second", since=0)
             assert len(stored) == 1 and stored[0][1] > 0
+
+            # the terminal view of the same figures
+            out = CliRunner().invoke(cli, ["status", "--specs", str(specs.directory), "--json"])
+            assert out.exit_code == 0, out.output
+            row = json.loads(out.output)[0]
+            assert row["connectors"][f"{name}-sink"] == {"state": "RUNNING", "tasks": ["RUNNING"]}
+            assert (
+                row["metrics"]["sink.lag_messages"] == 0
+                and "source.slot_retained_wal_bytes" in row["metrics"]
+            )
+            text = CliRunner().invoke(cli, ["status", name, "--specs", str(specs.directory)]).output
+            assert (
+                f"pipeline {name}: lag 0 messages; slot retains" in text and f"{name}-sink: RUNNING" in text
+            )
 
             # the source unreachable: one timeout, reported on the source connector, the rest collected
             down = {**connections, "src": {**connections["src"], "host": "10.255.255.1"}}
