@@ -159,6 +159,17 @@ class KafkaConnectResource(ConfigurableResource):
     def stop(self, name: str) -> None:
         self._request("PUT", f"{self._path(name)}/stop", connector=name)
 
+    def forget_offsets(self, name: str, *, timeout: float = 30.0) -> None:
+        """Stop the connector and delete its stored source offsets (Connect keeps them after a
+        DELETE, and a new connector of the same name would resume from them)."""
+        self.stop(name)
+        deadline = time.monotonic() + timeout
+        while (self.status(name) or {}).get("connector", {}).get("state") != "STOPPED":
+            if time.monotonic() > deadline:
+                raise KafkaConnectError(f"connector {name!r} did not stop within {timeout:.0f} s", connector=name)
+            time.sleep(0.3)
+        self._request("DELETE", f"{self._path(name)}/offsets", connector=name)
+
     def delete(self, name: str) -> bool:
         """Delete; False if it did not exist."""
         try:

@@ -89,8 +89,13 @@ def teardown_pipeline(
         # to restore, which the next teardown needs
         left.append(f"source connector {names.source_connector} (stopped, kept so that running the teardown "
                     "again can finish)")  # fmt: skip
-    elif connect.delete(names.source_connector):
-        done.append(f"deleted connector {names.source_connector}")
+    else:
+        if source_config is not None:
+            # a pipeline created again under this name starts from its new slot, never from here
+            connect.forget_offsets(names.source_connector)
+            done.append(f"deleted the stored offsets of {names.source_connector}")
+        if connect.delete(names.source_connector):
+            done.append(f"deleted connector {names.source_connector}")
     if kafka_bootstrap:
         done_kafka, left_kafka = _kafka_parts(kafka_bootstrap, names, delete_topics)
         done += done_kafka

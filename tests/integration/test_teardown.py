@@ -101,3 +101,63 @@ def test_teardown_with_the_source_down_removes_the_rest_and_names_what_is_left(s
         assert f"dropped replication slot cdc_{name}" in again.stdout
         assert "restored the default replica identity of public.docs" in again.stdout
         assert connect.get_config(f"{name}-source") is None
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_pipeline_created_again_under_the_same_name_starts_fresh(stack, connect, tmp_path, kind):
+    """Connect keeps a deleted connector's offsets; teardown deletes them, so the same pipeline
+    materialized again starts from its new slot (or binlog position), not from the old one."""
+    from tests.integration.test_pipeline_replication import _teardown
+    from tests.support import mariadb_connect, mariadb_database, wait_for_equal
+
+    name = unique("again")
+    database = pg_database if kind == "postgresql" else mariadb_database
+    with database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+
+        def source_sql(statement: str) -> None:
+            if kind == "postgresql":
+                with pg_connect(stack, src) as conn:
+                    conn.execute(statement)
+                return
+            conn = mariadb_connect(stack, src)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(statement)
+                conn.commit()
+            finally:
+                conn.close()
+
+        def source_rows():
+            if kind == "postgresql":
+                return pg_connect(stack, src).execute("SELECT id, v FROM t ORDER BY 1").fetchall()
+            conn = mariadb_connect(stack, src)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT id, v FROM t ORDER BY 1")
+                    return [tuple(r) for r in cur.fetchall()]
+            finally:
+                conn.close()
+
+        source_sql("CREATE TABLE t (id int PRIMARY KEY, v int)")
+        source_sql("INSERT INTO t VALUES (1, 1)")
+        schema = "public" if kind == "postgresql" else src
+        specs = write_specs(tmp_path, {"src": connection(stack, kind, src), "tgt": connection(stack, "postgresql", tgt)},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": [f"{schema}.t"]}}])  # fmt: skip
+
+        def target_rows():
+            return pg_connect(stack, tgt).execute("SELECT id, v FROM replica.t ORDER BY 1").fetchall()
+
+        try:
+            materialize(stack, specs, name)
+            source_sql("INSERT INTO t VALUES (2, 2)")
+            wait_for_equal(source_rows, target_rows)
+            _teardown(stack, connect, specs, name)
+            source_sql("INSERT INTO t VALUES (3, 3)")  # while nothing is deployed
+            materialize(stack, specs, name)  # copies again, then streams from the new position
+            source_sql("INSERT INTO t VALUES (4, 4)")
+            wait_for_equal(source_rows, target_rows)
+            status = connect.status(f"{name}-source") or {}
+            assert [t["state"] for t in status.get("tasks", [])] == ["RUNNING"], status
+        finally:
+            _teardown(stack, connect, specs, name)
