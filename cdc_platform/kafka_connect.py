@@ -136,12 +136,24 @@ class KafkaConnectResource(ConfigurableResource):
         }
         raise ConnectorConfigInvalid(name, errors)
 
-    def put_config(self, name: str, config: dict[str, str]) -> str:
-        """Create or update; returns ``created``, ``updated`` or ``unchanged`` (no call made)."""
+    def put_config(self, name: str, config: dict[str, str], *, fresh_offsets: bool = False) -> str:
+        """Create or update; returns ``created``, ``updated`` or ``unchanged`` (no call made).
+
+        ``fresh_offsets``: a connector that does not exist yet is created STOPPED, any offsets an
+        earlier connector of the same name left in Connect's offset topic are deleted, and then it
+        starts. A source connector must start from the position its pipeline just set up, never
+        from one a deleted namesake stored.
+        """
         current = self.get_config(name)
         desired = {**config, "name": name}
         if current is not None and current == desired:
             return "unchanged"
+        if current is None and fresh_offsets:
+            self._request("POST", "/connectors", connector=name,
+                          json={"name": name, "config": desired, "initial_state": "STOPPED"})  # fmt: skip
+            self._request("DELETE", f"{self._path(name)}/offsets", connector=name)
+            self.resume(name)
+            return "created"
         self._request("PUT", f"{self._path(name)}/config", connector=name, json=desired)
         return "created" if current is None else "updated"
 
@@ -166,7 +178,9 @@ class KafkaConnectResource(ConfigurableResource):
         deadline = time.monotonic() + timeout
         while (self.status(name) or {}).get("connector", {}).get("state") != "STOPPED":
             if time.monotonic() > deadline:
-                raise KafkaConnectError(f"connector {name!r} did not stop within {timeout:.0f} s", connector=name)
+                raise KafkaConnectError(
+                    f"connector {name!r} did not stop within {timeout:.0f} s", connector=name
+                )
             time.sleep(0.3)
         self._request("DELETE", f"{self._path(name)}/offsets", connector=name)
 

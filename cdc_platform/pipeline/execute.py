@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from cdc_platform.connectors.source import SOURCE_CLASSES
 from cdc_platform.db import engine_for, mysql_connect, pg_connect
 from cdc_platform.kafka_admin import ensure_topics
 from cdc_platform.kafka_connect import KafkaConnectResource
@@ -80,7 +81,8 @@ def deploy_connector(connect: KafkaConnectResource, config: dict[str, str], log:
     name = config["name"]
     current = connect.get_config(name)
     connect.validate(config)
-    action = connect.put_config(name, config)
+    is_source = config.get("connector.class") in SOURCE_CLASSES.values()
+    action = connect.put_config(name, config, fresh_offsets=is_source)
     diff = config_diff(current, {**config, "name": name}) if action == "updated" else {}
     if action == "unchanged":
         status = connect.status(name) or {}
