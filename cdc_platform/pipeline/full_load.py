@@ -297,8 +297,7 @@ def _session_watchdog(dconn, dst, specs_dir: Path, cut_reasons: list[str], every
                         "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s", (session,)
                     )
                     if cur.fetchone()[0] == 0:
-                        cut(f"the loading session {session} on {dst.name} ended mid-copy (killed, or "
-                            "the server restarted); nothing of this copy was committed")  # fmt: skip
+                        cut(ended)
                         return
         except Exception as exc:  # noqa: BLE001 - as above
             if not stop.is_set():
@@ -306,10 +305,30 @@ def _session_watchdog(dconn, dst, specs_dir: Path, cut_reasons: list[str], every
         finally:
             admin.close()
 
+    def last_look() -> None:
+        # the server may close a killed session's socket before the next look: then the client
+        # fails on its own (pymysql even with an AttributeError), and this says why
+        with contextlib.suppress(Exception):
+            admin = mysql_connect(dst, specs_dir, database="", autocommit=True, connect_timeout=5)
+            try:
+                with admin.cursor() as cur:
+                    cur.execute("SELECT COUNT(*) FROM information_schema.processlist "
+                                "WHERE id = %s AND command <> 'Killed'", (session,))  # fmt: skip
+                    if cur.fetchone()[0] == 0 and not cut_reasons:
+                        cut_reasons.append(ended)
+            finally:
+                admin.close()
+
+    ended = (f"the loading session {session} on {dst.name} ended mid-copy (killed, or the server "
+             "restarted); nothing of this copy was committed")  # fmt: skip
     watcher = threading.Thread(target=watch, name="load watchdog", daemon=True)
     watcher.start()
     try:
         yield
+    except BaseException:
+        if not cut_reasons:
+            last_look()
+        raise
     finally:
         stop.set()
         watcher.join(timeout=every + 5)

@@ -3,6 +3,7 @@ a MySQL/MariaDB table leaves its previous rows in place."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -187,3 +188,26 @@ def test_killing_the_mariadb_source_session_mid_copy_ends_the_copy(stack, tmp_pa
             copy_table(specs.connection("src"), specs.connection("tgt"), CopyJob(table, schema, "big"),
                        specs.directory, log=lambda _m: None)  # fmt: skip
         assert time.monotonic() - started < 30
+
+
+def test_a_session_killed_before_the_watchdog_looked_is_still_named(stack, tmp_path):
+    """The server may close a killed session's socket at once: pymysql then fails on its own (with
+    an AttributeError from its closed socket) before the watchdog's next look. The error must still
+    say that the loading session ended."""
+    from cdc_platform.db import mysql_connect
+    from cdc_platform.pipeline.full_load import _session_watchdog
+
+    with mariadb_database(stack, "tgt") as tgt:
+        specs = write_specs(tmp_path, {"tgt": connection(stack, "mariadb", tgt)}, [])
+        dst = specs.connection("tgt")
+        dconn = mysql_connect(dst, specs.directory)
+        try:
+            with mariadb_connect(stack) as admin, admin.cursor() as cur:
+                cur.execute(f"KILL {int(dconn.thread_id())}")
+            cut: list[str] = []
+            with pytest.raises(AttributeError), _session_watchdog(dconn, dst, specs.directory, cut, every=60):
+                raise AttributeError("'NoneType' object has no attribute 'sendall'")
+            assert cut and "ended mid-copy" in cut[0] and str(dconn.thread_id()) in cut[0]
+        finally:
+            with contextlib.suppress(Exception):
+                dconn.close()

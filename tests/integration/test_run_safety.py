@@ -138,7 +138,7 @@ def test_a_rollback_that_fails_keeps_the_deploy_error_as_its_cause(stack, connec
         def get_config(self, name):
             return None
 
-        def put_config(self, name, config):
+        def put_config(self, name, config, **kwargs):
             return "created"
 
         def wait_running(self, name, *, timeout=90.0, settle=3.0):
