@@ -72,6 +72,27 @@ def mariadb_database(stack: StackSettings, prefix: str):
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+def mariadb_rows(stack: StackSettings, database: str, query: str) -> list[tuple]:
+    """Every row of ``query`` on a stack MariaDB database, as plain tuples (comparable with psycopg's)."""
+    conn = mariadb_connect(stack, database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return [tuple(r) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def pg_inserter(stack: StackSettings, database: str, table: str = "t"):
+    """A writer step for ``SlowWriter``: insert row ``i`` (``i``, ``'row i'``) into ``table``."""
+
+    def write(i: int) -> None:
+        with pg_connect(stack, database) as conn:
+            conn.execute(f"INSERT INTO {table} VALUES (%s, %s)", (i, f"row {i}"))
+
+    return write
+
+
 def wait_for_equal(
     read_source: Callable[[], list], read_target: Callable[[], list], *, timeout: float = 120.0
 ) -> list:

@@ -17,7 +17,15 @@ from cdc_platform.component import CdcPipelineComponent
 from cdc_platform.health.connect_sensor import CHECK_NAME
 from tests.integration.test_pipeline_replication import _teardown
 from tests.pipeline_support import connection, materialize, write_specs
-from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
+from tests.support import (
+    mariadb_database,
+    mariadb_rows,
+    pg_connect,
+    pg_database,
+    pg_inserter,
+    unique,
+    wait_for_equal,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -188,11 +196,7 @@ def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, c
         defs = component_defs(specs, grace_seconds=0)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
 
-        def write(i: int) -> None:
-            with pg_connect(stack, src) as conn:
-                conn.execute("INSERT INTO t VALUES (%s, %s)", (i, f"row {i}"))
-
-        writer = SlowWriter(write, 1)
+        writer = SlowWriter(pg_inserter(stack, src), 1)
         try:
             materialize(stack, specs, name, assets=assets, instance=instance)
             ticker = Ticker(defs, instance, connect)
@@ -238,11 +242,7 @@ def test_target_database_stopped_for_a_minute_loses_no_row(stack, connect, tmp_p
         defs = component_defs(specs, restart_first_delay_seconds=10, grace_seconds=0)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
 
-        def write(i: int) -> None:
-            with pg_connect(stack, src) as conn:
-                conn.execute("INSERT INTO t VALUES (%s, %s)", (i, f"row {i}"))
-
-        writer = SlowWriter(write, 1)
+        writer = SlowWriter(pg_inserter(stack, src), 1)
         try:
             materialize(stack, specs, name, assets=assets, instance=instance)
             ticker = Ticker(defs, instance, connect)
@@ -259,17 +259,8 @@ def test_target_database_stopped_for_a_minute_loses_no_row(stack, connect, tmp_p
             writer.join()
             ticker.until(lambda e: "sink_connector" in e and e["sink_connector"].passed, timeout=180, every=5)
 
-            def target_rows():
-                conn = mariadb_connect(stack, tgt)
-                try:
-                    with conn.cursor() as cur:
-                        cur.execute("SELECT id, v FROM t ORDER BY 1")
-                        return [tuple(r) for r in cur.fetchall()]
-                finally:
-                    conn.close()
-
             wait_for_equal(lambda: [tuple(r) for r in pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall()],
-                           target_rows, timeout=180)  # fmt: skip
+                           lambda: mariadb_rows(stack, tgt, "SELECT id, v FROM t ORDER BY 1"), timeout=180)  # fmt: skip
             print(
                 f"target stopped 60 s; {writer.next_id - 1} rows written; sink restarts by the sensor: "
                 f"{ticker.memory(f'{name}-sink')['restarts']}"

@@ -108,7 +108,7 @@ def test_a_pipeline_created_again_under_the_same_name_starts_fresh(stack, connec
     """Connect keeps a deleted connector's offsets; teardown deletes them, so the same pipeline
     materialized again starts from its new slot (or binlog position), not from the old one."""
     from tests.integration.test_pipeline_replication import _teardown
-    from tests.support import mariadb_connect, mariadb_database, wait_for_equal
+    from tests.support import mariadb_connect, mariadb_database, mariadb_rows, wait_for_equal
 
     name = unique("again")
     database = pg_database if kind == "postgresql" else mariadb_database
@@ -130,13 +130,7 @@ def test_a_pipeline_created_again_under_the_same_name_starts_fresh(stack, connec
         def source_rows():
             if kind == "postgresql":
                 return pg_connect(stack, src).execute("SELECT id, v FROM t ORDER BY 1").fetchall()
-            conn = mariadb_connect(stack, src)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT id, v FROM t ORDER BY 1")
-                    return [tuple(r) for r in cur.fetchall()]
-            finally:
-                conn.close()
+            return mariadb_rows(stack, src, "SELECT id, v FROM t ORDER BY 1")
 
         source_sql("CREATE TABLE t (id int PRIMARY KEY, v int)")
         source_sql("INSERT INTO t VALUES (1, 1)")
