@@ -16,10 +16,16 @@ import dagster as dg
 from dagster._core.definitions.metadata import TableMetadataSet
 
 from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
-from cdc_platform.connectors import TableRef, topic_name
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.execute import run_pipeline
-from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, build_plan, config_hash, target_name
+from cdc_platform.pipeline.plan import (
+    PipelineNames,
+    PipelinePlan,
+    build_plan,
+    config_hash,
+    table_topic,
+    target_table_name,
+)
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.rules import describe_rules
@@ -139,16 +145,14 @@ def build_pipeline_assets(
     externals: list[dg.AssetSpec] = []
     for qualified in qualified_names:
         table = catalog.table(qualified) if catalog else None
-        tname = target_name(spec, table) if table else _named_target(spec, qualified)
+        tname = target_table_name(spec, qualified)
         rules = None
         if table is not None:
             described = {c.name: describe_rules(source_kind, target_kind, c.type) for c in table.columns}
             rules = "; ".join(f"{n}: {r}" for n, r in sorted(described.items()) if r) or None
         table_meta = {**base_meta, "value_rules": rules}
         if spec.streams:
-            schema, bare = qualified.split(".")
-            topic = topic_name(source_kind, names.topic_prefix, str(specs.connection(spec.source).database),
-                               TableRef(schema, bare))  # fmt: skip
+            topic = table_topic(specs.connection(spec.source), names, qualified)
             table_meta.update(source_connector=names.source_connector, sink_connector=names.sink_connector,
                               topic=topic)  # fmt: skip
         props = CdcAssetProps("target_table", qualified=qualified, table=table, target_table=tname,
@@ -251,11 +255,6 @@ def build_pipeline_assets(
                 )  # fmt: skip
 
     return _pipeline, externals
-
-
-def _named_target(spec, qualified: str) -> str:
-    override = spec.overrides.get(qualified)
-    return override.target_name if override and override.target_name else qualified.split(".")[1]
 
 
 def build_all_assets(

@@ -12,9 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from cdc_platform.connectors import TableRef, topic_name
 from cdc_platform.health.metrics_store import Sample
-from cdc_platform.pipeline.plan import PipelineNames
+from cdc_platform.pipeline.plan import PipelineNames, table_topic, target_table_name
 from cdc_platform.schema.model import Table
 from cdc_platform.specs.loader import Specs
 
@@ -56,13 +55,7 @@ def pipeline_watch(specs: Specs, name: str, tables: list[Table] | None) -> Pipel
     names = PipelineNames(name)
     watches = []
     for q in qualified:
-        schema, table = q.split(".")
-        override = spec.overrides.get(q)
-        target = override.target_name if override and override.target_name else table
-        topic = topic_name(
-            source.kind.value, names.topic_prefix, str(source.database), TableRef(schema, table)
-        )
-        watches.append(TableWatch(q, topic, target))
+        watches.append(TableWatch(q, table_topic(source, names, q), target_table_name(spec, q)))
     slot = names.slot if source.kind.value == "postgresql" else None
     return PipelineWatch(name, tuple(watches), f"connect-{names.sink_connector}", slot)
 

@@ -65,8 +65,19 @@ class PipelineNames:
 
 
 def target_name(pipeline: PipelineSpec, table: Table) -> str:
-    override = pipeline.overrides.get(table.qualified)
-    return override.target_name if override and override.target_name else table.name
+    return target_table_name(pipeline, table.qualified)
+
+
+def target_table_name(pipeline: PipelineSpec, qualified: str) -> str:
+    """The target table a source ``schema.table`` lands in: its override's name, else its own."""
+    override = pipeline.overrides.get(qualified)
+    return override.target_name if override and override.target_name else qualified.split(".", 1)[1]
+
+
+def table_topic(source: ConnectionSpec, names: PipelineNames, qualified: str) -> str:
+    """The topic the pipeline's source connector writes ``schema.table``'s changes to."""
+    schema, table = qualified.split(".", 1)
+    return topic_name(source.kind.value, names.topic_prefix, str(source.database), TableRef(schema, table))
 
 
 def endpoint(conn: ConnectionSpec, specs_dir: Path) -> DatabaseEndpoint:
