@@ -134,7 +134,9 @@ def build_pipeline_assets(
     plan = stored_plan(specs, loaded, catalog)
     ddl_by_table = {}
     if plan is not None:
-        ddl_by_table = {t.qualified: ddl for t, ddl in zip(plan.tables, plan.ddl[1:], strict=True)}
+        ddl_by_table = {
+            t.qualified: ddl for t, ddl in zip(plan.tables, plan.ddl[1 : 1 + len(plan.tables)], strict=True)
+        }
     common = {"pipeline": spec, "source_kind": source_kind, "target_kind": target_kind}
     base_meta = {"pipeline": spec.name, "source_connection": spec.source, "target_connection": spec.target}
     if catalog is not None:

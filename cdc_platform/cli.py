@@ -363,7 +363,7 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
         latest = store.latest(name) if store else {}
         row: dict = {"pipeline": name, "connectors": {}, "metrics": {}}
         for (subject, metric), (ts, value) in latest.items():
-            if subject in ("sink", "source"):
+            if subject in ("sink", "source", "pipeline"):
                 row["metrics"][f"{subject}.{metric}"] = value
                 row["metrics_at"] = max(row.get("metrics_at", 0), ts)
         if not specs.pipelines[name].spec.streams:
@@ -396,6 +396,9 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
             figures = []
             if "sink.lag_messages" in m:
                 figures.append(f"lag {int(m['sink.lag_messages']):,} messages")
+            if "pipeline.latency_seconds" in m:
+                figures.append(f"latency {m['pipeline.latency_seconds']:.2f} s "
+                               f"(last heartbeat {m['pipeline.heartbeat_age_seconds']:.0f} s old)")  # fmt: skip
             if "source.slot_retained_wal_bytes" in m:
                 figures.append(f"slot retains {m['source.slot_retained_wal_bytes'] / 2**20:,.0f} MiB WAL")
                 if m.get("source.slot_wal_status_ok") == 0:

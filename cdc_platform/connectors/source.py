@@ -35,7 +35,8 @@ class SourceOptions:
     #: PostgreSQL: logical replication slot and publication (created by the pipeline, not by Debezium)
     slot_name: str | None = None
     publication_name: str | None = None
-    #: a heartbeat keeps an idle PostgreSQL slot's confirmed LSN moving, so it does not retain WAL
+    #: the action query writes the pipeline's heartbeat row (cdc_platform/pipeline/heartbeat.py): it
+    #: measures latency and keeps an idle PostgreSQL slot's confirmed LSN moving
     heartbeat_interval_ms: int = 10_000
     heartbeat_action_query: str | None = None
     #: MySQL/MariaDB/SQL Server: unique replication client id and schema-history topic
@@ -92,8 +93,6 @@ def debezium_source_config(
                 "slot.drop.on.stop": "false",
             }
         )
-        if options.heartbeat_action_query:
-            config["heartbeat.action.query"] = options.heartbeat_action_query
     else:
         if not options.kafka_bootstrap or not options.schema_history_topic:
             raise ValueError(f"source {name!r} needs kafka_bootstrap and schema_history_topic")
@@ -112,6 +111,9 @@ def debezium_source_config(
             if options.server_id is None:
                 raise ValueError(f"{endpoint.kind} source {name!r} needs a server_id")
             config["database.server.id"] = str(options.server_id)
+            # a binlog connector checks its heartbeat only when an event arrives; on an idle server
+            # the events are the server's own heartbeats, sent every 0.8 x this interval
+            config["connect.keep.alive.interval.ms"] = str(options.heartbeat_interval_ms)
             config["database.include.list"] = ",".join(sorted({t.schema for t in tables}))
         else:  # sqlserver
             config["database.names"] = endpoint.database
@@ -126,6 +128,8 @@ def debezium_source_config(
     if endpoint.kind in ("mysql", "mariadb"):
         # two-digit-year guessing would turn 0001-01-01 into 2001-01-01
         config["enable.time.adjuster"] = "false"
+    if options.heartbeat_action_query:
+        config["heartbeat.action.query"] = options.heartbeat_action_query
     if options.signal_table:
         config["signal.data.collection"] = (
             f"{endpoint.database}.{options.signal_table}"

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cdc_platform.health.metrics_store import Sample
-from cdc_platform.pipeline.plan import PipelineNames, table_topic, target_table_name
+from cdc_platform.pipeline.heartbeat import Heartbeat
+from cdc_platform.pipeline.plan import PipelineNames, heartbeat_of, table_topic, target_table_name
 from cdc_platform.schema.model import Table
 from cdc_platform.specs.loader import Specs
 
@@ -35,6 +36,7 @@ class PipelineWatch:
     tables: tuple[TableWatch, ...]
     sink_group: str
     slot: str | None
+    heartbeat: Heartbeat | None = None
 
 
 @dataclass
@@ -50,14 +52,18 @@ def pipeline_watch(specs: Specs, name: str, tables: list[Table] | None) -> Pipel
     spec = specs.pipelines[name].spec
     if not spec.streams:
         return None
-    source = specs.connection(spec.source)
+    source, target = specs.connection(spec.source), specs.connection(spec.target)
     qualified = [t.qualified for t in tables] if tables else list(spec.tables.names)
     names = PipelineNames(name)
     watches = []
     for q in qualified:
         watches.append(TableWatch(q, table_topic(source, names, q), target_table_name(spec, q)))
     slot = names.slot if source.kind.value == "postgresql" else None
-    return PipelineWatch(name, tuple(watches), f"connect-{names.sink_connector}", slot)
+    schemas = {q.split(".", 1)[0] for q in qualified} | (
+        {spec.tables.schema_} if spec.tables.schema_ else set()
+    )
+    beat = heartbeat_of(spec, source, target, sorted(schemas))
+    return PipelineWatch(name, tuple(watches), f"connect-{names.sink_connector}", slot, beat)
 
 
 def kafka_offsets(
@@ -148,6 +154,35 @@ def row_estimates(specs: Specs, name: str, tables: tuple[TableWatch, ...]) -> di
     return {wanted[r[0]]: float(r[1] or 0) for r in rows if r[0] in wanted}
 
 
+def heartbeat_figures(specs: Specs, name: str, beat: Heartbeat) -> dict[str, float]:
+    """Latency of the latest heartbeat and its age, read on the target (see the heartbeat module)."""
+    spec = specs.pipelines[name].spec
+    target = specs.connection(spec.target)
+    kind = target.kind.value
+    if kind == "postgresql":
+        from cdc_platform.db import pg_connect
+
+        with pg_connect(target, specs.directory, autocommit=True, connect_timeout=DB_TIMEOUT_SECONDS) as conn:
+            row = conn.execute(beat.reading_sql(kind), (name,)).fetchone()
+    else:
+        from cdc_platform.db import mysql_connect
+
+        conn = mysql_connect(target, specs.directory, database="", connect_timeout=DB_TIMEOUT_SECONDS)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(beat.reading_sql(kind), (name,))
+                row = cur.fetchone()
+        finally:
+            conn.close()
+    if row is None:
+        return {}  # no heartbeat has arrived yet
+    ts_ms, applied_ms, now_ms = (int(v) for v in row)
+    return {
+        "latency_seconds": max(applied_ms - ts_ms, 0) / 1000,
+        "heartbeat_age_seconds": max(now_ms - ts_ms, 0) / 1000,
+    }
+
+
 def collect(
     specs: Specs,
     watches: list[PipelineWatch],
@@ -201,6 +236,9 @@ def collect(
         try:
             for qualified, rows in row_estimates(specs, w.pipeline, w.tables).items():
                 add(w.pipeline, qualified, "target_rows_estimate", rows)
+            if w.heartbeat is not None:
+                for metric, value in heartbeat_figures(specs, w.pipeline, w.heartbeat).items():
+                    add(w.pipeline, "pipeline", metric, value)
         except Exception as exc:  # noqa: BLE001 - reported per pipeline and part
             figures[w.pipeline].errors["target"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
 

@@ -19,6 +19,8 @@ from cdc_platform.health.metrics_store import MetricsStore
 #: samples older than this are pruned by each collection
 RETENTION_SECONDS = 7 * 24 * 3600
 TABLE_METRICS = ("lag_messages", "captured_per_second", "applied_per_second")
+#: per pipeline, measured through its heartbeat table; shown on every table and on the sink
+PIPELINE_METRICS = ("latency_seconds", "heartbeat_age_seconds")
 SLOT_METRICS = ("slot_active", "slot_retained_wal_bytes", "slot_flush_lag_bytes", "slot_safe_wal_size_bytes",
                 "slot_wal_status_ok")  # fmt: skip
 
@@ -36,8 +38,10 @@ class WatchedAssets:
 def observations(w: WatchedAssets, samples, errors: dict[str, str]) -> list[dg.AssetObservation]:
     values: dict[tuple[str, str], float] = {(s.subject, s.metric): s.value for s in samples}
     events = []
+    pipeline = {m: values[("pipeline", m)] for m in PIPELINE_METRICS if ("pipeline", m) in values}
     for qualified, key in w.tables.items():
         metadata: dict = {m: values[(qualified, m)] for m in TABLE_METRICS if (qualified, m) in values}
+        metadata.update(pipeline)
         if (qualified, "lag_messages") in values:
             metadata["lag_messages"] = int(values[(qualified, "lag_messages")])
         if (qualified, "target_rows_estimate") in values:
@@ -46,9 +50,10 @@ def observations(w: WatchedAssets, samples, errors: dict[str, str]) -> list[dg.A
             metadata["collection_errors"] = dg.MetadataValue.json(errors)
         if metadata:
             events.append(dg.AssetObservation(asset_key=key, metadata=metadata))
-    sink = (
+    sink: dict = (
         {"lag_messages": int(values[("sink", "lag_messages")])} if ("sink", "lag_messages") in values else {}
     )
+    sink.update(pipeline)
     if "kafka" in errors:
         sink["collection_error"] = errors["kafka"]
     if sink:

@@ -68,8 +68,35 @@ def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
 
             for stmt in plan.ddl:
                 conn.execute(sa.text(stmt))
-    log(f"target schema {plan.spec.target_schema}: {len(plan.ddl) - 1} tables ensured")
+    beat = " and the heartbeat table" if plan.heartbeat else ""
+    log(f"target schema {plan.spec.target_schema}: {len(plan.tables)} tables{beat} ensured")
     return list(plan.ddl)
+
+
+def ensure_source_heartbeat(plan: PipelinePlan, specs_dir: Path, log: Log) -> None:
+    """Create the heartbeat table on the source, before anything captures or publishes it."""
+    beat, kind = plan.heartbeat, plan.source.kind.value
+    if beat is None:
+        return
+    try:
+        if kind == "postgresql":
+            with pg_connect(plan.source, specs_dir, autocommit=True) as conn:
+                conn.execute(beat.source_ddl(kind))
+        else:
+            conn = mysql_connect(plan.source, specs_dir, database="", autocommit=True)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(beat.source_ddl(kind))
+            finally:
+                conn.close()
+    except Exception as exc:
+        raise RuntimeError(
+            f"pipeline {plan.spec.name}: could not create its heartbeat table {beat.source_qualified} on "
+            f"source {plan.source.name} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            f"Grant CREATE on {beat.source_schema} to {plan.source.username}, or set "
+            "options.heartbeat_table: false in the pipeline spec (no latency figure then)"
+        ) from exc
+    log(f"heartbeat table {beat.source_qualified} ensured on the source")
 
 
 def deploy_connector(connect: KafkaConnectResource, config: dict[str, str], log: Log) -> ConnectorResult:
@@ -124,9 +151,8 @@ def extend_capture(plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectRes
         return []
     ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes], plan.spec.options.max_event_bytes)
     if plan.source.kind.value == "postgresql":
-        handoff.ensure_slot(
-            plan.source, specs_dir, names.slot, names.publication, list(plan.tables), switched
-        )
+        handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, list(plan.tables), switched,
+                            plan.published_extra)  # fmt: skip
     deploy_connector(connect, with_recorded_tables(plan.source_config, current, switched), log)
     log(f"capture extended to {', '.join(added)} before copying them")
     return added
@@ -167,6 +193,9 @@ def run_pipeline(
                 connect.validate(config)
     if schema:
         result.ddl = apply_ddl(plan, specs_dir, log)
+    if spec.streams and (source or copy):
+        # the copy's path creates the publication (PostgreSQL), which names the heartbeat table
+        ensure_source_heartbeat(plan, specs_dir, log)
     if (source or sink) and plan.routes:
         result.topics = ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes],
                                       spec.options.max_event_bytes)  # fmt: skip
@@ -213,7 +242,8 @@ def run_pipeline(
                 result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
         elif copy and spec.streams and src_kind == "postgresql":
             with handoff.exported_snapshot(plan.source, specs_dir, names.slot, names.publication, tables,
-                                           recreate=True, switched=switched) as snapshot:  # fmt: skip
+                                           recreate=True, switched=switched,
+                                           extra=plan.published_extra) as snapshot:  # fmt: skip
                 log(f"slot {names.slot} created; copying under exported snapshot {snapshot}")
                 result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
                                             snapshot=snapshot, log=log, batch_size=spec.options.batch_size)  # fmt: skip
@@ -231,7 +261,8 @@ def run_pipeline(
         if source and "source" not in result.connectors:
             assert connect is not None and plan.source_config is not None
             if src_kind == "postgresql":
-                handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, tables, switched)
+                handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, tables, switched,
+                                    plan.published_extra)  # fmt: skip
             config = with_recorded_tables(
                 plan.source_config, connect.get_config(names.source_connector), switched
             )
@@ -247,7 +278,8 @@ def run_pipeline(
             )
             try:
                 teardown_pipeline(spec.name, connect, log, source=plan.source, specs_dir=specs_dir,
-                                  kafka_bootstrap=plan.kafka_bootstrap or None, replica_identity=switched)  # fmt: skip
+                                  kafka_bootstrap=plan.kafka_bootstrap or None, replica_identity=switched,
+                                  heartbeat=plan.heartbeat)  # fmt: skip
             except Exception as rollback_failure:
                 # the deploy's own error stays the cause; the rollback's is reported beside it
                 raise DeployRollbackFailed(

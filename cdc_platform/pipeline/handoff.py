@@ -31,14 +31,17 @@ class HandoffError(RuntimeError):
 
 
 def ensure_publication(
-    conn: psycopg.Connection, publication: str, tables: list[Table], switched: set[str] | None = None
-) -> None:
+    conn: psycopg.Connection, publication: str, tables: list[Table], switched: set[str] | None = None,
+    extra: tuple[str, ...] = (),
+) -> None:  # fmt: skip
     """Create the publication, or set its table list; and make TOAST-safe replica identities.
 
     Tables this call moves from the default replica identity to FULL are added to ``switched``, so
-    the platform can record them and teardown can put them back.
+    the platform can record them and teardown can put them back. ``extra`` names further
+    ``schema.table``s published as they are (the pipeline's heartbeat table).
     """
-    table_list = ", ".join(qualified("postgresql", t.schema, t.name) for t in tables)
+    names = [(t.schema, t.name) for t in tables] + [tuple(q.split(".", 1)) for q in extra]
+    table_list = ", ".join(qualified("postgresql", schema, name) for schema, name in names)
     exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
     verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
     conn.execute(verb.format(quote("postgresql", publication), table_list))
@@ -87,10 +90,11 @@ def exported_snapshot(
     *,
     recreate: bool,
     switched: set[str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """Yield a snapshot name consistent with the new slot's start; the slot outlives the block."""
     with pg_connect(source, specs_dir, autocommit=True) as admin:
-        ensure_publication(admin, publication, tables, switched)
+        ensure_publication(admin, publication, tables, switched, extra)
         if slot_exists(admin, slot):
             if not recreate:
                 raise HandoffError(
@@ -118,10 +122,11 @@ def ensure_slot(
     publication: str,
     tables: list[Table],
     switched: set[str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> None:
     """cdc_only: publication and slot without a copy (changes from now on)."""
     with pg_connect(source, specs_dir, autocommit=True) as admin:
-        ensure_publication(admin, publication, tables, switched)
+        ensure_publication(admin, publication, tables, switched, extra)
         if not slot_exists(admin, slot):
             admin.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
 

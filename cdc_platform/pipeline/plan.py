@@ -20,6 +20,12 @@ from cdc_platform.connectors import (
     jdbc_sink_config,
     topic_name,
 )
+from cdc_platform.pipeline.heartbeat import (
+    HEARTBEAT_TABLE_KEY,
+    SUPPORTED_SOURCES,
+    SUPPORTED_TARGETS,
+    Heartbeat,
+)
 from cdc_platform.schema.ddl import create_schema_sql, create_table_sql
 from cdc_platform.schema.model import CopyJob, Table
 from cdc_platform.schema.rules import describe_rules
@@ -106,8 +112,16 @@ class PipelinePlan:
     source_config: dict[str, str] | None
     sink_config: dict[str, str] | None
     kafka_bootstrap: str = ""
-    #: source topic -> target table, one per replicated table (empty when the pipeline does not stream)
+    #: source topic -> target table, one per replicated table and the heartbeat table (empty when
+    #: the pipeline does not stream)
     routes: tuple[tuple[str, str], ...] = ()
+    #: the pipeline's heartbeat table (see :mod:`cdc_platform.pipeline.heartbeat`), when it streams
+    heartbeat: Heartbeat | None = None
+
+    @property
+    def published_extra(self) -> tuple[str, ...]:
+        """Source tables captured beside the pipeline's own: its heartbeat table."""
+        return (self.heartbeat.source_qualified,) if self.heartbeat else ()
 
     @property
     def jobs(self) -> list[CopyJob]:
@@ -129,8 +143,12 @@ def build_plan(
     ]
     source_config = sink_config = None
     routes: dict[str, str] = {}
+    beat = heartbeat_of(pipeline, source, target, [t.schema for t in tables])
+    if beat is not None:
+        ddl += beat.target_ddl(kind)
     if pipeline.streams:
         refs = [TableRef(t.schema, t.name) for t in tables]
+        captured = refs + ([TableRef(beat.source_schema, beat.table)] if beat else [])
         options = SourceOptions(
             topic_prefix=names.topic_prefix,
             snapshot_mode="no_data",
@@ -142,10 +160,13 @@ def build_plan(
             schema_history_topic=names.schema_history_topic,
             max_event_bytes=pipeline.options.max_event_bytes,
             target_kind=target.kind.value,
+            heartbeat_action_query=beat.action_query(source.kind.value) if beat else None,
         )
         source_config = debezium_source_config(
-            names.source_connector, endpoint(source, specs.directory), refs, options
+            names.source_connector, endpoint(source, specs.directory), captured, options
         )
+        if beat is not None:
+            source_config[HEARTBEAT_TABLE_KEY] = beat.source_qualified
         declared = [t for t in tables if t.declared_key]
         if declared:
             source_config["message.key.columns"] = ";".join(
@@ -157,6 +178,9 @@ def build_plan(
             )
             for ref, t in zip(refs, tables, strict=True)
         }
+        if beat is not None:
+            ref = TableRef(beat.source_schema, beat.table)
+            routes[topic_name(source.kind.value, names.topic_prefix, str(source.database), ref)] = beat.table
         sink_config = jdbc_sink_config(
             names.sink_connector,
             endpoint(target, specs.directory),
@@ -168,8 +192,22 @@ def build_plan(
         )
     return PipelinePlan(
         pipeline, source, target, tuple(tables), names, tuple(ddl), source_config, sink_config,
-        kafka_bootstrap, tuple(routes.items()),
+        kafka_bootstrap, tuple(routes.items()), beat,
     )  # fmt: skip
+
+
+def heartbeat_of(
+    pipeline: PipelineSpec, source: ConnectionSpec, target: ConnectionSpec, schemas: list[str]
+) -> Heartbeat | None:
+    """The pipeline's heartbeat table, in the first of its tables' schemas, when the engines allow one.
+
+    That schema is one the pipeline's source user already reads and Debezium already captures
+    (MySQL/MariaDB: a database in ``database.include.list``)."""
+    if not (pipeline.streams and pipeline.options.heartbeat_table and schemas):
+        return None
+    if source.kind.value not in SUPPORTED_SOURCES or target.kind.value not in SUPPORTED_TARGETS:
+        return None
+    return Heartbeat(pipeline.name, min(schemas), pipeline.target_schema)
 
 
 def config_hash(config: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline.heartbeat import HEARTBEAT_TABLE_KEY, Heartbeat, heartbeat_from_recorded
 from cdc_platform.pipeline.plan import PipelineNames
 from cdc_platform.specs.models import ConnectionSpec, EnvSecret, FileSecret
 
@@ -66,13 +67,19 @@ def source_from_connector(name: str, config: dict[str, str]) -> ConnectionSpec |
 def teardown_pipeline(
     pipeline: str, connect: KafkaConnectResource, log: Log, *, source: ConnectionSpec | None = None,
     specs_dir: Path | None = None, kafka_bootstrap: str | None = None, delete_topics: bool = False,
-    replica_identity: set[str] | None = None,
+    replica_identity: set[str] | None = None, heartbeat: Heartbeat | None = None,
 ) -> list[str]:  # fmt: skip
     """Remove what the platform deployed for ``pipeline``; raise :class:`TeardownIncomplete` naming
-    whatever could not be removed, after removing everything else."""
+    whatever could not be removed, after removing everything else.
+
+    The source's heartbeat table is dropped too (it is the platform's); its target twin stays with
+    the target data.
+    """
     names, done, left = PipelineNames(pipeline), [], []
     source_config = connect.get_config(names.source_connector)
     tables = sorted(set(recorded_tables(source_config)) | (replica_identity or set()))
+    recorded = (source_config or {}).get(HEARTBEAT_TABLE_KEY)
+    beat = heartbeat_from_recorded(pipeline, recorded) if recorded else heartbeat
     if source is None and source_config is not None:
         source = source_from_connector(pipeline, source_config)
     if connect.delete(names.sink_connector):
@@ -81,7 +88,7 @@ def teardown_pipeline(
     if source is not None and source.kind.value == "postgresql":
         if source_config is not None:
             connect.stop(names.source_connector)  # releases the slot; the config stays readable
-        done_pg, left_pg = _postgres_parts(source, specs_dir or Path.cwd(), names, tables)
+        done_pg, left_pg = _postgres_parts(source, specs_dir or Path.cwd(), names, tables, beat)
         done += done_pg
         left += left_pg
     if left_pg and source_config is not None:
@@ -96,6 +103,10 @@ def teardown_pipeline(
             done.append(f"deleted the stored offsets of {names.source_connector}")
         if connect.delete(names.source_connector):
             done.append(f"deleted connector {names.source_connector}")
+        if beat is not None and source is not None and source.kind.value in ("mysql", "mariadb"):
+            done_beat, left_beat = _mysql_heartbeat(source, specs_dir or Path.cwd(), beat)
+            done += done_beat
+            left += left_beat
     if kafka_bootstrap:
         done_kafka, left_kafka = _kafka_parts(kafka_bootstrap, names, delete_topics)
         done += done_kafka
@@ -109,7 +120,24 @@ def teardown_pipeline(
     return done
 
 
-def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineNames, tables: list[str]):
+def _mysql_heartbeat(source: ConnectionSpec, specs_dir: Path, beat: Heartbeat):
+    from cdc_platform.db import mysql_connect
+
+    try:
+        conn = mysql_connect(source, specs_dir, database="", autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(beat.drop_source_sql(source.kind.value))
+        finally:
+            conn.close()
+        return [f"dropped heartbeat table {beat.source_qualified}"], []
+    except Exception as exc:  # noqa: BLE001 - report what is left, after doing the rest
+        return [], [f"heartbeat table {beat.source_qualified} on {source.host}:{source.port} ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''})"]  # fmt: skip
+
+
+def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineNames, tables: list[str],
+                    beat: Heartbeat | None = None):  # fmt: skip
     from cdc_platform.db import pg_connect
     from cdc_platform.pipeline import handoff
 
@@ -126,6 +154,17 @@ def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineName
                 admin.execute(f"DROP PUBLICATION {quote('postgresql', names.publication)}")
                 done.append(f"dropped publication {names.publication}")
             done += handoff.restore_replica_identity(admin, tables)
+            from cdc_platform.schema.ddl import qualified
+
+            exists = (
+                beat
+                and admin.execute(
+                    "SELECT to_regclass(%s)", (qualified("postgresql", beat.source_schema, beat.table),)
+                ).fetchone()[0]
+            )
+            if beat is not None and exists:
+                admin.execute(beat.drop_source_sql("postgresql"))
+                done.append(f"dropped heartbeat table {beat.source_qualified}")
             return done, []
     except Exception as exc:  # noqa: BLE001 - report what is left, after doing the rest
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from cdc_platform.db import engine_for
+from cdc_platform.pipeline.heartbeat import is_heartbeat_table
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import (
     CanonicalType,
@@ -107,7 +108,13 @@ def discover_pipeline_tables(
             for table in list_tables(engine, sel.schema_):
                 included = any(fnmatch.fnmatchcase(table, pat) for pat in sel.include)
                 excluded = any(fnmatch.fnmatchcase(table, pat) for pat in sel.exclude)
-                if included and not excluded and (sel.schema_, table) not in names:
+                # the platform's own heartbeat tables are never a pipeline's tables
+                if (
+                    included
+                    and not excluded
+                    and not is_heartbeat_table(table)
+                    and (sel.schema_, table) not in names
+                ):
                     names.append((sel.schema_, table))
         if not names:
             raise DiscoveryError(

@@ -208,6 +208,11 @@ class PipelineOptions(Strict):
         default=10_000, ge=1, le=1_000_000, description="Rows per batch in full load and sink"
     )
     heartbeat_interval_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_table: bool = Field(
+        default=True,
+        description="A cdc_heartbeat_<pipeline> table on the source and the target through which the "
+        "end-to-end latency is measured (needs CREATE on the source schema of the first table)",
+    )
     sink_tasks: int = Field(default=1, ge=1, le=64)
     max_event_bytes: int = Field(
         default=DEFAULT_MAX_EVENT_BYTES,
