@@ -38,6 +38,8 @@ class CdcSettingsResource(dg.ConfigurableResource):
 
     specs_dir: str
     kafka_bootstrap: str
+    #: Jolokia agent in the Connect JVM, for Debezium's and Connect's metrics; empty: not read
+    jolokia_url: str = ""
 
 
 class PipelineRunError(RuntimeError):

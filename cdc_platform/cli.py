@@ -399,6 +399,16 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
             if "pipeline.latency_seconds" in m:
                 figures.append(f"latency {m['pipeline.latency_seconds']:.2f} s "
                                f"(last heartbeat {m['pipeline.heartbeat_age_seconds']:.0f} s old)")  # fmt: skip
+            if "source.source_ms_behind" in m and m["source.source_ms_behind"] >= 0:
+                figures.append(f"source read {m['source.source_ms_behind'] / 1000:.1f} s behind its log")
+            if m.get("source.binlog_position_available") == 0:
+                figures.append("BINLOG POSITION PURGED (re-load needed)")
+            elif "source.binlog_behind_bytes" in m:
+                figures.append(f"binlog {m['source.binlog_behind_bytes'] / 2**20:,.1f} MiB unread")
+            if m.get("sink.dlq_messages"):
+                figures.append(f"{int(m['sink.dlq_messages']):,} messages in the dead-letter topic")
+            if m.get("sink.failed_tasks"):
+                figures.append(f"{int(m['sink.failed_tasks'])} sink task(s) failed")
             if "source.slot_retained_wal_bytes" in m:
                 figures.append(f"slot retains {m['source.slot_retained_wal_bytes'] / 2**20:,.0f} MiB WAL")
                 if m.get("source.slot_wal_status_ok") == 0:

@@ -37,13 +37,22 @@ from cdc_platform.translator import CdcTranslator
 
 
 @functools.cache
-def _shared_resources(connect_url: str, specs_dir: str, kafka_bootstrap: str) -> dict:
+def _shared_resources(connect_url: str, specs_dir: str, kafka_bootstrap: str, jolokia_url: str = "") -> dict:
     """One object per setting: Dagster merges component definitions only when shared resources are
     the very same object."""
     return {
         "kafka_connect": KafkaConnectResource(url=connect_url),
-        "cdc_settings": CdcSettingsResource(specs_dir=specs_dir, kafka_bootstrap=kafka_bootstrap),
+        "cdc_settings": CdcSettingsResource(
+            specs_dir=specs_dir, kafka_bootstrap=kafka_bootstrap, jolokia_url=jolokia_url
+        ),
     }
+
+
+def default_jolokia_url() -> str:
+    """``CDC_JOLOKIA_URL`` (empty to skip JMX metrics), else the local stack's agent."""
+    from cdc_platform.settings import load_stack_settings
+
+    return os.environ.get("CDC_JOLOKIA_URL", load_stack_settings().jolokia_url)
 
 
 def default_endpoints() -> tuple[str, str]:
@@ -194,7 +203,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         if watched:
             sensors.append(build_connect_health_sensor(
                 self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings(),
-                report_orphans=self.pipelines is None,
+                worker_key=translator.worker_key() if self.pipelines is None else None,
             ))  # fmt: skip
             metrics_job = build_metrics_job(
                 self.sensor_name().replace("connect_health", "collect_metrics"),
@@ -202,13 +211,16 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             )
             jobs.append(metrics_job)
             schedules.append(build_metrics_schedule(metrics_job, self.metrics_cron))
+        worker = [translator.worker_spec()] if watched and self.pipelines is None else []
         return dg.Definitions(
-            assets=build_all_assets(specs, catalogs, names, translator),
+            assets=[*build_all_assets(specs, catalogs, names, translator), *worker],
             asset_checks=[build_connector_checks(name, ws) for name, ws in watched.items()],
             sensors=sensors,
             jobs=jobs,
             schedules=schedules,
-            resources=_shared_resources(self.connect_url or connect_url, str(specs.directory), bootstrap),
+            resources=_shared_resources(
+                self.connect_url or connect_url, str(specs.directory), bootstrap, default_jolokia_url()
+            ),  # fmt: skip
         )
 
     def sensor_name(self) -> str:

@@ -22,11 +22,15 @@ PORT_VARIABLES: dict[str, tuple[str, int]] = {
     "kafka-controller": ("CDC_KAFKA_CONTROLLER_PORT", 19093),
     "connect": ("CDC_CONNECT_PORT", 18083),
     "s3": ("CDC_S3_PORT", 15000),
+    #: Jolokia's HTTP agent in the Connect JVM (loopback, read-only): Debezium's and Connect's JMX metrics
+    "jolokia": ("CDC_JOLOKIA_PORT", 18778),
 }
 
 #: Debezium release and the Kafka release it is built against (see resources/stack/kafka-pom.xml).
 DEBEZIUM_VERSION = "3.5.0.Final"
 KAFKA_VERSION = "4.1.1"
+#: org.jolokia:jolokia-agent-jvm (javaagent classifier), the JMX-over-HTTP agent in the Connect JVM
+JOLOKIA_VERSION = "2.6.0"
 
 STACK_DB_USER = "cdc"
 SECRETS_FILE_NAME = "stack.properties"
@@ -66,6 +70,7 @@ class StackSettings:
     kafka_controller_port: int
     connect_port: int
     s3_port: int
+    jolokia_port: int = PORT_VARIABLES["jolokia"][1]
     host: str = HOST
 
     # -- paths ---------------------------------------------------------------------------------
@@ -112,6 +117,7 @@ class StackSettings:
             "kafka-controller": self.kafka_controller_port,
             "connect": self.connect_port,
             "s3": self.s3_port,
+            "jolokia": self.jolokia_port,
         }[service]
 
     # -- endpoints -----------------------------------------------------------------------------
@@ -122,6 +128,11 @@ class StackSettings:
     @property
     def connect_url(self) -> str:
         return f"http://{self.host}:{self.connect_port}"
+
+    @property
+    def jolokia_url(self) -> str:
+        """Jolokia's agent in the Connect JVM (Debezium's streaming metrics, Connect's task metrics)."""
+        return f"http://{self.host}:{self.jolokia_port}/jolokia"
 
     @property
     def s3_url(self) -> str:
@@ -155,6 +166,7 @@ def load_stack_settings() -> StackSettings:
         kafka_controller_port=_port("kafka-controller"),
         connect_port=_port("connect"),
         s3_port=_port("s3"),
+        jolokia_port=_port("jolokia"),
     )
 
 

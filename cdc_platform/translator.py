@@ -107,6 +107,18 @@ class CdcTranslator:
     def connector_key(self, pipeline: PipelineSpec, role: str) -> dg.AssetKey:
         return dg.AssetKey([pipeline.name, f"{role}_connector"])
 
+    def worker_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["kafka_connect_worker"])
+
+    def worker_spec(self) -> dg.AssetSpec:
+        """The Kafka Connect worker every pipeline deploys to. Nothing materializes it: the health
+        sensor observes it (reachable, connectors, and connectors no pipeline spec owns)."""
+        return dg.AssetSpec(
+            self.worker_key(), group_name="cdc_platform", kinds={"kafka"},
+            description="The Kafka Connect worker. Observed by the health sensor: whether it answers, how many "
+            "connectors run there, and orphans (connectors no pipeline spec owns; `cdc-platform orphans`).",
+        )  # fmt: skip
+
     # -- specs -----------------------------------------------------------------------------------
     def get_asset_spec(self, props: CdcAssetProps) -> dg.AssetSpec:
         builder = {

@@ -1,5 +1,6 @@
-"""Collecting how pipelines run: sink lag and throughput per table from Kafka offsets, the PostgreSQL
-slot's retained WAL, and row-count estimates on the target.
+"""Collecting how pipelines run: sink lag and throughput per table from Kafka offsets, dead-letter
+topic sizes, the PostgreSQL slot's retained WAL or the MySQL/MariaDB binlog's retention against the
+connector's position, latency through the heartbeat table, and row-count estimates on the target.
 
 One Kafka request answers for every topic of every pipeline; each database is asked once per
 collection with a short connect timeout, in parallel, so a source that does not answer costs one
@@ -12,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from cdc_platform.health.jmx import JmxWatch, read_jmx
 from cdc_platform.health.metrics_store import Sample
 from cdc_platform.pipeline.heartbeat import Heartbeat
 from cdc_platform.pipeline.plan import PipelineNames, heartbeat_of, table_topic, target_table_name
@@ -37,6 +39,12 @@ class PipelineWatch:
     sink_group: str
     slot: str | None
     heartbeat: Heartbeat | None = None
+    #: MySQL/MariaDB: the source connector whose binlog position is compared with the server's binlogs
+    binlog_connector: str | None = None
+    #: the sink's dead-letter topic, when its target connection configures one
+    dlq_topic: str | None = None
+    #: what the Connect JVM's MBeans are read by (Debezium's streaming metrics, the sink's task metrics)
+    jmx: JmxWatch | None = None
 
 
 @dataclass
@@ -63,18 +71,24 @@ def pipeline_watch(specs: Specs, name: str, tables: list[Table] | None) -> Pipel
         {spec.tables.schema_} if spec.tables.schema_ else set()
     )
     beat = heartbeat_of(spec, source, target, sorted(schemas))
-    return PipelineWatch(name, tuple(watches), f"connect-{names.sink_connector}", slot, beat)
+    binlog = names.source_connector if source.kind.value in ("mysql", "mariadb") else None
+    dlq = target.options.get("errors.deadletterqueue.topic.name") or None
+    jmx = JmxWatch(name, source.kind.value, names.topic_prefix, names.sink_connector)
+    return PipelineWatch(name, tuple(watches), f"connect-{names.sink_connector}", slot, beat, binlog,
+                         str(dlq) if dlq else None, jmx)  # fmt: skip
 
 
 def kafka_offsets(
     bootstrap: str, watches: list[PipelineWatch]
-) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    """End offsets per topic, and committed offsets per sink group and topic (summed over partitions)."""
+) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, int]]:
+    """End offsets per topic, committed offsets per sink group and topic (summed over partitions),
+    and the messages each dead-letter topic holds (end minus earliest offset)."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient, OffsetSpec
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
     topics = sorted({t.topic for w in watches for t in w.tables})
+    dlqs = sorted({w.dlq_topic for w in watches if w.dlq_topic})
     metadata = admin.list_topics(timeout=5).topics
     partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
     ends: dict[str, int] = dict.fromkeys(topics, 0)
@@ -82,6 +96,13 @@ def kafka_offsets(
         futures = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions}, request_timeout=10)
         for tp, future in futures.items():
             ends[tp.topic] += max(future.result().offset, 0)
+    dlq_sizes: dict[str, int] = dict.fromkeys(dlqs, 0)  # a DLQ nothing was sent to does not exist yet
+    dlq_partitions = [TopicPartition(t, p) for t in dlqs if t in metadata for p in metadata[t].partitions]
+    if dlq_partitions:
+        for spec, sign in ((OffsetSpec.latest(), 1), (OffsetSpec.earliest(), -1)):
+            futures = admin.list_offsets({tp: spec for tp in dlq_partitions}, request_timeout=10)
+            for tp, future in futures.items():
+                dlq_sizes[tp.topic] += sign * max(future.result().offset, 0)
     committed: dict[str, dict[str, int]] = {}
     for w in watches:
         mine = [tp for tp in partitions if any(tp.topic == t.topic for t in w.tables)]
@@ -97,7 +118,7 @@ def kafka_offsets(
         for tp in result.topic_partitions:
             by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(tp.offset, 0)
         committed[w.pipeline] = by_topic
-    return ends, committed
+    return ends, committed, dlq_sizes
 
 
 def slot_figures(specs: Specs, name: str, slot: str) -> dict[str, float]:
@@ -120,6 +141,50 @@ def slot_figures(specs: Specs, name: str, slot: str) -> dict[str, float]:
     if safe is not None:
         figures["slot_safe_wal_size_bytes"] = float(safe)
     return figures
+
+
+def binlog_figures(specs: Specs, name: str, position: dict | None) -> dict[str, float]:
+    """The server's binlogs against the connector's stored position (``{"file":..., "pos":...}``).
+
+    ``binlog_position_available`` is 0 when the file the connector would resume from has been purged:
+    the pipeline can then only be re-loaded. ``binlog_behind_bytes`` is what the connector has still
+    to read; ``binlog_expire_seconds`` is how long the server keeps a file.
+    """
+    from cdc_platform.db import mysql_connect
+
+    spec = specs.pipelines[name].spec
+    conn = mysql_connect(specs.connection(spec.source), specs.directory, database="",
+                         connect_timeout=DB_TIMEOUT_SECONDS)  # fmt: skip
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW BINARY LOGS")
+            logs = [(str(r[0]), int(r[1])) for r in cur.fetchall()]
+            cur.execute(
+                "SHOW VARIABLES WHERE Variable_name IN ('binlog_expire_logs_seconds', 'expire_logs_days')"
+            )
+            variables = {str(k): float(v or 0) for k, v in cur.fetchall()}
+    finally:
+        conn.close()
+    expire = variables.get("binlog_expire_logs_seconds") or variables.get("expire_logs_days", 0) * 86400
+    figures = {"binlog_files": float(len(logs)), "binlog_total_bytes": float(sum(size for _, size in logs)),
+               "binlog_expire_seconds": float(expire)}  # fmt: skip
+    if position and position.get("file"):
+        names = [n for n, _ in logs]
+        available = position["file"] in names
+        figures["binlog_position_available"] = float(available)
+        if available:
+            at = names.index(position["file"])
+            behind = logs[at][1] - int(position.get("pos", 0)) + sum(size for _, size in logs[at + 1 :])
+            figures["binlog_behind_bytes"] = float(max(behind, 0))
+    return figures
+
+
+def connector_position(connect, name: str) -> dict | None:
+    """The source connector's stored binlog offset, or None before it has recorded one."""
+    if connect is None:
+        return None
+    offsets = connect.offsets(name).get("offsets", [])
+    return next((o.get("offset") for o in offsets if o.get("offset")), None)
 
 
 def row_estimates(specs: Specs, name: str, tables: tuple[TableWatch, ...]) -> dict[str, float]:
@@ -189,8 +254,12 @@ def collect(
     bootstrap: str,
     previous: dict[str, dict[tuple[str, str], tuple[float, float]]],
     now: float | None = None,
+    connect=None,
+    jolokia_url: str | None = None,
 ) -> dict[str, PipelineFigures]:
-    """One collection of every pipeline; ``previous`` holds each pipeline's latest stored samples."""
+    """One collection of every pipeline; ``previous`` holds each pipeline's latest stored samples.
+    ``connect`` (a ``KafkaConnectResource``) is asked for MySQL/MariaDB connectors' binlog positions;
+    ``jolokia_url`` for the Connect JVM's MBeans."""
     now = now or time.time()
     figures = {w.pipeline: PipelineFigures() for w in watches}
 
@@ -198,9 +267,9 @@ def collect(
         figures[pipeline].samples.append(Sample(now, pipeline, subject, metric, float(value)))
 
     try:
-        ends, committed = kafka_offsets(bootstrap, watches)
+        ends, committed, dlq_sizes = kafka_offsets(bootstrap, watches)
     except Exception as exc:  # noqa: BLE001 - Kafka down: every pipeline says so, databases still answer
-        ends, committed = {}, {}
+        ends, committed, dlq_sizes = {}, {}, {}
         for w in watches:
             figures[w.pipeline].errors["kafka"] = f"{type(exc).__name__}: {exc}"
     for w in watches:
@@ -225,11 +294,29 @@ def collect(
                         (current - before[1]) / (now - before[0]),
                     )
         add(w.pipeline, "sink", "lag_messages", total_lag)
+        if w.dlq_topic:
+            add(w.pipeline, "sink", "dlq_messages", dlq_sizes.get(w.dlq_topic, 0))
+
+    if jolokia_url:
+        try:
+            for pipeline, values in read_jmx(jolokia_url, [w.jmx for w in watches if w.jmx]).items():
+                for metric, value in values.items():
+                    add(pipeline, "source" if metric.startswith("source_") else "sink", metric, value)
+        except Exception as exc:  # noqa: BLE001 - the agent down costs these figures, not the collection
+            for w in watches:
+                figures[w.pipeline].errors["jmx"] = f"{type(exc).__name__}: {exc}"
 
     def databases(w: PipelineWatch) -> None:
         if w.slot:
             try:
                 for metric, value in slot_figures(specs, w.pipeline, w.slot).items():
+                    add(w.pipeline, "source", metric, value)
+            except Exception as exc:  # noqa: BLE001 - reported per pipeline and part
+                figures[w.pipeline].errors["source"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        if w.binlog_connector:
+            try:
+                position = connector_position(connect, w.binlog_connector)
+                for metric, value in binlog_figures(specs, w.pipeline, position).items():
                     add(w.pipeline, "source", metric, value)
             except Exception as exc:  # noqa: BLE001 - reported per pipeline and part
                 figures[w.pipeline].errors["source"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"

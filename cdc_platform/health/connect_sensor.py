@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
 from cdc_platform.kafka_connect import KafkaConnectResource
 
@@ -22,6 +23,8 @@ CHECK_NAME = "connector_running"
 REPORT_EVERY_SECONDS = 300.0
 #: config keys the platform adds at run time (recorded replica identity): never drift
 RUN_TIME_KEYS = re.compile(r"^cdc\.platform\.")
+#: the cursor entry of the worker asset (orphans), beside the connectors' entries
+WORKER_MEMORY = "__worker__"
 _SECRETISH = re.compile(r"(?i)(password|secret|token|credential)(\s*[=:]\s*)([^\s,;'\"}]+)")
 
 
@@ -174,6 +177,7 @@ def assess(
         "task_states": dg.MetadataValue.json(states),
         "worker": status.get("connector", {}).get("worker_id", ""),
         "restarts": memory.restarts,
+        "failed_tasks": sum(1 for state in states.values() if state == "FAILED"),
     }
     if trace:
         metadata["last_error"] = dg.MetadataValue.text(mask(innermost_cause(trace)) or "")
@@ -219,9 +223,11 @@ def evaluate(
     log=None,
     restart: bool = True,
     seen: set[str] | None = None,
+    unreachable: list[str] | None = None,
 ) -> list[Assessment]:
     """One pass: read the worker once, assess every connector, restart the ones due (``restart``).
-    ``seen`` receives the names of every connector on the worker."""
+    ``seen`` receives the names of every connector on the worker; ``unreachable`` the error when the
+    worker could not be read."""
     try:
         overview = connect.overview()
         error = None
@@ -229,6 +235,8 @@ def evaluate(
             seen.update(overview)
     except Exception as exc:  # noqa: BLE001 - Connect down is a failed check on every connector, not a crash
         overview, error = {}, f"{type(exc).__name__}: {exc}"
+        if unreachable is not None:
+            unreachable.append(error)
         if log:
             log.warning(f"Kafka Connect could not be read: {error}")
     results = []
@@ -250,8 +258,11 @@ def evaluate(
     return results
 
 
-def asset_events(results: list[Assessment], memory: dict[str, ConnectorMemory], now: float) -> list:
-    """Check evaluations and observations for connectors whose health changed, or every few minutes."""
+def asset_events(
+    results: list[Assessment], memory: dict[str, ConnectorMemory], now: float, reported: list | None = None
+) -> list:
+    """Check evaluations and observations for connectors whose health changed, or every few minutes.
+    ``reported`` receives the assessments that were reported."""
     events: list = []
     for r in results:
         mem = memory[r.watched.name]
@@ -270,14 +281,57 @@ def asset_events(results: list[Assessment], memory: dict[str, ConnectorMemory], 
         events.append(dg.AssetCheckEvaluation(asset_key=r.watched.asset_key, check_name=CHECK_NAME, passed=r.passed,
                                               severity=r.severity, metadata=metadata, description=r.summary))  # fmt: skip
         events.append(dg.AssetObservation(asset_key=r.watched.asset_key, metadata=metadata))
+        if reported is not None:
+            reported.append(r)
     return events
 
 
+def health_samples(reported: list[Assessment], now: float) -> list[Sample]:
+    """Failures and restarts as time series (per connector, written when reported), so alert rules and
+    `cdc-platform status` see them beside lag and latency."""
+    samples = []
+    for r in reported:
+        w = r.watched
+        if r.metadata.get("state") == "UNKNOWN":
+            continue  # Connect unreachable: nothing is known about the connector itself
+        samples += [
+            Sample(now, w.pipeline, w.role, "connector_running", float(r.passed)),
+            Sample(now, w.pipeline, w.role, "failed_tasks", float(r.metadata.get("failed_tasks", 0))),
+            Sample(now, w.pipeline, w.role, "restarts", float(r.metadata.get("restarts", 0))),
+        ]
+    return samples
+
+
+def worker_event(
+    worker_key: dg.AssetKey,
+    on_worker: set[str],
+    owned: set[str],
+    reachable: bool,
+    memory: ConnectorMemory,
+    now: float,
+) -> dg.AssetObservation | None:
+    """The worker asset's observation: what runs there, and which connectors no pipeline spec owns
+    (the `cdc-platform orphans` list, visible in the UI); written on change or every few minutes."""
+    orphans = sorted(on_worker - owned)
+    signature = f"{reachable}|{','.join(orphans)}|{len(on_worker)}"
+    if signature == memory.signature and now - memory.reported_at < REPORT_EVERY_SECONDS:
+        return None
+    memory.signature, memory.reported_at = signature, now
+    metadata: dict = {"reachable": float(reachable)}
+    if reachable:
+        metadata.update({"connectors": len(on_worker), "orphan_count": len(orphans),
+                         "orphans": dg.MetadataValue.json(orphans)})  # fmt: skip
+    return dg.AssetObservation(asset_key=worker_key, metadata=metadata)
+
+
 def build_connect_health_sensor(
-    name: str, watched: list[WatchedConnector], settings: HealthSettings, report_orphans: bool = False
+    name: str,
+    watched: list[WatchedConnector],
+    settings: HealthSettings,
+    worker_key: dg.AssetKey | None = None,
 ) -> dg.SensorDefinition:
-    """``report_orphans``: this sensor answers for every pipeline of its specs, so a connector on the
-    worker that none of them owns is reported (in the tick's log, like `cdc-platform orphans`)."""
+    """``worker_key``: this sensor answers for every pipeline of its specs, so a connector on the
+    worker that none of them owns is reported, on that asset and in the tick's log."""
 
     @dg.sensor(
         name=name,
@@ -292,20 +346,39 @@ def build_connect_health_sensor(
         deployed = _ever_materialized(context.instance, [w.asset_key for w in watched])
         live = [w for w in watched if w.asset_key in deployed]
         on_worker: set[str] = set()
-        results = evaluate(live, kafka_connect, memory, now, settings, context.log, seen=on_worker)
-        orphans = sorted(on_worker - {w.name for w in watched})
-        if report_orphans and orphans:
+        unreachable: list[str] = []
+        results = evaluate(live, kafka_connect, memory, now, settings, context.log, seen=on_worker,
+                           unreachable=unreachable)  # fmt: skip
+        owned = {w.name for w in watched}
+        orphans = sorted(on_worker - owned)
+        if worker_key is not None and orphans:
             context.log.warning(f"connectors on the worker that no pipeline spec owns: {', '.join(orphans)} "
                                 "(see `cdc-platform orphans`)")  # fmt: skip
-        for stale in set(memory) - {w.name for w in live}:
+        for stale in set(memory) - {w.name for w in live} - {WORKER_MEMORY}:
             del memory[stale]
-        events = asset_events(results, memory, now)
+        reported: list[Assessment] = []
+        events = asset_events(results, memory, now, reported)
+        if worker_key is not None:
+            worker = worker_event(worker_key, on_worker, owned, not unreachable,
+                                  memory.setdefault(WORKER_MEMORY, ConnectorMemory()), now)  # fmt: skip
+            if worker is not None:
+                events.append(worker)
+        _store(context, health_samples(reported, now))
         unhealthy = [f"{r.watched.name}: {r.summary}" for r in results if not r.passed]
         if unhealthy:
             context.log.warning("unhealthy connectors:\n" + "\n".join(unhealthy))
         return dg.SensorResult(asset_events=events, cursor=dump_cursor(memory))
 
     return _sensor
+
+
+def _store(context: dg.SensorEvaluationContext, samples: list[Sample]) -> None:
+    if not samples:
+        return
+    try:
+        MetricsStore().record(samples)
+    except Exception as exc:  # noqa: BLE001 - the health report must not depend on the time series
+        context.log.warning(f"could not store {len(samples)} health figures: {type(exc).__name__}: {exc}")
 
 
 def _ever_materialized(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> set[dg.AssetKey]:

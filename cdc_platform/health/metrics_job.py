@@ -15,14 +15,22 @@ import dagster as dg
 from cdc_platform.assets import CdcSettingsResource
 from cdc_platform.health.collect import PipelineWatch, collect
 from cdc_platform.health.metrics_store import MetricsStore
+from cdc_platform.kafka_connect import KafkaConnectResource
 
 #: samples older than this are pruned by each collection
 RETENTION_SECONDS = 7 * 24 * 3600
 TABLE_METRICS = ("lag_messages", "captured_per_second", "applied_per_second")
 #: per pipeline, measured through its heartbeat table; shown on every table and on the sink
 PIPELINE_METRICS = ("latency_seconds", "heartbeat_age_seconds")
-SLOT_METRICS = ("slot_active", "slot_retained_wal_bytes", "slot_flush_lag_bytes", "slot_safe_wal_size_bytes",
-                "slot_wal_status_ok")  # fmt: skip
+#: the source's log kept for the pipeline: the PostgreSQL slot, or the MySQL/MariaDB binlogs
+SOURCE_METRICS = ("slot_active", "slot_retained_wal_bytes", "slot_flush_lag_bytes", "slot_safe_wal_size_bytes",
+                  "slot_wal_status_ok", "binlog_files", "binlog_total_bytes", "binlog_behind_bytes",
+                  "binlog_position_available", "binlog_expire_seconds", "source_ms_behind", "source_events_seen",
+                  "source_queue_remaining", "source_queue_capacity", "source_connected",
+                  "source_ms_since_last_event")  # fmt: skip
+#: the sink's task figures from Connect's MBeans
+SINK_METRICS = ("sink_record_errors", "sink_record_failures", "sink_records_skipped", "sink_dlq_produced",
+                "sink_put_batch_avg_ms", "sink_records_per_second")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -54,11 +62,16 @@ def observations(w: WatchedAssets, samples, errors: dict[str, str]) -> list[dg.A
         {"lag_messages": int(values[("sink", "lag_messages")])} if ("sink", "lag_messages") in values else {}
     )
     sink.update(pipeline)
+    if ("sink", "dlq_messages") in values:
+        sink["dlq_messages"] = int(values[("sink", "dlq_messages")])
+    sink.update({m: values[("sink", m)] for m in SINK_METRICS if ("sink", m) in values})
+    if "jmx" in errors:
+        sink["jmx_error"] = errors["jmx"]
     if "kafka" in errors:
         sink["collection_error"] = errors["kafka"]
     if sink:
         events.append(dg.AssetObservation(asset_key=w.sink_connector, metadata=sink))
-    source: dict = {m: values[("source", m)] for m in SLOT_METRICS if ("source", m) in values}
+    source: dict = {m: values[("source", m)] for m in SOURCE_METRICS if ("source", m) in values}
     if "source" in errors:
         source["collection_error"] = errors["source"]
     if source:
@@ -67,8 +80,13 @@ def observations(w: WatchedAssets, samples, errors: dict[str, str]) -> list[dg.A
 
 
 def build_metrics_job(name: str, watched: list[WatchedAssets]) -> dg.JobDefinition:
-    @dg.op(name=f"{name}_op", description="Collect lag, throughput, slot and row figures of every pipeline.")
-    def _collect(context: dg.OpExecutionContext, cdc_settings: CdcSettingsResource) -> None:
+    @dg.op(
+        name=f"{name}_op",
+        description="Collect lag, latency, throughput, slot or binlog, DLQ and row figures of every pipeline.",
+    )
+    def _collect(
+        context: dg.OpExecutionContext, cdc_settings: CdcSettingsResource, kafka_connect: KafkaConnectResource
+    ) -> None:
         from cdc_platform.specs.loader import load_specs
 
         started = time.time()
@@ -76,7 +94,8 @@ def build_metrics_job(name: str, watched: list[WatchedAssets]) -> dg.JobDefiniti
         store = MetricsStore()
         watches = [w.watch for w in watched if w.watch.pipeline in specs.pipelines]
         previous = {w.pipeline: store.latest(w.pipeline) for w in watches}
-        figures = collect(specs, watches, cdc_settings.kafka_bootstrap, previous, now=started)
+        figures = collect(specs, watches, cdc_settings.kafka_bootstrap, previous, now=started, connect=kafka_connect,
+                          jolokia_url=cdc_settings.jolokia_url or None)  # fmt: skip
         for w in watched:
             result = figures.get(w.watch.pipeline)
             if result is None:

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cdc_platform.settings import DEBEZIUM_VERSION, KAFKA_VERSION, StackSettings
+from cdc_platform.settings import DEBEZIUM_VERSION, JOLOKIA_VERSION, KAFKA_VERSION, StackSettings
 from cdc_platform.stack.errors import StackError
 
 #: plugin directory name -> Maven artifactId of its ``plugin`` tar.gz
@@ -110,3 +110,27 @@ def ensure_debezium_plugins(settings: StackSettings, mvn: Path, echo=print) -> P
         shutil.rmtree(f"{staging}.markers", ignore_errors=True)
         (target / ".complete").write_text(DEBEZIUM_VERSION)
     return root
+
+
+def jolokia_agent_jar(settings: StackSettings) -> Path:
+    return (
+        settings.cache_dir
+        / f"jolokia-{JOLOKIA_VERSION}"
+        / f"jolokia-agent-jvm-{JOLOKIA_VERSION}-javaagent.jar"
+    )
+
+
+def ensure_jolokia(settings: StackSettings, mvn: Path, echo=print) -> Path:
+    """Jolokia's JVM agent: Connect starts with it so Debezium's MBeans can be read over HTTP."""
+    jar = jolokia_agent_jar(settings)
+    if jar.exists():
+        return jar
+    coordinate = f"org.jolokia:jolokia-agent-jvm:{JOLOKIA_VERSION}:jar:javaagent"
+    echo(f"Fetching {coordinate} from Maven Central ...")
+    staging = jar.parent.with_name(jar.parent.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    _run_maven(mvn, [f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={coordinate}", f"-DoutputDirectory={staging}"],
+               coordinate, settings.cache_dir)  # fmt: skip
+    shutil.rmtree(jar.parent, ignore_errors=True)
+    staging.rename(jar.parent)
+    return jar

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cdc_platform.settings import PORT_VARIABLES, StackSettings, ensure_stack_secrets
 from cdc_platform.stack.converters import converters_current, ensure_converters
-from cdc_platform.stack.downloads import ensure_debezium_plugins, ensure_kafka
+from cdc_platform.stack.downloads import ensure_debezium_plugins, ensure_jolokia, ensure_kafka
 from cdc_platform.stack.errors import StackError
 from cdc_platform.stack.prerequisites import (
     check_python_extras,
@@ -24,7 +24,7 @@ from cdc_platform.stack.prerequisites import (
     share_with_service_user,
 )
 from cdc_platform.stack.processes import port_in_use, spawn, stop, wait_until
-from cdc_platform.stack.services import Service, all_services
+from cdc_platform.stack.services import Connect, Service, all_services
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,21 @@ def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
     share_with_service_user(settings.secrets_file, user)
     ensure_kafka(settings, binaries.mvn, echo)
     ensure_debezium_plugins(settings, binaries.mvn, echo)
+    ensure_jolokia(settings, binaries.mvn, echo)
     converters_changed = ensure_converters(settings, binaries.javac, echo)
 
     for service in all_services(settings, binaries, user):
         if service.name == "connect" and converters_changed and stop(service.pid_file):
             echo("  connect   restarting: the converter was rebuilt")
+        elif (
+            isinstance(service, Connect)
+            and service.pid_file.running_pid() is not None
+            and not _agent_up(service)
+        ):
+            stop(service.pid_file)
+            echo(
+                "  connect   restarting: it runs without the Jolokia metrics agent (started by an older version)"
+            )
         if service.pid_file.running_pid() is not None:
             wait_until(service.ready, service=service.name, timeout=service.timeout,
                        log_file=service.log_file, pid_file=service.pid_file)  # fmt: skip
@@ -190,3 +200,13 @@ def reset(settings: StackSettings, echo=print) -> None:
                  settings.secrets_file.parent):  # fmt: skip
         shutil.rmtree(path, ignore_errors=True)
     echo(f"Removed the stack's data under {settings.state_dir} (downloads kept in {settings.cache_dir}).")
+
+
+def _agent_up(connect: Connect, wait_seconds: float = 10.0) -> bool:
+    """The agent starts before Connect itself: a worker whose agent does not answer soon has none."""
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if connect.agent_ready():
+            return True
+        time.sleep(0.5)
+    return False

@@ -20,7 +20,7 @@ from typing import ClassVar
 import httpx
 
 from cdc_platform.settings import STACK_DB_USER, StackSettings
-from cdc_platform.stack.downloads import kafka_libs_dir, plugins_dir
+from cdc_platform.stack.downloads import jolokia_agent_jar, kafka_libs_dir, plugins_dir
 from cdc_platform.stack.errors import StackError
 from cdc_platform.stack.prerequisites import Binaries, chown_tree, database_root
 from cdc_platform.stack.processes import PidFile
@@ -366,7 +366,7 @@ class _Jvm(Service):
     def run_as(self) -> str | None:
         return self.user
 
-    def _java(self, main_class: str, *args: str) -> list[str]:
+    def _java(self, main_class: str, *args: str, agents: tuple[str, ...] = ()) -> list[str]:
         assert self.binaries is not None
         libs = kafka_libs_dir(self.settings)
         return [
@@ -376,6 +376,7 @@ class _Jvm(Service):
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
+            *agents,
             f"-Dlog4j2.configurationFile={self._log4j_config()}",
             "-cp",
             f"{libs}/*",
@@ -507,6 +508,18 @@ def connect_allowed_paths(settings: StackSettings) -> list[str]:
     return [str(settings.secrets_file.parent), *(str(Path(p).resolve()) for p in extra)]
 
 
+JOLOKIA_READ_ONLY_POLICY = """<?xml version="1.0" encoding="utf-8"?>
+<restrict>
+  <commands>
+    <command>read</command>
+    <command>list</command>
+    <command>search</command>
+    <command>version</command>
+  </commands>
+</restrict>
+"""
+
+
 class Connect(_Jvm):
     name = "connect"
     heap = "1g"
@@ -517,8 +530,23 @@ class Connect(_Jvm):
         return self.settings.connect_url
 
     @property
+    def ports(self) -> dict[str, int]:
+        return {"connect": self.port, "jolokia": self.settings.jolokia_port}
+
+    @property
     def properties_file(self) -> Path:
         return self.settings.config_dir / "connect-distributed.properties"
+
+    @property
+    def jolokia_policy_file(self) -> Path:
+        return self.settings.config_dir / "jolokia-access.xml"
+
+    def agent_ready(self) -> bool:
+        """Jolokia answers: Debezium's and Connect's MBeans can be read over HTTP."""
+        try:
+            return httpx.get(f"{self.settings.jolokia_url}/version", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def prepare(self) -> None:
         host = self.settings.host
@@ -569,13 +597,19 @@ class Connect(_Jvm):
         )
 
     def command(self) -> list[str]:
-        return self._java("org.apache.kafka.connect.cli.ConnectDistributed", str(self.properties_file))
+        # Jolokia on loopback, read-only by policy: metrics can be read, no MBean written or invoked
+        self.jolokia_policy_file.write_text(JOLOKIA_READ_ONLY_POLICY)
+        agent = (f"-javaagent:{jolokia_agent_jar(self.settings)}=host={self.settings.host},"
+                 f"port={self.settings.jolokia_port},policyLocation=file://{self.jolokia_policy_file},"
+                 "discoveryEnabled=false")  # fmt: skip
+        return self._java("org.apache.kafka.connect.cli.ConnectDistributed", str(self.properties_file),
+                          agents=(agent,))  # fmt: skip
 
     def ready(self) -> bool:
         response = httpx.get(f"{self.url}/connector-plugins", timeout=3)
         response.raise_for_status()
         classes = {p["class"] for p in response.json()}
-        return all(cls in classes for cls in REQUIRED_PLUGINS)
+        return all(cls in classes for cls in REQUIRED_PLUGINS) and self.agent_ready()
 
 
 class S3(Service):

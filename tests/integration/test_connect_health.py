@@ -15,6 +15,7 @@ import pytest
 from cdc_platform.catalog import discover_catalog, write_catalog
 from cdc_platform.component import CdcPipelineComponent
 from cdc_platform.health.connect_sensor import CHECK_NAME
+from cdc_platform.health.metrics_store import MetricsStore
 from tests.integration.test_pipeline_replication import _teardown
 from tests.pipeline_support import connection, materialize, write_specs
 from tests.support import (
@@ -98,7 +99,10 @@ CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON replica.t FOR EACH ROW EXECUTE 
 """
 
 
-def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(stack, connect, tmp_path):
+def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
+    stack, connect, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'metrics.sqlite'}")
     with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
@@ -153,6 +157,11 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(s
             ticker.tick()
             assert ticker.memory(sink)["restarts"] == restarts, "no restart after giving up"
             assert (connect.status(sink) or {})["tasks"][0]["state"] == "FAILED"
+            # failures and restarts are a time series too, beside lag and latency
+            store = MetricsStore()
+            assert 1.0 in [v for _, v in store.series(name, "sink", "failed_tasks", since=0)]
+            assert max(v for _, v in store.series(name, "sink", "restarts", since=0)) == restarts
+            assert [v for _, v in store.series(name, "sink", "connector_running", since=0)][-1] == 0.0
 
             # a human repairs it; the next restart brings every row across
             with pg_connect(stack, tgt) as conn:
@@ -269,3 +278,35 @@ def test_target_database_stopped_for_a_minute_loses_no_row(stack, connect, tmp_p
             writer.stop_event.set()
             up(load_stack_settings(), echo=lambda *_: None)
             _teardown(stack, connect, specs, name)
+
+
+def test_connectors_no_spec_owns_are_observed_on_the_worker_asset(stack, connect, tmp_path):
+    from cdc_platform.connectors import DatabaseEndpoint, jdbc_sink_config
+
+    with pg_database(stack, "src") as src:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
+                                       "tgt": connection(stack, "postgresql", src)},
+                            [{"name": unique("owned"), "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        defs = component_defs(specs)
+        sensor = defs.get_sensor_def("cdc_connect_health")
+        stray = unique("stray") + "-sink"
+        endpoint = DatabaseEndpoint("postgresql", stack.host, stack.postgres_port, "postgres", "cdc",
+                                    stack.secret_reference("postgres"))  # fmt: skip
+        connect.put_config(stray, jdbc_sink_config(stray, endpoint, "public", {unique("nothing"): "nothing"}))
+        try:
+            instance = dg.DagsterInstance.ephemeral()
+            result = sensor(dg.build_sensor_context(instance=instance, resources={"kafka_connect": connect}))
+            worker = [e for e in result.asset_events if e.asset_key == dg.AssetKey("kafka_connect_worker")]
+            assert len(worker) == 1
+            metadata = worker[0].metadata
+            assert stray in metadata["orphans"].value and metadata["orphan_count"].value >= 1
+            assert metadata["reachable"].value == 1.0
+            # unchanged: not reported again on the next tick (only on change, or every few minutes)
+            again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor,
+                                                   resources={"kafka_connect": connect}))  # fmt: skip
+            assert not [e for e in again.asset_events if e.asset_key == dg.AssetKey("kafka_connect_worker")]
+        finally:
+            connect.delete(stray)

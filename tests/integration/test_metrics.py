@@ -17,7 +17,7 @@ from cdc_platform.health.metrics_store import MetricsStore
 from tests.integration.test_connect_health import component_defs
 from tests.integration.test_pipeline_replication import _teardown
 from tests.pipeline_support import connection, materialize, write_specs
-from tests.support import pg_connect, pg_database, unique, wait_for_equal
+from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +76,13 @@ def test_lag_throughput_rows_and_slot_are_observed_per_asset(stack, connect, tmp
                 and slot["slot_wal_status_ok"] == 1.0
                 and slot["slot_retained_wal_bytes"] >= 0
             )
+            # Debezium's own streaming metrics and the sink's task metrics, through Jolokia
+            assert slot.get("source_connected") == 1.0 and slot["source_events_seen"] >= 1000, second[
+                f"{name}/sink_connector"
+            ]
+            assert slot["source_queue_remaining"] <= slot["source_queue_capacity"]
+            sink = second[f"{name}/sink_connector"]
+            assert sink["sink_record_failures"] == 0 and "sink_put_batch_avg_ms" in sink
             stored = MetricsStore().series(name, "public.a", "captured_per_second", since=0)
             assert len(stored) == 1 and stored[0][1] > 0
 
@@ -89,9 +96,8 @@ def test_lag_throughput_rows_and_slot_are_observed_per_asset(stack, connect, tmp
                 and "source.slot_retained_wal_bytes" in row["metrics"]
             )
             text = CliRunner().invoke(cli, ["status", name, "--specs", str(specs.directory)]).output
-            assert (
-                f"pipeline {name}: lag 0 messages; slot retains" in text and f"{name}-sink: RUNNING" in text
-            )
+            assert f"pipeline {name}: lag 0 messages; latency " in text and "; slot retains" in text
+            assert f"{name}-sink: RUNNING" in text
 
             # the source unreachable: one timeout, reported on the source connector, the rest collected
             down = {**connections, "src": {**connections["src"], "host": "10.255.255.1"}}
@@ -103,4 +109,54 @@ def test_lag_throughput_rows_and_slot_are_observed_per_asset(stack, connect, tmp
             assert third[table_a]["lag_messages"] == 0
         finally:
             (specs.directory / "connections.yaml").write_text(yaml.safe_dump({"connections": connections}))
+            _teardown(stack, connect, specs, name)
+
+
+def test_binlog_retention_and_dead_letter_topic_sizes(stack, connect, tmp_path, monkeypatch):
+    """A MariaDB source: its binlogs against the connector's position. A sink with a dead-letter
+    topic (configured on the target connection): a message the sink cannot read lands there and is
+    counted."""
+    from confluent_kafka import Producer
+
+    from cdc_platform.health.collect import binlog_figures
+
+    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'metrics.sqlite'}")
+    with mariadb_database(stack, "my") as my, pg_database(stack, "tgt") as tgt:
+        with mariadb_connect(stack, my) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
+            cur.execute("INSERT INTO t VALUES (1, 'a')")
+        name, dlq = unique("binlog"), unique("dlq")
+        target = {**connection(stack, "postgresql", tgt), "options": {
+            "errors.tolerance": "all", "errors.deadletterqueue.topic.name": dlq,
+            "errors.deadletterqueue.topic.replication.factor": "1"}}  # fmt: skip
+        specs = write_specs(tmp_path / "specs", {"src": connection(stack, "mariadb", my), "tgt": target},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": [f"{my}.t"]}}])  # fmt: skip
+        instance = dg.DagsterInstance.ephemeral()
+        defs = component_defs(specs)
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+        job = defs.resolve_job_def("cdc_collect_metrics")
+        try:
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            first = observations(job.execute_in_process(instance=instance))
+            source = first[f"{name}/source_connector"]
+            assert source["binlog_position_available"] == 1.0 and source["binlog_files"] >= 1
+            assert 0 <= source["binlog_behind_bytes"] < source["binlog_total_bytes"]
+            assert first[f"{name}/sink_connector"]["dlq_messages"] == 0  # configured, nothing sent yet
+
+            # a message no converter can read, on a topic the sink consumes
+            producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+            producer.produce(f"{name}.{my}.t", key=b"not json", value=b"{not json either")
+            producer.flush(10)
+            deadline, seen = time.monotonic() + 60, None
+            while time.monotonic() < deadline:
+                seen = observations(job.execute_in_process(instance=instance))[f"{name}/sink_connector"]
+                if seen.get("dlq_messages") == 1:
+                    break
+                time.sleep(2)
+            assert seen and seen["dlq_messages"] == 1, seen
+            # a position in a purged file is what the alert needs to see
+            gone = binlog_figures(specs, name, {"file": "mysql-bin.000000", "pos": 4})
+            assert gone["binlog_position_available"] == 0.0 and "binlog_behind_bytes" not in gone
+        finally:
             _teardown(stack, connect, specs, name)

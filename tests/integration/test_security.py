@@ -134,3 +134,21 @@ def test_the_worker_allows_only_secret_like_environment_variables(stack):
     allowed = re.compile(ENV_ALLOWLIST)
     assert allowed.fullmatch("ANALYTICS_PG_PASSWORD") and allowed.fullmatch("CDC_S3_SECRET")
     assert not allowed.fullmatch("HOME") and not allowed.fullmatch("PATH")
+
+
+def test_the_metrics_agent_reads_on_loopback_and_refuses_writes_and_operations(stack):
+    """Jolokia is JMX over unauthenticated HTTP: it may read MBeans, never set or invoke them."""
+    import httpx
+
+    version = httpx.get(f"{stack.jolokia_url}/version", timeout=5).json()
+    assert version["status"] == 200
+    read = httpx.post(f"{stack.jolokia_url}/", timeout=5,
+                      json={"type": "read", "mbean": "java.lang:type=Memory", "attribute": "HeapMemoryUsage"})  # fmt: skip
+    assert read.json()["status"] == 200
+    for request in (
+        {"type": "exec", "mbean": "java.lang:type=Memory", "operation": "gc"},
+        {"type": "write", "mbean": "java.lang:type=Memory", "attribute": "Verbose", "value": True},
+    ):
+        answer = httpx.post(f"{stack.jolokia_url}/", json=request, timeout=5)
+        assert answer.status_code == 403 or answer.json()["status"] == 403, (request, answer.text)
+    assert stack.jolokia_url.startswith("http://127.0.0.1:")

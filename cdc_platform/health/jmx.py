@@ -1,0 +1,93 @@
+"""Debezium's and Kafka Connect's own metrics, read from the Connect JVM's MBeans through Jolokia.
+
+The offsets and the heartbeat say how far behind a pipeline is; these say why: whether the source
+connector is connected and how far behind the source's log it reads (``MilliSecondsBehindSource``),
+whether its queue to Kafka is full, and how often the sink's puts take long or records fail.
+
+One bulk POST reads every pipeline's MBeans; a pipeline whose MBeans are absent (connector stopped,
+or not deployed) simply gets no figures. Jolokia is started by the local stack on loopback with a
+read-only policy; elsewhere point ``CDC_JOLOKIA_URL`` at an agent, or leave it unset to skip these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+#: Debezium streaming MBean attribute -> metric name in the time series
+STREAMING_ATTRIBUTES = {
+    "MilliSecondsBehindSource": "source_ms_behind",
+    "TotalNumberOfEventsSeen": "source_events_seen",
+    "QueueRemainingCapacity": "source_queue_remaining",
+    "QueueTotalCapacity": "source_queue_capacity",
+    "Connected": "source_connected",
+    "MilliSecondsSinceLastEvent": "source_ms_since_last_event",
+}
+#: Connect task MBeans of the sink (summed over tasks) -> metric name
+SINK_ATTRIBUTES = {
+    ("task-error-metrics", "total-record-errors"): "sink_record_errors",
+    ("task-error-metrics", "total-record-failures"): "sink_record_failures",
+    ("task-error-metrics", "total-records-skipped"): "sink_records_skipped",
+    ("task-error-metrics", "deadletterqueue-produce-requests"): "sink_dlq_produced",
+    ("sink-task-metrics", "put-batch-avg-time-ms"): "sink_put_batch_avg_ms",
+    ("sink-task-metrics", "sink-record-send-rate"): "sink_records_per_second",
+}
+#: Debezium's MBean domain per source kind
+DOMAINS = {"postgresql": "debezium.postgres", "mysql": "debezium.mysql", "mariadb": "debezium.mariadb",
+           "sqlserver": "debezium.sql_server"}  # fmt: skip
+TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class JmxWatch:
+    pipeline: str
+    source_kind: str
+    topic_prefix: str
+    sink_connector: str
+
+
+def _requests(w: JmxWatch) -> list[dict]:
+    streaming = f"{DOMAINS.get(w.source_kind, 'debezium.*')}:type=connector-metrics,context=streaming,server={w.topic_prefix},*"
+    out = [{"type": "read", "mbean": streaming, "attribute": list(STREAMING_ATTRIBUTES)}]
+    for kind in sorted({k for k, _ in SINK_ATTRIBUTES}):
+        attributes = [a for k, a in SINK_ATTRIBUTES if k == kind]
+        out.append({"type": "read", "mbean": f"kafka.connect:type={kind},connector={w.sink_connector},task=*",
+                    "attribute": attributes})  # fmt: skip
+    return out
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value) if value == value and abs(value) != float("inf") else None
+    return None
+
+
+def read_jmx(jolokia_url: str, watches: list[JmxWatch]) -> dict[str, dict[str, float]]:
+    """Per pipeline, its figures by metric name (the ``sink_*`` ones summed over the sink's tasks)."""
+    plan = [(w, r) for w in watches for r in _requests(w)]
+    if not plan:
+        return {}
+    response = httpx.post(jolokia_url.rstrip("/") + "/", json=[r for _, r in plan], timeout=TIMEOUT_SECONDS)
+    response.raise_for_status()
+    figures: dict[str, dict[str, float]] = {w.pipeline: {} for w in watches}
+    for (w, request), answer in zip(plan, response.json(), strict=True):
+        if answer.get("status") != 200:
+            continue  # no such MBean: the connector is not running here
+        mine = figures[w.pipeline]
+        # a pattern read answers {mbean name: {attribute: value}}
+        for attributes in (answer.get("value") or {}).values():
+            for attribute, value in (attributes or {}).items():
+                number = _number(value)
+                if number is None:
+                    continue
+                if request["mbean"].startswith("kafka.connect:"):
+                    kind = request["mbean"].split("type=", 1)[1].split(",", 1)[0]
+                    metric = SINK_ATTRIBUTES.get((kind, attribute))
+                    if metric:
+                        mine[metric] = mine.get(metric, 0.0) + number
+                elif attribute in STREAMING_ATTRIBUTES:
+                    mine[STREAMING_ATTRIBUTES[attribute]] = number
+    return figures
