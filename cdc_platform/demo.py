@@ -106,6 +106,22 @@ def _arrival_seconds(settings, query: str, expected, started: float, timeout: fl
     return None
 
 
+def _show_measured_health(specs) -> None:
+    """The first heartbeat through the pipeline, one metrics collection, and the terminal view of it."""
+    from cdc_platform.health.collect import heartbeat_figures, pipeline_watch
+
+    watch = pipeline_watch(specs, PIPELINE, None)
+    beat = watch.heartbeat if watch else None
+    deadline = time.monotonic() + 30
+    while beat is not None and time.monotonic() < deadline and not heartbeat_figures(specs, PIPELINE, beat):
+        time.sleep(1)
+    _quietly("Collected the first metrics (job cdc_collect_metrics, also on a schedule every minute)",
+             "dagster", "job", "execute", "-m", "cdc_platform.definitions", "-j", "cdc_collect_metrics")  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "cdc_platform.cli", "status", PIPELINE],
+                          capture_output=True, text=True)  # fmt: skip
+    print("\n$ cdc-platform status\n" + done.stdout.rstrip())
+
+
 def main() -> None:
     settings = load_stack_settings()
     from cdc_platform.kafka_connect import KafkaConnectResource
@@ -160,11 +176,14 @@ def main() -> None:
     )
     if list(source.values()) != list(target.values()):
         sys.exit("The target did not catch up within 120 s; see `cdc-platform stack logs connect`.")
+    _show_measured_health(specs)
     print(
         "\nReplicating. `dagster dev` starts next: http://127.0.0.1:3000\n"
         f"  Assets > group {PIPELINE}: the tables with column schema and lineage, the connectors beside them.\n"
         f"  {PIPELINE}/sink_connector > Checks: connector_running, kept current by the cdc_connect_health sensor.\n"
-        "  analytics_pg/shop/orders > Plots: lag_messages, captured/applied_per_second, row count (every minute).\n"
+        "  analytics_pg/shop/orders > Plots: latency_seconds, lag_messages, captured/applied_per_second, row count\n"
+        "    (collected every minute by the cdc_collect_metrics schedule).\n"
+        "  kafka_connect_worker: the worker, and any connector on it that no pipeline spec owns.\n"
         "  Terminal: cdc-platform status"
     )
 
