@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import dagster as dg
 from dagster._core.definitions.metadata import TableMetadataSet
 
+from cdc_platform.audit import acting_as, audit_table, entries, run_actor
 from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.execute import run_pipeline
@@ -213,7 +214,7 @@ def build_pipeline_assets(
             for t in tables
             if t.qualified in table_specs and table_specs[t.qualified].key in selected
         }
-        with named_errors(loaded):
+        with named_errors(loaded), acting_as(run_actor(context)):
             result = run_pipeline(
                 run_plan, specs.directory, kafka_connect if spec.streams else None, context.log.info,
                 schema=schema_spec.key in selected or bool(to_copy),
@@ -255,6 +256,7 @@ def build_pipeline_assets(
                         "connector": c.name, "action": c.action, "cdc/config_hash": c.config_hash,
                         "state": c.state or "unknown",
                         "config_diff": dg.MetadataValue.json(c.diff) if c.diff else dg.MetadataValue.text("none"),
+                        "audit": dg.MetadataValue.md(audit_table(entries(target=c.name, limit=5))),
                     },
                 )  # fmt: skip
 

@@ -450,6 +450,117 @@ def orphans(specs_dir: str | None) -> None:
     click.echo("no orphan connectors")
 
 
+@cli.command("test-connection")
+@click.argument("names", nargs=-1)
+@specs_option
+@click.option("--json", "as_json", is_flag=True, help="The results as JSON.")
+def test_connection_command(names: tuple[str, ...], specs_dir: str | None, as_json: bool) -> None:
+    """Test connections (default: every one the specs define): reachable, login, and the privileges and
+    settings their pipelines need, each failure with its fix. Exit 6 when one fails."""
+    from dataclasses import asdict
+
+    from cdc_platform.ops.connection_test import check_connection, record_test
+
+    specs = _specs(specs_dir)
+    unknown = sorted(set(names) - set(specs.connections))
+    if unknown:
+        raise UserError(
+            f"unknown connection(s) {', '.join(unknown)}; known: {', '.join(sorted(specs.connections))}"
+        )
+    results = [check_connection(specs, name) for name in (names or sorted(specs.connections))]
+    for result in results:
+        record_test(result)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        for r in results:
+            timing = f" ({r.response_ms:.0f} ms)" if r.response_ms is not None else ""
+            click.echo(f"connection {r.connection} [{r.kind}]: {'ok' if r.ok else 'FAILED'}{timing}")
+            for c in r.checks:
+                click.echo(
+                    f"  {'ok  ' if c.ok else 'FAIL'} {c.check}" + (f": {c.detail}" if c.detail else "")
+                )
+                if not c.ok and c.fix:
+                    click.echo(f"       fix: {c.fix}")
+    if not all(r.ok for r in results):
+        sys.exit(6)
+
+
+@cli.command("audit")
+@click.option("--pipeline", "pipeline", default=None, help="Only this pipeline's entries.")
+@click.option("--since", "since", default="7d", show_default=True, help="How far back: 30m, 12h, 7d, ...")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+def audit(pipeline: str | None, since: str, as_json: bool) -> None:
+    """What the platform changed (connectors, slots, publications, DDL, restarts, acknowledgements):
+    who, what, when, and the config diff with secrets masked. Newest first."""
+    from cdc_platform.alerts.rules import seconds
+    from cdc_platform.audit import entries
+
+    try:
+        window = seconds(since)
+    except ValueError as exc:
+        raise UserError(f"--since: {exc}") from None
+    rows = entries(pipeline=pipeline, since=time.time() - window)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{**e.__dict__, "diff": json.loads(e.diff) if e.diff else None} for e in rows], indent=2
+            )
+        )
+        return
+    if not rows:
+        click.echo(f"no audit entries in the last {since}")
+    for e in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at))
+        click.echo(
+            f"{when} UTC  {e.actor}  {e.action}  {e.target}" + (f"  [{e.pipeline}]" if e.pipeline else "")
+        )
+        if e.detail:
+            click.echo("    " + e.detail.replace("\n", "\n    ")[:2000])
+        for key, change in (json.loads(e.diff) if e.diff else {}).items():
+            click.echo(f"    {key}: {change.get('old')!r} -> {change.get('new')!r}")
+
+
+@cli.group("alerts", invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Resolved alerts too (newest first).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per alert.")
+@click.pass_context
+def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """Open alerts (with --all, the history): id, state, severity, pipeline, rule, since when."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from cdc_platform.alerts.history import AlertHistory
+
+    listed = AlertHistory().listing(include_resolved=show_all)
+    if as_json:
+        click.echo(json.dumps([{**a.__dict__, "state": a.state} for a in listed], indent=2))
+        return
+    if not listed:
+        click.echo("no open alerts" if not show_all else "no alerts recorded")
+        return
+    for a in listed:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(a.triggered_at))
+        extra = f", acknowledged by {a.acknowledged_by}" if a.acknowledged_by else ""
+        if a.resolved_at:
+            extra += f", resolved {time.strftime('%H:%M:%S', time.gmtime(a.resolved_at))}"
+        click.echo(f"#{a.id} {a.state.upper():12} {a.severity:8} {a.pipeline} {a.subject}: {a.rule} "
+                   f"since {since} UTC ({a.notifications_sent} sent{extra})\n    {a.message}")  # fmt: skip
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--by", "by", required=True, help="Who acknowledges (recorded with the alert).")
+def alerts_ack(alert_id: int, by: str) -> None:
+    """Acknowledge an open alert: no reminders until it resolves."""
+    from cdc_platform.alerts.history import AlertHistory
+
+    try:
+        alert = AlertHistory().acknowledge(alert_id, by)
+    except (KeyError, ValueError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    click.echo(f"alert #{alert.id} ({alert.rule}, {alert.pipeline} {alert.subject}) acknowledged by {by}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=True)

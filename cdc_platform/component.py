@@ -18,6 +18,7 @@ from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDef
 from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
 from pydantic import BaseModel, Field, PrivateAttr
 
+from cdc_platform.alerts.sensor import build_acknowledge_job, build_alert_sensor
 from cdc_platform.assets import CdcSettingsResource, build_all_assets, stored_plan
 from cdc_platform.catalog import discover_catalog, read_catalog, write_catalog
 from cdc_platform.health.collect import pipeline_watch
@@ -30,6 +31,11 @@ from cdc_platform.health.connect_sensor import (
 from cdc_platform.health.metrics_job import WatchedAssets, build_metrics_job, build_metrics_schedule
 from cdc_platform.health.recovery import RecoveryPolicy
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.ops.connection_test_job import (
+    ConnectionAssets,
+    build_connection_test_job,
+    build_connection_test_schedule,
+)
 from cdc_platform.pipeline.plan import PipelineNames
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
 from cdc_platform.teardown_job import teardown_job_for
@@ -139,6 +145,9 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         description="The Kafka Connect health sensor and its restarts.",
     )
     metrics_cron: str = Field(default="* * * * *", description="When the metrics collection runs (cron).")
+    connection_test_cron: str = Field(
+        default="17 * * * *", description="When the pipelines' connections are tested (cron)."
+    )
     defs_state: ResolvedDefsStateConfig = Field(
         default_factory=lambda: DefsStateConfigArgs(
             management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False
@@ -211,6 +220,20 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             )
             jobs.append(metrics_job)
             schedules.append(build_metrics_schedule(metrics_job, self.metrics_cron))
+            watched_assets = [self._metrics_assets(specs, name, catalogs, translator) for name in watched]
+            sensors.append(
+                build_alert_sensor(self.sensor_name().replace("connect_health", "alerts"), watched_assets)
+            )
+            jobs.append(
+                build_acknowledge_job(self.sensor_name().replace("connect_health", "acknowledge_alert"))
+            )
+        if names:
+            test_job = build_connection_test_job(
+                self.sensor_name().replace("connect_health", "test_connections"),
+                self._connection_assets(specs, names, catalogs, translator),
+            )
+            jobs.append(test_job)
+            schedules.append(build_connection_test_schedule(test_job, self.connection_test_cron))
         worker = [translator.worker_spec()] if watched and self.pipelines is None else []
         return dg.Definitions(
             assets=[*build_all_assets(specs, catalogs, names, translator), *worker],
@@ -226,6 +249,22 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
     def sensor_name(self) -> str:
         """One health sensor per instance; an instance limited to some pipelines names them."""
         return "cdc_connect_health" + ("" if not self.pipelines else "_" + "_".join(self.pipelines))[:100]
+
+    @staticmethod
+    def _connection_assets(specs: Specs, names: list[str], catalogs: dict, translator: CdcTranslator) -> list:
+        """Each connection the pipelines use, with the source-table assets that show its tests."""
+        by_connection: dict[str, dict] = {}
+        for name in names:
+            spec = specs.pipelines[name].spec
+            catalog = catalogs.get(name)
+            tables = [t.qualified for t in catalog.tables] if catalog else list(spec.tables.names)
+            for role, conn in (("source", spec.source), ("target", spec.target)):
+                entry = by_connection.setdefault(conn, {"assets": [], "source_of": [], "target_of": []})
+                entry[f"{role}_of"].append(name)
+                if role == "source":
+                    entry["assets"] += [translator.source_table_key(spec, q) for q in tables]
+        return [ConnectionAssets(conn, tuple(dict.fromkeys(e["assets"])), tuple(e["source_of"]), tuple(e["target_of"]))
+                for conn, e in sorted(by_connection.items())]  # fmt: skip
 
     @staticmethod
     def _metrics_assets(specs: Specs, name: str, catalogs: dict, translator: CdcTranslator) -> WatchedAssets:

@@ -152,24 +152,32 @@ class KafkaConnectResource(ConfigurableResource):
             self._request("POST", "/connectors", connector=name,
                           json={"name": name, "config": desired, "initial_state": "STOPPED"})  # fmt: skip
             self._request("DELETE", f"{self._path(name)}/offsets", connector=name)
+            _audit("connector.created", name, "created stopped, stored offsets cleared, then started",
+                   old=None, new=desired)  # fmt: skip
             self.resume(name)
             return "created"
         self._request("PUT", f"{self._path(name)}/config", connector=name, json=desired)
-        return "created" if current is None else "updated"
+        action = "created" if current is None else "updated"
+        _audit(f"connector.{action}", name, old=current, new=desired)
+        return action
 
     def restart(self, name: str, *, only_failed: bool = True, include_tasks: bool = True) -> dict | None:
         query = f"includeTasks={str(include_tasks).lower()}&onlyFailed={str(only_failed).lower()}"
         response = self._request("POST", f"{self._path(name)}/restart?{query}", connector=name)
+        _audit("connector.restarted", name, query)
         return response.json() if response.content else None
 
     def pause(self, name: str) -> None:
         self._request("PUT", f"{self._path(name)}/pause", connector=name)
+        _audit("connector.paused", name)
 
     def resume(self, name: str) -> None:
         self._request("PUT", f"{self._path(name)}/resume", connector=name)
+        _audit("connector.resumed", name)
 
     def stop(self, name: str) -> None:
         self._request("PUT", f"{self._path(name)}/stop", connector=name)
+        _audit("connector.stopped", name)
 
     def forget_offsets(self, name: str, *, timeout: float = 30.0) -> None:
         """Stop the connector and delete its stored source offsets (Connect keeps them after a
@@ -183,6 +191,7 @@ class KafkaConnectResource(ConfigurableResource):
                 )
             time.sleep(0.3)
         self._request("DELETE", f"{self._path(name)}/offsets", connector=name)
+        _audit("connector.offsets_deleted", name)
 
     def delete(self, name: str) -> bool:
         """Delete; False if it did not exist."""
@@ -192,6 +201,7 @@ class KafkaConnectResource(ConfigurableResource):
             if exc.status_code == 404:
                 return False
             raise
+        _audit("connector.deleted", name)
         return True
 
     # -- waiting -------------------------------------------------------------------------------
@@ -223,6 +233,15 @@ class KafkaConnectResource(ConfigurableResource):
         raise KafkaConnectError(
             f"Connector {name!r} was not RUNNING within {timeout:.0f} s: {last}", connector=name
         )
+
+
+def _audit(action: str, name: str, detail: str | None = None, *, old: dict | None = None,
+           new: dict | None = None) -> None:  # fmt: skip
+    """Every write to the worker goes to the audit log; configs as a masked diff."""
+    from cdc_platform.audit import record
+    from cdc_platform.pipeline.plan import config_diff
+
+    record(action, name, detail=detail, diff=config_diff(old, new) if new is not None else None)
 
 
 class ConnectorFailed(KafkaConnectError):

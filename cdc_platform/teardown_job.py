@@ -29,9 +29,12 @@ def teardown_op(context: dg.OpExecutionContext, config: TeardownConfig, kafka_co
             source = specs.connection(specs.pipelines[config.pipeline].spec.source)
     except SpecErrors as exc:
         context.log.warning(f"specs could not be read ({exc}); tearing {config.pipeline} down by name")
-    done = teardown_pipeline(config.pipeline, kafka_connect, context.log.info, source=source,
-                             specs_dir=Path(cdc_settings.specs_dir), delete_topics=config.delete_topics,
-                             kafka_bootstrap=cdc_settings.kafka_bootstrap)  # fmt: skip
+    from cdc_platform.audit import acting_as, run_actor
+
+    with acting_as(run_actor(context)):
+        done = teardown_pipeline(config.pipeline, kafka_connect, context.log.info, source=source,
+                                 specs_dir=Path(cdc_settings.specs_dir), delete_topics=config.delete_topics,
+                                 kafka_bootstrap=cdc_settings.kafka_bootstrap)  # fmt: skip
     context.log.info(f"teardown of {config.pipeline}: {len(done)} actions")
 
 

@@ -62,3 +62,38 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         if reporter is not None:
             reporter.write_line(f"SECRET LEAK: {message}", red=True, bold=True)
         session.exitstatus = 1
+
+
+# -- a real SMTP server for the alert channels (aiosmtpd), logins checked against one password -------
+class Inbox:
+    def __init__(self):
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    """(controller, inbox, logins): a local SMTP server accepting the password ``mail-secret``."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    inbox, logins = Inbox(), []
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        logins.append(auth_data.login.decode())
+        return AuthResult(success=auth_data.password == b"mail-secret", handled=False)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=port, authenticator=authenticate, auth_require_tls=False
+    )
+    controller.start()
+    yield controller, inbox, logins
+    controller.stop()

@@ -73,7 +73,7 @@ def pipeline_watch(specs: Specs, name: str, tables: list[Table] | None) -> Pipel
     beat = heartbeat_of(spec, source, target, sorted(schemas))
     binlog = names.source_connector if source.kind.value in ("mysql", "mariadb") else None
     dlq = target.options.get("errors.deadletterqueue.topic.name") or None
-    jmx = JmxWatch(name, source.kind.value, names.topic_prefix, names.sink_connector)
+    jmx = JmxWatch(name, source.kind.value, names.topic_prefix, names.sink_connector, names.source_connector)
     return PipelineWatch(name, tuple(watches), f"connect-{names.sink_connector}", slot, beat, binlog,
                          str(dlq) if dlq else None, jmx)  # fmt: skip
 
@@ -299,9 +299,13 @@ def collect(
 
     if jolokia_url:
         try:
+            by_topic = {w.pipeline: {t.topic: t.qualified for t in w.tables} for w in watches}
             for pipeline, values in read_jmx(jolokia_url, [w.jmx for w in watches if w.jmx]).items():
-                for metric, value in values.items():
-                    add(pipeline, "source" if metric.startswith("source_") else "sink", metric, value)
+                for (subject, metric), value in values.items():
+                    if subject in ("source", "sink"):
+                        add(pipeline, subject, metric, value)
+                    elif subject in by_topic[pipeline]:  # a table's topic (not the heartbeat's)
+                        add(pipeline, by_topic[pipeline][subject], metric, value)
         except Exception as exc:  # noqa: BLE001 - the agent down costs these figures, not the collection
             for w in watches:
                 figures[w.pipeline].errors["jmx"] = f"{type(exc).__name__}: {exc}"

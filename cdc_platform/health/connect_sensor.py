@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from cdc_platform.audit import acting_as
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
 from cdc_platform.kafka_connect import KafkaConnectResource
@@ -293,12 +294,16 @@ def health_samples(reported: list[Assessment], now: float) -> list[Sample]:
     for r in reported:
         w = r.watched
         if r.metadata.get("state") == "UNKNOWN":
-            continue  # Connect unreachable: nothing is known about the connector itself
+            # Connect unreachable: the connector is not known to run; its tasks are not known at all
+            samples.append(Sample(now, w.pipeline, w.role, "connector_running", 0.0))
+            continue
         samples += [
             Sample(now, w.pipeline, w.role, "connector_running", float(r.passed)),
             Sample(now, w.pipeline, w.role, "failed_tasks", float(r.metadata.get("failed_tasks", 0))),
             Sample(now, w.pipeline, w.role, "restarts", float(r.metadata.get("restarts", 0))),
-        ]
+            Sample(now, w.pipeline, w.role, "recovery_gave_up",
+                   float(r.metadata.get("recovery") in ("gave_up", "not_retryable"))),
+        ]  # fmt: skip
     return samples
 
 
@@ -347,8 +352,9 @@ def build_connect_health_sensor(
         live = [w for w in watched if w.asset_key in deployed]
         on_worker: set[str] = set()
         unreachable: list[str] = []
-        results = evaluate(live, kafka_connect, memory, now, settings, context.log, seen=on_worker,
-                           unreachable=unreachable)  # fmt: skip
+        with acting_as(f"sensor {name}"):
+            results = evaluate(live, kafka_connect, memory, now, settings, context.log, seen=on_worker,
+                               unreachable=unreachable)  # fmt: skip
         owned = {w.name for w in watched}
         orphans = sorted(on_worker - owned)
         if worker_key is not None and orphans:

@@ -39,12 +39,18 @@ DOMAINS = {"postgresql": "debezium.postgres", "mysql": "debezium.mysql", "mariad
 TIMEOUT_SECONDS = 5.0
 
 
+#: per-topic client metrics of the connectors' producer (captured) and consumer (applied) -> metric
+PRODUCER_TOPIC_ATTRIBUTES = {"byte-rate": "captured_bytes_per_second"}
+CONSUMER_TOPIC_ATTRIBUTES = {"bytes-consumed-rate": "applied_bytes_per_second"}
+
+
 @dataclass(frozen=True)
 class JmxWatch:
     pipeline: str
     source_kind: str
     topic_prefix: str
     sink_connector: str
+    source_connector: str = ""
 
 
 def _requests(w: JmxWatch) -> list[dict]:
@@ -54,7 +60,21 @@ def _requests(w: JmxWatch) -> list[dict]:
         attributes = [a for k, a in SINK_ATTRIBUTES if k == kind]
         out.append({"type": "read", "mbean": f"kafka.connect:type={kind},connector={w.sink_connector},task=*",
                     "attribute": attributes})  # fmt: skip
+    # Connect names its clients connector-producer-<connector>-<task> / connector-consumer-...
+    if w.source_connector:
+        out.append({"type": "read", "attribute": list(PRODUCER_TOPIC_ATTRIBUTES),
+                    "mbean": f"kafka.producer:type=producer-topic-metrics,client-id=connector-producer-{w.source_connector}-*,topic=*"})  # fmt: skip
+    out.append({"type": "read", "attribute": list(CONSUMER_TOPIC_ATTRIBUTES),
+                "mbean": f"kafka.consumer:type=consumer-fetch-manager-metrics,client-id=connector-consumer-{w.sink_connector}-*,topic=*"})  # fmt: skip
     return out
+
+
+def _key(mbean: str, key: str) -> str | None:
+    for part in mbean.split(":", 1)[-1].split(","):
+        name, _, value = part.partition("=")
+        if name == key:
+            return value
+    return None
 
 
 def _number(value) -> float | None:
@@ -65,29 +85,35 @@ def _number(value) -> float | None:
     return None
 
 
-def read_jmx(jolokia_url: str, watches: list[JmxWatch]) -> dict[str, dict[str, float]]:
-    """Per pipeline, its figures by metric name (the ``sink_*`` ones summed over the sink's tasks)."""
+def read_jmx(jolokia_url: str, watches: list[JmxWatch]) -> dict[str, dict[tuple[str, str], float]]:
+    """Per pipeline, its figures by (subject, metric): subject ``source`` or ``sink`` (the ``sink_*``
+    figures summed over the sink's tasks), or a topic for the bytes per second captured and applied."""
     plan = [(w, r) for w in watches for r in _requests(w)]
     if not plan:
         return {}
     response = httpx.post(jolokia_url.rstrip("/") + "/", json=[r for _, r in plan], timeout=TIMEOUT_SECONDS)
     response.raise_for_status()
-    figures: dict[str, dict[str, float]] = {w.pipeline: {} for w in watches}
-    for (w, request), answer in zip(plan, response.json(), strict=True):
+    figures: dict[str, dict[tuple[str, str], float]] = {w.pipeline: {} for w in watches}
+    for (w, _), answer in zip(plan, response.json(), strict=True):
         if answer.get("status") != 200:
             continue  # no such MBean: the connector is not running here
         mine = figures[w.pipeline]
         # a pattern read answers {mbean name: {attribute: value}}
-        for attributes in (answer.get("value") or {}).values():
+        for mbean, attributes in (answer.get("value") or {}).items():
             for attribute, value in (attributes or {}).items():
                 number = _number(value)
                 if number is None:
                     continue
-                if request["mbean"].startswith("kafka.connect:"):
-                    kind = request["mbean"].split("type=", 1)[1].split(",", 1)[0]
-                    metric = SINK_ATTRIBUTES.get((kind, attribute))
+                if mbean.startswith("kafka.connect:"):
+                    metric = SINK_ATTRIBUTES.get((_key(mbean, "type") or "", attribute))
                     if metric:
-                        mine[metric] = mine.get(metric, 0.0) + number
+                        mine[("sink", metric)] = mine.get(("sink", metric), 0.0) + number
+                elif mbean.startswith(("kafka.producer:", "kafka.consumer:")):
+                    names = {**PRODUCER_TOPIC_ATTRIBUTES, **CONSUMER_TOPIC_ATTRIBUTES}
+                    topic = _key(mbean, "topic")
+                    if topic and attribute in names:
+                        key = (topic, names[attribute])
+                        mine[key] = mine.get(key, 0.0) + number
                 elif attribute in STREAMING_ATTRIBUTES:
-                    mine[STREAMING_ATTRIBUTES[attribute]] = number
+                    mine[("source", STREAMING_ATTRIBUTES[attribute])] = number
     return figures

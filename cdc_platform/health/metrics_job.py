@@ -19,7 +19,8 @@ from cdc_platform.kafka_connect import KafkaConnectResource
 
 #: samples older than this are pruned by each collection
 RETENTION_SECONDS = 7 * 24 * 3600
-TABLE_METRICS = ("lag_messages", "captured_per_second", "applied_per_second")
+TABLE_METRICS = ("lag_messages", "captured_per_second", "applied_per_second", "captured_bytes_per_second",
+                 "applied_bytes_per_second")  # fmt: skip
 #: per pipeline, measured through its heartbeat table; shown on every table and on the sink
 PIPELINE_METRICS = ("latency_seconds", "heartbeat_age_seconds")
 #: the source's log kept for the pipeline: the PostgreSQL slot, or the MySQL/MariaDB binlogs

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from cdc_platform.audit import record
 from cdc_platform.connectors.source import SOURCE_CLASSES
 from cdc_platform.db import engine_for, mysql_connect, pg_connect
 from cdc_platform.kafka_admin import ensure_topics
@@ -68,6 +69,12 @@ def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
 
             for stmt in plan.ddl:
                 conn.execute(sa.text(stmt))
+    record(
+        "ddl.applied",
+        f"{plan.target.name}:{plan.spec.target_schema}",
+        pipeline=plan.spec.name,
+        detail=";\n".join(plan.ddl),
+    )
     beat = " and the heartbeat table" if plan.heartbeat else ""
     log(f"target schema {plan.spec.target_schema}: {len(plan.tables)} tables{beat} ensured")
     return list(plan.ddl)
@@ -96,6 +103,7 @@ def ensure_source_heartbeat(plan: PipelinePlan, specs_dir: Path, log: Log) -> No
             f"Grant CREATE on {beat.source_schema} to {plan.source.username}, or set "
             "options.heartbeat_table: false in the pipeline spec (no latency figure then)"
         ) from exc
+    record("heartbeat.ensured", beat.source_qualified, pipeline=plan.spec.name, detail=beat.source_ddl(kind))
     log(f"heartbeat table {beat.source_qualified} ensured on the source")
 
 

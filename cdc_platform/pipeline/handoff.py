@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 
+from cdc_platform.audit import record
 from cdc_platform.db import pg_connect
 from cdc_platform.schema.ddl import qualified, quote
 from cdc_platform.schema.model import Table
@@ -45,6 +46,8 @@ def ensure_publication(
     exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
     verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
     conn.execute(verb.format(quote("postgresql", publication), table_list))
+    record("publication.altered" if exists else "publication.created", publication, detail=f"tables: {table_list}",
+           pipeline=publication.removeprefix("cdc_"))  # fmt: skip
     for t in tables:
         # Unchanged TOASTed values would otherwise arrive as __debezium_unavailable_value and the
         # JDBC sink would write that placeholder; a declared key also needs the old row image.
@@ -56,6 +59,8 @@ def ensure_publication(
             ).fetchone()
             if current and current[0] != "f":
                 conn.execute(f"ALTER TABLE {qualified('postgresql', t.schema, t.name)} REPLICA IDENTITY FULL")
+                record("table.replica_identity_full", t.qualified, pipeline=publication.removeprefix("cdc_"),
+                       detail=f"was {current[0]!r}: unchanged TOASTed values and declared keys need the full old row")  # fmt: skip
                 if switched is not None and current[0] == "d":
                     switched.add(t.qualified)
 
@@ -72,6 +77,7 @@ def drop_slot(conn: psycopg.Connection, slot: str, *, timeout: float = 30.0) -> 
     while slot_exists(conn, slot):
         try:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            record("slot.dropped", slot)
             return True
         except psycopg.errors.ObjectInUse:
             if time.monotonic() > deadline:
@@ -109,6 +115,7 @@ def exported_snapshot(
         ).fetchone()
         if row is None:
             raise HandoffError(f"CREATE_REPLICATION_SLOT {slot} returned nothing")
+        record("slot.created", slot, detail=f"consistent point {row[1]}, exported snapshot for the full load")
         # The exported snapshot lives only while this connection stays open and idle.
         yield row[2]
     finally:
@@ -129,6 +136,7 @@ def ensure_slot(
         ensure_publication(admin, publication, tables, switched, extra)
         if not slot_exists(admin, slot):
             admin.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+            record("slot.created", slot, detail="changes from now on (no full load)")
 
 
 def restore_replica_identity(conn: psycopg.Connection, tables: list[str]) -> list[str]:
@@ -143,5 +151,6 @@ def restore_replica_identity(conn: psycopg.Connection, tables: list[str]) -> lis
         ).fetchone()
         if exists:
             conn.execute(f"ALTER TABLE {qualified('postgresql', schema, name)} REPLICA IDENTITY DEFAULT")
+            record("table.replica_identity_default", qualified_name)
             done.append(f"restored the default replica identity of {qualified_name}")
     return done

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cdc_platform.audit import record
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.heartbeat import HEARTBEAT_TABLE_KEY, Heartbeat, heartbeat_from_recorded
 from cdc_platform.pipeline.plan import PipelineNames
@@ -130,6 +131,7 @@ def _mysql_heartbeat(source: ConnectionSpec, specs_dir: Path, beat: Heartbeat):
                 cur.execute(beat.drop_source_sql(source.kind.value))
         finally:
             conn.close()
+        record("heartbeat.dropped", beat.source_qualified, pipeline=beat.pipeline)
         return [f"dropped heartbeat table {beat.source_qualified}"], []
     except Exception as exc:  # noqa: BLE001 - report what is left, after doing the rest
         return [], [f"heartbeat table {beat.source_qualified} on {source.host}:{source.port} ({type(exc).__name__}: "
@@ -152,6 +154,7 @@ def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineName
                 from cdc_platform.schema.ddl import quote
 
                 admin.execute(f"DROP PUBLICATION {quote('postgresql', names.publication)}")
+                record("publication.dropped", names.publication, pipeline=names.pipeline)
                 done.append(f"dropped publication {names.publication}")
             done += handoff.restore_replica_identity(admin, tables)
             from cdc_platform.schema.ddl import qualified
@@ -164,6 +167,7 @@ def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineName
             )
             if beat is not None and exists:
                 admin.execute(beat.drop_source_sql("postgresql"))
+                record("heartbeat.dropped", beat.source_qualified, pipeline=names.pipeline)
                 done.append(f"dropped heartbeat table {beat.source_qualified}")
             return done, []
     except Exception as exc:  # noqa: BLE001 - report what is left, after doing the rest

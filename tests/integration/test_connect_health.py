@@ -12,6 +12,7 @@ import time
 import dagster as dg
 import pytest
 
+from cdc_platform.audit import entries
 from cdc_platform.catalog import discover_catalog, write_catalog
 from cdc_platform.component import CdcPipelineComponent
 from cdc_platform.health.connect_sensor import CHECK_NAME
@@ -162,6 +163,11 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
             assert 1.0 in [v for _, v in store.series(name, "sink", "failed_tasks", since=0)]
             assert max(v for _, v in store.series(name, "sink", "restarts", since=0)) == restarts
             assert [v for _, v in store.series(name, "sink", "connector_running", since=0)][-1] == 0.0
+            # each restart is in the audit log, done by the sensor
+            restarted = [e for e in entries(pipeline=name) if e.action == "connector.restarted"]
+            assert len(restarted) == restarts and all(
+                e.actor == "sensor cdc_connect_health" for e in restarted
+            )
 
             # a human repairs it; the next restart brings every row across
             with pg_connect(stack, tgt) as conn:

@@ -1,10 +1,12 @@
 """End to end through `dagster-daemon`: the code location as users run it (workspace.yaml), the
-health sensor and the metrics schedule running by default. A sink task is made to fail: the daemon's
-sensor records the failed check, restarts the task, and records the pass once it is repaired; the
-schedule's runs leave lag observations on the table asset."""
+health and alert sensors and the metrics schedule running by default. A sink task is made to fail:
+the daemon's sensor records the failed check and restarts the task, the alert sensor sends an e-mail
+and a webhook, and once it is repaired the check passes and the resolved notifications follow; the
+audit log shows the sensor's restart, and the schedule's runs leave lag observations on the table."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +15,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
+from cdc_platform.alerts.history import AlertHistory
+from cdc_platform.audit import entries
 from tests.integration.test_connect_health import BLOCKER, wait_task_state
 from tests.integration.test_pipeline_replication import _teardown
 from tests.pipeline_support import connection, write_specs
@@ -42,7 +47,9 @@ def wait_for(predicate, what: str, timeout: float, log_file) -> object:
     )
 
 
-def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(stack, connect, tmp_path):
+def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(
+    stack, connect, tmp_path, httpserver, smtp
+):
     with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
@@ -52,6 +59,17 @@ def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(stack, conne
                                                  "tgt": connection(stack, "postgresql", tgt)},
                             [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
                               "tables": {"names": ["public.t"]}}])  # fmt: skip
+        controller, inbox, _ = smtp
+        httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+        (specs.directory / "alerts.yaml").write_text(yaml.safe_dump({"alerts": {
+            "defaults": {"channels": ["mail", "hook"]},
+            "channels": {
+                "mail": {"kind": "email", "smtp_host": "127.0.0.1", "smtp_port": controller.port, "tls": "none",
+                         "sender": "cdc@example.com", "recipients": ["oncall@example.com"]},
+                "hook": {"kind": "webhook", "url": httpserver.url_for("/hook")}},
+            "rules": [{"name": "sink_connector_failed", "metric": "connector_running", "subject": "sink",
+                       "below": 1, "resolve_after": 0, "severity": "critical"}],
+        }}))  # fmt: skip
         home = tmp_path / "home"
         home.mkdir()
         env = {**os.environ, "CDC_SPECS_DIR": str(specs.directory), "DAGSTER_HOME": str(home)}
@@ -82,6 +100,16 @@ def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(stack, conne
                 failed = wait_for(lambda: (e := latest_check(instance, sink_key)) and not e.passed and e,
                                   "a failed connector_running check", 90, log)  # fmt: skip
                 assert "blocked by the test" in failed.metadata["last_error"].value
+                # the alert sensor reads the figure the health sensor stored, and tells people
+                wait_for(lambda: inbox.messages, "the alert e-mail", 90, log)
+                assert (
+                    f"[FIRING] [critical] {name}: sink_connector_failed (sink)"
+                    in inbox.messages[0].content.decode()
+                )
+                hooks = [json.loads(r.get_data()) for r, _ in httpserver.log]
+                assert (
+                    hooks and hooks[0]["kind"] == "triggered" and hooks[0]["rule"] == "sink_connector_failed"
+                )
                 with pg_connect(stack, tgt) as conn:
                     conn.execute("DELETE FROM replica.block")
                 # the sensor's first restart comes 30 s after the failure was seen; then the pipeline catches up
@@ -89,6 +117,21 @@ def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(stack, conne
                          "a restart by the sensor and a passed check", 180, log)  # fmt: skip
                 wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
                                lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
+                wait_for(
+                    lambda: any(b"[RESOLVED]" in m.content for m in inbox.messages),
+                    "the resolved e-mail",
+                    90,
+                    log,
+                )
+                platform_db = f"sqlite:///{home / 'cdc_metrics.sqlite'}"
+                (alert,) = [
+                    a for a in AlertHistory(platform_db).listing(include_resolved=True) if a.pipeline == name
+                ]
+                assert alert.rule == "sink_connector_failed" and alert.resolved_at > alert.triggered_at
+                restarted = [
+                    e for e in entries(pipeline=name, url=platform_db) if e.action == "connector.restarted"
+                ]
+                assert restarted and restarted[0].actor == "sensor cdc_connect_health"
 
                 runs = wait_for(lambda: instance.get_runs(dg.RunsFilter(job_name="cdc_collect_metrics",
                                                                         statuses=[dg.DagsterRunStatus.SUCCESS])),

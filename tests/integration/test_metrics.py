@@ -81,6 +81,11 @@ def test_lag_throughput_rows_and_slot_are_observed_per_asset(stack, connect, tmp
                 f"{name}/sink_connector"
             ]
             assert slot["source_queue_remaining"] <= slot["source_queue_capacity"]
+            # bytes per second per table, from the connectors' producer and consumer
+            assert (
+                second[table_a]["captured_bytes_per_second"] > 0
+                and second[table_a]["applied_bytes_per_second"] > 0
+            )
             sink = second[f"{name}/sink_connector"]
             assert sink["sink_record_failures"] == 0 and "sink_put_batch_avg_ms" in sink
             stored = MetricsStore().series(name, "public.a", "captured_per_second", since=0)

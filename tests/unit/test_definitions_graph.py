@@ -145,15 +145,18 @@ def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
         "orders_teardown",
         "everything_teardown",
         "cdc_collect_metrics",
+        "cdc_acknowledge_alert",
+        "cdc_test_connections",
     }
     assert set(defs.resources or {}) == {"kafka_connect", "cdc_settings"}
-    # automation: the health sensor and the metrics schedule, both running by default
-    sensor = next(iter(defs.sensors or []))
-    assert sensor.name == "cdc_connect_health" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    schedule = next(iter(defs.schedules or []))
-    assert (
-        schedule.cron_schedule == "* * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    )
+    # automation: the health and alert sensors and the metrics schedule, all running by default
+    sensors = {s.name: s for s in defs.sensors or []}
+    assert set(sensors) == {"cdc_connect_health", "cdc_alerts"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    schedules = {s.name: s for s in defs.schedules or []}
+    assert schedules["cdc_collect_metrics_schedule"].cron_schedule == "* * * * *"
+    assert schedules["cdc_test_connections_schedule"].cron_schedule == "17 * * * *"
+    assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in schedules.values())
     checks = {(k.asset_key.to_user_string(), k.name) for c in defs.asset_checks or [] for k in c.check_keys}
     assert checks == {
         ("orders/source_connector", "connector_running"),
@@ -171,8 +174,9 @@ def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
     with pytest.raises(ValueError, match=r"names pipelines \['nope'\]"):
         _defs(specs_dir, CATALOG, pipelines=["nope"])
     only = _defs(specs_dir, CATALOG, pipelines=["orders"])
-    assert {j.name for j in only.jobs or []} == {"orders_teardown", "cdc_collect_metrics_orders"}
-    assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders"]
+    assert {j.name for j in only.jobs or []} == {"orders_teardown", "cdc_collect_metrics_orders",
+                                                 "cdc_acknowledge_alert_orders", "cdc_test_connections_orders"}  # fmt: skip
+    assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders", "cdc_alerts_orders"]
 
 
 def test_the_whole_project_loads_and_validates():

@@ -1,0 +1,99 @@
+"""The alert sensor (every 30 s) and the job that acknowledges an alert from the UI.
+
+The sensor reads the stored figures, never Kafka Connect, so it alerts while Connect is down. Each
+opened, reminded or resolved alert is sent to its rule's channels (a failing channel is logged and
+recorded, the others still send) and recorded as an observation on the affected asset: the sink
+connector for the sink and the pipeline's latency, the source connector for the source, the table
+for a table's figures. It launches no runs.
+"""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from cdc_platform.alerts.channels import Notice, send
+from cdc_platform.alerts.evaluate import Transition, evaluate
+from cdc_platform.alerts.history import AlertHistory
+from cdc_platform.alerts.rules import load_alert_config
+from cdc_platform.assets import CdcSettingsResource
+from cdc_platform.audit import acting_as, run_actor
+from cdc_platform.health.metrics_job import WatchedAssets
+from cdc_platform.health.metrics_store import MetricsStore
+
+
+def asset_of(w: WatchedAssets, subject: str) -> dg.AssetKey:
+    if subject == "source":
+        return w.source_connector
+    return w.tables.get(subject, w.sink_connector)
+
+
+def notice_of(t: Transition) -> Notice:
+    a = t.alert
+    return Notice(t.kind, a.id, a.rule, a.pipeline, a.subject, a.severity, a.message, a.value, a.triggered_at,
+                  a.resolved_at)  # fmt: skip
+
+
+def build_alert_sensor(
+    name: str, watched: list[WatchedAssets], interval_seconds: int = 30
+) -> dg.SensorDefinition:
+    by_pipeline = {w.watch.pipeline: w for w in watched}
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Evaluates the alert rules (built-in, and the specs' `alerts:` file) on the stored metrics; "
+        "sends e-mail and webhooks, records history, and marks the affected asset. Launches no runs.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, cdc_settings: CdcSettingsResource) -> dg.SensorResult:
+        specs_dir = Path(cdc_settings.specs_dir)
+        config = load_alert_config(specs_dir)
+        history = AlertHistory()
+        now = time.time()
+        transitions = evaluate(config, sorted(by_pipeline), MetricsStore(), history, now)
+        events = []
+        for t in transitions:
+            notice = notice_of(t)
+            sent = 0
+            for channel_name in config.channels_of(t.rule):
+                outcome = send(config.channels[channel_name], notice, specs_dir)
+                history.record_notification(t.alert.id, channel_name, t.kind, outcome.ok, outcome.error, now)
+                if outcome.ok:
+                    sent += 1
+                else:
+                    context.log.warning(f"alert {t.alert.id}: channel {channel_name} failed: {outcome.error}")
+            if t.kind != "resolved" and not sent:
+                history.mark_notified(t.alert.id, now)  # in-app only: reminders still follow the interval
+            log = context.log.info if t.kind == "resolved" else context.log.warning
+            log(f"{notice.title}: {t.alert.message}")
+            events.append(dg.AssetObservation(
+                asset_key=asset_of(by_pipeline[t.alert.pipeline], t.alert.subject),
+                metadata={"alert_id": t.alert.id, "alert_rule": t.alert.rule, "alert_state": t.kind,
+                          "alert_severity": t.alert.severity, "alert_message": dg.MetadataValue.text(t.alert.message),
+                          "alert_channels_sent": sent},
+            ))  # fmt: skip
+        return dg.SensorResult(asset_events=events)
+
+    return _sensor
+
+
+class AcknowledgeConfig(dg.Config):
+    alert_id: int
+    by: str
+
+
+def build_acknowledge_job(name: str) -> dg.JobDefinition:
+    @dg.op(name=f"{name}_op")
+    def _ack(context: dg.OpExecutionContext, config: AcknowledgeConfig) -> None:
+        with acting_as(run_actor(context)):
+            alert = AlertHistory().acknowledge(config.alert_id, config.by)
+        context.log.info(f"alert {alert.id} ({alert.rule}, {alert.pipeline} {alert.subject}) acknowledged by "
+                         f"{config.by}: no reminders until it resolves")  # fmt: skip
+
+    @dg.job(name=name, description="Acknowledge an open alert (config: alert_id, by); it stops re-notifying "
+            "until it resolves.", tags={"cdc/kind": "alerts"})  # fmt: skip
+    def _job():
+        _ack()
+
+    return _job

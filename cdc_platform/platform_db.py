@@ -1,0 +1,132 @@
+"""The platform's own tables beside the metrics (alerts, notifications, audit log, connection tests),
+in the metrics store's database: SQLite under ``$DAGSTER_HOME`` by default, ``CDC_METRICS_URL``
+(PostgreSQL in production) otherwise.
+
+The schema is versioned in ``cdc_schema_versions``; each migration runs once, in order, inside one
+transaction, so an existing database is upgraded in place when a newer platform opens it.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from cdc_platform.health.metrics_store import metrics_url
+
+METADATA = sa.MetaData()
+VERSIONS = sa.Table(
+    "cdc_schema_versions",
+    METADATA,
+    sa.Column("component", sa.String(50), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+ALERTS = sa.Table(
+    "cdc_alerts",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("pipeline", sa.String(64), nullable=False),
+    #: sink | source | pipeline, or a table's schema.table
+    sa.Column("subject", sa.String(300), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("triggered_at", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float),
+    sa.Column("acknowledged_at", sa.Float),
+    sa.Column("acknowledged_by", sa.String(200)),
+    sa.Column("last_notified_at", sa.Float),
+    sa.Column("notifications_sent", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_cdc_alerts_open", "rule", "pipeline", "subject", "resolved_at"),
+)
+NOTIFICATIONS = sa.Table(
+    "cdc_alert_notifications",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("cdc_alerts.id"), nullable=False),
+    sa.Column("channel", sa.String(100), nullable=False),
+    #: triggered | reminder | resolved
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("sent_at", sa.Float, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+)
+
+
+AUDIT = sa.Table(
+    "cdc_audit_log",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(300), nullable=False),
+    sa.Column("pipeline", sa.String(64)),
+    #: e.g. connector.created, connector.restarted, slot.dropped, ddl.applied, alert.acknowledged
+    sa.Column("action", sa.String(64), nullable=False),
+    #: what was changed: a connector, slot, publication, table or alert
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("detail", sa.Text),
+    #: JSON {key: {"old": ..., "new": ...}}, secrets masked
+    sa.Column("diff", sa.Text),
+    sa.Index("ix_cdc_audit_log_pipeline_at", "pipeline", "at"),
+)
+CONNECTION_TESTS = sa.Table(
+    "cdc_connection_tests",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("connection", sa.String(100), nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("response_ms", sa.Float),
+    #: JSON list of {"check", "ok", "detail", "fix"}
+    sa.Column("checks", sa.Text, nullable=False),
+    sa.Index("ix_cdc_connection_tests_connection_at", "connection", "at"),
+)
+
+
+def _v1(conn: sa.Connection) -> None:
+    ALERTS.create(conn, checkfirst=True)
+    NOTIFICATIONS.create(conn, checkfirst=True)
+
+
+def _v2(conn: sa.Connection) -> None:
+    AUDIT.create(conn, checkfirst=True)
+    CONNECTION_TESTS.create(conn, checkfirst=True)
+
+
+#: (version, migration) in order; a new column or table is a new entry, never an edit of an old one
+MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [(1, _v1), (2, _v2)]
+COMPONENT = "platform"
+
+
+def migrate(engine: sa.Engine) -> int:
+    """Bring the platform's tables to the newest version; returns the version now in place."""
+    with engine.begin() as conn:
+        VERSIONS.create(conn, checkfirst=True)
+        row = conn.execute(sa.select(VERSIONS.c.version).where(VERSIONS.c.component == COMPONENT)).first()
+        current = row.version if row else 0
+        for version, step in MIGRATIONS:
+            if version > current:
+                step(conn)
+                current = version
+        values = {"version": current, "applied_at": time.time()}
+        if row is None:
+            conn.execute(VERSIONS.insert().values(component=COMPONENT, **values))
+        elif row.version != current:
+            conn.execute(VERSIONS.update().where(VERSIONS.c.component == COMPONENT).values(**values))
+    return current
+
+
+@functools.cache
+def _migrated(url: str) -> sa.Engine:
+    engine = sa.create_engine(url)
+    migrate(engine)
+    return engine
+
+
+def platform_engine(url: str | None = None) -> sa.Engine:
+    """An engine on the platform database, migrated once per process and URL."""
+    return _migrated(url or metrics_url())
