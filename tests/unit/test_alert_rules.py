@@ -146,14 +146,23 @@ def test_table_rules_read_every_table_and_honour_the_selectors(stores):
     assert evaluate(_config(pipelines=["other_*"], **{"for": 0}), ["p"], store, history, t0) == []
 
 
-def test_migrations_upgrade_an_older_database_once(tmp_path):
+def test_migrations_upgrade_an_older_database_once(tmp_path, monkeypatch):
+    import cdc_platform.platform_db as platform_db
+
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
-    with engine.begin() as conn:  # a database from before the alert tables existed
-        conn.execute(sa.text("CREATE TABLE cdc_metric_samples (id INTEGER PRIMARY KEY)"))
+    # a database written by the version that had only the alert tables (migration 1), holding an alert
+    monkeypatch.setattr(platform_db, "MIGRATIONS", platform_db.MIGRATIONS[:1])
+    assert migrate(engine) == 1
+    with engine.begin() as conn:
+        conn.execute(ALERTS.insert().values(rule="r", pipeline="p", subject="sink", severity="warning",
+                                            message="m", triggered_at=1.0))  # fmt: skip
+    assert "cdc_audit_log" not in sa.inspect(engine).get_table_names()
+    monkeypatch.undo()
     assert migrate(engine) == 2 and migrate(engine) == 2
     with engine.connect() as conn:
         assert conn.execute(sa.select(VERSIONS.c.version)).scalar_one() == 2
-        assert conn.execute(sa.select(sa.func.count()).select_from(ALERTS)).scalar_one() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(ALERTS)).scalar_one() == 1  # kept
+    assert {"cdc_audit_log", "cdc_connection_tests"} <= set(sa.inspect(engine).get_table_names())
 
 
 def test_the_shipped_example_file_is_valid(tmp_path):
