@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from cdc_platform.platform_db import AUDIT, platform_engine
+from cdc_platform.secrets import mask_secret_values
 
 log = logging.getLogger(__name__)
 _actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("cdc_audit_actor", default=None)
-_SECRETISH = re.compile(r"(?i)(password|secret|token|credential)(\s*[=:]\s*)([^\s,;'\"}]+)")
 
 
 def current_actor() -> str:
@@ -57,7 +57,7 @@ def run_actor(context) -> str:
 
 
 def _masked_text(text: str | None) -> str | None:
-    return None if text is None else _SECRETISH.sub(lambda m: f"{m.group(1)}{m.group(2)}********", text)
+    return None if text is None else mask_secret_values(text)
 
 
 def record(action: str, target: str, *, pipeline: str | None = None, detail: str | None = None,

@@ -8,6 +8,7 @@ reference instead, which the worker resolves, so no password ever travels in a c
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from cdc_platform.settings import read_properties
@@ -16,6 +17,14 @@ from cdc_platform.specs.models import EnvSecret, FileSecret, SecretRef
 
 class SecretMissing(ValueError):
     pass
+
+
+_SECRETISH = re.compile(r"(?i)(password|secret|token|credential)(\s*[=:]\s*)([^\s,;'\"}]+)")
+
+
+def mask_secret_values(text: str) -> str:
+    """``password=abc`` / ``secret: abc`` in free text (a trace, a detail) become ``password=********``."""
+    return _SECRETISH.sub(lambda m: f"{m.group(1)}{m.group(2)}********", text)
 
 
 def _secret_path(ref: FileSecret, specs_dir: Path) -> Path:

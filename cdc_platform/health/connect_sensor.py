@@ -18,6 +18,7 @@ from cdc_platform.audit import acting_as
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.secrets import mask_secret_values
 
 CHECK_NAME = "connector_running"
 #: re-report an unchanged state this often, so the UI's "last evaluated" stays fresh
@@ -26,7 +27,6 @@ REPORT_EVERY_SECONDS = 300.0
 RUN_TIME_KEYS = re.compile(r"^cdc\.platform\.")
 #: the cursor entry of the worker asset (orphans), beside the connectors' entries
 WORKER_MEMORY = "__worker__"
-_SECRETISH = re.compile(r"(?i)(password|secret|token|credential)(\s*[=:]\s*)([^\s,;'\"}]+)")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def mask(text: str | None, limit: int = 1500) -> str | None:
     """A trace excerpt safe to store: anything that looks like a secret value is masked."""
     if text is None:
         return None
-    return _SECRETISH.sub(lambda m: f"{m.group(1)}{m.group(2)}********", text)[:limit]
+    return mask_secret_values(text)[:limit]
 
 
 def cause_chain(trace: str) -> str:
