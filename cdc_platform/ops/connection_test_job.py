@@ -26,7 +26,9 @@ class ConnectionAssets:
 def build_connection_test_job(name: str, connections: list[ConnectionAssets]) -> dg.JobDefinition:
     @dg.op(name=f"{name}_op", description="Test every connection the pipelines use: reachable, login, "
            "privileges and server settings each pipeline needs.")  # fmt: skip
-    def _test(context: dg.OpExecutionContext, cdc_settings: CdcSettingsResource) -> None:
+    def _test(context: dg.OpExecutionContext, cdc_settings: CdcSettingsResource):
+        # a generator: observations yielded as they happen survive the failure raised at the end,
+        # where ones logged with context.log_event would be dropped with the failed step
         from cdc_platform.specs.loader import load_specs
 
         specs = load_specs(Path(cdc_settings.specs_dir))
@@ -44,7 +46,7 @@ def build_connection_test_job(name: str, connections: list[ConnectionAssets]) ->
                 **({"response_ms": result.response_ms} if result.response_ms is not None else {}),
             }  # fmt: skip
             for key in c.assets:
-                context.log_event(dg.AssetObservation(asset_key=key, metadata=metadata))
+                yield dg.AssetObservation(asset_key=key, metadata=metadata)
             samples += [
                 Sample(now, p, "source", "source_connection_ok", float(result.ok)) for p in c.source_of
             ]
@@ -56,6 +58,7 @@ def build_connection_test_job(name: str, connections: list[ConnectionAssets]) ->
         if failed:
             raise dg.Failure(f"connection test failed for {', '.join(failed)} (the checks and fixes are in the log "
                              "and on the source assets)")  # fmt: skip
+        yield dg.Output(None)
 
     @dg.job(name=name, description="Tests every connection the pipelines use; results on the source-table "
             "assets and in `cdc-platform test-connection`.", tags={"cdc/kind": "connection-test"})  # fmt: skip

@@ -79,3 +79,5 @@ def test_changes_are_recorded_with_actor_and_masked_diff(stack, connect, tmp_pat
             and "batch.size: '17' -> '10000'" in shown.stdout
         )
         assert stack.password("postgres") not in shown.stdout
+        every_row = json.dumps([e.__dict__ for e in entries(limit=100_000)])
+        assert stack.password("postgres") not in every_row and stack.password("mariadb") not in every_row

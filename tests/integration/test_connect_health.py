@@ -32,9 +32,10 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 
-def component_defs(specs, **health) -> dg.Definitions:
+def component_defs(specs, discover: list[str] | None = None, **health) -> dg.Definitions:
+    """The component's definitions after a catalog refresh (of ``discover``'s pipelines, default all)."""
     state = specs.directory / "catalog-state"
-    write_catalog(discover_catalog(specs), state)
+    write_catalog(discover_catalog(specs, discover), state)
     component = CdcPipelineComponent.from_attributes_dict(
         attributes={"specs_dir": str(specs.directory), "health": health}
     )
