@@ -111,7 +111,9 @@ def test_privileges_settings_and_login_are_checked_with_fixes(stack, tmp_path, m
             observed = [e.event_specific_data.asset_observation for e in result.all_events
                         if e.event_type_value == "ASSET_OBSERVATION"]  # fmt: skip
             limited_obs = [o for o in observed if o.metadata["connection"].value == "src_limited"]
-            assert limited_obs and limited_obs[0].metadata["connection_ok"].value == 0.0, [(o.asset_key, o.metadata.get("connection")) for o in observed]
+            assert limited_obs and limited_obs[0].metadata["connection_ok"].value == 0.0, [
+                (o.asset_key, o.metadata.get("connection")) for o in observed
+            ]
             assert connection_test_history("src_limited")[0]["ok"] is False
             assert connection_test_history("src")[0]["ok"] is True
             sensor = defs.get_sensor_def("cdc_alerts")
