@@ -37,6 +37,7 @@ from cdc_platform.ops.connection_test_job import (
     build_connection_test_schedule,
 )
 from cdc_platform.pipeline.plan import PipelineNames
+from cdc_platform.quality.checks import build_quality_checks, checked_tables
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
 from cdc_platform.teardown_job import teardown_job_for
 from cdc_platform.translator import CdcTranslator
@@ -145,6 +146,10 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         description="The Kafka Connect health sensor and its restarts.",
     )
     metrics_cron: str = Field(default="* * * * *", description="When the metrics collection runs (cron).")
+    quality_cron: str = Field(
+        default="*/15 * * * *",
+        description="When the cheap data-quality checks (counts, drift, freshness) run.",
+    )
     connection_test_cron: str = Field(
         default="17 * * * *", description="When the pipelines' connections are tested (cron)."
     )
@@ -227,6 +232,23 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             jobs.append(
                 build_acknowledge_job(self.sensor_name().replace("connect_health", "acknowledge_alert"))
             )
+        quality = [
+            build_quality_checks(specs.pipelines[name], specs, catalogs.get(name),
+                                 checked_tables(specs.pipelines[name], catalogs.get(name), translator.target_table_key))
+            for name in names
+        ]  # fmt: skip
+        if quality:
+            quality_job = dg.define_asset_job(
+                self.sensor_name().replace("connect_health", "quality_checks"),
+                selection=dg.AssetSelection.checks(*[key for q in quality for key in q.check_keys]),
+                description="The data-quality checks of every table: row-count parity, schema drift, freshness.",
+            )
+            jobs.append(quality_job)
+            schedules.append(dg.ScheduleDefinition(
+                name=f"{quality_job.name}_schedule", job=quality_job, cron_schedule=self.quality_cron,
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+                description="Runs the data-quality checks; failures show on the tables' Checks tab.",
+            ))  # fmt: skip
         if names:
             test_job = build_connection_test_job(
                 self.sensor_name().replace("connect_health", "test_connections"),
@@ -237,7 +259,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         worker = [translator.worker_spec()] if watched and self.pipelines is None else []
         return dg.Definitions(
             assets=[*build_all_assets(specs, catalogs, names, translator), *worker],
-            asset_checks=[build_connector_checks(name, ws) for name, ws in watched.items()],
+            asset_checks=[*[build_connector_checks(name, ws) for name, ws in watched.items()], *quality],
             sensors=sensors,
             jobs=jobs,
             schedules=schedules,

@@ -147,6 +147,7 @@ def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
         "cdc_collect_metrics",
         "cdc_acknowledge_alert",
         "cdc_test_connections",
+        "cdc_quality_checks",
     }
     assert set(defs.resources or {}) == {"kafka_connect", "cdc_settings"}
     # automation: the health and alert sensors and the metrics schedule, all running by default
@@ -156,12 +157,21 @@ def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
     schedules = {s.name: s for s in defs.schedules or []}
     assert schedules["cdc_collect_metrics_schedule"].cron_schedule == "* * * * *"
     assert schedules["cdc_test_connections_schedule"].cron_schedule == "17 * * * *"
+    assert schedules["cdc_quality_checks_schedule"].cron_schedule == "*/15 * * * *"
     assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in schedules.values())
     checks = {(k.asset_key.to_user_string(), k.name) for c in defs.asset_checks or [] for k in c.check_keys}
-    assert checks == {
+    assert {c for c in checks if c[1] == "connector_running"} == {
         ("orders/source_connector", "connector_running"),
         ("orders/sink_connector", "connector_running"),
     }
+    # every table: counts and drift; a streaming pipeline's tables: freshness too
+    assert {c for c in checks if c[0] == "dw/dw/sales"} == {
+        ("dw/dw/sales", "row_count_parity"),
+        ("dw/dw/sales", "schema_drift"),
+        ("dw/dw/sales", "replication_freshness"),
+    }
+    assert ("dw/all_tables/refunds", "replication_freshness") not in checks
+    assert ("dw/all_tables/refunds", "row_count_parity") in checks
 
 
 def test_without_a_stored_catalog_only_named_tables_have_assets(specs_dir):
@@ -175,7 +185,8 @@ def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
         _defs(specs_dir, CATALOG, pipelines=["nope"])
     only = _defs(specs_dir, CATALOG, pipelines=["orders"])
     assert {j.name for j in only.jobs or []} == {"orders_teardown", "cdc_collect_metrics_orders",
-                                                 "cdc_acknowledge_alert_orders", "cdc_test_connections_orders"}  # fmt: skip
+                                                 "cdc_acknowledge_alert_orders", "cdc_test_connections_orders",
+                                                 "cdc_quality_checks_orders"}  # fmt: skip
     assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders", "cdc_alerts_orders"]
 
 

@@ -1,0 +1,107 @@
+"""Schema drift: the source table now, against the catalog the pipeline was built from, and against
+the target table.
+
+- A column **added** on the source (nullable) is a WARN, with the exact ``ALTER TABLE`` that gives
+  the target the platform's mapping of it. The platform never applies it by itself.
+- A column added NOT NULL, a **type change**, and a column that became NULL-able while the target's
+  twin is NOT NULL are ERRORs. The sink cannot apply them, or would apply them with another mapping.
+- A **dropped** column is a WARN: updates stop touching the target's column, which keeps its last
+  values. A dropped and an added column of the same type look like a **rename**, and are reported
+  as one.
+- A target that lacks a column the catalog has is an ERROR.
+
+The catalog is refreshed by ``cdc-platform refresh``; once a change is applied, refreshing makes
+the check pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdc_platform.schema.ddl import qualified, quote
+from cdc_platform.schema.model import Column, Table
+from cdc_platform.schema.types import render
+
+
+@dataclass
+class Drift:
+    added: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    type_changed: list[str] = field(default_factory=list)
+    nullability_changed: list[str] = field(default_factory=list)
+    missing_on_target: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    #: the statements that would bring the target in line (for review; never run by the check)
+    proposed_ddl: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.errors or self.warnings)
+
+
+def _type_text(c: Column) -> str:
+    return f"{c.native_type} ({c.type.name})"
+
+
+def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kind: str, target_schema: str,
+                 target_table: str) -> Drift:  # fmt: skip
+    drift = Drift()
+    before = {c.name: c for c in stored.columns}
+    after = {c.name: c for c in now.columns}
+    added = [after[n] for n in after if n not in before]
+    dropped = [before[n] for n in before if n not in after]
+    for old in list(dropped):
+        twin = next((new for new in added if new.type == old.type and new.nullable == old.nullable), None)
+        if twin is not None:
+            drift.renamed.append((old.name, twin.name))
+            drift.errors.append(f"column {old.name!r} looks renamed to {twin.name!r} (same type): the sink would "
+                                f"add {twin.name!r} and leave {old.name!r} stale; rename the target column to match")  # fmt: skip
+            drift.proposed_ddl.append(
+                f"ALTER TABLE {qualified(target_kind, target_schema, target_table)} RENAME COLUMN "
+                f"{quote(target_kind, old.name)} TO {quote(target_kind, twin.name)}"
+            )
+            dropped.remove(old)
+            added.remove(twin)
+    for column in added:
+        drift.added.append(column.name)
+        ddl = (f"ALTER TABLE {qualified(target_kind, target_schema, target_table)} ADD COLUMN "
+               f"{quote(target_kind, column.name)} {render(target_kind, column.type)}")  # fmt: skip
+        drift.proposed_ddl.append(ddl)
+        if column.nullable:
+            drift.warnings.append(f"column {column.name!r} {_type_text(column)} was added on the source")
+        else:
+            drift.errors.append(f"column {column.name!r} {_type_text(column)} was added NOT NULL on the source: "
+                                "rows already on the target have no value for it")  # fmt: skip
+    for column in dropped:
+        drift.dropped.append(column.name)
+        drift.warnings.append(
+            f"column {column.name!r} was dropped on the source: the target keeps its last values"
+        )
+    for name in sorted(set(before) & set(after)):
+        old, new = before[name], after[name]
+        if old.type != new.type:
+            drift.type_changed.append(name)
+            drift.errors.append(
+                f"column {name!r} changed type on the source: {_type_text(old)} -> {_type_text(new)}"
+            )
+        if old.nullable != new.nullable:
+            drift.nullability_changed.append(name)
+            if new.nullable:
+                drift.errors.append(
+                    f"column {name!r} became NULL-able on the source; the target's column is NOT NULL"
+                )
+                drift.proposed_ddl.append(
+                    f"ALTER TABLE {qualified(target_kind, target_schema, target_table)} "
+                    + (f"ALTER COLUMN {quote(target_kind, name)} DROP NOT NULL" if target_kind == "postgresql"
+                       else f"MODIFY {quote(target_kind, name)} {render(target_kind, new.type)} NULL")
+                )  # fmt: skip
+            else:
+                drift.warnings.append(
+                    f"column {name!r} became NOT NULL on the source (the target accepts it)"
+                )
+    for name in sorted(set(before) - target_columns):
+        drift.missing_on_target.append(name)
+        drift.errors.append(f"the target table lacks column {name!r} that the pipeline writes")
+    return drift
