@@ -85,9 +85,9 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
             drift = run_checks()["schema_drift"]
             assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
             ddl = drift.metadata["proposed_ddl"].value
-            assert 'ALTER TABLE "replica"."t" ADD COLUMN "note" TEXT' in ddl
+            assert 'ALTER TABLE "replica"."t" ADD COLUMN "note" text' in ddl
             with pg_connect(stack, tgt) as conn:
-                conn.execute('ALTER TABLE "replica"."t" ADD COLUMN "note" TEXT')
+                conn.execute('ALTER TABLE "replica"."t" ADD COLUMN "note" text')
             refreshed = component_defs(specs)  # `cdc-platform refresh`: the catalog knows the column now
             assert run_checks(refreshed)["schema_drift"].passed
         finally:
