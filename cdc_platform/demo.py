@@ -183,7 +183,9 @@ def main() -> None:
         f"  {PIPELINE}/sink_connector > Checks: connector_running, kept current by the cdc_connect_health sensor.\n"
         "  analytics_pg/shop/orders > Plots: latency_seconds, lag_messages, captured/applied_per_second, row count\n"
         "    (collected every minute by the cdc_collect_metrics schedule).\n"
+        "  analytics_pg/shop/orders > Checks: row_count_parity, schema_drift, replication_freshness (every 15 min).\n"
         "  kafka_connect_worker: the worker, and any connector on it that no pipeline spec owns.\n"
+        "  Alerts (cdc_alerts sensor): cdc-platform alerts; what the platform changed: cdc-platform audit\n"
         "  Terminal: cdc-platform status"
     )
 
