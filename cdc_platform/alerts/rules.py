@@ -14,9 +14,10 @@ import fnmatch
 import re
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from cdc_platform.specs.loader import SpecError, SpecErrors, _field_path, default_specs_dir
 from cdc_platform.specs.models import SecretRef, Strict
@@ -33,6 +34,10 @@ def seconds(value: str | float | int) -> float:
     if not match:
         raise ValueError(f"{value!r} is not a duration: use seconds or a number with s, m, h or d (e.g. 5m)")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+#: seconds, written as a number or as 30s / 5m / 2h / 1d
+Duration = Annotated[float, BeforeValidator(seconds)]
 
 
 class Severity(str, Enum):
@@ -96,19 +101,14 @@ class AlertRule(Strict):
     above: float | None = None
     below: float | None = None
     #: how long the condition must hold before the alert opens
-    for_: float = Field(default=0.0, alias="for", ge=0)
+    for_: Duration = Field(default=0.0, alias="for", ge=0)
     #: how long it must be clear before the alert resolves (a flapping condition stays one alert)
-    resolve_after: float = Field(default=60.0, ge=0)
+    resolve_after: Duration = Field(default=60.0, ge=0)
     severity: Severity = Severity.warning
     #: channel names; empty: the defaults' channels
     channels: list[str] | None = None
     pipelines: list[str] = Field(default_factory=lambda: ["*"])
     tables: list[str] = Field(default_factory=lambda: ["*"])
-
-    @field_validator("for_", "resolve_after", mode="before")
-    @classmethod
-    def _duration(cls, v):
-        return seconds(v)
 
     @model_validator(mode="after")
     def _one_threshold(self) -> AlertRule:
@@ -177,14 +177,9 @@ BUILT_IN_RULES: tuple[AlertRule, ...] = (
 class AlertDefaults(Strict):
     channels: list[str] = Field(default_factory=list)
     #: an open, unacknowledged alert is sent again this often
-    renotify_after: float = Field(default=3600.0, ge=60)
+    renotify_after: Duration = Field(default=3600.0, ge=60)
     #: a figure older than this is no evidence either way (the collector stopped)
-    stale_after: float = Field(default=900.0, ge=60)
-
-    @field_validator("renotify_after", "stale_after", mode="before")
-    @classmethod
-    def _duration(cls, v):
-        return seconds(v)
+    stale_after: Duration = Field(default=900.0, ge=60)
 
 
 class AlertsFile(Strict):
