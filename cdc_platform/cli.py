@@ -287,6 +287,70 @@ def refresh(specs_dir: str | None) -> None:
     click.echo(f"Stored in {path}; reload the code location (or restart `dagster dev`) to see the assets.")
 
 
+@cli.command("apply-drift")
+@click.argument("pipeline")
+@specs_option
+@click.option("--table", "tables", multiple=True, help="Only this source schema.table (repeatable).")
+@click.option("--yes", is_flag=True, help="Run the statements; without it they are only shown.")
+def apply_drift(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], yes: bool) -> None:
+    """Show, then on --yes apply, the target DDL the schema_drift check proposes.
+
+    Nothing changes the target schema by itself: the check proposes, a person reviews and runs this.
+    After applying, the pipeline's stored catalog is refreshed, so the check passes and the new
+    columns' values replicate (the sink writes every column the source sends).
+    """
+    from cdc_platform.catalog import (
+        StoredCatalog,
+        discover_catalog,
+        read_catalog,
+        stored_catalog_path,
+        write_catalog,
+    )
+    from cdc_platform.pipeline.plan import target_table_name
+    from cdc_platform.quality.drift import apply_ddl, measure_drift
+
+    specs = _specs(specs_dir)
+    if pipeline not in specs.pipelines:
+        raise UserError(
+            f"unknown pipeline {pipeline!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}"
+        )
+    spec = specs.pipelines[pipeline].spec
+    path = stored_catalog_path(specs.directory)
+    stored = read_catalog(path)
+    catalog = stored.pipelines.get(pipeline) if stored else None
+    if catalog is None:
+        raise UserError(
+            f"pipeline {pipeline!r} has no stored catalog to compare with: run `cdc-platform refresh`"
+        )
+    unknown = sorted(set(tables) - {t.qualified for t in catalog.tables})
+    if unknown:
+        raise UserError(f"pipeline {pipeline!r} does not replicate {', '.join(unknown)}")
+    statements: list[str] = []
+    for table in catalog.tables:
+        if tables and table.qualified not in tables:
+            continue
+        drift = measure_drift(specs, spec, table, target_table_name(spec, table.qualified))
+        for problem in drift.errors + drift.warnings:
+            click.echo(f"-- {table.qualified}: {problem}")
+        statements += drift.proposed_ddl
+    if not statements:
+        click.echo(f"pipeline {pipeline}: no DDL to apply")
+        return
+    for statement in statements:
+        click.echo(statement + ";")
+    if not yes:
+        click.echo("-- not applied: review the statements, then run again with --yes")
+        return
+    try:
+        apply_ddl(specs, spec, statements)
+    except Exception as exc:  # noqa: BLE001 - the database's own words, and nothing half-applied on PostgreSQL
+        raise UserError(f"applying the DDL on {spec.target!r} failed: {type(exc).__name__}: {exc}") from exc
+    refreshed = discover_catalog(specs, [pipeline]).pipelines[pipeline]
+    write_catalog(StoredCatalog({**stored.pipelines, pipeline: refreshed}), path)
+    click.echo(f"applied {len(statements)} statement(s); the stored catalog of {pipeline} is refreshed "
+               "(reload the code location)")  # fmt: skip
+
+
 def _connect_resource():
     import os
 

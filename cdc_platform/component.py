@@ -38,7 +38,9 @@ from cdc_platform.ops.connection_test_job import (
 )
 from cdc_platform.pipeline.plan import PipelineNames
 from cdc_platform.quality.checks import build_quality_checks, checked_tables
+from cdc_platform.quality.schedules import consistency_job, quality_schedules
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
+from cdc_platform.specs.models import CHECKSUM_CHECK, COUNT_CHECK
 from cdc_platform.teardown_job import teardown_job_for
 from cdc_platform.translator import CdcTranslator
 
@@ -150,6 +152,10 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         default="*/15 * * * *",
         description="When the cheap data-quality checks (counts, drift, freshness) run.",
     )
+    checksum_cron: str = Field(
+        default="0 2 * * *",
+        description="When the checksum reconciliation of every table runs (cron; nightly by default).",
+    )
     connection_test_cron: str = Field(
         default="17 * * * *", description="When the pipelines' connections are tested (cron)."
     )
@@ -214,10 +220,31 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         watched = {name: self._watched(specs, name, catalogs, translator, bootstrap) for name in names}
         watched = {name: w for name, w in watched.items() if w}
         sensors, jobs, schedules = [], [teardown_job_for(name) for name in names], []
+        quality = [
+            build_quality_checks(specs.pipelines[name], specs, catalogs.get(name),
+                                 checked_tables(specs.pipelines[name], catalogs.get(name), translator.target_table_key))
+            for name in names
+        ]  # fmt: skip
+        for job, schedule in quality_schedules(
+            self.sensor_name().replace("connect_health", "quality_checks"),
+            self.sensor_name().replace("connect_health", "checksum_checks"),
+            {name: (specs.pipelines[name].spec.quality, q) for name, q in zip(names, quality, strict=True)},
+            self.quality_cron, self.checksum_cron,
+        ):  # fmt: skip
+            jobs.append(job)
+            schedules.append(schedule)
+        consistency = consistency_job(
+            self.sensor_name().replace("connect_health", "consistency_checks"), quality
+        )
+        if consistency is not None:
+            jobs.append(consistency)
         if watched:
             sensors.append(build_connect_health_sensor(
                 self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings(),
                 worker_key=translator.worker_key() if self.pipelines is None else None,
+                recovery_job=consistency,
+                recovery_checks={name: [k for k in q.check_keys if k.name in (COUNT_CHECK, CHECKSUM_CHECK)]
+                                 for name, q in zip(names, quality, strict=True)},
             ))  # fmt: skip
             metrics_job = build_metrics_job(
                 self.sensor_name().replace("connect_health", "collect_metrics"),
@@ -232,23 +259,6 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             jobs.append(
                 build_acknowledge_job(self.sensor_name().replace("connect_health", "acknowledge_alert"))
             )
-        quality = [
-            build_quality_checks(specs.pipelines[name], specs, catalogs.get(name),
-                                 checked_tables(specs.pipelines[name], catalogs.get(name), translator.target_table_key))
-            for name in names
-        ]  # fmt: skip
-        if quality:
-            quality_job = dg.define_asset_job(
-                self.sensor_name().replace("connect_health", "quality_checks"),
-                selection=dg.AssetSelection.checks(*[key for q in quality for key in q.check_keys]),
-                description="The data-quality checks of every table: row-count parity, schema drift, freshness.",
-            )
-            jobs.append(quality_job)
-            schedules.append(dg.ScheduleDefinition(
-                name=f"{quality_job.name}_schedule", job=quality_job, cron_schedule=self.quality_cron,
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-                description="Runs the data-quality checks; failures show on the tables' Checks tab.",
-            ))  # fmt: skip
         if names:
             test_job = build_connection_test_job(
                 self.sensor_name().replace("connect_health", "test_connections"),

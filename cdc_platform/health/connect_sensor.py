@@ -2,9 +2,11 @@
 Connect in one request, reports health on the connector assets, and restarts failed tasks with
 bounded backoff.
 
-It launches no runs. Each tick returns asset observations (state, worker, restarts, last error) and
+Each tick returns asset observations (state, worker, restarts, last error) and
 ``connector_running`` check evaluations on the connector assets; the restart history lives in the
-cursor, so a restarted daemon keeps counting where it left off.
+cursor, so a restarted daemon keeps counting where it left off. The one run it launches: when a
+connector runs again after a failure (or after Connect was unreachable), the pipeline's row counts
+and checksums, so a recovery is followed by proof that nothing was lost or applied twice.
 """
 
 import json
@@ -102,16 +104,20 @@ class ConnectorMemory:
     unhealthy_since: float | None = None
     restarts: int = 0
     tasks: dict[str, TaskHistory] = field(default_factory=dict)
+    #: it failed (or Connect was unreachable) since it last ran: running again is a recovery
+    failed: bool = False
 
     def to_json(self) -> dict:
         return {"signature": self.signature, "reported_at": self.reported_at, "unhealthy_since": self.unhealthy_since,
-                "restarts": self.restarts, "tasks": {k: v.to_json() for k, v in self.tasks.items()}}  # fmt: skip
+                "restarts": self.restarts, "tasks": {k: v.to_json() for k, v in self.tasks.items()},
+                "failed": self.failed}  # fmt: skip
 
     @classmethod
     def from_json(cls, raw: dict) -> "ConnectorMemory":
         return cls(raw.get("signature"), float(raw.get("reported_at", 0.0)), raw.get("unhealthy_since"),
                    int(raw.get("restarts", 0)),
-                   {k: TaskHistory.from_json(v) for k, v in raw.get("tasks", {}).items()})  # fmt: skip
+                   {k: TaskHistory.from_json(v) for k, v in raw.get("tasks", {}).items()},
+                   bool(raw.get("failed", False)))  # fmt: skip
 
 
 def load_cursor(cursor: str | None) -> dict[str, ConnectorMemory]:
@@ -138,6 +144,8 @@ class Assessment:
     summary: str
     metadata: dict
     restart: bool = False
+    #: running again after a failure: the pipeline's consistency checks are due
+    recovered: bool = False
 
 
 def assess(
@@ -151,6 +159,7 @@ def assess(
     """Health of one connector from its ``/connectors?expand=status&expand=info`` entry."""
     base = {"connector": watched.name, "pipeline": watched.pipeline}
     if connect_error is not None:
+        memory.failed = True
         return Assessment(watched, False, dg.AssetCheckSeverity.ERROR, f"Kafka Connect unreachable: {connect_error}",
                           {**base, "state": "UNKNOWN", "error": connect_error})  # fmt: skip
     if entry is None:
@@ -188,6 +197,7 @@ def assess(
         metadata["config_drift"] = dg.MetadataValue.json(live_drift)
 
     if failed:
+        memory.failed = True
         memory.unhealthy_since = now if memory.unhealthy_since is None else memory.unhealthy_since
         restart = any(d.action == "restart" for d in failed.values())
         worst = next((d for d in failed.values() if d.action in ("gave_up", "not_retryable")), None)
@@ -199,11 +209,15 @@ def assess(
     not_running = {k: s for k, s in states.items() if s != "RUNNING"}
     if not not_running and tasks:
         memory.unhealthy_since = None
+        recovered, memory.failed = memory.failed, False
         if live_drift:
             return Assessment(watched, False, dg.AssetCheckSeverity.WARN,
                               f"RUNNING, but its config differs from the plan in {len(live_drift)} key(s): "
-                              f"{', '.join(live_drift)}; re-materialize to apply the plan", metadata)  # fmt: skip
-        return Assessment(watched, True, dg.AssetCheckSeverity.ERROR, "RUNNING", metadata)
+                              f"{', '.join(live_drift)}; re-materialize to apply the plan", metadata,
+                              recovered=recovered)  # fmt: skip
+        return Assessment(
+            watched, True, dg.AssetCheckSeverity.ERROR, "RUNNING", metadata, recovered=recovered
+        )
     memory.unhealthy_since = now if memory.unhealthy_since is None else memory.unhealthy_since
     waited = now - memory.unhealthy_since
     what = ", ".join(f"{k}: {s}" for k, s in sorted(not_running.items())) or "no tasks assigned"
@@ -257,6 +271,31 @@ def evaluate(
                     log.warning(f"restarting {w.name} failed: {exc}")
         results.append(result)
     return results
+
+
+def recovery_requests(results: list[Assessment], job, checks: dict[str, list[dg.AssetCheckKey]], now: float,
+                      memory: dict[str, ConnectorMemory] | None = None) -> list[dg.RunRequest]:  # fmt: skip
+    """One run per recovered pipeline, its tables' counts and checksums (the seed's consistency
+    checks after recovery), once all its connectors run again: a recovery of one connector while
+    the other is still down waits (in ``memory``) for the next tick."""
+    if job is None:
+        return []
+    recovered: dict[str, list[str]] = {}
+    for r in results:
+        if r.recovered and checks.get(r.watched.pipeline):
+            recovered.setdefault(r.watched.pipeline, []).append(r.watched.name)
+    requests = []
+    for pipeline, names in sorted(recovered.items()):
+        if not all(r.passed for r in results if r.watched.pipeline == pipeline):
+            for name in names:
+                if memory is not None and name in memory:
+                    memory[name].failed = True
+            continue
+        requests.append(dg.RunRequest(
+            run_key=f"recovery-{pipeline}-{now:.0f}", job_name=job.name, asset_check_keys=checks[pipeline],
+            tags={"cdc/recovered": ",".join(names), "cdc/pipeline": pipeline},
+        ))  # fmt: skip
+    return requests
 
 
 def asset_events(
@@ -334,6 +373,8 @@ def build_connect_health_sensor(
     watched: list[WatchedConnector],
     settings: HealthSettings,
     worker_key: dg.AssetKey | None = None,
+    recovery_job=None,
+    recovery_checks: dict[str, list[dg.AssetCheckKey]] | None = None,
 ) -> dg.SensorDefinition:
     """``worker_key``: this sensor answers for every pipeline of its specs, so a connector on the
     worker that none of them owns is reported, on that asset and in the tick's log."""
@@ -343,7 +384,9 @@ def build_connect_health_sensor(
         minimum_interval_seconds=settings.interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Polls Kafka Connect for every connector of the pipelines, reports connector_running on the "
-        "connector assets, and restarts failed tasks with bounded backoff. Launches no runs.",
+        "connector assets, and restarts failed tasks with bounded backoff. After a recovery it runs the "
+        "pipeline's row-count and checksum checks.",
+        jobs=[recovery_job] if recovery_job is not None else None,
     )
     def _sensor(context: dg.SensorEvaluationContext, kafka_connect: KafkaConnectResource) -> dg.SensorResult:
         now = time.time()
@@ -373,7 +416,10 @@ def build_connect_health_sensor(
         unhealthy = [f"{r.watched.name}: {r.summary}" for r in results if not r.passed]
         if unhealthy:
             context.log.warning("unhealthy connectors:\n" + "\n".join(unhealthy))
-        return dg.SensorResult(asset_events=events, cursor=dump_cursor(memory))
+        requests = recovery_requests(results, recovery_job, recovery_checks or {}, now, memory)
+        for request in requests:
+            context.log.info(f"recovered; running the consistency checks: {request.tags['cdc/recovered']}")
+        return dg.SensorResult(asset_events=events, cursor=dump_cursor(memory), run_requests=requests)
 
     return _sensor
 

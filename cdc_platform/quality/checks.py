@@ -1,8 +1,12 @@
-"""Data-quality asset checks on every replicated table: row-count parity, schema drift, and freshness.
+"""Data-quality asset checks on every replicated table: row-count parity, checksum reconciliation,
+schema drift, and freshness.
 
 One ``@multi_asset_check`` per pipeline, subsettable: the UI, ``dagster asset check`` or the
-quality schedule can run any one check of any table. A table the source cannot describe, or whose
+quality schedules can run any one check of any table. A table the source cannot describe, or whose
 target is unreachable, fails its own checks and says why; the other tables are still checked.
+Severity and blocking come from the pipeline spec's ``quality.checks``: a blocking check that
+fails as ERROR in the run that loaded its table fails that run, so a re-load that did not
+reproduce the source shows as failed.
 """
 
 import time
@@ -16,14 +20,19 @@ from cdc_platform.catalog import PipelineCatalog
 from cdc_platform.health.metrics_store import MetricsStore
 from cdc_platform.pipeline.plan import PipelineNames, table_topic, target_table_name
 from cdc_platform.quality.counts import compare_counts
-from cdc_platform.quality.drift import schema_drift
+from cdc_platform.quality.drift import measure_drift
 from cdc_platform.specs.loader import LoadedPipeline, Specs
+from cdc_platform.specs.models import (
+    CHECKSUM_CHECK,
+    COUNT_CHECK,
+    DRIFT_CHECK,
+    FRESHNESS_CHECK,
+    GX_CHECK,
+    QualitySpec,
+)
 
-COUNT_CHECK = "row_count_parity"
-DRIFT_CHECK = "schema_drift"
-FRESHNESS_CHECK = "replication_freshness"
-#: heartbeat age above which a table's replication is stale
-FRESHNESS_SECONDS = 300.0
+#: the checks cheap enough for the frequent schedule; the checksum runs on its own (nightly)
+CHEAP_CHECKS = (COUNT_CHECK, DRIFT_CHECK, FRESHNESS_CHECK, GX_CHECK)
 
 
 @dataclass(frozen=True)
@@ -33,19 +42,38 @@ class CheckedTable:
     target_table: str
 
 
-def quality_check_specs(pipeline: str, tables: list[CheckedTable], streams: bool) -> list[dg.AssetCheckSpec]:
+def _severity(quality: QualitySpec, check: str) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity(quality.policy(check).severity)
+
+
+def quality_check_specs(pipeline: str, tables: list[CheckedTable], streams: bool,
+                        quality: QualitySpec | None = None) -> list[dg.AssetCheckSpec]:  # fmt: skip
+    quality = quality or QualitySpec()
+    descriptions = {
+        COUNT_CHECK: "{t} and its target hold the same number of rows, allowing only for changes in flight "
+                     "between the two counts (bounded by Kafka offsets; an idle table must match exactly).",
+        CHECKSUM_CHECK: "Every row of {t} is on the target with the same values (chunked hashes in both "
+                        "databases, differing chunks narrowed to keys: missing, extra or changed columns).",
+        DRIFT_CHECK: "{t}'s columns now match the stored catalog and the target; differences are shown with "
+                     "the DDL that would apply them (applied only by `cdc-platform apply-drift`).",
+        FRESHNESS_CHECK: f"Pipeline {pipeline}'s latest heartbeat reached the target less than "
+                         f"{quality.freshness_seconds:.0f} s ago (from the metrics schedule).",
+    }  # fmt: skip
     specs = []
     for t in tables:
-        specs.append(dg.AssetCheckSpec(COUNT_CHECK, asset=t.asset_key, description=
-                     f"{t.qualified} and its target hold the same number of rows, allowing only for changes in "
-                     "flight between the two counts (bounded by Kafka offsets; an idle table must match exactly)."))  # fmt: skip
-        specs.append(dg.AssetCheckSpec(DRIFT_CHECK, asset=t.asset_key, description=
-                     f"{t.qualified}'s columns now match the stored catalog and the target; differences are shown "
-                     "with the DDL that would apply them (never applied by the check)."))  # fmt: skip
-        if streams:
-            specs.append(dg.AssetCheckSpec(FRESHNESS_CHECK, asset=t.asset_key, description=
-                         f"Pipeline {pipeline}'s latest heartbeat reached the target less than "
-                         f"{FRESHNESS_SECONDS:.0f} s ago (from the metrics schedule)."))  # fmt: skip
+        suite = quality.expectations.get(t.qualified)
+        if suite:
+            descriptions[GX_CHECK] = "Great Expectations suite on the target table: " + ", ".join(
+                e.expectation for e in suite
+            )
+        else:
+            descriptions.pop(GX_CHECK, None)
+        for check, text in descriptions.items():
+            policy = quality.policy(check)
+            if not policy.enabled or (check == FRESHNESS_CHECK and not streams):
+                continue
+            specs.append(dg.AssetCheckSpec(check, asset=t.asset_key, blocking=policy.blocking,
+                                           description=text.format(t=t.qualified)))  # fmt: skip
     return specs
 
 
@@ -53,11 +81,11 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
                          tables: list[CheckedTable]) -> dg.AssetChecksDefinition:  # fmt: skip
     spec = loaded.spec
     name = spec.name
+    quality = spec.quality
 
-    @dg.multi_asset_check(specs=quality_check_specs(name, tables, spec.streams), name=f"{name}_quality",
+    @dg.multi_asset_check(specs=quality_check_specs(name, tables, spec.streams, quality), name=f"{name}_quality",
                           can_subset=True)  # fmt: skip
     def _checks(context: dg.AssetCheckExecutionContext, cdc_settings: CdcSettingsResource):
-        from cdc_platform.schema.discovery import describe_table
         from cdc_platform.specs.loader import load_specs
 
         live = load_specs(Path(cdc_settings.specs_dir))
@@ -66,8 +94,12 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
         for t in tables:
             if (t.asset_key, COUNT_CHECK) in selected:
                 yield _count_result(t, source, target, live, cdc_settings)
+            if (t.asset_key, CHECKSUM_CHECK) in selected:
+                yield _checksum_result(t, live, cdc_settings)
             if (t.asset_key, DRIFT_CHECK) in selected:
-                yield _drift_result(t, source, target, live, catalog, describe_table)
+                yield _drift_result(t, live, catalog)
+            if (t.asset_key, GX_CHECK) in selected:
+                yield _expectations_result(t, live)
             if (t.asset_key, FRESHNESS_CHECK) in selected:
                 yield _freshness_result(t, name)
 
@@ -82,7 +114,7 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
             c = compare_counts(source, target, live.directory, (schema, table), (spec.target_schema, t.target_table),
                                stream=stream)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - this table's check fails and says why; the others run
-            return _unreadable(t, COUNT_CHECK, exc)
+            return _unreadable(t, COUNT_CHECK, exc, _severity(quality, COUNT_CHECK))
         metadata = {"source_rows": c.source_rows, "target_rows": c.target_rows, "difference": c.difference,
                     "attempts": c.attempts, "seconds": round(c.seconds, 3)}  # fmt: skip
         if c.in_flight_bound is not None:
@@ -96,32 +128,52 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
             summary = (f"source {c.source_rows:,} vs target {c.target_rows:,} rows ({c.difference:+,}), more than the "
                        f"{c.in_flight_bound or 0:,} changes in flight can explain")  # fmt: skip
         return dg.AssetCheckResult(asset_key=t.asset_key, check_name=COUNT_CHECK, passed=c.agrees,
-                                   severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=summary)  # fmt: skip
+                                   severity=_severity(quality, COUNT_CHECK), metadata=metadata, description=summary)  # fmt: skip
 
-    def _drift_result(t, source, target, live, catalog, describe_table) -> dg.AssetCheckResult:
-        schema, table = t.qualified.split(".", 1)
+    def _checksum_result(t, live, cdc_settings) -> dg.AssetCheckResult:
+        from cdc_platform.quality.checksum import reconcile_pipeline_table
+
+        try:
+            r = reconcile_pipeline_table(live, live.pipelines[name].spec, t.qualified, t.target_table,
+                                         bootstrap=cdc_settings.kafka_bootstrap, chunk_rows=quality.chunk_rows,
+                                         max_differences=quality.max_differences)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - this table's check fails and says why; the others run
+            return _unreadable(t, CHECKSUM_CHECK, exc, _severity(quality, CHECKSUM_CHECK))
+        rows = max(r.source_rows, r.target_rows)
+        metadata = {
+            "source_rows": r.source_rows, "target_rows": r.target_rows, "chunks_compared": r.chunks,
+            "chunks_differing": r.chunks_differing, "rounds": r.rounds, "seconds": round(r.seconds, 3),
+            "rows_per_second": round(rows / r.seconds) if r.seconds > 0 else rows,
+            "hashed_in": "database" if r.in_database else "python (real/double columns)",
+            "differences": dg.MetadataValue.json([d.as_dict() for d in r.differences]),
+        }  # fmt: skip
+        if r.columns_not_compared:
+            metadata["columns_not_compared"] = dg.MetadataValue.json(r.columns_not_compared)
+        if r.agrees:
+            summary = f"{r.source_rows:,} rows agree value for value ({r.chunks:,} chunks)"
+        else:
+            kinds: dict[str, int] = {}
+            for d in r.differences:
+                kinds[d.kind] = kinds.get(d.kind, 0) + 1
+            counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+            more = f" (only the first {len(r.differences)} named; more differ)" if r.truncated else ""
+            summary = f"{counted} row(s) differ: " + "; ".join(
+                d.key + (f" ({', '.join(d.columns)})" if d.columns else f" ({d.kind})") for d in r.differences[:5]
+            ) + more  # fmt: skip
+        return dg.AssetCheckResult(asset_key=t.asset_key, check_name=CHECKSUM_CHECK, passed=r.agrees,
+                                   severity=_severity(quality, CHECKSUM_CHECK), metadata=metadata,
+                                   description=summary)  # fmt: skip
+
+    def _drift_result(t, live, catalog) -> dg.AssetCheckResult:
         stored = catalog.table(t.qualified) if catalog else None
         if stored is None:
             return dg.AssetCheckResult(asset_key=t.asset_key, check_name=DRIFT_CHECK, passed=False,
                                        severity=dg.AssetCheckSeverity.WARN,
                                        description="no stored catalog for this table: run `cdc-platform refresh`")  # fmt: skip
         try:
-            from cdc_platform.db import engine_for
-
-            source_engine, target_engine = (
-                engine_for(source, live.directory),
-                engine_for(target, live.directory),
-            )
-            try:
-                now = describe_table(source_engine, source.kind.value, schema, table)
-                target_columns = {c.name for c in describe_table(target_engine, target.kind.value,
-                                                                 spec.target_schema, t.target_table).columns}  # fmt: skip
-            finally:
-                source_engine.dispose()
-                target_engine.dispose()
+            d = measure_drift(live, live.pipelines[name].spec, stored, t.target_table)
         except Exception as exc:  # noqa: BLE001 - this table's check fails and says why; the others run
-            return _unreadable(t, DRIFT_CHECK, exc)
-        d = schema_drift(stored, now, target_columns, target.kind.value, spec.target_schema, t.target_table)
+            return _unreadable(t, DRIFT_CHECK, exc, _severity(quality, DRIFT_CHECK))
         metadata = {"added": dg.MetadataValue.json(d.added), "dropped": dg.MetadataValue.json(d.dropped),
                     "renamed": dg.MetadataValue.json(d.renamed), "type_changed": dg.MetadataValue.json(d.type_changed),
                     "nullability_changed": dg.MetadataValue.json(d.nullability_changed),
@@ -131,9 +183,32 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
         if d.clean:
             return dg.AssetCheckResult(asset_key=t.asset_key, check_name=DRIFT_CHECK, passed=True, metadata=metadata,
                                        description="the source's columns match the catalog and the target")  # fmt: skip
-        severity = dg.AssetCheckSeverity.ERROR if d.errors else dg.AssetCheckSeverity.WARN
+        severity = dg.AssetCheckSeverity.ERROR if d.errors else _severity(quality, DRIFT_CHECK)
         return dg.AssetCheckResult(asset_key=t.asset_key, check_name=DRIFT_CHECK, passed=False, severity=severity,
                                    metadata=metadata, description="; ".join(d.errors + d.warnings))  # fmt: skip
+
+    def _expectations_result(t, live) -> dg.AssetCheckResult:
+        from cdc_platform.quality.expectations import run_suite
+
+        suite = quality.expectations[t.qualified]
+        started = time.monotonic()
+        try:
+            outcomes = run_suite(live, live.pipelines[name].spec, t.target_table, suite)
+        except Exception as exc:  # noqa: BLE001 - this table's check fails and says why; the others run
+            return _unreadable(t, GX_CHECK, exc, _severity(quality, GX_CHECK))
+        failed = [o for o in outcomes if not o.success]
+        metadata = {"results": dg.MetadataValue.json([o.as_dict() for o in outcomes]),
+                    "expectations": len(outcomes), "failed": len(failed),
+                    "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+        for o in outcomes:
+            column = o.kwargs.get("column")
+            metadata[f"{o.expectation}{'/' + column if column else ''}"] = "passed" if o.success else "FAILED"
+        summary = (f"all {len(outcomes)} expectations hold" if not failed else
+                   "failed: " + "; ".join(f"{o.expectation}({o.kwargs.get('column', '')})" +
+                                          (f" {o.observed['unexpected_count']} unexpected"
+                                           if "unexpected_count" in o.observed else "") for o in failed))  # fmt: skip
+        return dg.AssetCheckResult(asset_key=t.asset_key, check_name=GX_CHECK, passed=not failed,
+                                   severity=_severity(quality, GX_CHECK), metadata=metadata, description=summary)  # fmt: skip
 
     def _freshness_result(t, pipeline: str) -> dg.AssetCheckResult:
         latest = MetricsStore().latest(pipeline).get(("pipeline", "heartbeat_age_seconds"))
@@ -144,19 +219,21 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
         measured_at, age = latest
         staleness = age + max(time.time() - measured_at, 0)
         return dg.AssetCheckResult(
-            asset_key=t.asset_key, check_name=FRESHNESS_CHECK, passed=staleness < FRESHNESS_SECONDS,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"heartbeat_age_seconds": round(staleness, 1), "threshold_seconds": FRESHNESS_SECONDS},
+            asset_key=t.asset_key, check_name=FRESHNESS_CHECK, passed=staleness < quality.freshness_seconds,
+            severity=_severity(quality, FRESHNESS_CHECK),
+            metadata={"heartbeat_age_seconds": round(staleness, 1), "threshold_seconds": quality.freshness_seconds},
             description=f"the target is at most {staleness:.0f} s behind the source",
         )  # fmt: skip
 
     return _checks
 
 
-def _unreadable(t: CheckedTable, check: str, exc: Exception) -> dg.AssetCheckResult:
+def _unreadable(
+    t: CheckedTable, check: str, exc: Exception, severity: dg.AssetCheckSeverity
+) -> dg.AssetCheckResult:
     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return dg.AssetCheckResult(asset_key=t.asset_key, check_name=check, passed=False,
-                               severity=dg.AssetCheckSeverity.ERROR, description=f"could not check: {reason}",
+                               severity=severity, description=f"could not check: {reason}",
                                metadata={"error": reason})  # fmt: skip
 
 

@@ -105,3 +105,44 @@ def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kin
         drift.missing_on_target.append(name)
         drift.errors.append(f"the target table lacks column {name!r} that the pipeline writes")
     return drift
+
+
+def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:
+    """Read the source table and the target's columns now and compare them with the stored table."""
+    from cdc_platform.db import engine_for
+    from cdc_platform.schema.discovery import column_names, describe_table
+
+    source, target = specs.connection(spec.source), specs.connection(spec.target)
+    source_engine, target_engine = engine_for(source, specs.directory), engine_for(target, specs.directory)
+    try:
+        now = describe_table(source_engine, source.kind.value, stored.schema, stored.name)
+        target_columns = set(column_names(target_engine, target.kind.value, spec.target_schema, target_table))
+    finally:
+        source_engine.dispose()
+        target_engine.dispose()
+    return schema_drift(stored, now, target_columns, target.kind.value, spec.target_schema, target_table)
+
+
+def apply_ddl(specs, spec, statements: list[str]) -> None:
+    """Run reviewed statements on the pipeline's target, each recorded in the audit log."""
+    from cdc_platform.audit import record
+
+    target = specs.connection(spec.target)
+    if target.kind.value == "postgresql":
+        from cdc_platform.db import pg_connect
+
+        with pg_connect(target, specs.directory) as db, db.transaction():
+            for statement in statements:
+                db.execute(statement)
+    else:
+        from cdc_platform.db import mysql_connect
+
+        db = mysql_connect(target, specs.directory, database="", autocommit=True)
+        try:
+            with db.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+        finally:
+            db.close()
+    for statement in statements:
+        record("apply_ddl", f"connection {spec.target}", pipeline=spec.name, detail=statement)

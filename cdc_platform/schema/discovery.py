@@ -69,6 +69,17 @@ def list_tables(engine: sa.Engine, schema: str) -> list[str]:
     return sorted(sa.inspect(engine).get_table_names(schema=schema))
 
 
+def column_names(engine: sa.Engine, kind: str, schema: str, table: str) -> list[str]:
+    """A table's column names, whatever their types (a target's types need no source mapping)."""
+    with engine.connect() as conn:
+        rows = conn.execute(_columns_query(kind), {"schema": schema, "table": table}).fetchall()
+    if not rows:
+        raise DiscoveryError(
+            f"table {schema}.{table} does not exist (or has no columns visible to this user)"
+        )
+    return [row[0] for row in rows]
+
+
 def describe_table(engine: sa.Engine, kind: str, schema: str, table: str) -> Table:
     inspector = sa.inspect(engine)
     with engine.connect() as conn:

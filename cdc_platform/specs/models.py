@@ -225,6 +225,94 @@ class PipelineOptions(Strict):
     server_id: int | None = Field(default=None, ge=1, le=4_294_967_295)
 
 
+#: the data-quality checks on every table, by the name they carry in the UI
+COUNT_CHECK, CHECKSUM_CHECK, DRIFT_CHECK, FRESHNESS_CHECK, GX_CHECK = (
+    "row_count_parity", "checksum_reconciliation", "schema_drift", "replication_freshness", "great_expectations")  # fmt: skip
+QualityCheckName = Literal[
+    "row_count_parity",
+    "checksum_reconciliation",
+    "schema_drift",
+    "replication_freshness",
+    "great_expectations",
+]
+
+
+class CheckPolicy(Strict):
+    """How one check's failure counts: ``severity`` is how a failure shows (ERROR/WARN); a
+    ``blocking`` check that fails as ERROR in the run that loaded the table fails that run."""
+
+    enabled: bool = True
+    severity: Literal["ERROR", "WARN"]
+    blocking: bool
+
+
+DEFAULT_CHECK_POLICIES: dict[str, CheckPolicy] = {
+    COUNT_CHECK: CheckPolicy(severity="ERROR", blocking=True),
+    CHECKSUM_CHECK: CheckPolicy(severity="ERROR", blocking=True),
+    DRIFT_CHECK: CheckPolicy(severity="WARN", blocking=False),
+    FRESHNESS_CHECK: CheckPolicy(severity="ERROR", blocking=False),
+    GX_CHECK: CheckPolicy(severity="ERROR", blocking=False),
+}
+
+
+class CheckPolicyOverride(Strict):
+    enabled: bool | None = None
+    severity: Literal["ERROR", "WARN"] | None = None
+    blocking: bool | None = None
+
+
+class Expectation(Strict):
+    """One Great Expectations expectation, by its snake_case name, e.g.
+    ``expect_column_values_to_not_be_null`` with ``kwargs: {column: id}``."""
+
+    expectation: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+    kwargs: dict = Field(default_factory=dict)
+
+
+class QualitySpec(Strict):
+    checks: dict[QualityCheckName, CheckPolicyOverride] = Field(
+        default_factory=dict, description="Per check: enabled, severity (ERROR/WARN), blocking"
+    )
+    schedule: str | None = Field(
+        default=None, description="Cron of the counts, drift and freshness checks (default: the component's)"
+    )
+    checksum_schedule: str | None = Field(
+        default=None, description="Cron of the checksum reconciliation (default: the component's, nightly)"
+    )
+    freshness_seconds: float = Field(
+        default=300.0, gt=0, description="Heartbeat age above which a table is stale"
+    )
+    chunk_rows: int = Field(default=1000, ge=10, le=1_000_000, description="Rows per checksum chunk")
+    max_differences: int = Field(default=20, ge=1, le=10_000, description="Differing keys a checksum names")
+    expectations: dict[str, list[Expectation]] = Field(
+        default_factory=dict,
+        description="Great Expectations suites, keyed by source schema.table, run against the target table",
+    )
+
+    @field_validator("schedule", "checksum_schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            from dagster._utils.schedules import is_valid_cron_string
+
+            if not is_valid_cron_string(v):
+                raise ValueError(f"{v!r} is not a cron expression (five fields, e.g. '0 2 * * *')")
+        return v
+
+    @field_validator("expectations")
+    @classmethod
+    def _tables(cls, v: dict[str, list[Expectation]]) -> dict[str, list[Expectation]]:
+        TableSelection._qualified(list(v))
+        return v
+
+    def policy(self, check: str) -> CheckPolicy:
+        base = DEFAULT_CHECK_POLICIES.get(check, CheckPolicy(severity="ERROR", blocking=False))
+        override = self.checks.get(check)  # type: ignore[call-overload]
+        if override is None:
+            return base
+        return base.model_copy(update=override.model_dump(exclude_none=True))
+
+
 class PipelineSpec(Strict):
     name: str
     source: str
@@ -236,6 +324,7 @@ class PipelineSpec(Strict):
         default_factory=dict, description="keyed by source schema.table"
     )
     options: PipelineOptions = Field(default_factory=PipelineOptions)
+    quality: QualitySpec = Field(default_factory=QualitySpec)
     description: str | None = None
     owners: list[str] = Field(
         default_factory=list, description="Dagster asset owners: e-mail addresses or team:<name>"

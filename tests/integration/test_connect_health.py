@@ -48,6 +48,8 @@ class Ticker:
     def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, connect):
         self.sensor = defs.get_sensor_def("cdc_connect_health")
         self.instance, self.connect, self.cursor = instance, connect, None
+        #: the runs the sensor asked for (the consistency checks after a recovery)
+        self.requests: list[dg.RunRequest] = []
         #: the newest evaluation per connector, as the UI shows it (a tick writes only changes)
         self.latest: dict[str, dg.AssetCheckEvaluation] = {}
 
@@ -57,6 +59,7 @@ class Ticker:
                                           resources={"kafka_connect": self.connect})  # fmt: skip
         result = self.sensor(context)
         self.cursor = result.cursor
+        self.requests += result.run_requests or []
         events = {
             e.asset_key.path[-1]: e
             for e in result.asset_events or []
@@ -235,6 +238,22 @@ def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, c
             wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
                            lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall(),
                            timeout=120)  # fmt: skip
+            # the recovery asked for the pipeline's counts and checksums, once; run as the daemon would
+            (request,) = ticker.requests
+            assert request.job_name == "cdc_consistency_checks" and request.tags["cdc/pipeline"] == name
+            assert {k.name for k in request.asset_check_keys} == {
+                "row_count_parity",
+                "checksum_reconciliation",
+            }
+            result = defs.resolve_job_def(request.job_name).execute_in_process(
+                instance=instance, tags=request.tags
+            )
+            checks = [
+                e.event_specific_data
+                for e in result.all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            ]
+            assert len(checks) == 2 and all(c.passed for c in checks), [c.description for c in checks]
         finally:
             writer.stop_event.set()
             up(load_stack_settings(), echo=lambda *_: None)

@@ -8,7 +8,12 @@ import time
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
+from cdc_platform.audit import entries
+from cdc_platform.catalog import stored_catalog_path
+from cdc_platform.cli import cli
+from cdc_platform.component import CdcPipelineComponent
 from tests.integration.test_connect_health import SlowWriter, component_defs
 from tests.integration.test_pipeline_replication import _teardown
 from tests.pipeline_support import connection, materialize, write_specs
@@ -25,6 +30,14 @@ def evaluations(result) -> dict[str, dg.AssetCheckEvaluation]:
     }
 
 
+def _target_columns(stack, db) -> set[str]:
+    with pg_connect(stack, db) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 't'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
 def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
     monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'metrics.sqlite'}")
     with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
@@ -35,7 +48,11 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
         specs = write_specs(tmp_path / "specs", {"src": connection(stack, "postgresql", src),
                                                  "tgt": connection(stack, "postgresql", tgt)},
                             [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}, "options": {"heartbeat_interval_ms": 1000}}])  # fmt: skip
+                              "tables": {"names": ["public.t"]}, "options": {"heartbeat_interval_ms": 1000},
+                              "quality": {"expectations": {"public.t": [
+                                  {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}},
+                                  {"expectation": "expect_column_values_to_be_in_set",
+                                   "kwargs": {"column": "v", "value_set": ["w"]}}]}}}])  # fmt: skip
         instance = dg.DagsterInstance.ephemeral()
         defs = component_defs(specs)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
@@ -49,8 +66,22 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
             time.sleep(3)  # a heartbeat or two
             defs.resolve_job_def("cdc_collect_metrics").execute_in_process(instance=instance)
             first = run_checks()
-            assert set(first) == {"row_count_parity", "schema_drift", "replication_freshness"}
+            assert set(first) == {
+                "row_count_parity",
+                "schema_drift",
+                "replication_freshness",
+                "great_expectations",
+            }
+            suite = first.pop("great_expectations")
             assert all(e.passed for e in first.values()), {k: e.description for k, e in first.items()}
+            # the declared suite: one expectation holds, one fails, both shown with their figures
+            assert not suite.passed and suite.severity == dg.AssetCheckSeverity.ERROR
+            results = {r["expectation"]: r for r in suite.metadata["results"].value}
+            assert results["expect_column_values_to_not_be_null"]["success"] is True
+            broken = results["expect_column_values_to_be_in_set"]
+            assert broken["success"] is False and broken["unexpected_count"] == 500, broken
+            assert suite.metadata["expect_column_values_to_be_in_set/v"].value == "FAILED"
+            assert "expect_column_values_to_be_in_set(v) 500 unexpected" in suite.description
             assert first["row_count_parity"].metadata["source_rows"].value == 500
             assert first["row_count_parity"].metadata["in_flight_bound"].value == 0
 
@@ -79,16 +110,35 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
                 writer.stop_event.set()
                 writer.join()
 
-            # a column added on the source: a warning with the DDL, cleared once applied and refreshed
+            # a column added on the source: a warning with the DDL; `apply-drift` shows it, applies it on
+            # --yes and refreshes the catalog, then the check passes and the column's values replicate
+            runner = CliRunner()
+            refreshed = runner.invoke(cli, ["refresh", "--specs", str(specs.directory)])
+            assert refreshed.exit_code == 0, refreshed.output
             with pg_connect(stack, src) as conn:
                 conn.execute("ALTER TABLE t ADD COLUMN note text")
             drift = run_checks()["schema_drift"]
             assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
-            ddl = drift.metadata["proposed_ddl"].value
-            assert 'ALTER TABLE "replica"."t" ADD COLUMN "note" text' in ddl
-            with pg_connect(stack, tgt) as conn:
-                conn.execute('ALTER TABLE "replica"."t" ADD COLUMN "note" text')
-            refreshed = component_defs(specs)  # `cdc-platform refresh`: the catalog knows the column now
-            assert run_checks(refreshed)["schema_drift"].passed
+            ddl = 'ALTER TABLE "replica"."t" ADD COLUMN "note" text'
+            assert ddl in drift.metadata["proposed_ddl"].value
+            shown = runner.invoke(cli, ["apply-drift", name, "--specs", str(specs.directory)])
+            assert shown.exit_code == 0 and ddl + ";" in shown.output and "not applied" in shown.output, (
+                shown.output
+            )
+            assert "note" not in _target_columns(stack, tgt)  # showing changes nothing
+            applied = runner.invoke(cli, ["apply-drift", name, "--specs", str(specs.directory), "--yes"])
+            assert applied.exit_code == 0 and "applied 1 statement(s)" in applied.output, applied.output
+            assert "note" in _target_columns(stack, tgt)
+            component = CdcPipelineComponent.from_attributes_dict(
+                attributes={"specs_dir": str(specs.directory)}
+            )
+            after = component.build_defs_from_state(None, stored_catalog_path(specs.directory))  # type: ignore[arg-type]
+            assert run_checks(after)["schema_drift"].passed
+            with pg_connect(stack, src) as conn:
+                conn.execute("UPDATE t SET note = 'noted' WHERE id <= 3")
+            read = "SELECT id, note FROM {} WHERE note IS NOT NULL ORDER BY id"
+            wait_for_equal(lambda: pg_connect(stack, src).execute(read.format("t")).fetchall(),
+                           lambda: pg_connect(stack, tgt).execute(read.format("replica.t")).fetchall())  # fmt: skip
+            assert any(e.action == "apply_ddl" and ddl in (e.detail or "") for e in entries(pipeline=name))
         finally:
             _teardown(stack, connect, specs, name)

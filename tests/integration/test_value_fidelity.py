@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cdc_platform.quality.checksum import reconcile_pipeline_table
 from cdc_platform.schema.rules import rules_for
 from cdc_platform.schema.types import CanonicalType
 from tests.fidelity_cases import (
@@ -130,6 +131,12 @@ def _run_pair(stack, connect, tmp_path, pair: str, outcomes: dict, problems: lis
                 problems.append(f"{pair}: CDC rows did not all arrive within 120 s; connectors: {status}")
                 return
             source = read_source()
+            # the checksum reconciliation sees the same: every value agrees after the pair's rules
+            checked = reconcile_pipeline_table(specs, specs.pipelines[name].spec, f"{table_prefix}.edge", "edge",
+                                               bootstrap=stack.kafka_bootstrap, chunk_rows=4)  # fmt: skip
+            if not checked.agrees or checked.source_rows != len(target):
+                problems.append(f"{pair}: checksums disagree on replicated data ({checked.source_rows} rows): "
+                                f"{[d.as_dict() for d in checked.differences]}")  # fmt: skip
             meta = materializations(result)
             edge_meta = next(m for k, m in meta.items() if k[-1] == "edge")
             expected_substituted: dict[str, int] = {}

@@ -17,6 +17,7 @@ from cdc_platform.health.connect_sensor import (
     evaluate,
     load_cursor,
     mask,
+    recovery_requests,
 )
 from cdc_platform.health.recovery import RecoveryPolicy, TaskHistory, decide, error_signature, not_retryable
 from cdc_platform.kafka_connect import KafkaConnectResource
@@ -119,3 +120,32 @@ def test_events_only_on_change_or_every_few_minutes_and_the_cursor_round_trips()
 
 def test_secrets_are_masked_in_traces():
     assert mask("url?password=hunter2&x=1 token: abc") == "url?password=******** token: ********"
+
+
+def test_running_again_after_a_failure_requests_the_consistency_checks_once():
+    """A first deploy settling into RUNNING is not a recovery; RUNNING after FAILED (or after Connect
+    was unreachable) is, once, and survives the cursor."""
+    settings = HealthSettings(policy=POLICY)
+    job = dg.define_asset_job("cdc_consistency_checks")
+    keys = {"p": [dg.AssetCheckKey(dg.AssetKey(["t"]), "row_count_parity")]}
+    mem = ConnectorMemory()
+    assert not assess(W, entry("UNASSIGNED"), mem, 0, settings).recovered
+    assert not assess(W, entry(), mem, 5, settings).recovered  # settled: no failure before
+    assess(W, entry("FAILED", TRACE), mem, 10, settings)
+    mem = load_cursor(dump_cursor({W.name: mem}))[W.name]  # a daemon restart in between
+    back = assess(W, entry(), mem, 50, settings)
+    assert back.recovered
+    (request,) = recovery_requests([back], job, keys, 50)
+    assert request.job_name == "cdc_consistency_checks" and request.asset_check_keys == keys["p"]
+    assert request.tags["cdc/recovered"] == "p-sink"
+    assert not assess(W, entry(), mem, 60, settings).recovered  # once
+    assess(W, None, mem, 70, settings, connect_error="ConnectError: refused")
+    assert assess(W, entry(), mem, 80, settings).recovered
+    assert recovery_requests([back], None, keys, 50) == []  # no job (no tables): nothing to run
+    # the source is back but the sink still fails: wait, keeping the recovery for the next tick
+    source = WatchedConnector("p", "source", "p-source", dg.AssetKey(["p", "source_connector"]), None)
+    memory = {"p-source": ConnectorMemory(failed=True), W.name: ConnectorMemory()}
+    sink_down = assess(W, entry("FAILED", TRACE), memory[W.name], 90, settings)
+    source_back = assess(source, entry(), memory["p-source"], 90, settings)
+    assert source_back.recovered and recovery_requests([source_back, sink_down], job, keys, 90, memory) == []
+    assert memory["p-source"].failed

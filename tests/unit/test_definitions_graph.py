@@ -148,6 +148,8 @@ def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
         "cdc_acknowledge_alert",
         "cdc_test_connections",
         "cdc_quality_checks",
+        "cdc_checksum_checks",
+        "cdc_consistency_checks",
     }
     assert set(defs.resources or {}) == {"kafka_connect", "cdc_settings"}
     # automation: the health and alert sensors and the metrics schedule, all running by default
@@ -158,15 +160,17 @@ def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
     assert schedules["cdc_collect_metrics_schedule"].cron_schedule == "* * * * *"
     assert schedules["cdc_test_connections_schedule"].cron_schedule == "17 * * * *"
     assert schedules["cdc_quality_checks_schedule"].cron_schedule == "*/15 * * * *"
+    assert schedules["cdc_checksum_checks_schedule"].cron_schedule == "0 2 * * *"
     assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in schedules.values())
     checks = {(k.asset_key.to_user_string(), k.name) for c in defs.asset_checks or [] for k in c.check_keys}
     assert {c for c in checks if c[1] == "connector_running"} == {
         ("orders/source_connector", "connector_running"),
         ("orders/sink_connector", "connector_running"),
     }
-    # every table: counts and drift; a streaming pipeline's tables: freshness too
+    # every table: counts, checksums and drift; a streaming pipeline's tables: freshness too
     assert {c for c in checks if c[0] == "dw/dw/sales"} == {
         ("dw/dw/sales", "row_count_parity"),
+        ("dw/dw/sales", "checksum_reconciliation"),
         ("dw/dw/sales", "schema_drift"),
         ("dw/dw/sales", "replication_freshness"),
     }
@@ -186,7 +190,8 @@ def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
     only = _defs(specs_dir, CATALOG, pipelines=["orders"])
     assert {j.name for j in only.jobs or []} == {"orders_teardown", "cdc_collect_metrics_orders",
                                                  "cdc_acknowledge_alert_orders", "cdc_test_connections_orders",
-                                                 "cdc_quality_checks_orders"}  # fmt: skip
+                                                 "cdc_quality_checks_orders", "cdc_checksum_checks_orders",
+                                                 "cdc_consistency_checks_orders"}  # fmt: skip
     assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders", "cdc_alerts_orders"]
 
 
@@ -217,3 +222,68 @@ def test_snapshot_of_asset_specs(specs_dir):
     if os.environ.get("CDC_WRITE_SNAPSHOT"):
         SNAPSHOT.write_text(text)
     assert text == SNAPSHOT.read_text(), "asset specs changed; review and rewrite with CDC_WRITE_SNAPSHOT=1"
+
+
+def test_quality_policies_and_schedules_follow_the_pipeline_spec(specs_dir):
+    """Severity, blocking and enabled per check; a pipeline with its own cron gets its own job."""
+    pipelines = [dict(PIPELINES[0]), dict(PIPELINES[1])]
+    pipelines[0]["quality"] = {
+        "checks": {
+            "schema_drift": {"severity": "ERROR", "blocking": True},
+            "row_count_parity": {"enabled": False},
+        },
+        "checksum_schedule": "30 4 * * 0",
+    }
+    (specs_dir / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": pipelines}))
+    defs = _defs(specs_dir, CATALOG)
+    specs = {
+        (s.asset_key.to_user_string(), s.name): s for c in defs.asset_checks or [] for s in c.check_specs
+    }
+    assert ("dw/dw/sales", "row_count_parity") not in specs
+    assert specs[("dw/dw/sales", "schema_drift")].blocking
+    assert specs[("dw/dw/sales", "checksum_reconciliation")].blocking  # the default: ERROR and blocking
+    assert not specs[("dw/dw/sales", "replication_freshness")].blocking
+    assert specs[("dw/all_tables/refunds", "row_count_parity")].blocking
+    schedules = {s.name: s.cron_schedule for s in defs.schedules or []}
+    assert schedules["cdc_checksum_checks_orders_schedule"] == "30 4 * * 0"
+    assert schedules["cdc_checksum_checks_schedule"] == "0 2 * * *"
+    jobs = {j.name: j for j in defs.jobs or []}
+    own = defs.resolve_job_def("cdc_checksum_checks_orders")
+    assert {k.asset_key.to_user_string() for k in own.asset_layer.asset_graph.asset_check_keys} >= {
+        "dw/dw/sales"
+    }
+    assert "cdc_checksum_checks" in jobs
+
+
+def test_a_bad_quality_cron_names_the_field(specs_dir):
+    from cdc_platform.specs.loader import SpecErrors, load_specs
+
+    pipelines = [dict(PIPELINES[0], quality={"schedule": "every hour"})]
+    (specs_dir / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": pipelines}))
+    with pytest.raises(SpecErrors, match=r"quality.schedule.*'every hour' is not a cron expression"):
+        load_specs(specs_dir)
+
+
+def test_declared_expectations_become_a_check_without_importing_great_expectations(specs_dir):
+    """GX takes seconds to import: the code location builds the suite's check without it."""
+    import subprocess
+    import sys
+
+    pipelines = [dict(PIPELINES[0], quality={"expectations": {"public.orders": [
+        {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}}]}})]  # fmt: skip
+    (specs_dir / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": pipelines}))
+    state = specs_dir / "state"
+    write_catalog(CATALOG, state)
+    script = (
+        "import sys\n"
+        "from cdc_platform.component import CdcPipelineComponent\n"
+        f"c = CdcPipelineComponent.from_attributes_dict(attributes={{'specs_dir': {str(specs_dir)!r}}})\n"
+        f"defs = c.build_defs_from_state(None, __import__('pathlib').Path({str(state)!r}))\n"
+        "keys = {(k.asset_key.to_user_string(), k.name) for c in defs.asset_checks for k in c.check_keys}\n"
+        "assert ('dw/dw/sales', 'great_expectations') in keys, keys\n"
+        "assert ('dw/dw/customers', 'great_expectations') not in keys\n"
+        "print('gx imported' if 'great_expectations' in sys.modules else 'gx not imported')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("gx not imported")
