@@ -17,7 +17,7 @@ import dagster as dg
 
 from cdc_platform.assets import CdcSettingsResource
 from cdc_platform.catalog import PipelineCatalog
-from cdc_platform.health.metrics_store import MetricsStore
+from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.pipeline.plan import PipelineNames, table_topic, target_table_name
 from cdc_platform.quality.counts import compare_counts
 from cdc_platform.quality.drift import measure_drift
@@ -92,16 +92,18 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
         source, target = live.connection(spec.source), live.connection(spec.target)
         selected = {(k.asset_key, k.name) for k in context.selected_asset_check_keys}
         for t in tables:
-            if (t.asset_key, COUNT_CHECK) in selected:
-                yield _count_result(t, source, target, live, cdc_settings)
-            if (t.asset_key, CHECKSUM_CHECK) in selected:
-                yield _checksum_result(t, live, cdc_settings)
-            if (t.asset_key, DRIFT_CHECK) in selected:
-                yield _drift_result(t, live, catalog)
-            if (t.asset_key, GX_CHECK) in selected:
-                yield _expectations_result(t, live)
-            if (t.asset_key, FRESHNESS_CHECK) in selected:
-                yield _freshness_result(t, name)
+            runs = {
+                COUNT_CHECK: lambda t=t: _count_result(t, source, target, live, cdc_settings),
+                CHECKSUM_CHECK: lambda t=t: _checksum_result(t, live, cdc_settings),
+                DRIFT_CHECK: lambda t=t: _drift_result(t, live, catalog),
+                GX_CHECK: lambda t=t: _expectations_result(t, live),
+                FRESHNESS_CHECK: lambda t=t: _freshness_result(t, name),
+            }
+            for check, run in runs.items():
+                if (t.asset_key, check) in selected:
+                    result = run()
+                    _record_outcome(context, name, t.qualified, check, result)
+                    yield result
 
     def _count_result(t, source, target, live, cdc_settings) -> dg.AssetCheckResult:
         schema, table = t.qualified.split(".", 1)
@@ -226,6 +228,17 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
         )  # fmt: skip
 
     return _checks
+
+
+def _record_outcome(context, pipeline: str, table: str, check: str, result: dg.AssetCheckResult) -> None:
+    """Each outcome as a time series (``<check>_ok`` = 1 or 0 on the table), so alert rules see
+    quality like they see lag; built-in rules watch counts and checksums."""
+    try:
+        MetricsStore().record(
+            [Sample(time.time(), pipeline, table, f"{check}_ok", float(bool(result.passed)))]
+        )
+    except Exception as exc:  # noqa: BLE001 - the check's result stands; the series misses one point
+        context.log.warning(f"could not store the outcome of {check} on {table}: {type(exc).__name__}: {exc}")
 
 
 def _unreadable(

@@ -1,6 +1,8 @@
 """Data-quality checks on the real stack, run by the quality job as the schedule runs them: counts that
-agree, a deleted target row caught with its difference, no false alarm under a concurrent writer,
-schema drift shown with its DDL and cleared once applied, freshness from the heartbeat figure."""
+agree, a deleted target row caught with its difference (and its alert), no false alarm under a
+concurrent writer, a declared Great Expectations suite with one expectation holding and one failing,
+schema drift shown with its DDL, applied by `cdc-platform apply-drift --yes` and then cleared, with
+the new column's values replicating, and freshness from the heartbeat figure."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
+from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.audit import entries
 from cdc_platform.catalog import stored_catalog_path
 from cdc_platform.cli import cli
@@ -94,6 +97,15 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
                 lost.metadata["difference"].value == 1
                 and "more than the 0 changes in flight" in lost.description
             )
+            # the outcome is a time series too: the built-in rule opens an alert on the table
+            alerts = defs.get_sensor_def("cdc_alerts")
+            alerts(
+                dg.build_sensor_context(
+                    instance=instance, resources={"cdc_settings": defs.resources["cdc_settings"]}
+                )
+            )
+            opened = [a for a in AlertHistory().listing() if a.rule == "row_counts_differ"]
+            assert [(a.pipeline, a.subject) for a in opened] == [(name, "public.t")], opened
             with pg_connect(stack, src) as conn:
                 conn.execute("UPDATE t SET v = 'again' WHERE id = 7")  # replicated: the row comes back
             wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT count(*) FROM t").fetchall(),
