@@ -31,3 +31,4 @@ lint:
 
 bench: stack-up
 	$(PY) bench/full_load.py
+	$(PY) bench/reconcile.py

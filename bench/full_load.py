@@ -141,7 +141,8 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem} GiB RAM, {platform.platform()}, Python {platform.python_version()}, {pg}, MariaDB 10.11"
 
 
-def main() -> None:
+def prepared_from_args():
+    """``--rows N`` from the command line, the source table of N rows prepared: (stack, its description, N)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
@@ -152,6 +153,12 @@ def main() -> None:
                                             stack.postgres_port, SRC_DB))  # fmt: skip
     table = describe_table(engine, "postgresql", "public", "orders")
     engine.dispose()
+    return stack, table, args.rows
+
+
+def main() -> None:
+    stack, table, rows = prepared_from_args()
+    args = argparse.Namespace(rows=rows)
     figures: dict[tuple[str, str], float] = {}
     for kind, label in (("postgresql", "PostgreSQL -> PostgreSQL"), ("mariadb", "PostgreSQL -> MariaDB")):
         figures[(label, "(a) cdc-platform full load")] = run_ours(stack, kind, table)

@@ -19,14 +19,12 @@ from pathlib import Path
 
 import pymysql
 import pymysql.cursors
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from full_load import MY_DST_DB, PG_DST_DB, SRC_DB, _conn_spec, _pg, machine, prepare, run_ours  # noqa: E402
+from full_load import MY_DST_DB, PG_DST_DB, SRC_DB, _conn_spec, _pg, machine, prepared_from_args, run_ours  # noqa: E402
 
 from cdc_platform.quality.checksum import Side, reconcile  # noqa: E402
-from cdc_platform.schema.discovery import describe_table  # noqa: E402
-from cdc_platform.settings import STACK_DB_USER, load_stack_settings  # noqa: E402
+from cdc_platform.settings import STACK_DB_USER  # noqa: E402
 
 
 def _my(stack):
@@ -71,16 +69,8 @@ def tamper(stack, kind: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args()
-    stack = load_stack_settings()
-    print(f"preparing {args.rows:,} rows ...")
-    prepare(stack, args.rows)
-    engine = sa.create_engine(sa.URL.create("postgresql+psycopg", STACK_DB_USER, stack.password("postgres"), stack.host,
-                                            stack.postgres_port, SRC_DB))  # fmt: skip
-    table = describe_table(engine, "postgresql", "public", "orders")
-    engine.dispose()
+    stack, table, row_count = prepared_from_args()
+    args = argparse.Namespace(rows=row_count)
     columns = {c.name for c in table.columns}
     source = Side(_conn_spec(stack, "postgresql", SRC_DB), Path("/"), "public", "orders")
     rows = []

@@ -84,7 +84,7 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
     quality = spec.quality
 
     @dg.multi_asset_check(specs=quality_check_specs(name, tables, spec.streams, quality), name=f"{name}_quality",
-                          can_subset=True)  # fmt: skip
+                          can_subset=True, pool=f"cdc_source_{spec.source}")  # fmt: skip
     def _checks(context: dg.AssetCheckExecutionContext, cdc_settings: CdcSettingsResource):
         from cdc_platform.specs.loader import load_specs
 

@@ -27,6 +27,7 @@ import hashlib
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,7 +314,11 @@ def reconcile(
                 catch_up(grace)
             return a, tgt.figures(tgt_buckets, tgt_predicate)
 
-        a, b = both(None, None, grace=False)
+        # the first pass only finds candidate chunks, so both sides are scanned at once; a chunk that
+        # differs because a change was in flight is read again below, in order
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            scan_a, scan_b = pool.submit(src.figures, src_buckets), pool.submit(tgt.figures, tgt_buckets)
+            a, b = scan_a.result(), scan_b.result()
         result.source_rows = sum(n for n, _ in a.values())
         result.target_rows = sum(n for n, _ in b.values())
         result.chunks = len(set(a) | set(b))

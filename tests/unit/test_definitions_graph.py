@@ -244,6 +244,10 @@ def test_quality_policies_and_schedules_follow_the_pipeline_spec(specs_dir):
     assert specs[("dw/dw/sales", "checksum_reconciliation")].blocking  # the default: ERROR and blocking
     assert not specs[("dw/dw/sales", "replication_freshness")].blocking
     assert specs[("dw/all_tables/refunds", "row_count_parity")].blocking
+    # the checks read the source: they queue in the same pool as the source's loads
+    assert {c.node_def.pool for c in defs.asset_checks or [] if "_quality" in c.node_def.name} == {
+        "cdc_source_shop"
+    }
     schedules = {s.name: s.cron_schedule for s in defs.schedules or []}
     assert schedules["cdc_checksum_checks_orders_schedule"] == "30 4 * * 0"
     assert schedules["cdc_checksum_checks_schedule"] == "0 2 * * *"
