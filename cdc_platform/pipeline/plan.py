@@ -167,6 +167,7 @@ def build_plan(
         )
         if beat is not None:
             source_config[HEARTBEAT_TABLE_KEY] = beat.source_qualified
+        source_config.update(pipeline.options.source_overrides)
         declared = [t for t in tables if t.declared_key]
         if declared:
             source_config["message.key.columns"] = ";".join(
@@ -190,6 +191,7 @@ def build_plan(
             tasks_max=pipeline.options.sink_tasks,
             max_event_bytes=pipeline.options.max_event_bytes,
         )
+        sink_config.update(pipeline.options.sink_overrides)
     return PipelinePlan(
         pipeline, source, target, tuple(tables), names, tuple(ddl), source_config, sink_config,
         kafka_bootstrap, tuple(routes.items()), beat,

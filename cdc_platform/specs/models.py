@@ -202,6 +202,29 @@ class TableOverride(Strict):
         return v
 
 
+#: connector keys a pipeline may tune (exact keys, or prefixes ending in '.'): how fast and in what
+#: batches changes move; never what is captured, where it goes, or how values are converted
+SOURCE_TUNING_KEYS = ("poll.interval.ms", "max.batch.size", "max.queue.size", "max.queue.size.in.bytes",
+                      "snapshot.fetch.size", "incremental.snapshot.chunk.size", "status.update.interval.ms",
+                      "producer.override.")  # fmt: skip
+SINK_TUNING_KEYS = ("batch.size", "use.reduction.buffer", "flush.max.retries", "flush.retry.delay.ms",
+                    "connection.pool.min_size", "connection.pool.max_size", "connection.pool.acquire_increment",
+                    "consumer.override.")  # fmt: skip
+
+
+def _tuning(overrides: dict[str, str], allowed: tuple[str, ...], which: str) -> dict[str, str]:
+    for key, value in overrides.items():
+        if not any(key == a or (a.endswith(".") and key.startswith(a)) for a in allowed):
+            raise ValueError(
+                f"{which} key {key!r} cannot be overridden (tuning keys only: {', '.join(allowed)})"
+            )
+        if secret_option(key):
+            raise ValueError(f"{which} key {key!r} names a secret; secrets belong to the connection")
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{which} key {key!r}: give a non-empty string value")
+    return overrides
+
+
 class PipelineOptions(Strict):
     parallelism: int = Field(default=4, ge=1, le=32, description="Tables copied at once")
     batch_size: int = Field(
@@ -223,6 +246,24 @@ class PipelineOptions(Strict):
     )
     #: MySQL/MariaDB replication client id; derived from the pipeline name when omitted
     server_id: int | None = Field(default=None, ge=1, le=4_294_967_295)
+    source_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tuning keys of the source connector (poll.interval.ms, producer.override.*, ...)",
+    )
+    sink_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tuning keys of the sink connector (batch.size, consumer.override.*, ...)",
+    )
+
+    @field_validator("source_overrides")
+    @classmethod
+    def _source_tuning(cls, v: dict[str, str]) -> dict[str, str]:
+        return _tuning(v, SOURCE_TUNING_KEYS, "source_overrides")
+
+    @field_validator("sink_overrides")
+    @classmethod
+    def _sink_tuning(cls, v: dict[str, str]) -> dict[str, str]:
+        return _tuning(v, SINK_TUNING_KEYS, "sink_overrides")
 
 
 #: the data-quality checks on every table, by the name they carry in the UI

@@ -65,3 +65,14 @@ def test_teardown_reads_the_recorded_table_back_and_discovery_skips_heartbeats()
     )
     assert heartbeat_from_recorded("p", "shop.orders") is None  # never drops a table it did not create
     assert is_heartbeat_table("cdc_heartbeat_x") and not is_heartbeat_table("heartbeat")
+
+
+def test_tuning_overrides_land_on_top_of_the_generated_connector_configs(tmp_path, monkeypatch):
+    plan = _plan(tmp_path, monkeypatch, "postgresql", "mariadb",
+                 source_overrides={"poll.interval.ms": "50", "producer.override.linger.ms": "1"},
+                 sink_overrides={"batch.size": "4000", "consumer.override.fetch.max.wait.ms": "20"})  # fmt: skip
+    assert plan.source_config["poll.interval.ms"] == "50"
+    assert plan.source_config["producer.override.linger.ms"] == "1"
+    assert plan.sink_config["batch.size"] == "4000"
+    assert plan.sink_config["consumer.override.fetch.max.wait.ms"] == "20"
+    assert plan.sink_config["insert.mode"] == "upsert"  # what the platform owns stays

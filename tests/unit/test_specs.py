@@ -62,6 +62,21 @@ def test_duplicate_pipeline_names(tmp_path):
             "not a valid",
         ),
         ({"surprise": 1}, "surprise", "Extra inputs"),
+        (
+            {"options": {"source_overrides": {"table.include.list": "x"}}},
+            "options.source_overrides",
+            "'table.include.list' cannot be overridden (tuning keys only",
+        ),
+        (
+            {"options": {"sink_overrides": {"connection.password": "x"}}},
+            "options.sink_overrides",
+            "cannot be overridden",
+        ),
+        (
+            {"options": {"sink_overrides": {"consumer.override.sasl.jaas.config": "x"}}},
+            "options.sink_overrides",
+            "names a secret",
+        ),
     ],
 )
 def test_invalid_pipeline_fields(tmp_path, change, field, words):

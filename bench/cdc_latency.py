@@ -1,0 +1,201 @@
+"""End-to-end CDC latency on the local stack: commit on the source -> row visible on the target.
+
+For each pair, a pipeline replicates three tables. A writer commits a steady ``--rate`` of changes
+per second (60 % inserts, 30 % updates, 10 % deletes, spread over the tables), each insert or
+update carrying a new sequence number ``seq``; the client clock is read right after each commit.
+A poller reads ``seq > last seen`` on every target table every few milliseconds; the time it
+first sees a ``seq`` minus its commit time is that change's latency. Deletes load the pipeline but
+are not timed; an update overwritten before the poller saw it is not timed either. Measured from
+the databases, not from connector metrics. Not a test: figures vary with the machine.
+Run: ``python bench/cdc_latency.py [--rate 1000] [--seconds 300] [--pairs postgresql-postgresql,...]``;
+writes bench/cdc_latency.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cdc_platform.kafka_connect import KafkaConnectResource  # noqa: E402
+from cdc_platform.pipeline.teardown import teardown_pipeline  # noqa: E402
+from cdc_platform.settings import load_stack_settings  # noqa: E402
+from tests.pipeline_support import connection, materialize, write_specs  # noqa: E402
+from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique  # noqa: E402
+
+TABLES = ("lat_a", "lat_b", "lat_c")
+POLL_SECONDS = 0.005
+
+
+class Db:
+    """One database of the pair, for single statements (autocommit) in either dialect."""
+
+    def __init__(self, stack, kind: str, database: str, schema: str):
+        self.kind, self.schema = kind, schema
+        self.conn = pg_connect(stack, database) if kind == "postgresql" else mariadb_connect(stack, database)
+        if kind == "postgresql":
+            self.conn.autocommit = True
+
+    def run(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if self.kind == "postgresql":
+            cur = self.conn.execute(sql.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+        with self.conn.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), params)
+            return list(cur.fetchall()) if cur.description else []
+
+
+class Workload(threading.Thread):
+    def __init__(self, db: Db, rate: int, seconds: float):
+        super().__init__(daemon=True)
+        self.db, self.rate, self.seconds = db, rate, seconds
+        self.committed: dict[int, float] = {}  # seq -> client time right after the commit
+        self.live: dict[str, list[int]] = {t: [] for t in TABLES}
+        self.next_id, self.seq, self.behind = 1, 0, 0.0
+
+    def run(self) -> None:
+        start = time.monotonic()
+        n = 0
+        while (now := time.monotonic()) - start < self.seconds:
+            due = start + n / self.rate
+            if due > now:
+                time.sleep(due - now)
+            else:
+                self.behind = max(self.behind, now - due)
+            self.change()
+            n += 1
+
+    def change(self) -> None:
+        table = random.choice(TABLES)
+        ids, roll = self.live[table], random.random()
+        self.seq += 1
+        if roll < 0.1 and len(ids) > 10:
+            victim = ids.pop(random.randrange(len(ids)))
+            self.db.run(f"DELETE FROM {table} WHERE id = ?", (victim,))
+            return
+        if roll < 0.4 and ids:
+            self.db.run(f"UPDATE {table} SET seq = ?, payload = ? WHERE id = ?",
+                        (self.seq, f"update {self.seq}", random.choice(ids)))  # fmt: skip
+        else:
+            self.db.run(
+                f"INSERT INTO {table} (id, seq, payload) VALUES (?, ?, ?)", (self.next_id, self.seq, "insert")
+            )
+            ids.append(self.next_id)
+            self.next_id += 1
+        self.committed[self.seq] = time.time()
+
+
+class Poller(threading.Thread):
+    def __init__(self, db: Db):
+        super().__init__(daemon=True)
+        self.db, self.stop_event = db, threading.Event()
+        self.seen: dict[int, float] = {}
+        self.last = dict.fromkeys(TABLES, 0)
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            for table in TABLES:
+                rows = self.db.run(
+                    f"SELECT seq FROM {self.db.schema}.{table} WHERE seq > ?", (self.last[table],)
+                )
+                at = time.time()
+                for (seq,) in rows:
+                    self.seen.setdefault(int(seq), at)
+                    self.last[table] = max(self.last[table], int(seq))
+            time.sleep(POLL_SECONDS)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def run_pair(stack, pair: str, rate: int, seconds: float, options: dict) -> dict:
+    source_kind, target_kind = pair.split("-")
+    connect = KafkaConnectResource(url=stack.connect_url, timeout_seconds=60)
+    with pg_database(stack, "lsrc") as pg_src, pg_database(stack, "ltgt") as pg_tgt, \
+            mariadb_database(stack, "lsrc") as my_src, mariadb_database(stack, "ltgt") as my_tgt:  # fmt: skip
+        src_db = pg_src if source_kind == "postgresql" else my_src
+        tgt_db = pg_tgt if target_kind == "postgresql" else my_tgt
+        src_schema = "public" if source_kind == "postgresql" else src_db
+        tgt_schema = "replica" if target_kind == "postgresql" else tgt_db
+        source = Db(stack, source_kind, src_db, src_schema)
+        for table in TABLES:
+            source.run(
+                f"CREATE TABLE {table} (id bigint PRIMARY KEY, seq bigint NOT NULL, payload varchar(100))"
+            )
+        name = unique("lat")
+        with tempfile.TemporaryDirectory() as tmp:
+            specs = write_specs(Path(tmp), {"src": connection(stack, source_kind, src_db),
+                                            "tgt": connection(stack, target_kind, tgt_db)},
+                                [{"name": name, "source": "src", "target": "tgt", "target_schema": tgt_schema,
+                                  "tables": {"names": [f"{src_schema}.{t}" for t in TABLES]},
+                                  "options": options}])  # fmt: skip
+            materialize(stack, specs, name)
+            try:
+                target = Db(stack, target_kind, tgt_db, tgt_schema)
+                for table in TABLES:
+                    target.run(f"CREATE INDEX {table}_seq ON {tgt_schema}.{table} (seq)")
+                poller, workload = Poller(target), Workload(source, rate, seconds)
+                poller.start()
+                workload.start()
+                workload.join()
+                time.sleep(10)  # the last changes arrive
+                poller.stop_event.set()
+                poller.join()
+            finally:
+                spec = specs.pipelines[name].spec
+                teardown_pipeline(name, connect, lambda *_: None, source=specs.connection(spec.source),
+                                  specs_dir=specs.directory, delete_topics=True, kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
+    latencies = [poller.seen[s] - t for s, t in workload.committed.items() if s in poller.seen]
+    return {
+        "pair": pair, "changes": workload.seq, "timed": len(latencies), "rate": workload.seq / seconds,
+        "behind": workload.behind, "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+        "p99": percentile(latencies, 99), "max": max(latencies), "mean": statistics.fmean(latencies),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=300)
+    parser.add_argument("--pairs", default="postgresql-postgresql,postgresql-mariadb,mariadb-postgresql")
+    parser.add_argument("--label", default="defaults", help="What the settings are, for the table")
+    parser.add_argument(
+        "--option", action="append", default=[], help="pipeline option key=value (repeatable)"
+    )
+    args = parser.parse_args()
+    options = {k: int(v) if v.isdigit() else v for k, v in (o.split("=", 1) for o in args.option)}
+    stack = load_stack_settings()
+    results = []
+    for pair in args.pairs.split(","):
+        r = run_pair(stack, pair, args.rate, args.seconds, options)
+        results.append(r)
+        print(f"{args.label:14} {pair:24} {r['changes']:8,} changes ({r['rate']:,.0f}/s, {r['timed']:,} timed): "
+              f"p50 {r['p50'] * 1000:6.0f} ms  p95 {r['p95'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "
+              f"max {r['max'] * 1000:6.0f} ms  (writer at most {r['behind'] * 1000:.0f} ms behind schedule)")  # fmt: skip
+    out = ROOT / "bench" / "cdc_latency.md"
+    lines = out.read_text().splitlines() if out.exists() else [
+        "# CDC latency benchmark", "",
+        "Written by `python bench/cdc_latency.py`: commit on the source -> row visible on the target, polled every "
+        f"{POLL_SECONDS * 1000:.0f} ms. Targets: p50 < 300 ms, p99 < 1 s at 1,000 changes/s.", "",
+        "| date | settings | pair | rate/s | seconds | changes timed | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for r in results:
+        lines.append(f"| {time.strftime('%Y-%m-%d')} | {args.label} | {r['pair']} | {r['rate']:,.0f} | {args.seconds:.0f} | "
+                     f"{r['timed']:,} | {r['p50'] * 1000:.0f} | {r['p95'] * 1000:.0f} | {r['p99'] * 1000:.0f} | "
+                     f"{r['max'] * 1000:.0f} |")  # fmt: skip
+    out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
