@@ -38,9 +38,8 @@ from cdc_platform.ops.connection_test_job import (
 )
 from cdc_platform.pipeline.plan import PipelineNames
 from cdc_platform.quality.checks import build_quality_checks, checked_tables
-from cdc_platform.quality.schedules import consistency_job, quality_schedules
+from cdc_platform.quality.schedules import CONSISTENCY_CHECKS, check_keys, quality_job, quality_schedules
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
-from cdc_platform.specs.models import CHECKSUM_CHECK, COUNT_CHECK
 from cdc_platform.teardown_job import teardown_job_for
 from cdc_platform.translator import CdcTranslator
 
@@ -225,26 +224,22 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
                                  checked_tables(specs.pipelines[name], catalogs.get(name), translator.target_table_key))
             for name in names
         ]  # fmt: skip
-        for job, schedule in quality_schedules(
-            self.sensor_name().replace("connect_health", "quality_checks"),
-            self.sensor_name().replace("connect_health", "checksum_checks"),
-            {name: (specs.pipelines[name].spec.quality, q) for name, q in zip(names, quality, strict=True)},
-            self.quality_cron, self.checksum_cron,
-        ):  # fmt: skip
-            jobs.append(job)
-            schedules.append(schedule)
-        consistency = consistency_job(
-            self.sensor_name().replace("connect_health", "consistency_checks"), quality
-        )
-        if consistency is not None:
-            jobs.append(consistency)
+        checks_job = quality_job(self.sensor_name().replace("connect_health", "quality_checks"), quality)
+        if checks_job is not None:
+            jobs.append(checks_job)
+            schedules += quality_schedules(
+                checks_job,
+                {name: (specs.pipelines[name].spec.quality, q) for name, q in zip(names, quality, strict=True)},
+                self.quality_cron, self.checksum_cron,
+                self.sensor_name().replace("connect_health", "quality_checks"),
+                self.sensor_name().replace("connect_health", "checksum_checks"),
+            )  # fmt: skip
         if watched:
             sensors.append(build_connect_health_sensor(
                 self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings(),
                 worker_key=translator.worker_key() if self.pipelines is None else None,
-                recovery_job=consistency,
-                recovery_checks={name: [k for k in q.check_keys if k.name in (COUNT_CHECK, CHECKSUM_CHECK)]
-                                 for name, q in zip(names, quality, strict=True)},
+                recovery_job=checks_job,
+                recovery_checks={name: check_keys(q, CONSISTENCY_CHECKS) for name, q in zip(names, quality, strict=True)},
             ))  # fmt: skip
             metrics_job = build_metrics_job(
                 self.sensor_name().replace("connect_health", "collect_metrics"),

@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.test_connect_health import SlowWriter, component_defs
 from tests.integration.test_pipeline_replication import _teardown
-from tests.integration.test_quality_checks import evaluations
+from tests.integration.test_quality_checks import evaluations, run_checks, run_schedule
 from tests.pipeline_support import connection, materialize, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
@@ -93,9 +93,8 @@ def test_checksums_name_every_differing_key_and_raise_no_false_alarm(stack, conn
         defs = component_defs(specs)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
 
-        def run(job: str) -> dict[str, dg.AssetCheckEvaluation]:
-            result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False)
-            return evaluations(result)
+        def run(schedule: str) -> dict[str, dg.AssetCheckEvaluation]:
+            return run_schedule(defs, instance, f"{schedule}_schedule")
 
         try:
             materialize(stack, specs, name, assets=assets, instance=instance)
@@ -129,7 +128,7 @@ def test_checksums_name_every_differing_key_and_raise_no_false_alarm(stack, conn
             writer.start()
             try:
                 for attempt in range(20):
-                    busy = run("cdc_consistency_checks")
+                    busy = run_checks(defs, instance, ("row_count_parity", "checksum_reconciliation"))
                     assert set(busy) == {"row_count_parity", "checksum_reconciliation"}
                     assert all(e.passed for e in busy.values()), (
                         attempt,

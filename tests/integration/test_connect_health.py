@@ -240,14 +240,15 @@ def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, c
                            timeout=120)  # fmt: skip
             # the recovery asked for the pipeline's counts and checksums, once; run as the daemon would
             (request,) = ticker.requests
-            assert request.job_name == "cdc_consistency_checks" and request.tags["cdc/pipeline"] == name
+            assert request.job_name == "cdc_quality_checks" and request.tags["cdc/pipeline"] == name
             assert {k.name for k in request.asset_check_keys} == {
                 "row_count_parity",
                 "checksum_reconciliation",
             }
-            result = defs.resolve_job_def(request.job_name).execute_in_process(
-                instance=instance, tags=request.tags
+            job = defs.resolve_job_def(request.job_name).get_subset(
+                asset_check_selection=set(request.asset_check_keys)
             )
+            result = job.execute_in_process(instance=instance, tags=request.tags)
             checks = [
                 e.event_specific_data
                 for e in result.all_events

@@ -126,7 +126,7 @@ def test_running_again_after_a_failure_requests_the_consistency_checks_once():
     """A first deploy settling into RUNNING is not a recovery; RUNNING after FAILED (or after Connect
     was unreachable) is, once, and survives the cursor."""
     settings = HealthSettings(policy=POLICY)
-    job = dg.define_asset_job("cdc_consistency_checks")
+    job = dg.define_asset_job("cdc_quality_checks")
     keys = {"p": [dg.AssetCheckKey(dg.AssetKey(["t"]), "row_count_parity")]}
     mem = ConnectorMemory()
     assert not assess(W, entry("UNASSIGNED"), mem, 0, settings).recovered
@@ -136,7 +136,7 @@ def test_running_again_after_a_failure_requests_the_consistency_checks_once():
     back = assess(W, entry(), mem, 50, settings)
     assert back.recovered
     (request,) = recovery_requests([back], job, keys, 50)
-    assert request.job_name == "cdc_consistency_checks" and request.asset_check_keys == keys["p"]
+    assert request.job_name == "cdc_quality_checks" and request.asset_check_keys == keys["p"]
     assert request.tags["cdc/recovered"] == "p-sink"
     assert not assess(W, entry(), mem, 60, settings).recovered  # once
     assess(W, None, mem, 70, settings, connect_error="ConnectError: refused")

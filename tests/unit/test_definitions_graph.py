@@ -148,8 +148,6 @@ def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
         "cdc_acknowledge_alert",
         "cdc_test_connections",
         "cdc_quality_checks",
-        "cdc_checksum_checks",
-        "cdc_consistency_checks",
     }
     assert set(defs.resources or {}) == {"kafka_connect", "cdc_settings"}
     # automation: the health and alert sensors and the metrics schedule, all running by default
@@ -190,8 +188,7 @@ def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
     only = _defs(specs_dir, CATALOG, pipelines=["orders"])
     assert {j.name for j in only.jobs or []} == {"orders_teardown", "cdc_collect_metrics_orders",
                                                  "cdc_acknowledge_alert_orders", "cdc_test_connections_orders",
-                                                 "cdc_quality_checks_orders", "cdc_checksum_checks_orders",
-                                                 "cdc_consistency_checks_orders"}  # fmt: skip
+                                                 "cdc_quality_checks_orders"}  # fmt: skip
     assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders", "cdc_alerts_orders"]
 
 
@@ -251,12 +248,23 @@ def test_quality_policies_and_schedules_follow_the_pipeline_spec(specs_dir):
     schedules = {s.name: s.cron_schedule for s in defs.schedules or []}
     assert schedules["cdc_checksum_checks_orders_schedule"] == "30 4 * * 0"
     assert schedules["cdc_checksum_checks_schedule"] == "0 2 * * *"
-    jobs = {j.name: j for j in defs.jobs or []}
-    own = defs.resolve_job_def("cdc_checksum_checks_orders")
-    assert {k.asset_key.to_user_string() for k in own.asset_layer.asset_graph.asset_check_keys} >= {
-        "dw/dw/sales"
-    }
-    assert "cdc_checksum_checks" in jobs
+
+    # each schedule asks the one quality job for its subset: the orders pipeline's checksums on its own cron
+    def requested(schedule: str) -> set[tuple[str, str]]:
+        tick = defs.get_schedule_def(schedule).evaluate_tick(dg.build_schedule_context())
+        (request,) = tick.run_requests or []
+        assert request.job_name in (None, "cdc_quality_checks")
+        return {(k.asset_key.to_user_string(), k.name) for k in request.asset_check_keys or []}
+
+    own = requested("cdc_checksum_checks_orders_schedule")
+    assert own == {("dw/dw/customers", "checksum_reconciliation"), ("dw/dw/sales", "checksum_reconciliation")}
+    nightly = requested("cdc_checksum_checks_schedule")
+    assert nightly and all(
+        t.startswith("dw/all_tables/") and c == "checksum_reconciliation" for t, c in nightly
+    )
+    cheap = requested("cdc_quality_checks_schedule")
+    assert {c for _, c in cheap} == {"schema_drift", "replication_freshness", "row_count_parity"}
+    assert ("dw/dw/sales", "row_count_parity") not in cheap  # disabled for orders
 
 
 def test_a_bad_quality_cron_names_the_field(specs_dir):

@@ -1,0 +1,115 @@
+"""How the code location scales: generated specs of P pipelines x T tables, with a stored catalog
+(as after `cdc-platform refresh`), loaded the way `dagster definitions validate` loads them.
+
+Each size runs in a fresh interpreter, so the figures include imports: the seconds to build our
+definitions, the seconds for Dagster to resolve them into a repository (asset graph, jobs,
+schedules, sensors), and the peak RSS. No service is needed. Targets (issue 14): 100 x 20 < 3 s and
+500 x 20 < 8 s in all. Run: ``python bench/code_location.py [--sizes 1x5,100x20,500x20]``; writes
+bench/code_location.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = """
+import json, resource, sys, time
+started = time.monotonic()
+from pathlib import Path
+from cdc_platform.component import CdcPipelineComponent
+imported = time.monotonic()
+component = CdcPipelineComponent.from_attributes_dict(attributes={"specs_dir": sys.argv[1]})
+defs = component.build_defs_from_state(None, Path(sys.argv[2]))
+built = time.monotonic()
+repo = defs.get_repository_def()
+repo.get_all_jobs()
+resolved = time.monotonic()
+print(json.dumps({"import": imported - started, "build": built - imported, "resolve": resolved - built,
+                  "total": resolved - started, "assets": len(repo.asset_graph.get_all_asset_keys()),
+                  "checks": len(repo.asset_graph.asset_check_keys),
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def generate(directory: Path, pipelines: int, tables: int) -> Path:
+    """Specs and a stored catalog of ``pipelines`` x ``tables`` (PostgreSQL -> MariaDB, 6 columns each)."""
+    from cdc_platform.catalog import PipelineCatalog, StoredCatalog, write_catalog
+    from cdc_platform.schema.model import Column, Table
+    from cdc_platform.schema.types import CanonicalType
+
+    conn = {
+        "host": "db.example",
+        "port": 5432,
+        "database": "shop",
+        "username": "cdc",
+        "password": {"env": "PW"},
+    }
+    (directory / "connections.yaml").write_text(yaml.safe_dump({"connections": {
+        "src": {**conn, "kind": "postgresql"}, "dw": {**conn, "kind": "mariadb", "port": 3306}}}))  # fmt: skip
+    columns = (Column("id", CanonicalType("bigint"), False, "bigint"),
+               Column("name", CanonicalType("varchar", length=80), True, "character varying"),
+               Column("amount", CanonicalType("numeric", precision=12, scale=2), True, "numeric"),
+               Column("at", CanonicalType("timestamptz"), True, "timestamp with time zone"),
+               Column("doc", CanonicalType("jsonb"), True, "jsonb"),
+               Column("flag", CanonicalType("boolean"), True, "boolean"))  # fmt: skip
+    specs, catalogs = [], {}
+    for p in range(pipelines):
+        name = f"p{p:04d}"
+        names = [f"s{p:04d}.t{t:03d}" for t in range(tables)]
+        specs.append({"name": name, "source": "src", "target": "dw", "target_schema": f"dw{p:04d}",
+                      "tables": {"schema": f"s{p:04d}", "include": ["t*"]}})  # fmt: skip
+        catalogs[name] = PipelineCatalog(tuple(Table(q.split(".")[0], q.split(".")[1], columns, ("id",)) for q in names),
+                                         "2026-11-30T00:00:00+00:00")  # fmt: skip
+    (directory / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": specs}))
+    state = directory / "state"
+    write_catalog(StoredCatalog(catalogs), state)
+    return state
+
+
+def measure(pipelines: int, tables: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        state = generate(Path(tmp), pipelines, tables)
+        out = subprocess.run([sys.executable, "-c", CHILD, tmp, str(state)], capture_output=True, text=True,
+                             env={"PW": "x", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+                                  "DAGSTER_HOME": str(ROOT / "dagster_home")}, check=False)  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1x5,100x20,500x20")
+    args = parser.parse_args()
+    rows = []
+    for size in args.sizes.split(","):
+        p, t = (int(x) for x in size.split("x"))
+        started = time.monotonic()
+        r = measure(p, t)
+        rows.append((p, t, r))
+        print(f"{p:4} pipelines x {t:3} tables: import {r['import']:.2f} s + build {r['build']:.2f} s + "
+              f"resolve {r['resolve']:.2f} s = {r['total']:.2f} s; {r['assets']:,} assets, {r['checks']:,} checks, "
+              f"peak {r['peak_mb']:.0f} MB (wall {time.monotonic() - started:.1f} s)")  # fmt: skip
+    lines = ["# Code location scale benchmark", "",
+             f"Written by `python bench/code_location.py --sizes {args.sizes}` on {time.strftime('%Y-%m-%d')}. "
+             "Each size in a fresh interpreter; specs with a stored catalog, PostgreSQL -> MariaDB, 6 columns a table.",
+             "Targets: 100 x 20 < 3 s, 500 x 20 < 8 s.", "",
+             "| pipelines x tables | import s | build s | resolve s | total s | assets | checks | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {p} x {t} | {r['import']:.2f} | {r['build']:.2f} | {r['resolve']:.2f} | {r['total']:.2f} | "
+              f"{r['assets']:,} | {r['checks']:,} | {r['peak_mb']:.0f} |" for p, t, r in rows]  # fmt: skip
+    (ROOT / "bench" / "code_location.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
