@@ -32,7 +32,7 @@ from tests.pipeline_support import connection, materialize, write_specs  # noqa:
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique  # noqa: E402
 
 TABLES = ("lat_a", "lat_b", "lat_c")
-POLL_SECONDS = 0.005
+POLL_SECONDS = 0.01
 
 
 class Db:
@@ -144,6 +144,11 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict) -> dict
                 target = Db(stack, target_kind, tgt_db, tgt_schema)
                 for table in TABLES:
                     target.run(f"CREATE INDEX {table}_seq ON {tgt_schema}.{table} (seq)")
+                    target.run(
+                        f"ANALYZE {tgt_schema}.{table}"
+                        if target_kind == "postgresql"
+                        else f"ANALYZE TABLE {table}"
+                    )
                 poller, workload = Poller(target), Workload(source, rate, seconds)
                 poller.start()
                 workload.start()
@@ -170,10 +175,12 @@ def main() -> None:
     parser.add_argument("--pairs", default="postgresql-postgresql,postgresql-mariadb,mariadb-postgresql")
     parser.add_argument("--label", default="defaults", help="What the settings are, for the table")
     parser.add_argument(
-        "--option", action="append", default=[], help="pipeline option key=value (repeatable)"
+        "--source", action="append", default=[], help="source connector key=value (repeatable)"
     )
+    parser.add_argument("--sink", action="append", default=[], help="sink connector key=value (repeatable)")
     args = parser.parse_args()
-    options = {k: int(v) if v.isdigit() else v for k, v in (o.split("=", 1) for o in args.option)}
+    options = {"source_overrides": dict(o.split("=", 1) for o in args.source),
+               "sink_overrides": dict(o.split("=", 1) for o in args.sink)}  # fmt: skip
     stack = load_stack_settings()
     results = []
     for pair in args.pairs.split(","):

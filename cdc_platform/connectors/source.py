@@ -53,6 +53,9 @@ class SourceOptions:
     target_kind: str | None = None
 
 
+SOURCE_POLL_INTERVAL_MS = 50
+
+
 def debezium_source_config(
     name: str, endpoint: DatabaseEndpoint, tables: list[TableRef], options: SourceOptions
 ) -> dict[str, str]:
@@ -75,6 +78,10 @@ def debezium_source_config(
         "decimal.handling.mode": "precise",
         "time.precision.mode": "adaptive_time_microseconds",
         "tombstones.on.delete": "true",
+        # Debezium's default 500 ms wait between empty polls was most of a change's latency:
+        # measured at 1,000 changes/s, p50 0.80 s -> 0.33 s and p99 1.27 s -> 0.74 s PG->PG
+        # (bench/cdc_latency.md); an idle connector wakes 20 times a second instead of twice
+        "poll.interval.ms": str(SOURCE_POLL_INTERVAL_MS),
         **producer_size_overrides(options.max_event_bytes),
         **json_converter_settings(),
         **source_tls_config(endpoint.kind, endpoint.tls_mode, endpoint.tls_root_cert),
