@@ -181,6 +181,15 @@ class Chunking:
             )
         return cn.bucket28_sql(kind, cn.md5_sql(kind, layout.key_text(role)), self.buckets)
 
+    def predicate(self, layout: Layout, role: str, buckets: list[int]) -> str:
+        """SQL true for the rows of ``buckets``: key ranges where the key is an integer (an index
+        range scan), else the hash buckets (a scan)."""
+        key = layout.integer_key
+        if key is None or self.low is None:
+            return _in_buckets(self.bucket_sql(layout, role), buckets)
+        kind = layout.kind(role)
+        return " OR ".join(f"({_range_predicate(kind, key.name, *self.range_of(b))})" for b in buckets)
+
     def range_of(self, bucket: int) -> tuple[int | None, int | None]:
         assert self.low is not None and self.width is not None
         if bucket < 0:
@@ -326,27 +335,34 @@ def reconcile(
         result.rounds = 1
         if differing and catch_up:  # replication in flight: read those chunks again, giving capture time
             result.rounds += 1
-            a, b = both(_in_buckets(src_buckets, differing), _in_buckets(tgt_buckets, differing), grace=True)
+            a, b = both(chunking.predicate(layout, "source", differing), chunking.predicate(layout, "target", differing),
+                        grace=True)  # fmt: skip
             differing = [k for k in differing if a.get(k) != b.get(k)]
         result.chunks_differing = len(differing)
 
         # narrow the differing chunks down to ranges of rows, then compare those rows by key (one read
-        # per side for all ranges, so a busy table costs one wait for the sink, not one per range)
-        more_chunks = len(differing) > max_differences
-        differing = differing[: max_differences + 1]
-        leaves = [p for bucket in differing for p in _narrow(src, tgt, layout, chunking, bucket, leaf_rows)]
+        # per side for a batch of chunks, so a busy table costs one wait for the sink per batch); the
+        # next batch is looked at only while fewer differences than asked for are found
         found: dict[str, RowDifference] = {}
-        if leaves:
+        batch = max_differences + 1
+        for first in range(0, len(differing), batch):
+            leaves = [p for bucket in differing[first : first + batch]
+                      for p in _narrow(src, tgt, layout, chunking, bucket, leaf_rows)]  # fmt: skip
+            if not leaves:
+                continue
             result.rounds += 1
-            found = {d.key: d for d in _compare_rows(src, tgt, layout, leaves, catch_up)}
-        # rows that changed during the check: read again, keep those that differ in every round
-        for _ in range(attempts - 1 if catch_up else 0):
-            if not found:
+            candidates = {d.key: d for d in _compare_rows(src, tgt, layout, leaves, catch_up)}
+            # rows that changed during the check: read again, keep those that differ in every round
+            for _ in range(attempts - 1 if catch_up else 0):
+                if not candidates:
+                    break
+                result.rounds += 1
+                again = _compare_rows(src, tgt, layout, leaves, catch_up)
+                candidates = {d.key: d for d in again if d.key in candidates}
+            found.update(candidates)
+            if len(found) > max_differences:
                 break
-            result.rounds += 1
-            again = _compare_rows(src, tgt, layout, leaves, catch_up)
-            found = {d.key: d for d in again if d.key in found}
-    result.truncated = len(found) > max_differences or (more_chunks and bool(found))
+    result.truncated = len(found) > max_differences
     result.differences = sorted(found.values(), key=lambda d: d.key)[:max_differences]
     result.seconds = time.monotonic() - started
     return result
@@ -381,8 +397,7 @@ def _narrow(src: Reader, tgt: Reader, layout: Layout, chunking: Chunking, bucket
     """Predicates (source, target) of row ranges that differ within a differing chunk."""
     key = layout.integer_key
     if key is None or chunking.low is None:
-        yield (_in_buckets(chunking.bucket_sql(layout, "source"), [bucket]),
-               _in_buckets(chunking.bucket_sql(layout, "target"), [bucket]))  # fmt: skip
+        yield chunking.predicate(layout, "source", [bucket]), chunking.predicate(layout, "target", [bucket])
         return
     pending = [chunking.range_of(bucket)]
     while pending:
