@@ -221,7 +221,8 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         sensors, jobs, schedules = [], [teardown_job_for(name) for name in names], []
         quality = [
             build_quality_checks(specs.pipelines[name], specs, catalogs.get(name),
-                                 checked_tables(specs.pipelines[name], catalogs.get(name), translator.target_table_key))
+                                 checked_tables(specs.pipelines[name], catalogs.get(name), translator.target_table_key),
+                                 translator.connector_key(specs.pipelines[name].spec, "sink"))
             for name in names
         ]  # fmt: skip
         checks_job = quality_job(self.sensor_name().replace("connect_health", "quality_checks"), quality)

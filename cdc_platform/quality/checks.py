@@ -78,7 +78,8 @@ def quality_check_specs(pipeline: str, tables: list[CheckedTable], streams: bool
 
 
 def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: PipelineCatalog | None,
-                         tables: list[CheckedTable]) -> dg.AssetChecksDefinition:  # fmt: skip
+                         tables: list[CheckedTable], sink_key: dg.AssetKey | None = None) -> dg.AssetChecksDefinition:  # fmt: skip
+    """``sink_key``: the sink connector's asset; a heartbeat older than its last deploy is not yet due."""
     spec = loaded.spec
     name = spec.name
     quality = spec.quality
@@ -97,7 +98,7 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
                 CHECKSUM_CHECK: lambda t=t: _checksum_result(t, live, cdc_settings),
                 DRIFT_CHECK: lambda t=t: _drift_result(t, live, catalog),
                 GX_CHECK: lambda t=t: _expectations_result(t, live),
-                FRESHNESS_CHECK: lambda t=t: _freshness_result(t, name),
+                FRESHNESS_CHECK: lambda t=t: _freshness_result(t, name, context, live),
             }
             for check, run in runs.items():
                 if (t.asset_key, check) in selected:
@@ -212,20 +213,55 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
         return dg.AssetCheckResult(asset_key=t.asset_key, check_name=GX_CHECK, passed=not failed,
                                    severity=_severity(quality, GX_CHECK), metadata=metadata, description=summary)  # fmt: skip
 
-    def _freshness_result(t, pipeline: str) -> dg.AssetCheckResult:
-        latest = MetricsStore().latest(pipeline).get(("pipeline", "heartbeat_age_seconds"))
-        if latest is None:
-            return dg.AssetCheckResult(asset_key=t.asset_key, check_name=FRESHNESS_CHECK, passed=False,
-                                       severity=dg.AssetCheckSeverity.WARN,
-                                       description="no heartbeat figure yet (the metrics schedule records it)")  # fmt: skip
-        measured_at, age = latest
-        staleness = age + max(time.time() - measured_at, 0)
+    def _freshness_result(t, pipeline: str, context, live) -> dg.AssetCheckResult:
+        age, measured = _live_heartbeat_age(live), "read on the target now"
+        if age is None:
+            latest = MetricsStore().latest(pipeline).get(("pipeline", "heartbeat_age_seconds"))
+            if latest is None:
+                return dg.AssetCheckResult(asset_key=t.asset_key, check_name=FRESHNESS_CHECK, passed=False,
+                                           severity=dg.AssetCheckSeverity.WARN,
+                                           description="no heartbeat has reached the target yet")  # fmt: skip
+            measured_at, stored_age = latest
+            age, measured = stored_age + max(time.time() - measured_at, 0), "from the metrics schedule"
+        metadata = {"heartbeat_age_seconds": round(age, 1), "threshold_seconds": quality.freshness_seconds,
+                    "measured": measured}  # fmt: skip
+        deployed = _seconds_since_deploy(context)
+        if (
+            age >= quality.freshness_seconds
+            and deployed is not None
+            and deployed < min(age, quality.freshness_seconds)
+        ):
+            # the heartbeat predates the connectors' deploy: the first one since is not due yet
+            return dg.AssetCheckResult(
+                asset_key=t.asset_key, check_name=FRESHNESS_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN,
+                metadata=metadata, description=f"the connectors were deployed {deployed:.0f} s ago; no heartbeat has "
+                f"reached the target since (one is sent every {spec.options.heartbeat_interval_ms / 1000:.0f} s)",
+            )  # fmt: skip
         return dg.AssetCheckResult(
-            asset_key=t.asset_key, check_name=FRESHNESS_CHECK, passed=staleness < quality.freshness_seconds,
-            severity=_severity(quality, FRESHNESS_CHECK),
-            metadata={"heartbeat_age_seconds": round(staleness, 1), "threshold_seconds": quality.freshness_seconds},
-            description=f"the target is at most {staleness:.0f} s behind the source",
+            asset_key=t.asset_key, check_name=FRESHNESS_CHECK, passed=age < quality.freshness_seconds,
+            severity=_severity(quality, FRESHNESS_CHECK), metadata=metadata,
+            description=f"the target is at most {age:.0f} s behind the source",
         )  # fmt: skip
+
+    def _live_heartbeat_age(live) -> float | None:
+        """The heartbeat's age on the target now (None: no heartbeat table, or it cannot be read)."""
+        from cdc_platform.health.collect import heartbeat_figures
+        from cdc_platform.pipeline.plan import heartbeat_of
+
+        beat = heartbeat_of(spec, live.connection(spec.source), live.connection(spec.target),
+                            sorted({t.qualified.split(".", 1)[0] for t in tables}))  # fmt: skip
+        if beat is None:
+            return None
+        try:
+            return heartbeat_figures(live, name, beat).get("heartbeat_age_seconds")
+        except Exception:  # noqa: BLE001 - fall back to the stored figure
+            return None
+
+    def _seconds_since_deploy(context) -> float | None:
+        if sink_key is None:
+            return None
+        event = context.instance.get_latest_materialization_event(sink_key)
+        return None if event is None else max(time.time() - event.timestamp, 0.0)
 
     return _checks
 
