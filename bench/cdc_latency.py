@@ -7,13 +7,17 @@ A poller reads ``seq > last seen`` on every target table every few milliseconds;
 first sees a ``seq`` minus its commit time is that change's latency. Deletes load the pipeline but
 are not timed; an update overwritten before the poller saw it is not timed either. Measured from
 the databases, not from connector metrics. Not a test: figures vary with the machine.
-Run: ``python bench/cdc_latency.py [--rate 1000] [--seconds 300] [--pairs postgresql-postgresql,...]``;
-writes bench/cdc_latency.md.
+With ``--burst N``, a second pipeline (PostgreSQL -> PostgreSQL, on the same worker) receives N
+inserts at once a third of the way into the run, and the figures are also given for the changes
+committed while that burst was draining: how well one pipeline is isolated from a busy one.
+Run: ``python bench/cdc_latency.py [--rate 1000] [--seconds 300] [--pairs postgresql-postgresql,...]
+[--burst 100000]``; writes bench/cdc_latency.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import statistics
 import sys
@@ -113,16 +117,39 @@ class Poller(threading.Thread):
             time.sleep(POLL_SECONDS)
 
 
+class Burst(threading.Thread):
+    """Another pipeline's source gets ``rows`` inserts at once, after ``delay`` seconds; ``window``
+    is from the first insert until that pipeline's target holds them all."""
+
+    def __init__(self, source: Db, target: Db, rows: int, delay: float):
+        super().__init__(daemon=True)
+        self.source, self.target, self.rows, self.delay = source, target, rows, delay
+        self.window: tuple[float, float] | None = None
+
+    def run(self) -> None:
+        time.sleep(self.delay)
+        started = time.time()
+        for lo in range(1, self.rows + 1, 20_000):
+            hi = min(self.rows, lo + 19_999)
+            self.source.run(
+                f"INSERT INTO burst (id, payload) SELECT g, 'burst' FROM generate_series({lo}, {hi}) g"
+            )
+        while self.target.run(f"SELECT count(*) FROM {self.target.schema}.burst")[0][0] < self.rows:
+            time.sleep(0.2)
+        self.window = (started, time.time())
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def run_pair(stack, pair: str, rate: int, seconds: float, options: dict) -> dict:
+def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_rows: int = 0) -> dict:
     source_kind, target_kind = pair.split("-")
     connect = KafkaConnectResource(url=stack.connect_url, timeout_seconds=60)
     with pg_database(stack, "lsrc") as pg_src, pg_database(stack, "ltgt") as pg_tgt, \
-            mariadb_database(stack, "lsrc") as my_src, mariadb_database(stack, "ltgt") as my_tgt:  # fmt: skip
+            mariadb_database(stack, "lsrc") as my_src, mariadb_database(stack, "ltgt") as my_tgt, \
+            contextlib.ExitStack() as extra:  # fmt: skip
         src_db = pg_src if source_kind == "postgresql" else my_src
         tgt_db = pg_tgt if target_kind == "postgresql" else my_tgt
         src_schema = "public" if source_kind == "postgresql" else src_db
@@ -132,14 +159,29 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict) -> dict
             source.run(
                 f"CREATE TABLE {table} (id bigint PRIMARY KEY, seq bigint NOT NULL, payload varchar(100))"
             )
-        name = unique("lat")
+        name, noisy = unique("lat"), unique("noisy")
+        connections = {
+            "src": connection(stack, source_kind, src_db),
+            "tgt": connection(stack, target_kind, tgt_db),
+        }
+        pipelines = [{"name": name, "source": "src", "target": "tgt", "target_schema": tgt_schema,
+                      "tables": {"names": [f"{src_schema}.{t}" for t in TABLES]}, "options": options}]  # fmt: skip
+        if burst_rows:
+            burst_src = extra.enter_context(pg_database(stack, "bsrc"))
+            burst_tgt = extra.enter_context(pg_database(stack, "btgt"))
+            Db(stack, "postgresql", burst_src, "public").run(
+                "CREATE TABLE burst (id bigint PRIMARY KEY, payload text)"
+            )
+            connections |= {"bsrc": connection(stack, "postgresql", burst_src),
+                            "btgt": connection(stack, "postgresql", burst_tgt)}  # fmt: skip
+            pipelines.append({"name": noisy, "source": "bsrc", "target": "btgt", "target_schema": "replica",
+                              "tables": {"names": ["public.burst"]}})  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
-            specs = write_specs(Path(tmp), {"src": connection(stack, source_kind, src_db),
-                                            "tgt": connection(stack, target_kind, tgt_db)},
-                                [{"name": name, "source": "src", "target": "tgt", "target_schema": tgt_schema,
-                                  "tables": {"names": [f"{src_schema}.{t}" for t in TABLES]},
-                                  "options": options}])  # fmt: skip
+            specs = write_specs(Path(tmp), connections, pipelines)
             materialize(stack, specs, name)
+            if burst_rows:
+                materialize(stack, specs, noisy)
+            burst = None
             try:
                 target = Db(stack, target_kind, tgt_db, tgt_schema)
                 for table in TABLES:
@@ -150,22 +192,38 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict) -> dict
                         else f"ANALYZE TABLE {table}"
                     )
                 poller, workload = Poller(target), Workload(source, rate, seconds)
+                if burst_rows:
+                    burst = Burst(Db(stack, "postgresql", burst_src, "public"),
+                                  Db(stack, "postgresql", burst_tgt, "replica"), burst_rows, seconds / 3)  # fmt: skip
+                    burst.start()
                 poller.start()
                 workload.start()
                 workload.join()
+                if burst is not None:
+                    burst.join()
                 time.sleep(10)  # the last changes arrive
                 poller.stop_event.set()
                 poller.join()
             finally:
-                spec = specs.pipelines[name].spec
-                teardown_pipeline(name, connect, lambda *_: None, source=specs.connection(spec.source),
-                                  specs_dir=specs.directory, delete_topics=True, kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
+                for pipeline in [name, noisy] if burst_rows else [name]:
+                    spec = specs.pipelines[pipeline].spec
+                    teardown_pipeline(pipeline, connect, lambda *_: None, source=specs.connection(spec.source),
+                                      specs_dir=specs.directory, delete_topics=True,
+                                      kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
     latencies = [poller.seen[s] - t for s, t in workload.committed.items() if s in poller.seen]
-    return {
+    result = {
         "pair": pair, "changes": workload.seq, "timed": len(latencies), "rate": workload.seq / seconds,
         "behind": workload.behind, "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
         "p99": percentile(latencies, 99), "max": max(latencies), "mean": statistics.fmean(latencies),
     }  # fmt: skip
+    if burst is not None and burst.window is not None:
+        lo, hi = burst.window
+        during = [
+            poller.seen[s] - t for s, t in workload.committed.items() if s in poller.seen and lo <= t <= hi
+        ]
+        result["burst"] = {"rows": burst_rows, "seconds": hi - lo, "timed": len(during),
+                           "p50": percentile(during, 50), "p99": percentile(during, 99), "max": max(during)}  # fmt: skip
+    return result
 
 
 def main() -> None:
@@ -178,17 +236,25 @@ def main() -> None:
         "--source", action="append", default=[], help="source connector key=value (repeatable)"
     )
     parser.add_argument("--sink", action="append", default=[], help="sink connector key=value (repeatable)")
+    parser.add_argument(
+        "--burst", type=int, default=0, help="inserts into a second pipeline a third of the way in"
+    )
     args = parser.parse_args()
     options = {"source_overrides": dict(o.split("=", 1) for o in args.source),
                "sink_overrides": dict(o.split("=", 1) for o in args.sink)}  # fmt: skip
     stack = load_stack_settings()
     results = []
     for pair in args.pairs.split(","):
-        r = run_pair(stack, pair, args.rate, args.seconds, options)
+        r = run_pair(stack, pair, args.rate, args.seconds, options, args.burst)
         results.append(r)
         print(f"{args.label:14} {pair:24} {r['changes']:8,} changes ({r['rate']:,.0f}/s, {r['timed']:,} timed): "
               f"p50 {r['p50'] * 1000:6.0f} ms  p95 {r['p95'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "
               f"max {r['max'] * 1000:6.0f} ms  (writer at most {r['behind'] * 1000:.0f} ms behind schedule)")  # fmt: skip
+        if "burst" in r:
+            b = r["burst"]
+            print(f"{'':14} {'':24} while {b['rows']:,} inserts drained on another pipeline ({b['seconds']:.1f} s, "
+                  f"{b['timed']:,} changes): p50 {b['p50'] * 1000:6.0f} ms  p99 {b['p99'] * 1000:6.0f} ms  "
+                  f"max {b['max'] * 1000:6.0f} ms", flush=True)  # fmt: skip
     out = ROOT / "bench" / "cdc_latency.md"
     lines = out.read_text().splitlines() if out.exists() else [
         "# CDC latency benchmark", "",
@@ -201,6 +267,12 @@ def main() -> None:
         lines.append(f"| {time.strftime('%Y-%m-%d')} | {args.label} | {r['pair']} | {r['rate']:,.0f} | {args.seconds:.0f} | "
                      f"{r['timed']:,} | {r['p50'] * 1000:.0f} | {r['p95'] * 1000:.0f} | {r['p99'] * 1000:.0f} | "
                      f"{r['max'] * 1000:.0f} |")  # fmt: skip
+        if "burst" in r:
+            b = r["burst"]
+            lines.append(f"| {time.strftime('%Y-%m-%d')} | {args.label}: only changes committed while {b['rows']:,} "
+                         f"inserts drained on another pipeline ({b['seconds']:.0f} s) | {r['pair']} | {r['rate']:,.0f} | "
+                         f"{b['seconds']:.0f} | {b['timed']:,} | {b['p50'] * 1000:.0f} | | {b['p99'] * 1000:.0f} | "
+                         f"{b['max'] * 1000:.0f} |")  # fmt: skip
     out.write_text("\n".join(lines) + "\n")
 
 

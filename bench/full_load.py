@@ -1,4 +1,4 @@
-"""Full-load throughput on the local stack, 1,000,000 rows, printed and written to bench/README.md.
+"""Full-load throughput on the local stack, 1,000,000 rows, printed and written to bench/full_load.md.
 
 (a) our full load (the same ``copy_table`` the table assets run),
 (b) ``psql -c "\\copy (...) to stdout" | psql -c "\\copy ... from stdin"``, the reference (PostgreSQL target),
@@ -197,7 +197,7 @@ def main() -> None:
         f"- PostgreSQL -> MariaDB, (a) / (c) throughput: **{c_my / a_my:.1f}x** (target >= 10x)",
     ]
     lines += ["", *ratios, ""]
-    Path(__file__).with_name("README.md").write_text("\n".join(lines))
+    Path(__file__).with_name("full_load.md").write_text("\n".join(lines))
     print("\n".join(ratios))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from cdc_platform.settings import StackSettings, load_stack_settings
@@ -97,3 +99,11 @@ def smtp():
     controller.start()
     yield controller, inbox, logins
     controller.stop()
+
+
+@pytest.fixture(autouse=True)
+def _collectable_definitions():
+    """Building definitions freezes them (``gc.freeze``: a code server keeps them for its life); a
+    test session builds them hundreds of times, so each test hands them back to the collector."""
+    yield
+    gc.unfreeze()

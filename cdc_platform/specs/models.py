@@ -207,7 +207,7 @@ class TableOverride(Strict):
 SOURCE_TUNING_KEYS = ("poll.interval.ms", "max.batch.size", "max.queue.size", "max.queue.size.in.bytes",
                       "snapshot.fetch.size", "incremental.snapshot.chunk.size", "status.update.interval.ms",
                       "producer.override.")  # fmt: skip
-SINK_TUNING_KEYS = ("batch.size", "use.reduction.buffer", "flush.max.retries", "flush.retry.delay.ms",
+SINK_TUNING_KEYS = ("batch.size", "use.reduction.buffer", "dialect.postgres.unnest.insert.enabled", "flush.max.retries", "flush.retry.delay.ms",
                     "connection.pool.min_size", "connection.pool.max_size", "connection.pool.acquire_increment",
                     "consumer.override.")  # fmt: skip
 
@@ -263,7 +263,17 @@ class PipelineOptions(Strict):
     @field_validator("sink_overrides")
     @classmethod
     def _sink_tuning(cls, v: dict[str, str]) -> dict[str, str]:
-        return _tuning(v, SINK_TUNING_KEYS, "sink_overrides")
+        v = _tuning(v, SINK_TUNING_KEYS, "sink_overrides")
+        if v.get("dialect.postgres.unnest.insert.enabled", "").lower() == "true" and (
+            v.get("use.reduction.buffer", "").lower() != "true"
+        ):
+            # measured (bench/README.md): the first batch holding two changes of one key fails the
+            # sink task with "ON CONFLICT DO UPDATE command cannot affect row a second time"
+            raise ValueError(
+                "dialect.postgres.unnest.insert.enabled needs use.reduction.buffer: 'true' (one UNNEST "
+                "upsert cannot apply two changes of the same key)"
+            )
+        return v
 
 
 #: the data-quality checks on every table, by the name they carry in the UI

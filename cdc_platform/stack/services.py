@@ -158,6 +158,10 @@ class Postgres(Service):
                     # (its pipeline then needs a new full load; the slot metrics show it coming)
                     "max_slot_wal_keep_size = 8GB",
                     "synchronous_commit = off",
+                    # with asynchronous commits, logical decoding sends a change only once the WAL
+                    # writer has flushed it: its default 200 ms delay was half of a change's latency
+                    # (bench/latency_breakdown.py, "capture")
+                    "wal_writer_delay = 10ms",
                     "logging_collector = off",
                     "log_min_messages = warning",
                     "timezone = 'UTC'",

@@ -123,6 +123,37 @@ def test_table_assets_carry_column_schema_lineage_and_cdc_metadata(specs_dir):
     assert source_meta["cdc/slot"] == "cdc_orders" and source_meta["cdc/publication"] == "cdc_orders"
 
 
+def test_metadata_reads_back_through_dagsters_metadata_sets(specs_dir):
+    """The translator builds metadata dicts directly (load time); Dagster's and our metadata-set
+    models must still read them, and an unknown field is refused as the model would."""
+    from dagster._core.definitions.metadata import TableMetadataSet
+
+    from cdc_platform.translator import CdcMetadataSet, cdc_metadata
+
+    sales = _specs_by_key(_defs(specs_dir, CATALOG))["dw/dw/sales"]
+    table = TableMetadataSet.extract(sales.metadata)
+    assert table.table_name == "dw.dw.sales" and table.column_schema is not None
+    assert table.column_lineage is not None
+    assert CdcMetadataSet.extract(sales.metadata).sink_connector == "orders-sink"
+    with pytest.raises(TypeError, match="sink_conector"):
+        cdc_metadata(sink_conector="x")
+
+
+def test_building_definitions_leaves_the_garbage_collector_as_it_was(specs_dir):
+    import gc
+
+    assert gc.isenabled()
+    _defs(specs_dir, CATALOG)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        _defs(specs_dir, CATALOG)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 def test_code_version_follows_what_the_materialization_applies(specs_dir):
     before = _specs_by_key(_defs(specs_dir, CATALOG))
     changed_orders = _table(

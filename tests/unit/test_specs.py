@@ -77,6 +77,11 @@ def test_duplicate_pipeline_names(tmp_path):
             "options.sink_overrides",
             "names a secret",
         ),
+        (
+            {"options": {"sink_overrides": {"dialect.postgres.unnest.insert.enabled": "true"}}},
+            "options.sink_overrides",
+            "needs use.reduction.buffer",
+        ),
     ],
 )
 def test_invalid_pipeline_fields(tmp_path, change, field, words):
