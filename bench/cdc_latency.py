@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +145,9 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_rows: int = 0) -> dict:
+def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_rows: int = 0,
+             meter: Callable[[str], None] | None = None, burst_options: dict | None = None) -> dict:  # fmt: skip
+    """``meter("start")`` / ``meter("stop")`` are called around the workload (``cost.py``)."""
     source_kind, target_kind = pair.split("-")
     connect = KafkaConnectResource(url=stack.connect_url, timeout_seconds=60)
     with pg_database(stack, "lsrc") as pg_src, pg_database(stack, "ltgt") as pg_tgt, \
@@ -175,7 +178,7 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_r
             connections |= {"bsrc": connection(stack, "postgresql", burst_src),
                             "btgt": connection(stack, "postgresql", burst_tgt)}  # fmt: skip
             pipelines.append({"name": noisy, "source": "bsrc", "target": "btgt", "target_schema": "replica",
-                              "tables": {"names": ["public.burst"]}})  # fmt: skip
+                              "tables": {"names": ["public.burst"]}, "options": burst_options or {}})  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             specs = write_specs(Path(tmp), connections, pipelines)
             materialize(stack, specs, name)
@@ -197,8 +200,12 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_r
                                   Db(stack, "postgresql", burst_tgt, "replica"), burst_rows, seconds / 3)  # fmt: skip
                     burst.start()
                 poller.start()
+                if meter:
+                    meter("start")
                 workload.start()
                 workload.join()
+                if meter:
+                    meter("stop")
                 if burst is not None:
                     burst.join()
                 time.sleep(10)  # the last changes arrive
@@ -239,13 +246,17 @@ def main() -> None:
     parser.add_argument(
         "--burst", type=int, default=0, help="inserts into a second pipeline a third of the way in"
     )
+    parser.add_argument(
+        "--burst-sink", action="append", default=[], help="the burst pipeline's sink key=value"
+    )
     args = parser.parse_args()
     options = {"source_overrides": dict(o.split("=", 1) for o in args.source),
                "sink_overrides": dict(o.split("=", 1) for o in args.sink)}  # fmt: skip
     stack = load_stack_settings()
     results = []
     for pair in args.pairs.split(","):
-        r = run_pair(stack, pair, args.rate, args.seconds, options, args.burst)
+        burst_options = {"sink_overrides": dict(o.split("=", 1) for o in args.burst_sink)}
+        r = run_pair(stack, pair, args.rate, args.seconds, options, args.burst, burst_options=burst_options)
         results.append(r)
         print(f"{args.label:14} {pair:24} {r['changes']:8,} changes ({r['rate']:,.0f}/s, {r['timed']:,} timed): "
               f"p50 {r['p50'] * 1000:6.0f} ms  p95 {r['p95'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "
