@@ -92,6 +92,13 @@ def test_invalid_pipeline_fields(tmp_path, change, field, words):
     assert "pipelines.yaml" in message
 
 
+def test_broken_yaml_names_the_file_and_line(tmp_path):
+    _write(tmp_path)
+    (tmp_path / "pipelines.yaml").write_text("pipelines:\n  - name: x\n   bad: [\n")
+    message = _error(tmp_path)
+    assert "pipelines.yaml" in message and "not valid YAML" in message and "line 3" in message, message
+
+
 def test_inline_password_is_refused(tmp_path):
     _write(tmp_path, connections={"a": {**CONN, "password": "hunter2"}, "b": CONN})
     message = _error(tmp_path)
