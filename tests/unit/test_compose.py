@@ -5,6 +5,7 @@ deploy/compose/ (service names, container ports, mounted paths, secrets, the Dag
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,17 @@ def test_databases_get_their_password_and_the_platforms_grants(database):
         assert (
             "GRANT ALL PRIVILEGES ON *.* TO 'cdc'@'%'" in (ROOT / _mounts(database)[init_target]).read_text()
         )
+
+
+def test_with_secrets_exports_each_programs_password(tmp_path):
+    secrets = tmp_path / "stack.properties"
+    secrets.write_text("# generated\npostgres.password=pg-secret\nmariadb.password=my=secret\n")
+    out = subprocess.run(["sh", str(ROOT / "deploy/compose/with-secrets.sh"), "env"], capture_output=True,
+                         text=True, check=True, env={"PATH": "/usr/bin:/bin", "CDC_SECRETS_FILE": str(secrets)})  # fmt: skip
+    env = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    assert env["POSTGRES_PASSWORD"] == env["DAGSTER_PG_PASSWORD"] == "pg-secret"
+    assert env["MARIADB_PASSWORD"] == env["MARIADB_ROOT_PASSWORD"] == "my=secret"
+    assert env["CDC_METRICS_URL"] == "postgresql+psycopg://cdc:pg-secret@postgres:5432/dagster"
 
 
 def test_connect_matches_the_local_workers_settings():
