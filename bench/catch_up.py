@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from cdc_latency import Db  # noqa: E402
+from cdc_latency import Db, add_setting_args, pipeline_options  # noqa: E402
 
 from cdc_platform.health.collect import PipelineWatch, TableWatch, kafka_offsets  # noqa: E402
 from cdc_platform.kafka_connect import KafkaConnectResource  # noqa: E402
@@ -141,16 +141,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--changes", type=int, default=1_000_000)
     parser.add_argument("--tables", type=int, default=4)
-    parser.add_argument("--pairs", default="postgresql-postgresql,postgresql-mariadb,mariadb-postgresql")
-    parser.add_argument("--label", default="defaults", help="What the settings are, for the table")
-    parser.add_argument(
-        "--source", action="append", default=[], help="source connector key=value (repeatable)"
-    )
-    parser.add_argument("--sink", action="append", default=[], help="sink connector key=value (repeatable)")
+    add_setting_args(parser)
     parser.add_argument("--sink-tasks", type=int, default=None, help="options.sink_tasks")
     args = parser.parse_args()
-    options: dict = {"source_overrides": dict(o.split("=", 1) for o in args.source),
-                     "sink_overrides": dict(o.split("=", 1) for o in args.sink)}  # fmt: skip
+    options = pipeline_options(args)
     if args.sink_tasks:
         options["sink_tasks"] = args.sink_tasks
     stack = load_stack_settings()

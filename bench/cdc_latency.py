@@ -233,16 +233,27 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_r
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=300)
+def add_setting_args(parser: argparse.ArgumentParser) -> None:
+    """The pairs to run and the connector settings to try, shared by the CDC benchmarks."""
     parser.add_argument("--pairs", default="postgresql-postgresql,postgresql-mariadb,mariadb-postgresql")
     parser.add_argument("--label", default="defaults", help="What the settings are, for the table")
     parser.add_argument(
         "--source", action="append", default=[], help="source connector key=value (repeatable)"
     )
     parser.add_argument("--sink", action="append", default=[], help="sink connector key=value (repeatable)")
+
+
+def pipeline_options(args: argparse.Namespace) -> dict:
+    """``--source``/``--sink`` as a pipeline spec's ``options`` (tuning overrides)."""
+    return {"source_overrides": dict(o.split("=", 1) for o in args.source),
+            "sink_overrides": dict(o.split("=", 1) for o in args.sink)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=300)
+    add_setting_args(parser)
     parser.add_argument(
         "--burst", type=int, default=0, help="inserts into a second pipeline a third of the way in"
     )
@@ -250,8 +261,7 @@ def main() -> None:
         "--burst-sink", action="append", default=[], help="the burst pipeline's sink key=value"
     )
     args = parser.parse_args()
-    options = {"source_overrides": dict(o.split("=", 1) for o in args.source),
-               "sink_overrides": dict(o.split("=", 1) for o in args.sink)}  # fmt: skip
+    options = pipeline_options(args)
     stack = load_stack_settings()
     results = []
     for pair in args.pairs.split(","):
