@@ -89,11 +89,12 @@ def stack_status(as_json: bool) -> None:
 def stack_logs(service: str, lines: int) -> None:
     """Print the last lines of a service's log."""
     from cdc_platform.stack.processes import tail
-    from cdc_platform.stack.services import SERVICE_NAMES, all_services
+    from cdc_platform.stack.services import all_services
 
-    if service not in SERVICE_NAMES:
-        raise UserError(f"unknown service {service!r}; choose one of {', '.join(SERVICE_NAMES)}")
-    match = next(s for s in all_services(_settings()) if s.name == service)
+    services = {s.name: s for s in all_services(_settings())}
+    if service not in services:
+        raise UserError(f"unknown service {service!r}; choose one of {', '.join(services)}")
+    match = services[service]
     click.echo(tail(match.log_file, lines))
 
 
@@ -356,7 +357,9 @@ def _connect_resource():
 
     from cdc_platform.kafka_connect import KafkaConnectResource
 
-    return KafkaConnectResource(url=os.environ.get("CDC_CONNECT_URL", load_stack_settings().connect_url))
+    return KafkaConnectResource(
+        url=os.environ.get("CDC_CONNECT_URL", load_stack_settings().connect_cluster_url)
+    )
 
 
 @cli.command("teardown")

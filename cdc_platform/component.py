@@ -60,19 +60,21 @@ def _shared_resources(connect_url: str, specs_dir: str, kafka_bootstrap: str, jo
 
 
 def default_jolokia_url() -> str:
-    """``CDC_JOLOKIA_URL`` (empty to skip JMX metrics), else the local stack's agent."""
+    """``CDC_JOLOKIA_URL`` (one agent per worker, comma-separated; empty to skip JMX metrics), else the
+    local stack's workers' agents."""
     from cdc_platform.settings import load_stack_settings
 
-    return os.environ.get("CDC_JOLOKIA_URL", load_stack_settings().jolokia_url)
+    return os.environ.get("CDC_JOLOKIA_URL", load_stack_settings().jolokia_cluster_url)
 
 
 def default_endpoints() -> tuple[str, str]:
-    """Kafka Connect URL and Kafka bootstrap: ``CDC_CONNECT_URL``/``CDC_KAFKA_BOOTSTRAP``, else the local stack."""
+    """Kafka Connect URL(s) and Kafka bootstrap: ``CDC_CONNECT_URL`` (workers comma-separated) and
+    ``CDC_KAFKA_BOOTSTRAP``, else the local stack."""
     from cdc_platform.settings import load_stack_settings
 
     stack = load_stack_settings()
     return (
-        os.environ.get("CDC_CONNECT_URL", stack.connect_url),
+        os.environ.get("CDC_CONNECT_URL", stack.connect_cluster_url),
         os.environ.get("CDC_KAFKA_BOOTSTRAP", stack.kafka_bootstrap),
     )
 

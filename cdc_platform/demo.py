@@ -130,7 +130,7 @@ def main() -> None:
 
     specs = load_specs()
     spec = specs.pipelines[PIPELINE].spec
-    connect = KafkaConnectResource(url=settings.connect_url)
+    connect = KafkaConnectResource(url=settings.connect_cluster_url)
     with _connect(settings, "postgres") as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = 'shop'").fetchone()
     if exists:

@@ -35,7 +35,10 @@ class ConnectorConfigInvalid(KafkaConnectError):
 class KafkaConnectResource(ConfigurableResource):
     """Create-or-update, status, restart, pause/resume/stop, delete, validate and plugins of one Connect cluster."""
 
-    url: str = Field(description="Base URL of any worker of the Connect cluster, e.g. http://127.0.0.1:8083")
+    url: str = Field(
+        description="Base URL of a worker of the Connect cluster, e.g. http://127.0.0.1:8083; several "
+        "workers' URLs separated by commas are tried in order, so a stopped worker costs nothing"
+    )
     timeout_seconds: float = Field(default=30.0, description="Per-request timeout")
     rebalance_retries: int = Field(
         default=10, description="How often a 409 (rebalance in progress) is retried"
@@ -53,16 +56,7 @@ class KafkaConnectResource(ConfigurableResource):
     ) -> httpx.Response:
         delay = 0.5
         for attempt in range(self.rebalance_retries + 1):
-            try:
-                response = httpx.request(
-                    method, f"{self.url.rstrip('/')}{path}", json=json, timeout=self.timeout_seconds
-                )
-            except httpx.HTTPError as exc:
-                what = f"connector {connector!r}" if connector else path
-                raise KafkaConnectError(
-                    f"Kafka Connect at {self.url} could not be reached for {what} ({type(exc).__name__}: {exc})",
-                    connector=connector,
-                ) from exc
+            response = self._send(method, path, connector=connector, json=json)
             rebalancing = response.status_code == 409 or (
                 response.status_code == 500 and "rebalance" in response.text.lower()
             )
@@ -83,6 +77,25 @@ class KafkaConnectResource(ConfigurableResource):
                 )
             return response
         raise AssertionError("unreachable")
+
+    @property
+    def worker_urls(self) -> list[str]:
+        return [u.strip().rstrip("/") for u in self.url.split(",") if u.strip()]
+
+    def _send(self, method: str, path: str, *, connector: str | None, json: Any) -> httpx.Response:
+        """Any worker answers for the whole cluster (it forwards writes to the leader), so a worker
+        that cannot be reached hands the request to the next one."""
+        failures = []
+        for base in self.worker_urls:
+            try:
+                return httpx.request(method, f"{base}{path}", json=json, timeout=self.timeout_seconds)
+            except httpx.TransportError as exc:
+                failures.append(f"{base} ({type(exc).__name__}: {exc})")
+        what = f"connector {connector!r}" if connector else path
+        raise KafkaConnectError(
+            f"Kafka Connect could not be reached for {what}: {'; '.join(failures) or 'no worker URL configured'}",
+            connector=connector,
+        )
 
     @staticmethod
     def _path(name: str) -> str:

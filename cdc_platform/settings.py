@@ -72,6 +72,9 @@ class StackSettings:
     s3_port: int
     jolokia_port: int = PORT_VARIABLES["jolokia"][1]
     host: str = HOST
+    #: Connect workers in the one group (``CDC_CONNECT_WORKERS``); worker k > 1 listens on the
+    #: first worker's REST and Jolokia ports + k - 1
+    connect_workers: int = 1
 
     # -- paths ---------------------------------------------------------------------------------
     @property
@@ -110,6 +113,9 @@ class StackSettings:
         return self.state_dir / "config"
 
     def port_of(self, service: str) -> int:
+        base, worker = split_worker(service)
+        if worker > 1:
+            return self.port_of(base) + worker - 1
         return {
             "postgres": self.postgres_port,
             "mariadb": self.mariadb_port,
@@ -135,6 +141,18 @@ class StackSettings:
         return f"http://{self.host}:{self.jolokia_port}/jolokia"
 
     @property
+    def connect_cluster_url(self) -> str:
+        """Every worker's REST URL, comma-separated: a client moves on to the next when one is down."""
+        return ",".join(f"http://{self.host}:{self.port_of(worker_service('connect', k))}"
+                        for k in range(1, self.connect_workers + 1))  # fmt: skip
+
+    @property
+    def jolokia_cluster_url(self) -> str:
+        """Every worker's Jolokia agent, comma-separated: a task's MBeans live on the worker running it."""
+        return ",".join(f"http://{self.host}:{self.port_of(worker_service('jolokia', k))}/jolokia"
+                        for k in range(1, self.connect_workers + 1))  # fmt: skip
+
+    @property
     def s3_url(self) -> str:
         return f"http://{self.host}:{self.s3_port}"
 
@@ -154,6 +172,39 @@ class StackSettings:
         return f"${{file:{self.secrets_file}:{service}.password}}"
 
 
+def worker_service(base: str, worker: int) -> str:
+    """``connect``/``jolokia`` for the first worker, ``connect-2``/``jolokia-2`` for the second, ..."""
+    return base if worker == 1 else f"{base}-{worker}"
+
+
+def split_worker(service: str) -> tuple[str, int]:
+    """The inverse of :func:`worker_service`: ``connect-2`` -> (``connect``, 2)."""
+    base, _, number = service.rpartition("-")
+    if base in ("connect", "jolokia") and number.isdigit():
+        return base, int(number)
+    return service, 1
+
+
+def port_variable(service: str) -> str:
+    """The environment variable that moves a service's port (a later worker's moves with the first's)."""
+    base, worker = split_worker(service)
+    variable = PORT_VARIABLES[base][0]
+    return variable if worker == 1 else f"{variable} (worker {worker} uses it + {worker - 1})"
+
+
+def _workers() -> int:
+    raw = os.environ.get("CDC_CONNECT_WORKERS") or "1"
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"CDC_CONNECT_WORKERS={raw!r} is not a number of workers") from exc
+    if not 1 <= value <= 4:
+        raise ValueError(
+            f"CDC_CONNECT_WORKERS={raw!r} is outside 1..4 (the local stack runs up to 4 workers)"
+        )
+    return value
+
+
 def load_stack_settings() -> StackSettings:
     root = _project_root()
     state = Path(os.environ.get("CDC_STACK_DIR") or root / ".stack").resolve()
@@ -167,6 +218,7 @@ def load_stack_settings() -> StackSettings:
         connect_port=_port("connect"),
         s3_port=_port("s3"),
         jolokia_port=_port("jolokia"),
+        connect_workers=_workers(),
     )
 
 

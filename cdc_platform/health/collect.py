@@ -300,12 +300,18 @@ def collect(
     if jolokia_url:
         try:
             by_topic = {w.pipeline: {t.topic: t.qualified for t in w.tables} for w in watches}
-            for pipeline, values in read_jmx(jolokia_url, [w.jmx for w in watches if w.jmx]).items():
+            jmx_figures, unreachable = read_jmx(jolokia_url, [w.jmx for w in watches if w.jmx])
+            for pipeline, values in jmx_figures.items():
                 for (subject, metric), value in values.items():
                     if subject in ("source", "sink"):
                         add(pipeline, subject, metric, value)
                     elif subject in by_topic[pipeline]:  # a table's topic (not the heartbeat's)
                         add(pipeline, by_topic[pipeline][subject], metric, value)
+            if unreachable:  # a stopped worker: its tasks moved, the figures came from the others
+                for w in watches:
+                    figures[w.pipeline].errors["jmx"] = "worker agent(s) unreachable: " + "; ".join(
+                        unreachable
+                    )
         except Exception as exc:  # noqa: BLE001 - the agent down costs these figures, not the collection
             for w in watches:
                 figures[w.pipeline].errors["jmx"] = f"{type(exc).__name__}: {exc}"

@@ -85,35 +85,54 @@ def _number(value) -> float | None:
     return None
 
 
-def read_jmx(jolokia_url: str, watches: list[JmxWatch]) -> dict[str, dict[tuple[str, str], float]]:
+def read_jmx(
+    jolokia_urls: str, watches: list[JmxWatch]
+) -> tuple[dict[str, dict[tuple[str, str], float]], list[str]]:
     """Per pipeline, its figures by (subject, metric): subject ``source`` or ``sink`` (the ``sink_*``
-    figures summed over the sink's tasks), or a topic for the bytes per second captured and applied."""
+    figures summed over the sink's tasks), or a topic for the bytes per second captured and applied;
+    and the agents that could not be read.
+
+    ``jolokia_urls`` names one agent per Connect worker, comma-separated: a connector's task runs on
+    one worker, so its MBeans are on that worker's agent only, and the sink's tasks may be spread over
+    several. One unreachable worker costs its own tasks' figures, not the others'."""
     plan = [(w, r) for w in watches for r in _requests(w)]
-    if not plan:
-        return {}
-    response = httpx.post(jolokia_url.rstrip("/") + "/", json=[r for _, r in plan], timeout=TIMEOUT_SECONDS)
-    response.raise_for_status()
     figures: dict[str, dict[tuple[str, str], float]] = {w.pipeline: {} for w in watches}
-    for (w, _), answer in zip(plan, response.json(), strict=True):
-        if answer.get("status") != 200:
-            continue  # no such MBean: the connector is not running here
-        mine = figures[w.pipeline]
-        # a pattern read answers {mbean name: {attribute: value}}
-        for mbean, attributes in (answer.get("value") or {}).items():
-            for attribute, value in (attributes or {}).items():
-                number = _number(value)
-                if number is None:
-                    continue
-                if mbean.startswith("kafka.connect:"):
-                    metric = SINK_ATTRIBUTES.get((_key(mbean, "type") or "", attribute))
-                    if metric:
-                        mine[("sink", metric)] = mine.get(("sink", metric), 0.0) + number
-                elif mbean.startswith(("kafka.producer:", "kafka.consumer:")):
-                    names = {**PRODUCER_TOPIC_ATTRIBUTES, **CONSUMER_TOPIC_ATTRIBUTES}
-                    topic = _key(mbean, "topic")
-                    if topic and attribute in names:
-                        key = (topic, names[attribute])
-                        mine[key] = mine.get(key, 0.0) + number
-                elif attribute in STREAMING_ATTRIBUTES:
-                    mine[("source", STREAMING_ATTRIBUTES[attribute])] = number
-    return figures
+    failures: list[str] = []
+    if not plan:
+        return figures, failures
+    urls = [u.strip() for u in jolokia_urls.split(",") if u.strip()]
+    for url in urls:
+        try:
+            response = httpx.post(url.rstrip("/") + "/", json=[r for _, r in plan], timeout=TIMEOUT_SECONDS)
+            response.raise_for_status()
+            answers = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            failures.append(f"{url}: {type(exc).__name__}: {exc}")
+            continue
+        for (w, _), answer in zip(plan, answers, strict=True):
+            if answer.get("status") == 200:  # else no such MBean: the connector does not run there
+                _add_answer(figures[w.pipeline], answer)
+    if len(failures) == len(urls):
+        raise ConnectionError("no Jolokia agent answered: " + "; ".join(failures))
+    return figures, failures
+
+
+def _add_answer(mine: dict[tuple[str, str], float], answer: dict) -> None:
+    # a pattern read answers {mbean name: {attribute: value}}
+    for mbean, attributes in (answer.get("value") or {}).items():
+        for attribute, value in (attributes or {}).items():
+            number = _number(value)
+            if number is None:
+                continue
+            if mbean.startswith("kafka.connect:"):
+                metric = SINK_ATTRIBUTES.get((_key(mbean, "type") or "", attribute))
+                if metric:
+                    mine[("sink", metric)] = mine.get(("sink", metric), 0.0) + number
+            elif mbean.startswith(("kafka.producer:", "kafka.consumer:")):
+                names = {**PRODUCER_TOPIC_ATTRIBUTES, **CONSUMER_TOPIC_ATTRIBUTES}
+                topic = _key(mbean, "topic")
+                if topic and attribute in names:
+                    key = (topic, names[attribute])
+                    mine[key] = mine.get(key, 0.0) + number
+            elif attribute in STREAMING_ATTRIBUTES:
+                mine[("source", STREAMING_ATTRIBUTES[attribute])] = number

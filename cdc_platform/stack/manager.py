@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc_platform.settings import PORT_VARIABLES, StackSettings, ensure_stack_secrets
+from cdc_platform.settings import StackSettings, ensure_stack_secrets, port_variable
 from cdc_platform.stack.converters import converters_current, ensure_converters
 from cdc_platform.stack.downloads import ensure_debezium_plugins, ensure_jolokia, ensure_kafka
 from cdc_platform.stack.errors import StackError
@@ -68,7 +68,7 @@ def check_not_ephemeral(ports: dict[str, int], port_range: tuple[int, int] | Non
         return
     low, high = port_range
     inside = [
-        f"{port} ({name}, {PORT_VARIABLES[name][0]})" for name, port in ports.items() if low <= port <= high
+        f"{port} ({name}, {port_variable(name)})" for name, port in ports.items() if low <= port <= high
     ]
     if inside:
         raise StackError(
@@ -86,7 +86,7 @@ def _check_ports(settings: StackSettings, services: list[Service]) -> None:
             continue
         for port_name, port in service.ports.items():
             if port_in_use(settings.host, port):
-                variable = PORT_VARIABLES[port_name][0]
+                variable = port_variable(port_name)
                 busy.append(
                     f"port {port} ({port_name}) is already in use by another program; set {variable} to move it"
                 )
@@ -129,7 +129,7 @@ def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
     converters_changed = ensure_converters(settings, binaries.javac, echo)
 
     for service in all_services(settings, binaries, user):
-        if service.name == "connect" and converters_changed and stop(service.pid_file):
+        if isinstance(service, Connect) and converters_changed and stop(service.pid_file):
             echo("  connect   restarting: the converter was rebuilt")
         elif (
             isinstance(service, Connect)

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import httpx
 
-from cdc_platform.settings import STACK_DB_USER, StackSettings
+from cdc_platform.settings import STACK_DB_USER, StackSettings, worker_service
 from cdc_platform.stack.downloads import jolokia_agent_jar, kafka_libs_dir, plugins_dir
 from cdc_platform.stack.errors import StackError
 from cdc_platform.stack.prerequisites import Binaries, chown_tree, database_root
@@ -524,22 +524,40 @@ JOLOKIA_READ_ONLY_POLICY = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
+@dataclass
 class Connect(_Jvm):
-    name = "connect"
+    """One worker of the stack's Connect group; worker 1 is ``connect``, worker k is ``connect-k``.
+    All workers share the group and its config, offset and status topics, so the cluster reassigns a
+    stopped worker's connectors and tasks to the others."""
+
     heap = "1g"
     timeout = 180.0
+    worker: int = 1
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return worker_service("connect", self.worker)
 
     @property
     def url(self) -> str:
-        return self.settings.connect_url
+        return f"http://{self.settings.host}:{self.port}"
+
+    @property
+    def jolokia_port(self) -> int:
+        return self.settings.port_of(worker_service("jolokia", self.worker))
+
+    @property
+    def jolokia_url(self) -> str:
+        return f"http://{self.settings.host}:{self.jolokia_port}/jolokia"
 
     @property
     def ports(self) -> dict[str, int]:
-        return {"connect": self.port, "jolokia": self.settings.jolokia_port}
+        return {self.name: self.port, worker_service("jolokia", self.worker): self.jolokia_port}
 
     @property
     def properties_file(self) -> Path:
-        return self.settings.config_dir / "connect-distributed.properties"
+        suffix = "" if self.worker == 1 else f"-{self.worker}"
+        return self.settings.config_dir / f"connect-distributed{suffix}.properties"
 
     @property
     def jolokia_policy_file(self) -> Path:
@@ -548,7 +566,7 @@ class Connect(_Jvm):
     def agent_ready(self) -> bool:
         """Jolokia answers: Debezium's and Connect's MBeans can be read over HTTP."""
         try:
-            return httpx.get(f"{self.settings.jolokia_url}/version", timeout=3).status_code == 200
+            return httpx.get(f"{self.jolokia_url}/version", timeout=3).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -604,7 +622,7 @@ class Connect(_Jvm):
         # Jolokia on loopback, read-only by policy: metrics can be read, no MBean written or invoked
         self.jolokia_policy_file.write_text(JOLOKIA_READ_ONLY_POLICY)
         agent = (f"-javaagent:{jolokia_agent_jar(self.settings)}=host={self.settings.host},"
-                 f"port={self.settings.jolokia_port},policyLocation=file://{self.jolokia_policy_file},"
+                 f"port={self.jolokia_port},policyLocation=file://{self.jolokia_policy_file},"
                  "discoveryEnabled=false")  # fmt: skip
         return self._java("org.apache.kafka.connect.cli.ConnectDistributed", str(self.properties_file),
                           agents=(agent,))  # fmt: skip
@@ -632,10 +650,28 @@ class S3(Service):
 
 #: in start order; ``down`` stops them in reverse
 SERVICE_CLASSES: tuple[type[Service], ...] = (Postgres, MariaDB, Kafka, Connect, S3)
-SERVICE_NAMES = tuple(cls.name for cls in SERVICE_CLASSES)
+SERVICE_NAMES = ("postgres", "mariadb", "kafka", "connect", "s3")
+
+
+def running_extra_workers(settings: StackSettings) -> list[int]:
+    """Workers beyond the configured count that still run (started with a larger
+    ``CDC_CONNECT_WORKERS``): ``status`` shows them and ``down`` stops them."""
+    found = []
+    for pid_path in settings.run_dir.glob("connect-*.pid"):
+        number = pid_path.stem.rpartition("-")[2]
+        if number.isdigit() and int(number) > settings.connect_workers and PidFile(pid_path).running_pid():
+            found.append(int(number))
+    return sorted(found)
 
 
 def all_services(
     settings: StackSettings, binaries: Binaries | None = None, user: str | None = None
 ) -> list[Service]:
-    return [cls(settings, binaries, user) for cls in SERVICE_CLASSES]
+    services: list[Service] = []
+    for cls in SERVICE_CLASSES:
+        if cls is Connect:
+            workers = [*range(1, settings.connect_workers + 1), *running_extra_workers(settings)]
+            services.extend(Connect(settings, binaries, user, worker=k) for k in workers)
+        else:
+            services.append(cls(settings, binaries, user))
+    return services

@@ -87,3 +87,16 @@ def test_unreachable_worker_is_a_clear_error():
     connect = KafkaConnectResource(url="http://127.0.0.1:9", timeout_seconds=2)
     with pytest.raises(KafkaConnectError, match="could not be reached for connector 'x'"):
         connect.get_config("x")
+
+
+def test_every_worker_unreachable_names_each_one():
+    connect = KafkaConnectResource(url="http://127.0.0.1:9, http://127.0.0.1:7/", timeout_seconds=2)
+    with pytest.raises(KafkaConnectError, match="could not be reached for connector 'x'") as info:
+        connect.get_config("x")
+    assert "http://127.0.0.1:9 (ConnectError" in str(info.value) and "http://127.0.0.1:7 (" in str(info.value)
+
+
+def test_a_stopped_worker_hands_the_request_to_the_next(worker):
+    connect = KafkaConnectResource(url=f"http://127.0.0.1:9,{worker}", timeout_seconds=2)
+    with pytest.raises(KafkaConnectError, match="failed with 500: Request timed out"):
+        connect.status("shop-sink")  # the answer came from the second URL's worker

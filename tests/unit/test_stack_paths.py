@@ -89,3 +89,41 @@ def test_a_private_state_dir_moves_where_the_service_user_can_read_it(tmp_path):
         assert busy.is_dir() and not busy.is_symlink()  # nothing moved
     finally:
         shutil.rmtree(home)
+
+
+def test_later_connect_workers_listen_next_to_the_first_and_join_its_group(tmp_path, monkeypatch):
+    """`CDC_CONNECT_WORKERS=2`: a second worker on the next REST and Jolokia ports, in the same group
+    with the same storage topics, and every client gets both URLs so a stopped worker costs nothing."""
+    import pytest
+
+    from cdc_platform.settings import load_stack_settings
+    from cdc_platform.stack.errors import StackError
+    from cdc_platform.stack.manager import check_not_ephemeral
+    from cdc_platform.stack.services import Connect, all_services
+
+    monkeypatch.setenv("CDC_STACK_DIR", str(tmp_path))
+    monkeypatch.setenv("CDC_CONNECT_PORT", "18183")
+    monkeypatch.setenv("CDC_CONNECT_WORKERS", "2")
+    settings = load_stack_settings()
+    names = [s.name for s in all_services(settings)]
+    assert names == ["postgres", "mariadb", "kafka", "connect", "connect-2", "s3"]
+    first, second = (s for s in all_services(settings) if isinstance(s, Connect))
+    assert second.ports == {"connect-2": 18184, "jolokia-2": settings.jolokia_port + 1}
+    assert (second.log_file.name, second.pid_file.path.name) == ("connect-2.log", "connect-2.pid")
+    assert settings.connect_cluster_url == "http://127.0.0.1:18183,http://127.0.0.1:18184"
+    assert (
+        settings.jolokia_cluster_url.split(",")[1] == f"http://127.0.0.1:{settings.jolokia_port + 1}/jolokia"
+    )
+    first.prepare(), second.prepare()
+    one, two = (
+        dict(line.split("=", 1) for line in w.properties_file.read_text().splitlines())
+        for w in (first, second)
+    )
+    assert one["group.id"] == two["group.id"] and one["offset.storage.topic"] == two["offset.storage.topic"]
+    assert (two["listeners"], two["rest.advertised.port"]) == ("http://127.0.0.1:18184", "18184")
+    assert first.properties_file != second.properties_file
+    with pytest.raises(StackError, match=r"CDC_CONNECT_PORT \(worker 2 uses it \+ 1\)"):
+        check_not_ephemeral(second.ports, (18184, 18184))
+    monkeypatch.setenv("CDC_CONNECT_WORKERS", "9")
+    with pytest.raises(ValueError, match="CDC_CONNECT_WORKERS='9' is outside 1..4"):
+        load_stack_settings()
