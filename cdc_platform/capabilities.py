@@ -6,10 +6,10 @@ an engine or a pair is one edit.
 
 from __future__ import annotations
 
-#: source -> target pairs with a full-load path (streamed COPY / LOAD DATA); SQL Server has none yet
-COPY_PAIRS = frozenset(
-    (src, dst) for src in ("postgresql", "mysql", "mariadb") for dst in ("postgresql", "mysql", "mariadb")
-)
+#: source -> target pairs with a full-load path (streamed COPY / LOAD DATA; pyodbc batches for SQL
+#: Server, cdc_platform/pipeline/sqlserver_load.py)
+DATABASE_KINDS = ("postgresql", "mysql", "mariadb", "sqlserver")
+COPY_PAIRS = frozenset((src, dst) for src in DATABASE_KINDS for dst in DATABASE_KINDS)
 #: connection kind -> the kind tag Dagster shows as an engine icon
 ENGINE_KINDS = {
     "postgresql": "postgres", "mysql": "mysql", "mariadb": "mariadb", "sqlserver": "sqlserver", "s3": "s3",

@@ -221,6 +221,10 @@ def plan(pipeline: str, specs_dir: str | None) -> None:
     )
     for stmt in the_plan.ddl:
         click.echo(stmt + ";\n")
+    if the_plan.source_setup:
+        click.echo(f"-- on source {the_plan.source.name}, before capture starts (SQL Server CDC)")
+        for stmt in the_plan.source_setup:
+            click.echo(stmt + ";\n")
     for warning in value_rule_warnings(the_plan):
         click.echo(f"-- warning: {warning}")
     for label, config in (("source", the_plan.source_config), ("sink", the_plan.sink_config)):

@@ -32,11 +32,57 @@ def _root(conn: ConnectionSpec, specs_dir: Path) -> str | None:
     return str(path) if path else None
 
 
+#: Microsoft's driver where installed, else FreeTDS (Debian's ``tdsodbc``, which `stack up` installs)
+MICROSOFT_ODBC_DRIVERS = ("ODBC Driver 18 for SQL Server", "ODBC Driver 17 for SQL Server")
+FREETDS = "FreeTDS"
+
+
+def odbc_driver(conn: ConnectionSpec) -> str:
+    """The ``odbc_driver`` option, else the first installed of Microsoft's drivers, else FreeTDS."""
+    if "odbc_driver" in conn.options:
+        return conn.options["odbc_driver"]
+    try:
+        import pyodbc
+
+        installed = set(pyodbc.drivers())
+    except ImportError:  # unixODBC missing: the connect attempt says so
+        installed = set()
+    return next((d for d in MICROSOFT_ODBC_DRIVERS if d in installed), FREETDS)
+
+
+def odbc_params(conn: ConnectionSpec) -> dict[str, str]:
+    """Driver-specific connection attributes: FreeTDS names the TDS version and encryption its own way."""
+    driver = odbc_driver(conn)
+    if driver == FREETDS:
+        encryption = {"disable": "off", "prefer": "request"}.get(conn.tls.mode, "require")
+        return {"driver": driver, "TDS_Version": "7.4", "Encryption": encryption}
+    return {"driver": driver, **odbc_tls_params(conn.tls.mode)}
+
+
+def odbc_connect(conn: ConnectionSpec, specs_dir: Path, *, autocommit: bool = False, timeout: int = 10):
+    """A pyodbc connection (the full load's path to SQL Server). The password travels only inside
+    the connection string handed to the driver; an error names the server, never the string."""
+    import pyodbc
+
+    params = odbc_params(conn)
+    server = {"SERVER": str(conn.host), "PORT": str(conn.port)} if params["driver"] == FREETDS else {
+        "SERVER": f"{conn.host},{conn.port}"}  # fmt: skip
+    attributes = {"DRIVER": "{" + params.pop("driver") + "}", **server, "DATABASE": str(conn.database),
+                  "UID": str(conn.username), **params}  # fmt: skip
+    text = ";".join(f"{k}={v}" for k, v in attributes.items())
+    password = password_of(conn, specs_dir).replace("}", "}}")
+    try:
+        return pyodbc.connect(f"{text};PWD={{{password}}}", autocommit=autocommit, timeout=timeout)
+    except pyodbc.Error as exc:
+        detail = str(exc).replace(password, "********")
+        raise ConnectionError(f"SQL Server {conn.name} at {conn.host}:{conn.port} ({attributes['DRIVER']}): "
+                              f"{detail}") from None  # fmt: skip
+
+
 def sqlalchemy_url(conn: ConnectionSpec, specs_dir: Path) -> sa.URL:
     query: dict = {}
     if conn.kind.value == "sqlserver":
-        query = {"driver": conn.options.get("odbc_driver", "ODBC Driver 18 for SQL Server"),
-                 **odbc_tls_params(conn.tls.mode)}  # fmt: skip
+        query = odbc_params(conn)
     elif conn.kind.value == "postgresql":
         query = psycopg_tls_kwargs(conn.tls.mode, _root(conn, specs_dir))
     return sa.URL.create(

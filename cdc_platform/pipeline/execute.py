@@ -23,6 +23,7 @@ from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline import handoff
 from cdc_platform.pipeline.full_load import CopyStats, copy_tables
 from cdc_platform.pipeline.plan import PipelinePlan, config_diff, config_hash
+from cdc_platform.pipeline.sqlserver_capture import ensure_capture
 from cdc_platform.pipeline.teardown import teardown_pipeline, with_recorded_tables
 
 Log = Callable[[str], None]
@@ -204,6 +205,8 @@ def run_pipeline(
     if spec.streams and (source or copy):
         # the copy's path creates the publication (PostgreSQL), which names the heartbeat table
         ensure_source_heartbeat(plan, specs_dir, log)
+        if plan.source_setup:
+            ensure_capture(plan.source, specs_dir, list(plan.source_setup), log)
     if (source or sink) and plan.routes:
         result.topics = ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes],
                                       spec.options.max_event_bytes)  # fmt: skip

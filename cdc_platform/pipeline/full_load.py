@@ -23,6 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
+from cdc_platform.pipeline.sqlserver_load import (
+    mysql_decimal_fixer,
+    pg_rows_for_sqlserver,
+    sqlserver_rows,
+    write_sqlserver,
+)
 from cdc_platform.schema.ddl import qualified, quote, shadow_name, truncate_sql
 from cdc_platform.schema.model import CopyJob, Table
 from cdc_platform.schema.rules import (
@@ -464,11 +470,29 @@ def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable
 
 
 def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+    substituted: dict[str, int] = {}
+    fixers = _mysql_value_fixers(job.table, "postgresql", substituted)
+    rows = _fixed(_mysql_rows(src, job, specs_dir, batch_size), fixers)
+    return _rows_to_pg(dst, job, specs_dir, rows, log), None, substituted
+
+
+def _fixed(rows: Iterable, fixers: list[tuple[int, Callable]]) -> Iterable:
+    if not fixers:
+        yield from rows
+        return
+    for row in rows:
+        row = list(row)
+        for i, fix in fixers:
+            row[i] = fix(row[i])
+        yield row
+
+
+def _rows_to_pg(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log) -> int:
+    """Rows (Python values) into a PostgreSQL table with psycopg's C-level ``COPY ... write_row``,
+    after a TRUNCATE in the same transaction: all rows or none."""
     t = job.table
     progress = _Progress(t.qualified, log)
-    substituted: dict[str, int] = {}
-    fixers = _mysql_value_fixers(t, "postgresql", substituted)
-    rows = 0
+    count = 0
     insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({_columns('postgresql', t)}) FROM STDIN"
     with pg_connect(dst, specs_dir) as d:
         dcur = d.cursor()
@@ -476,27 +500,29 @@ def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
         dcur.execute("SET LOCAL TIME ZONE 'UTC'")
         dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
         with dcur.copy(insert) as into:
-            for row in _mysql_rows(src, job, specs_dir, batch_size):
-                if fixers:
-                    row = list(row)
-                    for i, fix in fixers:
-                        row[i] = fix(row[i])
+            for row in rows:
                 into.write_row(row)
-                rows += 1
-                if rows % 10_000 == 0:
-                    progress.tick(rows)
+                count += 1
+                if count % 10_000 == 0:
+                    progress.tick(count)
         d.commit()
-    return rows, None, substituted
+    return count
 
 
 def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+    substituted: dict[str, int] = {}
+    fixers = _mysql_value_fixers(job.table, dst.kind.value, substituted)
+    rows = _fixed(_mysql_rows(src, job, specs_dir, batch_size), fixers)
+    return _rows_to_mysql(dst, job, specs_dir, rows, log, batch_size), None, substituted
+
+
+def _rows_to_mysql(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log, batch_size: int) -> int:
+    """Rows into a shadow of the MySQL/MariaDB table in INSERT batches, swapped in on success."""
     t = job.table
     progress = _Progress(t.qualified, log)
     placeholders = ", ".join(["%s"] * len(t.columns))
     insert = f"INSERT INTO {qualified('mysql', job.target_schema, job.target_name)} ({_columns('mysql', t)}) VALUES ({placeholders})"
-    rows = 0
-    substituted: dict[str, int] = {}
-    fixers = _mysql_value_fixers(t, dst.kind.value, substituted)
+    count = 0
     dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False)
     try:
         reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
@@ -506,24 +532,20 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
             dcur.execute("SET SESSION time_zone = '+00:00', unique_checks = 0, foreign_key_checks = 0")
             # strict: a value the target cannot hold fails the copy instead of changing silently
             dcur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
-            batch: list[tuple] = []
+            batch: list = []
             cut: list[str] = []
             try:
                 with _session_watchdog(dconn, dst, specs_dir, cut):
-                    for row in _mysql_rows(src, job, specs_dir, batch_size):
-                        if fixers:
-                            row = list(row)
-                            for i, fix in fixers:
-                                row[i] = fix(row[i])
+                    for row in rows:
                         batch.append(row)
                         if len(batch) >= batch_size:
                             dcur.executemany(insert, batch)
-                            rows += len(batch)
+                            count += len(batch)
                             batch = []
-                            progress.tick(rows)
+                            progress.tick(count)
                     if batch:
                         dcur.executemany(insert, batch)
-                        rows += len(batch)
+                        count += len(batch)
                     dconn.commit()
             except Exception as exc:
                 if cut:
@@ -533,7 +555,34 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
                 raise
     finally:
         dconn.close()
-    return rows, None, substituted
+    return count
+
+
+def _sqlserver_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+    substituted: dict[str, int] = {}
+    rows = sqlserver_rows(src, job, specs_dir, batch_size, "postgresql", substituted)
+    return _rows_to_pg(dst, job, specs_dir, rows, log), None, substituted
+
+
+def _sqlserver_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+    substituted: dict[str, int] = {}
+    rows = sqlserver_rows(src, job, specs_dir, batch_size, dst.kind.value, substituted)
+    return _rows_to_mysql(dst, job, specs_dir, rows, log, batch_size), None, substituted
+
+
+def _to_sqlserver(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+    substituted: dict[str, int] = {}
+    kind = src.kind.value
+    if kind == "postgresql":
+        rows: Iterable = pg_rows_for_sqlserver(src, job, specs_dir, snapshot, batch_size, substituted)
+    elif kind == "sqlserver":
+        rows = sqlserver_rows(src, job, specs_dir, batch_size, "sqlserver", substituted)
+    else:
+        fixers = _mysql_value_fixers(job.table, "sqlserver", substituted)
+        fixers += sorted(mysql_decimal_fixer(job.table, substituted).items())
+        rows = _fixed(_mysql_rows(src, job, specs_dir, batch_size), fixers)
+    progress = _Progress(job.table.qualified, log)
+    return write_sqlserver(dst, job, specs_dir, rows, batch_size, progress.tick), None, substituted
 
 
 def _route(src_kind: str, dst_kind: str):
@@ -546,6 +595,12 @@ def _route(src_kind: str, dst_kind: str):
         return _mysql_to_pg
     if src_kind in my and dst_kind in my:
         return _mysql_to_mysql
+    if dst_kind == "sqlserver" and src_kind in (pg, *my, "sqlserver"):
+        return _to_sqlserver
+    if src_kind == "sqlserver" and dst_kind == pg:
+        return _sqlserver_to_pg
+    if src_kind == "sqlserver" and dst_kind in my:
+        return _sqlserver_to_mysql
     raise ValueError(f"no full-load path for {src_kind} -> {dst_kind} (specs are checked for this at load)")
 
 

@@ -26,6 +26,7 @@ from cdc_platform.pipeline.heartbeat import (
     SUPPORTED_TARGETS,
     Heartbeat,
 )
+from cdc_platform.pipeline.sqlserver_capture import enable_cdc_sql
 from cdc_platform.schema.ddl import create_schema_sql, create_table_sql
 from cdc_platform.schema.model import CopyJob, Table
 from cdc_platform.schema.rules import describe_rules
@@ -117,6 +118,8 @@ class PipelinePlan:
     routes: tuple[tuple[str, str], ...] = ()
     #: the pipeline's heartbeat table (see :mod:`cdc_platform.pipeline.heartbeat`), when it streams
     heartbeat: Heartbeat | None = None
+    #: statements run on the source before capture starts (SQL Server: switch CDC on)
+    source_setup: tuple[str, ...] = ()
 
     @property
     def published_extra(self) -> tuple[str, ...]:
@@ -192,9 +195,12 @@ def build_plan(
             max_event_bytes=pipeline.options.max_event_bytes,
         )
         sink_config.update(pipeline.options.sink_overrides)
+    setup = ()
+    if pipeline.streams and source.kind.value == "sqlserver":
+        setup = tuple(enable_cdc_sql([(t.schema, t.name) for t in tables]))
     return PipelinePlan(
         pipeline, source, target, tuple(tables), names, tuple(ddl), source_config, sink_config,
-        kafka_bootstrap, tuple(routes.items()), beat,
+        kafka_bootstrap, tuple(routes.items()), beat, setup,
     )  # fmt: skip
 
 

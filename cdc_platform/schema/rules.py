@@ -13,12 +13,39 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cdc_platform.schema.types import CanonicalType, mysql_decimal_bounds
+from cdc_platform.schema.types import CanonicalType, mysql_decimal_bounds, sqlserver_decimal_bounds
 
 
 def _beyond_mysql_decimal(ctype: CanonicalType) -> bool:
     """True when the source numeric can hold values the target DECIMAL(P,S) cannot."""
     return not ctype.precision or ctype.precision > 65 or (ctype.scale or 0) > 30
+
+
+def _beyond_sqlserver_decimal(ctype: CanonicalType) -> bool:
+    """True when the source numeric can hold values SQL Server's decimal (38 digits at most) cannot."""
+    return not ctype.precision or ctype.precision > 38
+
+
+def decimal_bounds(target_kind: str, ctype: CanonicalType) -> tuple[int, int]:
+    """The (precision, scale) of the exact decimal a numeric becomes on the target."""
+    if target_kind == "sqlserver":
+        return sqlserver_decimal_bounds(ctype)
+    return mysql_decimal_bounds(ctype)
+
+
+def decimal_fits(value, precision: int, scale: int) -> bool:
+    """A ``Decimal`` holds no more integer digits than ``precision - scale`` and no more fractional
+    digits than ``scale`` (trailing zeros do not count): the target's decimal keeps it exactly."""
+    if not value.is_finite():
+        return False
+    _, digits, exponent = value.as_tuple()
+    exponent = int(exponent)
+    # trailing zeros of the fraction do not count (never ``normalize``: it rounds to 28 digits)
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    fraction = max(0, -exponent)
+    integer = len(digits) + exponent if digits != (0,) else 0
+    return fraction <= scale and integer <= precision - scale
 
 
 def family(kind: str) -> str:
@@ -61,6 +88,31 @@ RULES: tuple[ValueRule, ...] = (
     ValueRule("mysql", "mysql", ("date", "timestamp", "timestamptz"),
               "zero-in-date values ('0000-00-00', a zero year, month or day)",
               "Debezium reads them from the binlog as NULL, so the full load does the same"),
+    # SQL Server as a target: the full load applies these; CDC into SQL Server has not run live
+    ValueRule("postgresql", "sqlserver", ("real", "double", "numeric"), "NaN, Infinity, -Infinity",
+              "SQL Server numbers have no special values"),
+    ValueRule("postgresql", "sqlserver", ("numeric",),
+              "values with more fractional or integer digits than the target decimal holds "
+              "(decimal(38,10) for an unbounded numeric)",
+              "SQL Server would round or refuse them", when=_beyond_sqlserver_decimal),
+    ValueRule("postgresql", "sqlserver", ("date", "timestamp", "timestamptz"),
+              "infinity, -infinity and dates outside 0001-01-01..9999-12-31 (BC, year > 9999)",
+              "outside the SQL Server date/datetime2 range"),
+    ValueRule("mysql", "sqlserver", ("date", "timestamp", "timestamptz"),
+              "zero-in-date values ('0000-00-00', a zero year, month or day)",
+              "no such date exists in SQL Server; Debezium reads them from the binlog as NULL"),
+    ValueRule("mysql", "sqlserver", ("numeric",),
+              "values with more fractional or integer digits than the target decimal (38 digits) holds",
+              "SQL Server would round or refuse them", when=_beyond_sqlserver_decimal),
+    # SQL Server as a source
+    ValueRule("sqlserver", "postgresql", ("varchar", "char", "text"), "NUL characters (U+0000) inside text",
+              "PostgreSQL text cannot contain them", becomes="the text without its NUL characters"),
+    ValueRule("sqlserver", "postgresql", ("time", "timestamp", "timestamptz"),
+              "a seventh fractional digit (100 ns, time(7)/datetime2(7)/datetimeoffset(7))",
+              "PostgreSQL keeps microseconds", becomes="the value rounded to microseconds"),
+    ValueRule("sqlserver", "mysql", ("time", "timestamp", "timestamptz"),
+              "a seventh fractional digit (100 ns, time(7)/datetime2(7)/datetimeoffset(7))",
+              "MySQL/MariaDB keep microseconds", becomes="the value rounded to microseconds"),
 )  # fmt: skip
 
 
@@ -88,8 +140,9 @@ def pg_null_predicate(target_kind: str, column_sql: str, ctype: CanonicalType) -
     if rule_for("postgresql", target_kind, ctype) is None:
         return None
     special = f"{column_sql} IN ('NaN', 'Infinity', '-Infinity')"
-    if ctype.name == "numeric" and _beyond_mysql_decimal(ctype):
-        precision, scale = mysql_decimal_bounds(ctype)
+    beyond = _beyond_sqlserver_decimal if target_kind == "sqlserver" else _beyond_mysql_decimal
+    if ctype.name == "numeric" and beyond(ctype):
+        precision, scale = decimal_bounds(target_kind, ctype)
         return (f"{special} OR scale(trim_scale({column_sql})) > {scale} "
                 f"OR abs({column_sql}) >= 1e{precision - scale}")  # fmt: skip
     if ctype.name in ("real", "double", "numeric"):

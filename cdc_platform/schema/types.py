@@ -222,10 +222,16 @@ def to_sqlserver(t: CanonicalType) -> str:
     if t.name == "char":
         return f"nchar({min(t.length or 1, 4000)})"
     if t.name == "numeric":
-        if not t.precision:
-            return "decimal(38,10)"
-        return f"decimal({min(t.precision, 38)},{min(t.scale or 0, 38)})"
+        return "decimal({},{})".format(*sqlserver_decimal_bounds(t))
     raise UnsupportedType(str(t))
+
+
+def sqlserver_decimal_bounds(t: CanonicalType) -> tuple[int, int]:
+    """The decimal(P,S) a numeric becomes on SQL Server (38 digits at most); values beyond it fall
+    under a rule (cdc_platform/schema/rules.py)."""
+    if not t.precision:
+        return 38, 10
+    return min(t.precision, 38), min(t.scale or 0, 38)
 
 
 TARGET_RENDERERS = {

@@ -17,6 +17,8 @@ DEBIAN_PACKAGES = {
     "mariadb-client": "MariaDB command-line client",
     "openjdk-17-jdk-headless": "Java 17+ for Kafka and Kafka Connect, and javac for the platform's converter",
     "maven": "Maven, to fetch Kafka and Debezium from Maven Central",
+    "unixodbc": "the ODBC driver manager pyodbc loads (libodbc), for SQL Server connections",
+    "tdsodbc": "FreeTDS's ODBC driver for SQL Server (registered as 'FreeTDS')",
 }
 
 #: Unprivileged account the databases run under when the stack is started as root
@@ -78,7 +80,19 @@ def _find() -> tuple[dict[str, Path | None], list[str]]:
         missing.append("openjdk-17-jdk-headless")
     if found["mvn"] is None:
         missing.append("maven")
+    missing += _missing_odbc()
     return found, missing
+
+
+def _missing_odbc() -> list[str]:
+    """SQL Server is reached through pyodbc: unixODBC's libodbc and a registered FreeTDS driver."""
+    import ctypes.util
+
+    if ctypes.util.find_library("odbc") is None:
+        return ["unixodbc", "tdsodbc"]
+    odbcinst = Path("/etc/odbcinst.ini")
+    registered = odbcinst.exists() and "[FreeTDS]" in odbcinst.read_text(errors="replace")
+    return [] if registered else ["tdsodbc"]
 
 
 def check_python_extras() -> None:

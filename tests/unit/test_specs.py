@@ -134,13 +134,12 @@ def test_demo_specs_are_valid():
     assert "shop_to_analytics" in specs.pipelines
 
 
-def test_pair_without_a_full_load_path_is_refused_at_load(tmp_path):
+def test_every_database_pair_has_a_full_load_path(tmp_path):
     sqlserver = {**CONN, "kind": "sqlserver", "port": 1433}
     _write(tmp_path, connections={"a": sqlserver, "b": CONN})
-    message = _error(tmp_path)
-    assert "field 'mode'" in message and "sqlserver -> postgresql" in message and "cdc_only" in message
-    _write(tmp_path, connections={"a": sqlserver, "b": CONN}, pipelines=[{**PIPE, "mode": "cdc_only"}])
-    assert load_specs(tmp_path).pipelines["p1"].spec.mode.value == "cdc_only"
+    assert load_specs(tmp_path).pipelines["p1"].spec.mode.value == "full_load_and_cdc"
+    _write(tmp_path, connections={"a": CONN, "b": sqlserver})
+    assert load_specs(tmp_path).pipelines["p1"].spec.mode.value == "full_load_and_cdc"
 
 
 def test_a_yaml_file_under_a_directory_named_stack_is_still_read(tmp_path):
