@@ -136,7 +136,7 @@ def build_pipeline_assets(
     names = PipelineNames(spec.name)
     plan = stored_plan(specs, loaded, catalog)
     ddl_by_table = {}
-    if plan is not None:
+    if plan is not None and plan.ddl:
         ddl_by_table = {
             t.qualified: ddl for t, ddl in zip(plan.tables, plan.ddl[1 : 1 + len(plan.tables)], strict=True)
         }
@@ -184,10 +184,11 @@ def build_pipeline_assets(
             "source_connector", applies=source_applies, source_tables=tuple(qualified_names),
             metadata={**connector_meta, "config_hash": source_applies}, **common,
         )))  # fmt: skip
-        specs_list.append(translator.get_asset_spec(CdcAssetProps(
-            "sink_connector", applies=sink_applies, source_tables=tuple(qualified_names),
-            metadata={**connector_meta, "config_hash": sink_applies}, **common,
-        )))  # fmt: skip
+        if target_kind != "s3":  # an S3 target's writer is the platform's own (cdc_platform/s3/sensor.py)
+            specs_list.append(translator.get_asset_spec(CdcAssetProps(
+                "sink_connector", applies=sink_applies, source_tables=tuple(qualified_names),
+                metadata={**connector_meta, "config_hash": sink_applies}, **common,
+            )))  # fmt: skip
 
     @dg.multi_asset(
         name=f"{spec.name}_pipeline",
@@ -245,6 +246,13 @@ def build_pipeline_assets(
                 })  # fmt: skip
                 if stats.bytes is not None:
                     metadata["bytes"] = stats.bytes
+                if target_kind == "s3":
+                    from cdc_platform.s3.storage import TableLocation
+
+                    where = TableLocation.of(
+                        run_plan.target, spec.target_schema, target_table_name(spec, table.qualified)
+                    )
+                    metadata["path"] = dg.MetadataValue.path(f"s3://{where.snapshot_dir}/")
                 metadata.update(_substitution_metadata(table, stats, run_plan))
             yield dg.MaterializeResult(asset_key=table_spec.key, metadata=metadata)
         for role, key in (("source", source_key), ("sink", sink_key)):

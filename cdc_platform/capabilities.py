@@ -10,6 +10,8 @@ from __future__ import annotations
 #: Server, cdc_platform/pipeline/sqlserver_load.py)
 DATABASE_KINDS = ("postgresql", "mysql", "mariadb", "sqlserver")
 COPY_PAIRS = frozenset((src, dst) for src in DATABASE_KINDS for dst in DATABASE_KINDS)
+#: sources an S3 (Parquet) target takes: those whose changes the platform's converter carries exactly
+S3_SOURCES = ("postgresql", "mysql", "mariadb")
 #: connection kind -> the kind tag Dagster shows as an engine icon
 ENGINE_KINDS = {
     "postgresql": "postgres", "mysql": "mysql", "mariadb": "mariadb", "sqlserver": "sqlserver", "s3": "s3",

@@ -231,6 +231,19 @@ def plan(pipeline: str, specs_dir: str | None) -> None:
         if config:
             click.echo(f"-- {label} connector")
             click.echo(json.dumps(mask(config), indent=2))
+    if the_plan.target.kind.value == "s3":
+        from cdc_platform.pipeline.plan import target_name
+        from cdc_platform.s3.changes import consumer_group
+        from cdc_platform.s3.storage import TableLocation
+
+        click.echo(
+            f"-- S3 writer (sensor cdc_s3_writer, consumer group {consumer_group(pipeline)}): Parquet files"
+        )
+        for table in the_plan.tables:
+            where = TableLocation.of(
+                the_plan.target, the_plan.spec.target_schema, target_name(the_plan.spec, table)
+            )
+            click.echo(f"--   {table.qualified} -> {where.uri} (snapshot/, changes/)")
 
 
 @cli.command("discover")
@@ -439,7 +452,9 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
                 row["metrics_at"] = max(row.get("metrics_at", 0), ts)
         if not specs.pipelines[name].spec.streams:
             row["connectors"] = "none (full_load_only)"
-        for cname in (pn.source_connector, pn.sink_connector) if specs.pipelines[name].spec.streams else ():
+        to_s3 = specs.connection(specs.pipelines[name].spec.target).kind.value == "s3"
+        connectors = (pn.source_connector,) if to_s3 else (pn.source_connector, pn.sink_connector)
+        for cname in connectors if specs.pipelines[name].spec.streams else ():
             if overview is None:
                 row["connectors"][cname] = {"state": "UNKNOWN", "error": connect_error}
                 continue

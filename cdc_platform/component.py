@@ -39,9 +39,10 @@ from cdc_platform.ops.connection_test_job import (
     build_connection_test_job,
     build_connection_test_schedule,
 )
-from cdc_platform.pipeline.plan import PipelineNames
+from cdc_platform.pipeline.plan import PipelineNames, table_topic, target_table_name
 from cdc_platform.quality.checks import build_quality_checks, checked_tables
 from cdc_platform.quality.schedules import CONSISTENCY_CHECKS, check_keys, quality_job, quality_schedules
+from cdc_platform.s3.sensor import S3Pipeline, S3TableAsset, build_s3_writer_sensor
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
 from cdc_platform.teardown_job import teardown_job_for
 from cdc_platform.translator import CdcTranslator
@@ -163,6 +164,9 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
     connection_test_cron: str = Field(
         default="17 * * * *", description="When the pipelines' connections are tested (cron)."
     )
+    s3_flush_seconds: int = Field(
+        default=30, ge=5, description="How often the S3 writer flushes new changes into Parquet change files."
+    )
     defs_state: ResolvedDefsStateConfig = Field(
         default_factory=lambda: DefsStateConfigArgs(
             management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False
@@ -227,19 +231,22 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         translator = self.get_translator()
         watched = {name: self._watched(specs, name, catalogs, translator, bootstrap) for name in names}
         watched = {name: w for name, w in watched.items() if w}
+        #: pipelines into S3: written by the platform's own writer; no sink connector, no database checks
+        to_s3 = [n for n in names if specs.connection(specs.pipelines[n].spec.target).kind.value == "s3"]
+        databases = [n for n in names if n not in to_s3]
         sensors, jobs, schedules = [], [teardown_job_for(name) for name in names], []
         quality = [
             build_quality_checks(specs.pipelines[name], specs, catalogs.get(name),
                                  checked_tables(specs.pipelines[name], catalogs.get(name), translator.target_table_key),
                                  translator.connector_key(specs.pipelines[name].spec, "sink"))
-            for name in names
+            for name in databases
         ]  # fmt: skip
         checks_job = quality_job(self.sensor_name().replace("connect_health", "quality_checks"), quality)
         if checks_job is not None:
             jobs.append(checks_job)
             schedules += quality_schedules(
                 checks_job,
-                {name: (specs.pipelines[name].spec.quality, q) for name, q in zip(names, quality, strict=True)},
+                {name: (specs.pipelines[name].spec.quality, q) for name, q in zip(databases, quality, strict=True)},
                 self.quality_cron, self.checksum_cron,
                 self.sensor_name().replace("connect_health", "quality_checks"),
                 self.sensor_name().replace("connect_health", "checksum_checks"),
@@ -249,18 +256,25 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
                 self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings(),
                 worker_key=translator.worker_key() if self.pipelines is None else None,
                 recovery_job=checks_job,
-                recovery_checks={name: check_keys(q, CONSISTENCY_CHECKS) for name, q in zip(names, quality, strict=True)},
+                recovery_checks={name: check_keys(q, CONSISTENCY_CHECKS) for name, q in zip(databases, quality, strict=True)},
             ))  # fmt: skip
+        measured = [name for name in watched if name not in to_s3]
+        if measured:
             metrics_job = build_metrics_job(
                 self.sensor_name().replace("connect_health", "collect_metrics"),
-                [self._metrics_assets(specs, name, catalogs, translator) for name in watched],
+                [self._metrics_assets(specs, name, catalogs, translator) for name in measured],
             )
             jobs.append(metrics_job)
             schedules.append(build_metrics_schedule(metrics_job, self.metrics_cron))
-            watched_assets = [self._metrics_assets(specs, name, catalogs, translator) for name in watched]
+            watched_assets = [self._metrics_assets(specs, name, catalogs, translator) for name in measured]
             sensors.append(
                 build_alert_sensor(self.sensor_name().replace("connect_health", "alerts"), watched_assets)
             )
+        writers = [p for p in (self._s3_pipeline(specs, n, catalogs, translator) for n in to_s3) if p]
+        if writers:
+            sensors.append(build_s3_writer_sensor(self.sensor_name().replace("connect_health", "s3_writer"),
+                                                  writers, self.s3_flush_seconds))  # fmt: skip
+        if watched:
             jobs.append(
                 build_acknowledge_job(self.sensor_name().replace("connect_health", "acknowledge_alert"))
             )
@@ -323,12 +337,32 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             return []
         plan = stored_plan(specs, loaded, catalogs.get(name), bootstrap)
         names = PipelineNames(name)
-        return [
+        watched = [
             WatchedConnector(name, "source", names.source_connector, translator.connector_key(loaded.spec, "source"),
                              plan.source_config if plan else None),
-            WatchedConnector(name, "sink", names.sink_connector, translator.connector_key(loaded.spec, "sink"),
-                             plan.sink_config if plan else None),
         ]  # fmt: skip
+        if specs.connection(loaded.spec.target).kind.value != "s3":
+            watched.append(WatchedConnector(name, "sink", names.sink_connector,
+                                            translator.connector_key(loaded.spec, "sink"),
+                                            plan.sink_config if plan else None))  # fmt: skip
+        return watched
+
+    @staticmethod
+    def _s3_pipeline(specs: Specs, name: str, catalogs: dict, translator: CdcTranslator) -> S3Pipeline | None:
+        """The tables the S3 writer flushes, from the stored catalog (none before the first refresh)."""
+        spec = specs.pipelines[name].spec
+        catalog = catalogs.get(name)
+        if not spec.streams or catalog is None:
+            return None
+        source = specs.connection(spec.source)
+        names = PipelineNames(name)
+        tables = tuple(
+            S3TableAsset(t.qualified, table_topic(source, names, t.qualified), t, spec.target_schema,
+                         target_table_name(spec, t.qualified),
+                         translator.target_table_key(spec, target_table_name(spec, t.qualified)))
+            for t in catalog.tables
+        )  # fmt: skip
+        return S3Pipeline(name, source.kind.value, spec.target, tables)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from cdc_platform.connectors.tls import source_tls_config
 #: the platform's Debezium converter (connect-plugins/cdc-platform-converters), installed beside
 #: each source plugin; it carries the values JSON and Debezium's defaults would change
 EXACT_VALUE_CONVERTER = "io.cdcplatform.connect.ExactValueConverter"
-CONVERTER_TARGETS = ("postgresql", "mysql", "mariadb")
+CONVERTER_TARGETS = ("postgresql", "mysql", "mariadb", "s3")
 
 SOURCE_CLASSES = {
     "postgresql": "io.debezium.connector.postgresql.PostgresConnector",

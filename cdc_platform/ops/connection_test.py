@@ -86,12 +86,41 @@ def check_connection(specs: Specs, name: str) -> ConnectionTest:
             _postgres(specs, conn, roles, result, started)
         elif conn.kind.value in ("mysql", "mariadb"):
             _mysql(specs, conn, roles, result, started)
+        elif conn.kind.value == "s3":
+            _s3(specs, conn, result, started)
         else:
             result.add(Check("supported", False, f"no connection test for {conn.kind.value} connections yet",
                              "test it with the database's own client"))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - every failure is a check with a fix, never a crash
         result.add(_login_failure(conn, exc))
     return result
+
+
+def _s3(specs: Specs, conn: ConnectionSpec, result: ConnectionTest, started: float) -> None:
+    """The bucket answers, and the platform can write and delete an object under the prefix."""
+    from cdc_platform.s3.storage import check_bucket, put_bytes, s3_client, s3_filesystem
+
+    fs = s3_filesystem(conn, specs.directory)
+    try:
+        check_bucket(fs, conn)
+    except RuntimeError as exc:
+        result.add(
+            Check(
+                "reachable", False, str(exc), f"check connections.{conn.name}.endpoint_url, bucket and keys"
+            )
+        )
+        return
+    result.add(
+        Check("reachable", True, f"bucket {conn.bucket} answered in {time.monotonic() - started:.2f} s")
+    )
+    probe = "/".join(p for p in (str(conn.bucket), conn.prefix.strip("/"), ".cdc-connection-test") if p)
+    try:
+        put_bytes(s3_client(conn, specs.directory), probe, b"ok")
+        fs.delete_file(probe)
+        result.add(Check("write", True, f"wrote and deleted {probe}"))
+    except Exception as exc:  # noqa: BLE001 - botocore's errors and OSError alike: a failed check
+        result.add(Check("write", False, f"cannot write {probe}: {exc}",
+                         "grant s3:PutObject and s3:DeleteObject on the prefix"))  # fmt: skip
 
 
 def _login_failure(conn: ConnectionSpec, exc: Exception) -> Check:

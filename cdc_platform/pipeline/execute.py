@@ -52,6 +52,12 @@ class RunResult:
 
 def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
     kind = plan.target.kind.value
+    if kind == "s3":
+        from cdc_platform.s3.storage import check_bucket, s3_filesystem
+
+        check_bucket(s3_filesystem(plan.target, specs_dir), plan.target)
+        log(f"bucket {plan.target.bucket} answers; Parquet files carry their own schema")
+        return []
     if kind == "postgresql":
         with pg_connect(plan.target, specs_dir, autocommit=True) as conn:
             for stmt in plan.ddl:
@@ -181,6 +187,33 @@ def _wait_source_position(connect: KafkaConnectResource, name: str, timeout: flo
     raise handoff.HandoffError(f"source connector {name} recorded no binlog position within {timeout:.0f} s")
 
 
+def with_topic_positions(plan: PipelinePlan, jobs: list) -> list:
+    """S3 targets: each copy job learns its table topic's end offset before the copy reads, so the
+    merge orders the snapshot after every change captured before it (cdc_platform/s3/snapshot.py)."""
+    import dataclasses
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from cdc_platform.pipeline.plan import table_topic
+
+    consumer = Consumer(
+        {"bootstrap.servers": plan.kafka_bootstrap, "group.id": f"cdc-{plan.spec.name}-positions"}
+    )
+    try:
+        topics = consumer.list_topics(timeout=10).topics
+        out = []
+        for job in jobs:
+            topic = table_topic(plan.source, plan.names, job.table.qualified)
+            end = 0
+            if topic in topics:
+                end = max(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                          for p in topics[topic].partitions)  # fmt: skip
+            out.append(dataclasses.replace(job, since_offset=end))
+        return out
+    finally:
+        consumer.close()
+
+
 def run_pipeline(
     plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectResource | None, log: Log, *,
     schema: bool = True, copy: bool = True, source: bool = True, sink: bool = True,
@@ -217,6 +250,8 @@ def run_pipeline(
     deployed = bool(connect and spec.streams and connect.get_config(names.source_connector) is not None)
     # the connectors always cover every table; ``only_tables`` narrows the copy (re-load of some tables)
     jobs = [j for j in plan.jobs if only_tables is None or j.table.qualified in only_tables]
+    if copy and plan.target.kind.value == "s3" and plan.routes:
+        jobs = with_topic_positions(plan, jobs)
     tables = list(plan.tables)
 
     # A first deploy that fails anywhere is rolled back (connectors, slot, publication), so it never
@@ -278,8 +313,8 @@ def run_pipeline(
                 plan.source_config, connect.get_config(names.source_connector), switched
             )
             result.connectors["source"] = deploy_connector(connect, config, log)
-        if sink:
-            assert connect is not None and plan.sink_config is not None
+        if sink and plan.sink_config is not None:  # an S3 target has no sink connector: its writer is ours
+            assert connect is not None
             result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
     except Exception as failure:
         if fresh:

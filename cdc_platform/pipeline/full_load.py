@@ -80,7 +80,7 @@ def _columns(kind: str, table: Table) -> str:
     return ", ".join(quote(kind, c.name) for c in table.columns)
 
 
-def _begin_pg_snapshot(cur, snapshot: str | None) -> None:
+def begin_pg_snapshot(cur, snapshot: str | None) -> None:
     cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     if snapshot:
         # the name comes from CREATE_REPLICATION_SLOT's reply, never from a spec
@@ -97,7 +97,7 @@ def _pg_to_pg(
     insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({_columns('postgresql', t)}) FROM STDIN"
     with pg_connect(src, specs_dir, autocommit=True) as s, pg_connect(dst, specs_dir) as d:
         scur, dcur = s.cursor(), d.cursor()
-        _begin_pg_snapshot(scur, snapshot)
+        begin_pg_snapshot(scur, snapshot)
         dcur.execute("SET LOCAL synchronous_commit = off")
         dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
         with scur.copy(select) as out, dcur.copy(insert) as into:
@@ -203,7 +203,7 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
         try:
             with open(fifo, "wb") as sink, pg_connect(src, specs_dir, autocommit=True) as s:
                 scur = s.cursor()
-                _begin_pg_snapshot(scur, snapshot)
+                begin_pg_snapshot(scur, snapshot)
                 scur.execute("SET LOCAL intervalstyle = 'iso_8601'")
                 substituted.update(_pg_substitution_counts(scur, t, dst.kind.value))
                 with scur.copy(select) as out:
@@ -398,11 +398,13 @@ def _mysql_value_fixers(table: Table, target_kind: str, substituted: dict[str, i
     becomes duration text, BIT(n) a bit string for PostgreSQL, booleans and UTC time zones fixed.
     """
     to_pg = target_kind == "postgresql"
+    #: PostgreSQL and S3 take a UTC instant for TIMESTAMP and BIT(n) as a bit string
+    pg_forms = target_kind in ("postgresql", "s3")
     fixers: list[tuple[int, Callable]] = []
     for i, c in enumerate(table.columns):
         kind = c.type.name
         if kind in ("date", "timestamp", "timestamptz") and rule_for("mysql", target_kind, c.type):
-            utc = kind == "timestamptz" and to_pg
+            utc = kind == "timestamptz" and pg_forms
 
             def fix(v, name=c.name, utc=utc):
                 if v is None:
@@ -431,7 +433,7 @@ def _mysql_value_fixers(table: Table, target_kind: str, substituted: dict[str, i
             fixers.append(
                 (i, lambda v: None if v is None else (v != b"\x00" if isinstance(v, bytes) else bool(v)))
             )
-        elif kind == "bit" and to_pg:
+        elif kind == "bit" and pg_forms:
             fixers.append(
                 (
                     i,
@@ -585,6 +587,15 @@ def _to_sqlserver(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_
     return write_sqlserver(dst, job, specs_dir, rows, batch_size, progress.tick), None, substituted
 
 
+def _to_s3(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+    from cdc_platform.s3.snapshot import write_snapshot
+
+    progress = _Progress(job.table.qualified, log)
+    return write_snapshot(
+        src, dst, job, specs_dir, snapshot=snapshot, batch_size=batch_size, tick=progress.tick
+    )
+
+
 def _route(src_kind: str, dst_kind: str):
     pg, my = "postgresql", ("mysql", "mariadb")
     if src_kind == pg and dst_kind == pg:
@@ -595,6 +606,8 @@ def _route(src_kind: str, dst_kind: str):
         return _mysql_to_pg
     if src_kind in my and dst_kind in my:
         return _mysql_to_mysql
+    if dst_kind == "s3" and src_kind in (pg, *my):
+        return _to_s3
     if dst_kind == "sqlserver" and src_kind in (pg, *my, "sqlserver"):
         return _to_sqlserver
     if src_kind == "sqlserver" and dst_kind == pg:

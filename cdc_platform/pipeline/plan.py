@@ -137,13 +137,15 @@ def build_plan(
     source, target = specs.connection(pipeline.source), specs.connection(pipeline.target)
     names = PipelineNames(pipeline.name)
     kind = target.kind.value
-    ddl = [create_schema_sql(kind, pipeline.target_schema)]
-    ddl += [
-        create_table_sql(
-            kind, pipeline.target_schema, target_name(pipeline, t), t, source_kind=source.kind.value
-        )
-        for t in tables
-    ]
+    ddl: list[str] = []
+    if kind != "s3":  # Parquet files carry their schema; nothing is created ahead
+        ddl = [create_schema_sql(kind, pipeline.target_schema)]
+        ddl += [
+            create_table_sql(
+                kind, pipeline.target_schema, target_name(pipeline, t), t, source_kind=source.kind.value
+            )
+            for t in tables
+        ]
     source_config = sink_config = None
     routes: dict[str, str] = {}
     beat = heartbeat_of(pipeline, source, target, [t.schema for t in tables])
@@ -185,16 +187,21 @@ def build_plan(
         if beat is not None:
             ref = TableRef(beat.source_schema, beat.table)
             routes[topic_name(source.kind.value, names.topic_prefix, str(source.database), ref)] = beat.table
-        sink_config = jdbc_sink_config(
-            names.sink_connector,
-            endpoint(target, specs.directory),
-            pipeline.target_schema,
-            routes,
-            batch_size=min(pipeline.options.batch_size, 10_000),
-            tasks_max=pipeline.options.sink_tasks,
-            max_event_bytes=pipeline.options.max_event_bytes,
+        sink_config = (
+            None
+            if kind == "s3"
+            else jdbc_sink_config(
+                names.sink_connector,
+                endpoint(target, specs.directory),
+                pipeline.target_schema,
+                routes,
+                batch_size=min(pipeline.options.batch_size, 10_000),
+                tasks_max=pipeline.options.sink_tasks,
+                max_event_bytes=pipeline.options.max_event_bytes,
+            )
         )
-        sink_config.update(pipeline.options.sink_overrides)
+        if sink_config is not None:
+            sink_config.update(pipeline.options.sink_overrides)
     setup = ()
     if pipeline.streams and source.kind.value == "sqlserver":
         setup = tuple(enable_cdc_sql([(t.schema, t.name) for t in tables]))

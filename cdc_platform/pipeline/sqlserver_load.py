@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
-from cdc_platform.db import odbc_connect, pg_connect
+from cdc_platform.db import odbc_connect
+from cdc_platform.pipeline.pg_rows import pg_rule_rows, unflag
 from cdc_platform.schema.ddl import qualified, quote
 from cdc_platform.schema.model import CopyJob, Table
-from cdc_platform.schema.rules import decimal_bounds, decimal_fits, pg_null_predicate, rule_for, strip_nul
+from cdc_platform.schema.rules import decimal_bounds, decimal_fits, rule_for, strip_nul
 
 #: temporal types whose SQL Server values may carry a seventh fractional digit
 SUB_MICROSECOND = {"time": "time(6)", "timestamp": "datetime2(6)"}
@@ -76,23 +77,6 @@ def sqlserver_rows(src, job: CopyJob, specs_dir: Path, batch_size: int, target_k
         conn.commit()
     finally:
         conn.close()
-
-
-def unflag(raw: list, table: Table, flagged: list[str], substituted: dict[str, int],
-           fixers: dict[int, Fixer]) -> Row:  # fmt: skip
-    """The table's row from a select that follows each ``flagged`` column with a 0/1 flag (the value
-    was changed by a rule): flags counted per column, then each non-NULL value fixed for the target."""
-    row, i = [], 0
-    for index, c in enumerate(table.columns):
-        value = raw[i]
-        i += 1
-        if c.name in flagged:
-            if raw[i]:
-                substituted[c.name] = substituted.get(c.name, 0) + 1
-            i += 1
-        fix = fixers.get(index)
-        row.append(fix(value) if fix is not None and value is not None else value)
-    return row
 
 
 def _sqlserver_fixers(table: Table, target_kind: str, substituted: dict[str, int]) -> dict[int, Fixer]:
@@ -149,44 +133,16 @@ def write_sqlserver(dst, job: CopyJob, specs_dir: Path, rows: Iterable[Row], bat
 
 
 # -- PostgreSQL -> SQL Server ------------------------------------------------------------------------
-def pg_select_for_sqlserver(table: Table) -> tuple[str, list[str]]:
-    """SELECT whose values pyodbc binds exactly; values a rule covers come as NULL, and a flag per
-    such column says the value was substituted (one scan, counted in the copy's own snapshot)."""
-    items, flagged = [], []
-    for c in table.columns:
-        col = quote("postgresql", c.name)
-        kind = c.type.name
-        if kind in ("json", "jsonb", "uuid", "interval", "char") or kind == "bit":
-            expr = f"{col}::text"
-        else:
-            expr = col
-        predicate = pg_null_predicate("sqlserver", col, c.type)
-        if predicate:
-            items.append(f"CASE WHEN {predicate} THEN NULL ELSE {expr} END")
-            items.append(f"COALESCE({predicate}, false)")
-            flagged.append(c.name)
-        else:
-            items.append(expr)
-    return f"SELECT {', '.join(items)} FROM {qualified('postgresql', table.schema, table.name)}", flagged
+def _sqlserver_text(ctype) -> bool:
+    return ctype.name in ("json", "jsonb", "uuid", "interval", "char")
 
 
 def pg_rows_for_sqlserver(src, job: CopyJob, specs_dir: Path, snapshot: str | None, batch_size: int,
                           substituted: dict[str, int]) -> Iterator[Row]:  # fmt: skip
-    from cdc_platform.pipeline.full_load import _begin_pg_snapshot
-
-    t = job.table
-    select, flagged = pg_select_for_sqlserver(t)
-    fixers = _pg_fixers(t)
-    with pg_connect(src, specs_dir, autocommit=True) as conn:
-        cur = conn.cursor()
-        _begin_pg_snapshot(cur, snapshot)
-        cur.execute("SET LOCAL intervalstyle = 'iso_8601'")
-        with conn.cursor(name="cdc_full_load") as named:  # server-side: batches, never the whole table
-            named.itersize = batch_size
-            named.execute(select)
-            for raw in named:
-                yield unflag(list(raw), t, flagged, substituted, fixers)
-        cur.execute("COMMIT")
+    rows = pg_rule_rows(src, job, specs_dir, snapshot, batch_size, "sqlserver", substituted, _sqlserver_text)
+    fixers = _pg_fixers(job.table)
+    for row in rows:
+        yield [fixers[i](v) if i in fixers and v is not None else v for i, v in enumerate(row)]
 
 
 def _pg_fixers(table: Table) -> dict[int, Fixer]:

@@ -187,22 +187,23 @@ def _kafka_parts(bootstrap: str, names: PipelineNames, delete_topics: bool):
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     done, left = [], []
-    group = f"connect-{names.sink_connector}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            listed = admin.list_consumer_groups(request_timeout=10).result()
-            if group not in {g.group_id for g in listed.valid}:
+    # the JDBC sink's group, and the S3 writer's (cdc_platform/s3/changes.py); whichever exists
+    for group in (f"connect-{names.sink_connector}", f"cdc-{names.pipeline}-s3"):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                listed = admin.list_consumer_groups(request_timeout=10).result()
+                if group not in {g.group_id for g in listed.valid}:
+                    break
+                admin.delete_consumer_groups([group], request_timeout=10)[group].result()
+                done.append(f"deleted consumer group {group}")
                 break
-            admin.delete_consumer_groups([group], request_timeout=10)[group].result()
-            done.append(f"deleted consumer group {group}")
-            break
-        except KafkaException as exc:
-            # the group stays non-empty for a moment after its connector is deleted
-            if time.monotonic() > deadline:
-                left.append(f"consumer group {group} ({exc})")
-                break
-            time.sleep(1)
+            except KafkaException as exc:
+                # the group stays non-empty for a moment after its connector is deleted
+                if time.monotonic() > deadline:
+                    left.append(f"consumer group {group} ({exc})")
+                    break
+                time.sleep(1)
     if delete_topics:
         prefix = f"{names.topic_prefix}."
         topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)

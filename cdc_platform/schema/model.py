@@ -47,3 +47,5 @@ class CopyJob:
     table: Table
     target_schema: str
     target_name: str
+    #: S3 targets: the table topic's end offset when the copy began (see cdc_platform/s3/snapshot.py)
+    since_offset: int = 0

@@ -104,6 +104,15 @@ RULES: tuple[ValueRule, ...] = (
     ValueRule("mysql", "sqlserver", ("numeric",),
               "values with more fractional or integer digits than the target decimal (38 digits) holds",
               "SQL Server would round or refuse them", when=_beyond_sqlserver_decimal),
+    # S3 (Parquet) as a target: cdc_platform/s3/values.py
+    ValueRule("postgresql", "s3", ("numeric",), "NaN, Infinity, -Infinity",
+              "a Parquet decimal has no special values", when=lambda t: bool(t.precision) and t.precision <= 76),
+    ValueRule("postgresql", "s3", ("date", "timestamp", "timestamptz"),
+              "infinity, -infinity and dates outside 0001-01-01..9999-12-31 (BC, year > 9999)",
+              "Parquet readers (pandas, DuckDB, Spark) take dates of years 1..9999"),
+    ValueRule("mysql", "s3", ("date", "timestamp", "timestamptz"),
+              "zero-in-date values ('0000-00-00', a zero year, month or day)",
+              "no such date exists in Parquet; Debezium reads them from the binlog as NULL"),
     # SQL Server as a source
     ValueRule("sqlserver", "postgresql", ("varchar", "char", "text"), "NUL characters (U+0000) inside text",
               "PostgreSQL text cannot contain them", becomes="the text without its NUL characters"),
@@ -141,7 +150,7 @@ def pg_null_predicate(target_kind: str, column_sql: str, ctype: CanonicalType) -
         return None
     special = f"{column_sql} IN ('NaN', 'Infinity', '-Infinity')"
     beyond = _beyond_sqlserver_decimal if target_kind == "sqlserver" else _beyond_mysql_decimal
-    if ctype.name == "numeric" and beyond(ctype):
+    if ctype.name == "numeric" and target_kind != "s3" and beyond(ctype):
         precision, scale = decimal_bounds(target_kind, ctype)
         return (f"{special} OR scale(trim_scale({column_sql})) > {scale} "
                 f"OR abs({column_sql}) >= 1e{precision - scale}")  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cdc_platform.capabilities import COPY_PAIRS
+from cdc_platform.capabilities import COPY_PAIRS, S3_SOURCES
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec, SpecFile
 
 SPECS_DIR_VARIABLE = "CDC_SPECS_DIR"
@@ -215,9 +215,16 @@ def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
     if errors or broken:
         return errors
     source, target = specs.connections[p.source], specs.connections[p.target]
-    if source.kind.value == "s3" or target.kind.value == "s3":
-        errors.append(SpecError(loaded.file, "S3 endpoints are not supported by database pipelines yet", pipeline=p.name,
-                                field="source" if source.kind.value == "s3" else "target"))  # fmt: skip
+    if source.kind.value == "s3":
+        errors.append(SpecError(loaded.file, "S3 is a target only: a pipeline cannot read from it", pipeline=p.name,
+                                field="source"))  # fmt: skip
+    elif target.kind.value == "s3" and source.kind.value not in S3_SOURCES:
+        errors.append(SpecError(loaded.file, f"an S3 target takes PostgreSQL, MySQL or MariaDB sources, not "
+                                f"{source.kind.value}", pipeline=p.name, field="target"))  # fmt: skip
+    elif target.kind.value == "s3" and p.options.sink_tasks != 1:
+        errors.append(SpecError(loaded.file, "an S3 target is written by one consumer over one partition per "
+                                "table (the merge orders a key's changes by offset); remove options.sink_tasks",
+                                pipeline=p.name, field="options.sink_tasks"))  # fmt: skip
     s3 = "s3" in (source.kind.value, target.kind.value)
     if p.copies and not s3 and (source.kind.value, target.kind.value) not in COPY_PAIRS:
         errors.append(SpecError(loaded.file, f"mode {p.mode.value} needs a full load, and there is no full-load "

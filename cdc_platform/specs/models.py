@@ -111,6 +111,13 @@ class ConnectionSpec(Strict):
     password: SecretRef | None = None
     tls: TlsSettings = Field(default_factory=TlsSettings)
     options: dict[str, str] = Field(default_factory=dict, description="Extra driver/connector options")
+    #: S3 (kind s3): where the Parquet files go; keys from these references, else the AWS default chain
+    bucket: str | None = None
+    prefix: str = Field(default="", description="S3: key prefix under the bucket (no leading slash)")
+    endpoint_url: str | None = Field(default=None, description="S3: an S3-compatible endpoint (MinIO, moto)")
+    region: str = "us-east-1"
+    access_key_id: SecretRef | None = None
+    secret_access_key: SecretRef | None = None
 
     @field_validator("password", mode="before")
     @classmethod
@@ -133,8 +140,26 @@ class ConnectionSpec(Strict):
                 )
         return options
 
+    @field_validator("access_key_id", "secret_access_key", mode="before")
+    @classmethod
+    def _no_inline_key(cls, v):
+        if isinstance(v, str):
+            raise ValueError(
+                "an inline key is not allowed; give a reference: {env: VAR} or {file: path, key: name}"
+            )
+        return v
+
     @model_validator(mode="after")
     def _database_fields(self) -> ConnectionSpec:
+        if self.kind == ConnectionKind.s3:
+            if not self.bucket:
+                raise ValueError("an s3 connection needs a bucket")
+            if (self.access_key_id is None) != (self.secret_access_key is None):
+                raise ValueError(
+                    "give both access_key_id and secret_access_key, or neither (AWS default chain)"
+                )
+            if self.prefix.startswith("/"):
+                raise ValueError(f"prefix {self.prefix!r} must not start with '/'")
         if self.kind != ConnectionKind.s3:
             missing = [f for f in ("host", "port", "database", "username") if getattr(self, f) in (None, "")]
             if missing:

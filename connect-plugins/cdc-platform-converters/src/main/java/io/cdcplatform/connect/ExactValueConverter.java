@@ -12,6 +12,8 @@
  * Configuration (prefix "<name>." in the connector config):
  *   target = postgresql | mysql | mariadb   the sink's database kind; decides the text forms and
  *                                           which values the target cannot hold (they become NULL)
+ *          | s3                             PostgreSQL's text forms, every value kept (NUL inside
+ *                                           MySQL text too): the Python S3 writer applies its rules
  */
 package io.cdcplatform.connect;
 
@@ -51,6 +53,8 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
     static final int PG_MIN_ISO_YEAR = -4712;
 
     private boolean targetPostgres;
+    /** S3 (Parquet) target: PostgreSQL's text forms, and text keeps its NUL characters */
+    private boolean keepNul;
 
     @Override
     public void configure(Properties props) {
@@ -59,12 +63,16 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
             case "postgresql":
                 targetPostgres = true;
                 break;
+            case "s3":
+                targetPostgres = true;
+                keepNul = true;
+                break;
             case "mysql":
             case "mariadb":
                 targetPostgres = false;
                 break;
             default:
-                throw new IllegalArgumentException("ExactValueConverter: 'target' must be postgresql, mysql or mariadb, got '" + target + "'");
+                throw new IllegalArgumentException("ExactValueConverter: 'target' must be postgresql, mysql, mariadb or s3, got '" + target + "'");
         }
     }
 
@@ -300,7 +308,7 @@ public class ExactValueConverter implements CustomConverter<SchemaBuilder, Relat
             case "TEXT":
             case "MEDIUMTEXT":
             case "LONGTEXT":
-                if (targetPostgres) { // PostgreSQL text cannot hold NUL: the documented rule drops it
+                if (targetPostgres && !keepNul) { // PostgreSQL text cannot hold NUL: the documented rule drops it
                     Charset charset = Texts.charset(column);
                     registration.register(text(), v -> v == null ? null : Texts.decode(v, charset).replace("\0", ""));
                 }

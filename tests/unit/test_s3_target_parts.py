@@ -1,0 +1,122 @@
+"""The S3 target's parts that need no services: its specs, its plan, the values change events
+become, and the merge of snapshot and change rows."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from cdc_platform.pipeline.plan import build_plan
+from cdc_platform.s3.latest import latest
+from cdc_platform.s3.storage import TableLocation
+from cdc_platform.s3.values import Substituted, arrow_schema, arrow_type, change_value
+from cdc_platform.schema.model import Column, Table
+from cdc_platform.schema.types import CanonicalType as T
+from cdc_platform.specs.loader import load_specs
+from cdc_platform.specs.models import ConnectionSpec
+from tests.unit.test_specs import CONN, PIPE, _error, _write
+
+LAKE = {"kind": "s3", "bucket": "lake", "prefix": "cdc/", "endpoint_url": "http://127.0.0.1:15000",
+        "access_key_id": {"env": "K"}, "secret_access_key": {"env": "S"}}  # fmt: skip
+
+
+def test_s3_specs_are_checked_where_they_are_written(tmp_path):
+    _write(tmp_path, connections={"a": CONN, "b": {**LAKE, "bucket": None}})
+    assert "an s3 connection needs a bucket" in _error(tmp_path)
+    _write(tmp_path, connections={"a": CONN, "b": {**LAKE, "secret_access_key": None}})
+    assert "give both access_key_id and secret_access_key" in _error(tmp_path)
+    _write(tmp_path, connections={"a": CONN, "b": {**LAKE, "access_key_id": "AKIA-inline"}})
+    assert "an inline key is not allowed" in _error(tmp_path)
+    _write(tmp_path, connections={"a": LAKE, "b": CONN})
+    assert "S3 is a target only" in _error(tmp_path)
+    _write(tmp_path, connections={"a": CONN, "b": LAKE}, pipelines=[{**PIPE, "options": {"sink_tasks": 2}}])
+    assert "field 'options.sink_tasks'" in _error(tmp_path)
+    _write(tmp_path, connections={"a": CONN, "b": LAKE})
+    assert load_specs(tmp_path).pipelines["p1"].spec.target == "b"
+
+
+def test_an_s3_plan_has_no_ddl_no_sink_and_the_converter_keeps_every_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRC_PW", "x")
+    _write(tmp_path, connections={"a": CONN, "b": LAKE})
+    specs = load_specs(tmp_path)
+    table = Table("public", "t", (Column("id", T("integer"), False, "int4"),), ("id",))
+    plan = build_plan(specs, specs.pipelines["p1"].spec, [table], "k:9092")
+    assert plan.ddl == () and plan.sink_config is None and plan.heartbeat is None
+    assert plan.source_config["exact.target"] == "s3"
+    assert dict(plan.routes) == {"p1.public.t": "t"}
+    where = TableLocation.of(specs.connection("b"), "s", "t")
+    assert where.uri == "s3://lake/cdc/s/t/" and where.change_file(0, 5, 12).endswith(
+        "/changes/p0/00000000000000000005-00000000000000000012.parquet"
+    )
+
+
+def test_column_types_of_the_parquet_files():
+    assert arrow_type(T("numeric", precision=12, scale=2)) == pa.decimal128(12, 2)
+    assert arrow_type(T("numeric", precision=60, scale=10)) == pa.decimal256(60, 10)
+    assert arrow_type(T("numeric")) == pa.string()  # unbounded: the exact text
+    assert arrow_type(T("timestamptz")) == pa.timestamp("us", tz="UTC")
+    schema = arrow_schema(Table("s", "t", (Column("id", T("bigint"), False, "int8"),), ("id",)))
+    assert schema.names == ["id", "_cdc_op", "_cdc_source_ts_ms", "_cdc_position", "_cdc_seq"]
+
+
+def test_change_values_decode_debeziums_and_the_converters_forms():
+    decimal_field = {
+        "type": "bytes",
+        "name": "org.apache.kafka.connect.data.Decimal",
+        "parameters": {"scale": "3"},
+    }
+    raw = base64.b64encode((-1500).to_bytes(2, "big", signed=True)).decode()
+    assert change_value(T("numeric", precision=10, scale=3), raw, decimal_field, "mysql") == Decimal("-1.500")
+    assert change_value(
+        T("numeric", precision=10, scale=2), "12.50", {"type": "string"}, "postgresql"
+    ) == Decimal("12.50")
+    assert change_value(T("numeric"), "NaN", {"type": "string"}, "postgresql") == "NaN"
+    with pytest.raises(Substituted):
+        change_value(T("numeric", precision=10, scale=2), "NaN", {"type": "string"}, "postgresql")
+    assert str(change_value(T("double"), "-0", {}, "postgresql")) == "-0.0"
+    assert change_value(T("date"), "2024-02-29", {}, "postgresql") == dt.date(2024, 2, 29)
+    for special in ("infinity", "0044-03-15 BC", "0000-01-01"):
+        with pytest.raises(Substituted):
+            change_value(T("date"), special, {}, "postgresql")
+    assert change_value(T("timestamptz"), "2024-05-01 10:00:00.123456+00", {}, "postgresql") == dt.datetime(
+        2024, 5, 1, 10, 0, 0, 123456, tzinfo=dt.timezone.utc
+    )
+    assert change_value(
+        T("timestamp"), 1_000_000, {"name": "io.debezium.time.MicroTimestamp"}, "mysql"
+    ) == dt.datetime(1970, 1, 1, 0, 0, 1)
+    assert change_value(T("binary"), base64.b64encode(b"\x00\xff").decode(), {}, "postgresql") == b"\x00\xff"
+    assert change_value(T("char", length=4), "ab  ", {}, "postgresql") == "ab"
+
+
+def test_the_latest_row_of_each_key_wins_and_deletes_remove_it():
+    rows = pa.table({
+        "id": [1, 1, 2, 3, 3, 4],
+        "v": [float("nan"), 2.0, None, 4.0, 5.0, float("nan")],
+        "_cdc_op": ["r", "u", "r", "r", "d", "c"],
+        "_cdc_source_ts_ms": pa.nulls(6, pa.int64()),
+        "_cdc_position": pa.nulls(6, pa.string()),
+        "_cdc_seq": [0, 3, 0, 0, 5, 7],
+    })  # fmt: skip
+    merged = sorted(latest(rows, ["id"]).to_pylist(), key=lambda r: r["id"])
+    assert [r["id"] for r in merged] == [1, 2, 4]
+    assert merged[0]["v"] == 2.0 and merged[1]["v"] is None and str(merged[2]["v"]) == "nan"
+    # a re-load's snapshot (seq 2 x its start offset) beats the changes before it, not those after
+    reload = pa.table({"id": [9, 9, 9], "v": [1.0, 2.0, 3.0], "_cdc_op": ["c", "r", "u"],
+                       "_cdc_source_ts_ms": pa.nulls(3, pa.int64()), "_cdc_position": pa.nulls(3, pa.string()),
+                       "_cdc_seq": [2 * 4 + 1, 2 * 10, 2 * 10 + 1]})  # fmt: skip
+    assert latest(reload, ["id"]).to_pylist() == [{"id": 9, "v": 3.0}]
+    assert latest(reload.slice(0, 2), ["id"]).to_pylist() == [{"id": 9, "v": 2.0}]
+
+
+def test_keys_are_never_logged_or_kept(monkeypatch):
+    from cdc_platform.s3.storage import s3_client
+
+    monkeypatch.setenv("K", "AKIAEXAMPLE")
+    monkeypatch.setenv("S", "super-secret-key")
+    conn = ConnectionSpec(name="lake", **LAKE)
+    client = s3_client(conn, None)
+    assert "super-secret-key" not in repr(client) and "super-secret-key" not in conn.model_dump_json()
