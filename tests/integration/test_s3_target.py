@@ -6,14 +6,19 @@ sources. A writer that dies between writing a file and committing its offsets wr
 from __future__ import annotations
 
 import math
+import pickle
+import signal
+import subprocess
+import sys
 import time
 
 import boto3
 import dagster as dg
 import pytest
 
-import cdc_platform.s3.changes as changes
 from cdc_platform.assets import CdcSettingsResource
+from cdc_platform.pipeline.plan import PipelineNames, table_topic
+from cdc_platform.s3.changes import S3Table
 from cdc_platform.s3.latest import all_rows, read_latest
 from cdc_platform.s3.snapshot import source_rows
 from cdc_platform.s3.storage import TableLocation, list_files, s3_filesystem
@@ -100,6 +105,14 @@ class Lake:
         extra = [r for r in got or [] if r not in (expected or [])]
         raise AssertionError(f"S3 never matched the source: missing={missing[:5]} extra={extra[:5]}")
 
+
+KILLED_WRITER = """
+import os, pickle, signal, sys
+import cdc_platform.s3.changes as changes
+target, specs_dir, bootstrap, pipeline, table = pickle.loads(open(sys.argv[1], "rb").read())
+changes._commit = lambda consumer, offsets: os.kill(os.getpid(), signal.SIGKILL)
+changes.flush_tables(target, specs_dir, bootstrap, pipeline, "mariadb", [table], print)
+"""
 
 PG_TABLE = """CREATE TABLE t (id int PRIMARY KEY, amount numeric(12,2), exact numeric, ratio float8, ok boolean,
   day date, at timestamptz, local timestamp, raw bytea, doc jsonb, ref uuid, clock time, span interval,
@@ -196,24 +209,25 @@ def test_a_writer_killed_between_upload_and_commit_writes_no_row_twice(stack, co
                 conn.commit()
             time.sleep(3)  # the changes reach Kafka
 
-            died = []
-            original = changes._commit
-
-            def die_once(consumer, offsets):
-                if not died and list_files(lake.fs, lake.location.changes_dir(0)):
-                    died.append(offsets)
-                    raise SystemExit("killed between upload and commit")
-                original(consumer, offsets)
-
-            changes._commit = die_once
-            try:
-                with pytest.raises(SystemExit):
-                    lake.tick()
-            finally:
-                changes._commit = original
-            assert died and list_files(lake.fs, lake.location.changes_dir(0))
+            # a real death: the writer process is SIGKILLed where it would commit, after its upload
+            spec = specs.pipelines[name].spec
+            (table,) = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)
+            job = S3Table(table.qualified, table_topic(specs.connection("src"), PipelineNames(name), table.qualified),
+                          table, lake.location)  # fmt: skip
+            args = tmp_path / "flush.pickle"
+            args.write_bytes(
+                pickle.dumps((specs.connection("lake"), specs.directory, stack.kafka_bootstrap, name, job))
+            )
+            died = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(args)], capture_output=True, text=True,
+                                  timeout=120)  # fmt: skip
+            assert died.returncode == -signal.SIGKILL, died.stdout + died.stderr
+            written = list_files(lake.fs, lake.location.changes_dir(0))
+            assert len(written) == 1, "the dead writer uploaded its file"
             lake.until_equal("src", f"{src}.t")
             recovered = [m for m in lake.materializations if "recovered_uncommitted_through" in m.metadata]
+            assert recovered[0].metadata["recovered_uncommitted_through"].value == int(
+                written[0].path.rsplit("-", 1)[1].split(".")[0]
+            )
             assert recovered, "the next tick committed what the dead writer had written"
             rows = [r for r in all_rows(lake.fs, lake.location).to_pylist() if r["_cdc_op"] != "r"]
             seqs = [r["_cdc_seq"] for r in rows]
