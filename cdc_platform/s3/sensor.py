@@ -16,6 +16,7 @@ import dagster as dg
 from cdc_platform.assets import CdcSettingsResource
 from cdc_platform.s3.changes import S3Table, TableFlush, consumer_group, flush_tables
 from cdc_platform.s3.storage import TableLocation
+from cdc_platform.schema.model import Table
 
 #: seconds of one tick's flushing, shared by the pipelines (Dagster's sensor timeout is 60 s)
 TICK_BUDGET_SECONDS = 40.0
@@ -25,7 +26,7 @@ TICK_BUDGET_SECONDS = 40.0
 class S3TableAsset:
     qualified: str
     topic: str
-    table: object  # cdc_platform.schema.model.Table
+    table: Table
     target_schema: str
     target_name: str
     key: dg.AssetKey
@@ -86,7 +87,7 @@ def build_s3_writer_sensor(
             try:
                 results = flush_tables(
                     target, specs.directory, cdc_settings.kafka_bootstrap, p.pipeline, p.source_kind,
-                    [S3Table(q, t.topic, t.table, loc) for q, (t, loc) in tables.items()],  # type: ignore[arg-type]
+                    [S3Table(q, t.topic, t.table, loc) for q, (t, loc) in tables.items()],
                     context.log.info, TICK_BUDGET_SECONDS / max(len(live), 1),
                 )  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - one pipeline's failure must not stop the others

@@ -62,7 +62,8 @@ def source_rows(src: ConnectionSpec, job: CopyJob, specs_dir: Path, snapshot: st
 
 def write_snapshot(src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs_dir: Path, *,
                    snapshot: str | None, batch_size: int, tick: Callable[[int], None]) -> tuple[int, int, dict[str, int]]:  # fmt: skip
-    """(rows, bytes written, substitutions per column). The previous snapshot's files are replaced."""
+    """(rows, bytes written, substitutions per column). The previous snapshot is replaced only once
+    the new one is uploaded."""
     fs = s3_filesystem(dst, specs_dir)
     check_bucket(fs, dst)
     client = s3_client(dst, specs_dir)
@@ -71,9 +72,6 @@ def write_snapshot(src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs
     names = [c.name for c in job.table.columns]
     substituted: dict[str, int] = {}
     seq = 2 * job.since_offset
-    stale = [i.path for i in list_files(fs, location.snapshot_dir)]
-    for path in stale:
-        fs.delete_file(path)
     part_path = location.snapshot_file(0)
     with tempfile.TemporaryDirectory(prefix="cdc-snapshot-") as scratch:
         local = Path(scratch) / "part.parquet"
@@ -85,8 +83,13 @@ def write_snapshot(src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs
             source_rows(src, job, specs_dir, snapshot, batch_size, substituted),
             tick,
         )
+        # one PUT replaces the previous snapshot's object whole: a re-load that fails before it
+        # leaves the old snapshot readable; files of an older layout are removed only afterwards
         put_file(client, part_path, local)
         written = local.stat().st_size
+    for stale in list_files(fs, location.snapshot_dir):
+        if stale.path != part_path:
+            fs.delete_file(stale.path)
     return rows, written, substituted
 
 
