@@ -84,6 +84,13 @@ MARIADB_CASES = (
     Case("c_enum", "enum('x','y')", "text", ("'y'", "'x'")),
     Case("c_text", "varchar(50)", "varchar", ("'😀 emoji'", "'Grüße'", "''", "'a\\0b'")),
     Case("c_longtext", "longtext", "text", ("CONCAT('x', CHAR(0), 'y')", "'plain'")),
+    # the characters COPY text escapes, and a text that looks like the full load's row flag
+    Case("c_escapes", "varchar(40)", "varchar",
+         ("CONCAT('a', CHAR(9), 'b', CHAR(10), 'c', CHAR(13), 'd', CHAR(92), 'e')", "CONCAT(CHAR(92), '!0!x')",
+          "CONCAT(CHAR(92), 'N')", "CHAR(92)", "CONCAT(CHAR(92), CHAR(92), '!')")),
+    Case("c_latin1", "varchar(20) CHARACTER SET latin1", "varchar", ("'Grüße'", "CONCAT('x', CHAR(9), 'y')")),
+    Case("c_blob", "blob", "binary", ("X'005c0a0d09ff01'", "X''", "X'5c7834'")),
+    Case("c_json", "json", "json", ("'{\"k\": \"v\\\\tw\", \"n\": [1, 2]}'", "'[]'")),
 )  # fmt: skip
 
 
@@ -99,6 +106,8 @@ def rows_of(cases: tuple[Case, ...], first_id: int) -> list[str]:
 
 # -- reading back, strictly ---------------------------------------------------------------------
 def pg_read_expr(case: Case, name: str) -> str:
+    if case.canonical == "binary":
+        return f"encode({name}, 'hex')"
     if case.canonical == "real":
         return f"{name}::float8::text"
     return f"{name}::text"
@@ -111,6 +120,8 @@ def mysql_read_expr(case: Case, name: str) -> str:
         return f"LPAD(BIN({name}), {case.length}, '0')"
     if case.canonical == "boolean":
         return f"CAST({name} + 0 AS CHAR)"
+    if case.canonical == "binary":
+        return f"LOWER(HEX({name}))"
     return f"CAST({name} AS CHAR)"
 
 

@@ -4,8 +4,10 @@
   ``COPY ... FROM STDIN``; rows are never parsed in Python.
 * PostgreSQL -> MySQL/MariaDB: ``COPY ... (FORMAT csv)`` streamed through a FIFO into
   ``LOAD DATA LOCAL INFILE``; no row becomes a Python object.
-* MySQL/MariaDB -> PostgreSQL: an unbuffered cursor inside ``START TRANSACTION WITH CONSISTENT
-  SNAPSHOT``, written with psycopg's C-level ``COPY ... write_row``.
+* MySQL/MariaDB -> PostgreSQL: each row rendered as a ``COPY`` text line by the source server
+  (``mysql_copy_text``) inside ``START TRANSACTION WITH CONSISTENT SNAPSHOT``, read by the
+  ``mariadb`` client in a second process (``mysql_client``) or pymysql, relayed into
+  ``COPY ... FROM STDIN`` unparsed.
 * MySQL/MariaDB -> MySQL/MariaDB: the same cursor, written as multi-row INSERTs in batches.
 
 A PostgreSQL source copy can join an exported snapshot (``snapshot`` argument), which is what makes
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
+from cdc_platform.pipeline.mysql_client import ClientResult, ClientUnavailable, client_for
+from cdc_platform.pipeline.mysql_copy_text import copy_text_select, take_flags
 from cdc_platform.pipeline.sqlserver_load import (
     mysql_decimal_fixer,
     pg_rows_for_sqlserver,
@@ -37,7 +41,6 @@ from cdc_platform.schema.rules import (
     pg_null_predicate,
     pg_substituted_predicate,
     rule_for,
-    strip_nul,
 )
 from cdc_platform.specs.models import ConnectionSpec
 
@@ -273,22 +276,33 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
     return loaded, counters["bytes"], substituted
 
 
-@contextlib.contextmanager
 def _session_watchdog(dconn, dst, specs_dir: Path, cut_reasons: list[str], every: float = 2.0):
+    """:func:`_watch_session` for a pymysql connection: a cut shuts its socket down."""
+    import socket
+
+    def shut() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            dconn._sock.shutdown(socket.SHUT_RDWR)  # pymysql keeps its socket here
+
+    return _watch_session(dconn.thread_id(), shut, dst, specs_dir, cut_reasons, every)
+
+
+@contextlib.contextmanager
+def _watch_session(session: int, stop_copy: Callable[[], None], dst, specs_dir: Path, cut_reasons: list[str],
+                   every: float = 2.0, look_after_failure: bool = True):  # fmt: skip
     """End a MySQL/MariaDB copy whose server session died: a killed MariaDB session stops reading
     (or writing) without closing the socket, so the client would block for minutes in a send or a
     read. A second connection checks every ``every`` seconds that the session still exists and
-    shuts the copy's socket down when it does not (or when the server cannot be asked); the copy
-    then fails with ``cut_reasons`` saying why."""
-    import socket
+    calls ``stop_copy`` when it does not (or when the server cannot be asked); the copy then fails
+    with ``cut_reasons`` saying why. ``look_after_failure``: on another failure, ask once more
+    whether the session still exists (not for a client process, whose session ends with it)."""
     import threading
 
-    session, stop = dconn.thread_id(), threading.Event()
+    stop = threading.Event()
 
     def cut(reason: str) -> None:
         cut_reasons.append(reason)
-        with contextlib.suppress(OSError, AttributeError):
-            dconn._sock.shutdown(socket.SHUT_RDWR)  # pymysql keeps its socket here
+        stop_copy()
 
     def watch() -> None:
         try:
@@ -332,7 +346,7 @@ def _session_watchdog(dconn, dst, specs_dir: Path, cut_reasons: list[str], every
     try:
         yield
     except BaseException:
-        if not cut_reasons:
+        if not cut_reasons and look_after_failure:
             last_look()
         raise
     finally:
@@ -397,7 +411,6 @@ def _mysql_value_fixers(table: Table, target_kind: str, substituted: dict[str, i
     The same rules as the CDC converter: zero-in-date values become NULL (and are counted), TIME
     becomes duration text, BIT(n) a bit string for PostgreSQL, booleans and UTC time zones fixed.
     """
-    to_pg = target_kind == "postgresql"
     #: PostgreSQL and S3 take a UTC instant for TIMESTAMP and BIT(n) as a bit string
     pg_forms = target_kind in ("postgresql", "s3")
     fixers: list[tuple[int, Callable]] = []
@@ -415,18 +428,6 @@ def _mysql_value_fixers(table: Table, target_kind: str, substituted: dict[str, i
                 return v.replace(tzinfo=dt.timezone.utc) if utc else v
 
             fixers.append((i, fix))
-        elif kind in ("varchar", "char", "text") and to_pg:
-
-            def drop_nul(v, name=c.name):
-                if not isinstance(v, str):
-                    return v
-                stripped = strip_nul(v)
-                if stripped is None:
-                    return v
-                substituted[name] = substituted.get(name, 0) + 1
-                return stripped
-
-            fixers.append((i, drop_nul))
         elif kind == "duration":
             fixers.append((i, lambda v: None if v is None else mysql_time_text(v)))
         elif kind == "boolean":  # BIT(1) arrives as bytes
@@ -471,11 +472,91 @@ def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable
             conn.close()
 
 
+_SNAPSHOT_SCRIPT = "SET SESSION time_zone = '+00:00'; START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
+
+
+def _mysql_copy_text(src, job: CopyJob, specs_dir: Path, batch_size: int, substituted: dict[str, int], log):
+    """Blocks of whole ``COPY`` text lines, rendered by the source server (``mysql_copy_text``) and
+    read in one consistent snapshot, each with its row count; the flags counted into ``substituted``.
+
+    Read by the ``mariadb``/``mysql`` client in a second process where it can be (``mysql_client``),
+    else by pymysql; the lines are the same bytes either way.
+    """
+    select = copy_text_select(job.table)
+    binary = client_for(src, specs_dir)
+    if binary:
+        try:
+            result = ClientResult(binary, src, specs_dir, f"{_SNAPSHOT_SCRIPT}; {select.sql}; COMMIT")
+        except ClientUnavailable as exc:
+            log(f"{job.table.qualified}: {binary} could not read the table ({exc}); reading with pymysql")
+        else:
+            yield from _client_blocks(result, src, job, specs_dir, select, substituted)
+            return
+    yield from _pymysql_blocks(src, job, specs_dir, batch_size, select, substituted)
+
+
+def _client_blocks(result: ClientResult, src, job: CopyJob, specs_dir: Path, select, substituted):
+    cut: list[str] = []
+    try:
+        with _watch_session(result.session, result.kill, src, specs_dir, cut, look_after_failure=False):
+            for block in result.blocks():
+                yield take_flags(block, select.counted, substituted), block.count(b"\n")
+    except Exception as exc:
+        if cut:
+            raise FullLoadError(f"{job.table.qualified}: {cut[0]}") from exc
+        raise FullLoadError(f"{job.table.qualified}: reading the source failed: {exc}") from exc
+    finally:
+        result.close()
+
+
+def _pymysql_blocks(src, job: CopyJob, specs_dir: Path, batch_size: int, select, substituted):
+    import pymysql.cursors
+
+    conn = mysql_connect(src, specs_dir, database=job.table.schema, cursorclass=pymysql.cursors.SSCursor)
+    cut: list[str] = []
+    try:
+        with conn.cursor() as cur, _session_watchdog(conn, src, specs_dir, cut):
+            for statement in _SNAPSHOT_SCRIPT.split("; "):
+                cur.execute(statement)
+            cur.execute(select.sql)
+            while True:
+                batch = cur.fetchmany(batch_size)
+                if not batch:
+                    break
+                block = b"\n".join([row[0] for row in batch]) + b"\n"
+                yield take_flags(block, select.counted, substituted), len(batch)
+            conn.commit()
+    except Exception as exc:
+        if cut:
+            raise FullLoadError(f"{job.table.qualified}: {cut[0]}") from exc
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
 def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+    """MySQL/MariaDB -> PostgreSQL: lines of ``COPY`` text made by the source server, relayed into
+    ``COPY ... FROM STDIN`` after a TRUNCATE in the same transaction (all rows or none)."""
+    t = job.table
     substituted: dict[str, int] = {}
-    fixers = _mysql_value_fixers(job.table, "postgresql", substituted)
-    rows = _fixed(_mysql_rows(src, job, specs_dir, batch_size), fixers)
-    return _rows_to_pg(dst, job, specs_dir, rows, log), None, substituted
+    progress = _Progress(t.qualified, log)
+    rows = nbytes = 0
+    insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({_columns('postgresql', t)}) FROM STDIN"
+    with pg_connect(dst, specs_dir) as d:
+        dcur = d.cursor()
+        dcur.execute("SET LOCAL synchronous_commit = off")
+        dcur.execute("SET LOCAL TIME ZONE 'UTC'")
+        dcur.execute("SET LOCAL client_encoding = 'UTF8'")  # the lines are utf8mb4 bytes
+        dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
+        with dcur.copy(insert) as into:
+            for block, count in _mysql_copy_text(src, job, specs_dir, batch_size, substituted, log):
+                into.write(block)
+                rows += count
+                nbytes += len(block)
+                progress.tick(rows)
+        d.commit()
+    return rows, nbytes, substituted
 
 
 def _fixed(rows: Iterable, fixers: list[tuple[int, Callable]]) -> Iterable:

@@ -174,9 +174,7 @@ def test_killing_the_mariadb_source_session_mid_copy_ends_the_copy(stack, tmp_pa
 
         def kill() -> bool:
             with mariadb_connect(stack) as admin, admin.cursor() as cur:
-                cur.execute(
-                    "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT `id`, `v` FROM%%'"
-                )
+                cur.execute("SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT%%.`big`'")
                 found = cur.fetchall()
                 for (conn_id,) in found:
                     cur.execute(f"KILL {int(conn_id)}")

@@ -1,0 +1,106 @@
+"""The MariaDB -> PostgreSQL full load reads ``COPY`` text lines made by the source server, through
+the ``mariadb`` client where it can and through pymysql otherwise: both must load the same values
+and count the same substitutions, a client that cannot start must hand over to pymysql, and the
+password must never be on the client's command line or left on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cdc_platform.pipeline.full_load import copy_table
+from cdc_platform.pipeline.mysql_client import CLIENT_VARIABLE, ClientResult, client_for
+from cdc_platform.schema.ddl import create_table_sql
+from cdc_platform.schema.discovery import discover_pipeline_tables
+from cdc_platform.schema.model import CopyJob
+from tests.fidelity_cases import MARIADB_CASES, rows_of
+from tests.pipeline_support import connection, write_specs
+from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
+
+pytestmark = pytest.mark.integration
+COPIES = 400  # the edge rows repeated, so the result spans many client read blocks
+
+
+@pytest.fixture
+def edge_job(stack, tmp_path):
+    """A MariaDB table of every edge value (zero dates, NUL, escapes, latin1, blobs) and its empty
+    PostgreSQL target."""
+    with mariadb_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        columns = ", ".join(f"`{c.column}` {c.source_type}" for c in MARIADB_CASES)
+        rows = rows_of(MARIADB_CASES, 1)
+        with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = ''")
+            cur.execute(f"CREATE TABLE edge (id int PRIMARY KEY, touch int, {columns})")
+            for copy in range(COPIES):
+                values = [row.replace("(", f"({copy * 100} + ", 1) for row in rows]
+                cur.execute(f"INSERT INTO edge VALUES {', '.join(values)}")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "mariadb", src), "tgt": connection(stack, "postgresql", tgt)},
+            [{"name": unique("text"), "source": "src", "target": "tgt", "target_schema": "replica",
+              "mode": "full_load_only", "tables": {"names": [f"{src}.edge"]}}],
+        )  # fmt: skip
+        spec = next(iter(specs.pipelines.values())).spec
+        table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
+        with pg_connect(stack, tgt) as conn:
+            conn.execute("CREATE SCHEMA replica")
+            conn.execute(create_table_sql("postgresql", "replica", "edge", table, source_kind="mariadb"))
+        yield specs, CopyJob(table, "replica", "edge"), tgt
+
+
+def _load(stack, specs, job, tgt, monkeypatch, client: str | None):
+    if client is None:
+        monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(CLIENT_VARIABLE, client)
+    logged: list[str] = []
+    stats = copy_table(
+        specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+    )
+    with pg_connect(stack, tgt) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        rows = conn.execute("SELECT e::text FROM replica.edge e ORDER BY id").fetchall()
+    return stats, rows, logged
+
+
+def test_the_client_and_pymysql_load_the_same_values_and_counts(stack, edge_job, monkeypatch):
+    specs, job, tgt = edge_job
+    monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
+    assert client_for(specs.connection("src"), specs.directory), "the stack installs the mariadb client"
+    by_client, client_rows, client_log = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    by_pymysql, pymysql_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client="none")
+    assert not [m for m in client_log if "reading with pymysql" in m]
+    assert by_client.rows == by_pymysql.rows == COPIES * 6 == len(client_rows)
+    assert client_rows == pymysql_rows
+    # zero dates in three columns and NUL in two, on each of the copies
+    assert by_client.substituted == by_pymysql.substituted
+    assert by_client.substituted == {"c_date": 2 * COPIES, "c_datetime": 2 * COPIES, "c_timestamp": COPIES,
+                                     "c_text": COPIES, "c_longtext": COPIES}  # fmt: skip
+
+
+def test_a_client_that_cannot_start_hands_over_to_pymysql(stack, edge_job, monkeypatch):
+    specs, job, tgt = edge_job
+    stats, rows, logged = _load(stack, specs, job, tgt, monkeypatch, client="/bin/false")
+    assert any("/bin/false could not read the table" in m and "reading with pymysql" in m for m in logged)
+    assert stats.rows == len(rows) == COPIES * 6
+
+
+def test_the_password_is_neither_on_the_command_line_nor_left_on_disk(stack, edge_job):
+    specs, _job, _tgt = edge_job
+    src = specs.connection("src")
+    from cdc_platform.db import password_of
+
+    password = password_of(src, specs.directory)
+    result = ClientResult(client_for(src, specs.directory) or "mariadb", src, specs.directory, "SELECT 1")
+    try:
+        assert password not in " ".join(result.process.args)
+        options = next(
+            Path(a.split("=", 1)[1]) for a in result.process.args if a.startswith("--defaults-file=")
+        )
+        assert options.exists() and (options.stat().st_mode & 0o777) == 0o600
+        assert b"".join(result.blocks()) == b"1\n"
+    finally:
+        result.close()
+    assert not options.exists() and not os.path.exists(options.parent)
