@@ -1,7 +1,7 @@
 """Copying tables source -> target by the fastest native path each pair has.
 
-* PostgreSQL -> PostgreSQL: ``COPY (SELECT ...) TO STDOUT`` streamed block by block into
-  ``COPY ... FROM STDIN``; rows are never parsed in Python.
+* PostgreSQL -> PostgreSQL: ``COPY (SELECT ...) TO STDOUT`` read by psql in a second process (or
+  psycopg) and relayed in megabyte blocks into ``COPY ... FROM STDIN``; rows are never parsed.
 * PostgreSQL -> MySQL/MariaDB: ``COPY ... (FORMAT csv)`` streamed through a FIFO into
   ``LOAD DATA LOCAL INFILE``; no row becomes a Python object.
 * MySQL/MariaDB -> PostgreSQL: each row rendered as a ``COPY`` text line by the source server
@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
-from cdc_platform.pipeline.mysql_client import ClientResult, ClientUnavailable, client_for
+from cdc_platform.pipeline.client_process import ClientUnavailable
+from cdc_platform.pipeline.mysql_client import ClientResult, client_for
 from cdc_platform.pipeline.mysql_copy_text import copy_text_select, take_flags
+from cdc_platform.pipeline.pg_client import PsqlCopyOut, psql_for
 from cdc_platform.pipeline.sqlserver_load import (
     mysql_decimal_fixer,
     pg_rows_for_sqlserver,
@@ -45,6 +47,8 @@ from cdc_platform.schema.rules import (
 from cdc_platform.specs.models import ConnectionSpec
 
 PROGRESS_EVERY_S = 5.0
+#: the psycopg relay gathers rows into writes of this size (one write per row costs a Python call each)
+COPY_WRITE_BYTES = 1 << 20
 
 
 class FullLoadError(RuntimeError):
@@ -93,25 +97,77 @@ def begin_pg_snapshot(cur, snapshot: str | None) -> None:
 def _pg_to_pg(
     src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs_dir: Path, snapshot, log, batch_size
 ):
+    """``COPY TO STDOUT`` relayed into ``COPY FROM STDIN`` after a TRUNCATE in the same target
+    transaction; read by psql in a second process where it is installed (``pg_client``), else by
+    psycopg, whose row-by-row reads are gathered into megabyte writes."""
     t = job.table
-    progress = _Progress(t.qualified, log)
-    rows = nbytes = 0
     select = f"COPY (SELECT {_columns('postgresql', t)} FROM {qualified('postgresql', t.schema, t.name)}) TO STDOUT"
     insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({_columns('postgresql', t)}) FROM STDIN"
-    with pg_connect(src, specs_dir, autocommit=True) as s, pg_connect(dst, specs_dir) as d:
-        scur, dcur = s.cursor(), d.cursor()
-        begin_pg_snapshot(scur, snapshot)
-        dcur.execute("SET LOCAL synchronous_commit = off")
-        dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
-        with scur.copy(select) as out, dcur.copy(insert) as into:
-            for block in out:
-                into.write(block)
-                nbytes += len(block)
-                rows += bytes(block).count(b"\n")
-                progress.tick(rows)
-        d.commit()
-        scur.execute("COMMIT")
+    reader = _psql_reader(src, specs_dir, snapshot, select, t.qualified, log)
+    progress = _Progress(t.qualified, log)
+    rows = nbytes = 0
+    try:
+        with pg_connect(dst, specs_dir) as d:
+            dcur = d.cursor()
+            dcur.execute("SET LOCAL synchronous_commit = off")
+            dcur.execute("SET LOCAL client_encoding = 'UTF8'")  # what psql is asked to send
+            dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
+            with dcur.copy(insert) as into:
+                blocks = (
+                    _psql_blocks(reader, t.qualified)
+                    if reader
+                    else _psycopg_blocks(src, specs_dir, snapshot, select)
+                )
+                for block in blocks:
+                    into.write(block)
+                    nbytes += len(block)
+                    rows += block.count(b"\n")
+                    progress.tick(rows)
+            d.commit()
+    finally:
+        if reader:
+            reader.close()
     return rows, nbytes, {}
+
+
+def _psql_reader(src, specs_dir: Path, snapshot, select: str, label: str, log) -> PsqlCopyOut | None:
+    binary = psql_for()
+    if not binary:
+        return None
+    # the name comes from CREATE_REPLICATION_SLOT's reply, never from a spec
+    statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                  *([f"SET TRANSACTION SNAPSHOT '{snapshot}'"] if snapshot else []), select, "COMMIT"]  # fmt: skip
+    reader = PsqlCopyOut(binary, src, specs_dir, statements)
+    try:
+        reader.started()
+    except ClientUnavailable as exc:
+        log(f"{label}: {binary} could not read the table ({exc}); reading with psycopg")
+        return None
+    return reader
+
+
+def _psql_blocks(reader: PsqlCopyOut, label: str):
+    try:
+        yield from reader.blocks()
+    except RuntimeError as exc:
+        raise FullLoadError(f"{label}: reading the source failed: {exc}") from exc
+
+
+def _psycopg_blocks(src, specs_dir: Path, snapshot, select: str):
+    with pg_connect(src, specs_dir, autocommit=True) as s:
+        scur = s.cursor()
+        scur.execute("SET client_encoding = 'UTF8'")
+        begin_pg_snapshot(scur, snapshot)
+        buffer = bytearray()
+        with scur.copy(select) as out:
+            for row in out:
+                buffer += row
+                if len(buffer) >= COPY_WRITE_BYTES:
+                    yield bytes(buffer)
+                    buffer.clear()
+        if buffer:
+            yield bytes(buffer)
+        scur.execute("COMMIT")
 
 
 def _pg_csv_expression(column, index: int, target_kind: str) -> tuple[str, str, str | None]:

@@ -1,0 +1,119 @@
+"""A database's command-line client in a second process, its standard output read as one result.
+
+The fastest copies between two databases are the clients' own pipes (``psql \\copy | psql \\copy``,
+``mariadb --batch | psql \\copy``): C code reads one server while another process writes the other,
+on another core. A Python driver reading the same rows parses every row in this process. So the
+full load reads a source through its client where one is installed (``pg_client``,
+``mysql_client``) and writes the target itself, which keeps the target's transaction, its TRUNCATE
+and its errors in this process.
+
+Secrets go into files in a private directory (mode 0700, files 0600) that the caller fills, and
+that is removed when the result is closed; never on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+class ClientUnavailable(RuntimeError):
+    """The client ended before its result started; nothing was read, so another reader may take over."""
+
+
+def private_file(directory: Path, name: str, text: str) -> Path:
+    """A file only this user can read, for a password or an option file."""
+    path = directory / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+class ClientProcess:
+    """``command(directory)`` gives the argv and the environment (after writing its secret files
+    into ``directory``); stdout is read in blocks of whole lines."""
+
+    def __init__(self, command: Callable[[Path], tuple[list[str], dict[str, str]]]):
+        self._dir = tempfile.TemporaryDirectory(prefix="cdc-client-")
+        directory = Path(self._dir.name)
+        self._stderr_path = directory / "stderr"
+        argv, env = command(directory)
+        with open(self._stderr_path, "wb") as stderr:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env
+            )  # fmt: skip
+        self._tail = b""
+
+    def _stderr(self) -> str:
+        return self._stderr_path.read_text(errors="replace").strip()
+
+    def _failed(self) -> str:
+        return (
+            self._stderr()
+            or f"{Path(str(self.process.args[0])).name} ended with exit status {self.process.returncode}"
+        )
+
+    def _read(self) -> bytes:
+        return self.process.stdout.read1(CHUNK)
+
+    def started(self) -> None:
+        """Wait for the first output (or a clean end): raises ClientUnavailable when the client
+        failed before writing anything."""
+        while not self._tail:
+            chunk = self._read()
+            if not chunk:
+                if self.process.wait() != 0:
+                    message = self._failed()
+                    self.close()
+                    raise ClientUnavailable(message)
+                return
+            self._tail = chunk
+
+    def first_line(self) -> bytes:
+        """The first output line, taken out of the result."""
+        self.started()
+        while b"\n" not in self._tail:
+            chunk = self._read()
+            if not chunk:
+                self.process.wait()
+                message = self._failed()
+                self.close()
+                raise ClientUnavailable(message)
+            self._tail += chunk
+        first, self._tail = self._tail.split(b"\n", 1)
+        return first
+
+    def blocks(self) -> Iterator[bytes]:
+        """The rest of stdout in blocks of whole lines; raises with the client's own error text
+        when it ends with one."""
+        tail, self._tail = self._tail, b""
+        while True:
+            end = tail.rfind(b"\n") + 1
+            if end:
+                yield tail[:end]
+                tail = tail[end:]
+            chunk = self._read()
+            if not chunk:
+                break
+            tail = tail + chunk if tail else chunk
+        if self.process.wait() != 0:
+            raise RuntimeError(self._failed())
+        if tail:
+            raise RuntimeError("the client's output ended inside a line")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def close(self) -> None:
+        self.kill()
+        self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+        self._dir.cleanup()

@@ -1,0 +1,146 @@
+"""The PostgreSQL -> PostgreSQL full load reads the source through psql where it is installed and
+through psycopg otherwise: both must load the same bytes, a psql that cannot start must hand over
+to psycopg, a source killed mid-copy must end the copy with its own error and leave the target as
+it was, and the password must never be on psql's command line, in its environment, or left on
+disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cdc_platform.db import password_of
+from cdc_platform.pipeline.full_load import FullLoadError, copy_table
+from cdc_platform.pipeline.pg_client import CLIENT_VARIABLE, PsqlCopyOut, psql_for
+from cdc_platform.schema.ddl import create_table_sql
+from cdc_platform.schema.discovery import discover_pipeline_tables
+from cdc_platform.schema.model import CopyJob
+from tests.fidelity_cases import PG_CASES, rows_of
+from tests.integration.test_copy_failures import _killer
+from tests.pipeline_support import connection, write_specs
+from tests.support import pg_connect, pg_database, unique
+
+pytestmark = pytest.mark.integration
+COPIES = 400
+
+
+@pytest.fixture
+def pg_job(stack, tmp_path):
+    """A PostgreSQL table of every edge value plus text that COPY escapes, and its empty target."""
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        columns = ", ".join(f'"{c.column}" {c.source_type}' for c in PG_CASES)
+        rows = rows_of(PG_CASES, 1)
+        with pg_connect(stack, src) as conn:
+            conn.execute(f"CREATE TABLE edge (id int PRIMARY KEY, touch int, {columns}, "
+                         "escapes text DEFAULT E'tab\\there\\nnew line\\\\ back\\rcr ü 😀')")  # fmt: skip
+            names = ", ".join(["id", "touch", *(f'"{c.column}"' for c in PG_CASES)])
+            for copy in range(COPIES):
+                values = [row.replace("(", f"({copy * 100} + ", 1) for row in rows]
+                conn.execute(f"INSERT INTO edge ({names}) VALUES {', '.join(values)}")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "postgresql", tgt)},
+            [{"name": unique("relay"), "source": "src", "target": "tgt", "target_schema": "replica",
+              "mode": "full_load_only", "tables": {"names": ["public.edge"]}}],
+        )  # fmt: skip
+        spec = next(iter(specs.pipelines.values())).spec
+        table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
+        with pg_connect(stack, tgt) as conn:
+            conn.execute("CREATE SCHEMA replica")
+            conn.execute(create_table_sql("postgresql", "replica", "edge", table, source_kind="postgresql"))
+        yield specs, CopyJob(table, "replica", "edge"), src, tgt
+
+
+def _read(stack, db, schema) -> list:
+    with pg_connect(stack, db) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        return conn.execute(f"SELECT e::text FROM {schema}.edge e ORDER BY id").fetchall()
+
+
+def _load(stack, specs, job, tgt, monkeypatch, client: str | None):
+    if client is None:
+        monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(CLIENT_VARIABLE, client)
+    logged: list[str] = []
+    stats = copy_table(
+        specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+    )
+    return stats, _read(stack, tgt, "replica"), logged
+
+
+def test_psql_and_psycopg_load_the_same_bytes_as_the_source(stack, pg_job, monkeypatch):
+    specs, job, src, tgt = pg_job
+    monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
+    assert psql_for(), "the stack installs psql"
+    monkeypatch.setenv("PGPASSWORD", "not-the-password")  # libpq would prefer it to the passfile
+    by_psql, psql_rows, psql_log = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    by_psycopg, psycopg_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client="none")
+    assert not [m for m in psql_log if "reading with psycopg" in m]
+    source = _read(stack, src, "public")
+    assert by_psql.rows == by_psycopg.rows == len(source) > COPIES
+    assert psql_rows == psycopg_rows == source
+
+
+def test_a_psql_that_cannot_start_hands_over_to_psycopg(stack, pg_job, monkeypatch):
+    specs, job, src, tgt = pg_job
+    stats, rows, logged = _load(stack, specs, job, tgt, monkeypatch, client="/bin/false")
+    assert any("/bin/false could not read the table" in m and "reading with psycopg" in m for m in logged)
+    assert rows == _read(stack, src, "public") and stats.rows == len(rows)
+
+
+def test_a_source_killed_mid_copy_ends_it_with_its_error_and_keeps_the_target(stack, tmp_path, monkeypatch):
+    monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 3000000) g")
+        with pg_connect(stack, tgt) as conn:
+            conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO big VALUES (1, 'kept')")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "postgresql", tgt)},
+            [{"name": unique("kill"), "source": "src", "target": "tgt", "target_schema": "public",
+              "mode": "full_load_only", "tables": {"names": ["public.big"]}}],
+        )  # fmt: skip
+        spec = next(iter(specs.pipelines.values())).spec
+        table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
+
+        def kill() -> bool:
+            with pg_connect(stack) as admin:
+                return bool(admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'cdc-platform full load' AND query LIKE 'COPY%%'"
+                ).fetchall())  # fmt: skip
+
+        _killer(kill, delay=0.5)
+        with pytest.raises(FullLoadError, match="public.big: reading the source failed: .*terminat"):
+            copy_table(specs.connection("src"), specs.connection("tgt"), CopyJob(table, "public", "big"),
+                       specs.directory, log=lambda _m: None)  # fmt: skip
+        with pg_connect(stack, tgt) as conn:
+            assert conn.execute("SELECT id, v FROM big").fetchall() == [(1, "kept")]
+
+
+def test_the_password_is_not_on_the_command_line_in_the_environment_or_left_on_disk(
+    stack, pg_job, monkeypatch
+):
+    specs, _job, _src, _tgt = pg_job
+    source = specs.connection("src")
+    password = password_of(source, specs.directory)
+    monkeypatch.setenv("PGPASSWORD", password)
+    reader = PsqlCopyOut(psql_for() or "psql", source, specs.directory, ["COPY (SELECT 1) TO STDOUT"])
+    try:
+        assert password not in " ".join(reader.process.args)
+        passfile = Path(
+            next(a for a in reader.process.args if "passfile=" in a)
+            .split("passfile='", 1)[1]
+            .split("'", 1)[0]
+        )
+        assert passfile.exists() and (passfile.stat().st_mode & 0o777) == 0o600
+        assert b"".join(reader.blocks()) == b"1\n"
+    finally:
+        reader.close()
+    assert not passfile.exists() and not os.path.exists(passfile.parent)
