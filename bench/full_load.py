@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -230,9 +232,10 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem} GiB RAM, {platform.platform()}, Python {platform.python_version()}, {pg}, MariaDB 10.11"
 
 
-def prepared_from_args():
-    """``--rows N`` from the command line, the source table of N rows prepared: (stack, its description, N)."""
-    parser = argparse.ArgumentParser()
+def prepared_from_args(parser: argparse.ArgumentParser | None = None):
+    """``--rows N`` from the command line, the source table of N rows prepared: (stack, its
+    description, the parsed arguments)."""
+    parser = parser or argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     stack = load_stack_settings()
@@ -242,64 +245,85 @@ def prepared_from_args():
                                             stack.postgres_port, SRC_DB))  # fmt: skip
     table = describe_table(engine, "postgresql", "public", "orders")
     engine.dispose()
-    return stack, table, args.rows
+    return stack, table, args
+
+
+def _peak_rss_mb() -> tuple[float, float]:
+    """(this process, the largest child process waited for) peak resident memory, in MB."""
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)  # fmt: skip
+
+
+OURS = "(a) cdc-platform full load"
+PG_PIPE = "(b) psql \\copy | psql \\copy"
+PANDAS = "(c) pandas read_sql + to_sql"
+PAIRS = ("PostgreSQL -> PostgreSQL", "PostgreSQL -> MariaDB", "MariaDB -> PostgreSQL")
 
 
 def main() -> None:
-    stack, table, rows = prepared_from_args()
-    args = argparse.Namespace(rows=rows)
-    figures: dict[tuple[str, str], float] = {}
-    for kind, label in (("postgresql", "PostgreSQL -> PostgreSQL"), ("mariadb", "PostgreSQL -> MariaDB")):
-        figures[(label, "(a) cdc-platform full load")] = run_ours(stack, kind, table)
-        if kind == "postgresql":
-            figures[(label, "(b) psql \\copy | psql \\copy")] = run_psql_pipe(stack, table)
-        else:
-            figures[(label, PG_MY_PIPE)] = run_pg_to_mariadb_pipe(stack, table)
-        figures[(label, "(c) pandas read_sql + to_sql")] = run_pandas(stack, kind, table)
-        for (pair, method), seconds in figures.items():
-            if pair == label:
-                print(f"{pair:26} {method:32} {seconds:8.1f} s {args.rows / seconds:12,.0f} rows/s")
-    prepare_mariadb_source(stack, rows)
-    back = "MariaDB -> PostgreSQL"
-    figures[(back, "(a) cdc-platform full load")] = run_mariadb_to_pg(stack, table)
-    figures[(back, MY_PG_PIPE)] = run_mariadb_to_pg_pipe(stack, table)
-    for (pair, method), seconds in figures.items():
-        if pair == back:
-            print(f"{pair:26} {method:32} {seconds:8.1f} s {args.rows / seconds:12,.0f} rows/s")
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of (a) and (b), interleaved; the median counts"
+    )
+    parser.add_argument(
+        "--no-pandas", action="store_true", help="skip (c) (it takes minutes per million rows)"
+    )
+    stack, table, args = prepared_from_args(parser)
+    runs: dict[tuple[str, str], list[float]] = {}
+
+    def measure(pair: str, ours, pipe, label: str) -> None:
+        for _ in range(args.repeat):
+            runs.setdefault((pair, OURS), []).append(ours())
+            runs.setdefault((pair, label), []).append(pipe())
+        for method in (OURS, label):
+            times = runs[(pair, method)]
+            print(
+                f"{pair:26} {method:50} median {statistics.median(times):6.1f} s of {', '.join(f'{t:.1f}' for t in times)}"
+            )
+
+    measure(
+        PAIRS[0], lambda: run_ours(stack, "postgresql", table), lambda: run_psql_pipe(stack, table), PG_PIPE
+    )
+    measure(PAIRS[1], lambda: run_ours(stack, "mariadb", table), lambda: run_pg_to_mariadb_pipe(stack, table),
+            PG_MY_PIPE)  # fmt: skip
+    prepare_mariadb_source(stack, args.rows)
+    measure(
+        PAIRS[2],
+        lambda: run_mariadb_to_pg(stack, table),
+        lambda: run_mariadb_to_pg_pipe(stack, table),
+        MY_PG_PIPE,
+    )
+    own_rss, child_rss = _peak_rss_mb()  # before pandas, which holds chunks of rows in this process
+    if not args.no_pandas:
+        runs[(PAIRS[0], PANDAS)] = [run_pandas(stack, "postgresql", table)]
+        runs[(PAIRS[1], PANDAS)] = [run_pandas(stack, "mariadb", table)]
+    figures = {key: statistics.median(times) for key, times in runs.items()}
     lines = [
         "# Full-load benchmark",
         "",
-        f"Written by `python bench/full_load.py --rows {args.rows}` on {time.strftime('%Y-%m-%d')}.",
+        f"Written by `python bench/full_load.py --rows {args.rows} --repeat {args.repeat}"
+        f"{' --no-pandas' if args.no_pandas else ''}` on {time.strftime('%Y-%m-%d')}.",
         f"Machine: {machine()}. The whole local stack (Kafka, Connect, both databases) was running.",
+        "(a) and (b) ran one after the other, alternately; each figure is the median of the runs listed.",
         "",
-        "| pair | method | seconds | rows/s |",
-        "|---|---|---:|---:|",
+        "| pair | method | seconds (median) | runs | rows/s |",
+        "|---|---|---:|---|---:|",
     ]
     lines += [
-        f"| {p} | {m.replace('|', '&#124;')} | {s:.1f} | {args.rows / s:,.0f} |"
+        f"| {p} | {m.replace('|', '&#124;')} | {s:.1f} | {', '.join(f'{t:.1f}' for t in runs[(p, m)])} | "
+        f"{args.rows / s:,.0f} |"
         for (p, m), s in figures.items()
     ]
-    pg_label, my_label = "PostgreSQL -> PostgreSQL", "PostgreSQL -> MariaDB"
-    a_pg, b_pg = (
-        figures[(pg_label, "(a) cdc-platform full load")],
-        figures[(pg_label, "(b) psql \\copy | psql \\copy")],
-    )
-    c_pg, a_my = (
-        figures[(pg_label, "(c) pandas read_sql + to_sql")],
-        figures[(my_label, "(a) cdc-platform full load")],
-    )
-    c_my = figures[(my_label, "(c) pandas read_sql + to_sql")]
-    b_my = figures[(my_label, PG_MY_PIPE)]
-    a_back, b_back = figures[(back, "(a) cdc-platform full load")], figures[(back, MY_PG_PIPE)]
-    ratios = [
-        f"- PostgreSQL -> PostgreSQL, (a) / (b) throughput: **{b_pg / a_pg:.2f}x** (target >= 1.0x)",
-        f"- PostgreSQL -> PostgreSQL, (a) / (c) throughput: **{c_pg / a_pg:.1f}x** (target >= 10x)",
-        f"- PostgreSQL -> MariaDB, (a) / (c) throughput: **{c_my / a_my:.1f}x** (target >= 10x)",
-        f"- PostgreSQL -> MariaDB, (a) / (b) the native pipe: **{b_my / a_my:.2f}x** (target >= 0.8x)",
-        f"- MariaDB -> PostgreSQL, (a) / (b) the native pipe: **{b_back / a_back:.2f}x** (target >= 0.8x)",
-    ]
+    pipes = {PAIRS[0]: (PG_PIPE, 1.0), PAIRS[1]: (PG_MY_PIPE, 0.8), PAIRS[2]: (MY_PG_PIPE, 0.8)}
+    ratios = [f"- {pair}, (a) / (b) the native pipe: **{figures[(pair, pipe)] / figures[(pair, OURS)]:.2f}x** "
+              f"(target >= {target}x)" for pair, (pipe, target) in pipes.items()]  # fmt: skip
+    ratios += [f"- {pair}, (a) / (c) pandas: **{figures[(pair, PANDAS)] / figures[(pair, OURS)]:.1f}x** (target >= 10x)"
+               for pair in PAIRS[:2] if (pair, PANDAS) in figures]  # fmt: skip
+    ratios.append(f"- Peak resident memory over every (a) and (b) run: the benchmark process (which runs (a)) "
+                  f"{own_rss:.0f} MB, the largest client process {child_rss:.0f} MB")  # fmt: skip
     lines += ["", *ratios, ""]
-    Path(__file__).with_name("full_load.md").write_text("\n".join(lines))
+    name = "full_load.md" if args.rows == 1_000_000 else f"full_load_{args.rows // 1_000_000}m.md"
+    Path(__file__).with_name(name).write_text("\n".join(lines))
     print("\n".join(ratios))
 
 

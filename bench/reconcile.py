@@ -12,7 +12,6 @@ Run: ``python bench/reconcile.py [--rows N]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -69,8 +68,7 @@ def tamper(stack, kind: str) -> None:
 
 
 def main() -> None:
-    stack, table, row_count = prepared_from_args()
-    args = argparse.Namespace(rows=row_count)
+    stack, table, args = prepared_from_args()
     columns = {c.name for c in table.columns}
     source = Side(_conn_spec(stack, "postgresql", SRC_DB), Path("/"), "public", "orders")
     rows = []

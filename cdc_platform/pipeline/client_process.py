@@ -44,10 +44,14 @@ class ClientProcess:
         directory = Path(self._dir.name)
         self._stderr_path = directory / "stderr"
         argv, env = command(directory)
-        with open(self._stderr_path, "wb") as stderr:
-            self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env
-            )  # fmt: skip
+        try:
+            with open(self._stderr_path, "wb") as stderr:
+                self.process = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env
+                )  # fmt: skip
+        except OSError as exc:  # not installed where it was said to be, or not executable
+            self._dir.cleanup()
+            raise ClientUnavailable(f"{argv[0]} could not be started: {exc.strerror or exc}") from exc
         self._tail = b""
 
     def _stderr(self) -> str:

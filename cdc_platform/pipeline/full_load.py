@@ -2,8 +2,8 @@
 
 * PostgreSQL -> PostgreSQL: ``COPY (SELECT ...) TO STDOUT`` read by psql in a second process (or
   psycopg) and relayed in megabyte blocks into ``COPY ... FROM STDIN``; rows are never parsed.
-* PostgreSQL -> MySQL/MariaDB: ``COPY ... (FORMAT csv)`` streamed through a FIFO into
-  ``LOAD DATA LOCAL INFILE``; no row becomes a Python object.
+* PostgreSQL -> MySQL/MariaDB: ``COPY ... (FORMAT csv)``, read the same way, streamed through a
+  FIFO into ``LOAD DATA LOCAL INFILE``; no row becomes a Python object.
 * MySQL/MariaDB -> PostgreSQL: each row rendered as a ``COPY`` text line by the source server
   (``mysql_copy_text``) inside ``START TRANSACTION WITH CONSISTENT SNAPSHOT``, read by the
   ``mariadb`` client in a second process (``mysql_client``) or pymysql, relayed into
@@ -98,76 +98,76 @@ def _pg_to_pg(
     src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs_dir: Path, snapshot, log, batch_size
 ):
     """``COPY TO STDOUT`` relayed into ``COPY FROM STDIN`` after a TRUNCATE in the same target
-    transaction; read by psql in a second process where it is installed (``pg_client``), else by
-    psycopg, whose row-by-row reads are gathered into megabyte writes."""
+    transaction (all rows or none)."""
     t = job.table
     select = f"COPY (SELECT {_columns('postgresql', t)} FROM {qualified('postgresql', t.schema, t.name)}) TO STDOUT"
     insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({_columns('postgresql', t)}) FROM STDIN"
-    reader = _psql_reader(src, specs_dir, snapshot, select, t.qualified, log)
     progress = _Progress(t.qualified, log)
     rows = nbytes = 0
-    try:
-        with pg_connect(dst, specs_dir) as d:
-            dcur = d.cursor()
-            dcur.execute("SET LOCAL synchronous_commit = off")
-            dcur.execute("SET LOCAL client_encoding = 'UTF8'")  # what psql is asked to send
-            dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
-            with dcur.copy(insert) as into:
-                blocks = (
-                    _psql_blocks(reader, t.qualified)
-                    if reader
-                    else _psycopg_blocks(src, specs_dir, snapshot, select)
-                )
-                for block in blocks:
-                    into.write(block)
-                    nbytes += len(block)
-                    rows += block.count(b"\n")
-                    progress.tick(rows)
-            d.commit()
-    finally:
-        if reader:
-            reader.close()
+    with pg_connect(dst, specs_dir) as d:
+        dcur = d.cursor()
+        dcur.execute("SET LOCAL synchronous_commit = off")
+        dcur.execute("SET LOCAL client_encoding = 'UTF8'")  # what the source is asked to send
+        dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
+        with dcur.copy(insert) as into:
+            for block in _pg_copy_blocks(src, specs_dir, snapshot, select, t.qualified, log):
+                into.write(block)
+                nbytes += len(block)
+                rows += block.count(b"\n")
+                progress.tick(rows)
+        d.commit()
     return rows, nbytes, {}
 
 
-def _psql_reader(src, specs_dir: Path, snapshot, select: str, label: str, log) -> PsqlCopyOut | None:
+def _pg_copy_blocks(src, specs_dir: Path, snapshot: str | None, select: str, label: str, log,
+                    settings: tuple[str, ...] = (), in_snapshot: Callable | None = None):  # fmt: skip
+    """Blocks of a PostgreSQL ``COPY ... TO STDOUT`` read in ``snapshot`` (or in one snapshot of
+    its own), UTF-8 encoded; ``in_snapshot(cursor)`` runs first in that same snapshot (the
+    substitution counts).
+
+    psql reads the stream in a second process where it is installed (``pg_client``), importing the
+    snapshot, which stays exported by the psycopg transaction here until the copy ends; else
+    psycopg reads it, its row-by-row reads gathered into megabyte blocks.
+    """
     binary = psql_for()
-    if not binary:
-        return None
-    # the name comes from CREATE_REPLICATION_SLOT's reply, never from a spec
-    statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                  *([f"SET TRANSACTION SNAPSHOT '{snapshot}'"] if snapshot else []), select, "COMMIT"]  # fmt: skip
-    reader = PsqlCopyOut(binary, src, specs_dir, statements)
-    try:
-        reader.started()
-    except ClientUnavailable as exc:
-        log(f"{label}: {binary} could not read the table ({exc}); reading with psycopg")
-        return None
-    return reader
-
-
-def _psql_blocks(reader: PsqlCopyOut, label: str):
-    try:
-        yield from reader.blocks()
-    except RuntimeError as exc:
-        raise FullLoadError(f"{label}: reading the source failed: {exc}") from exc
-
-
-def _psycopg_blocks(src, specs_dir: Path, snapshot, select: str):
     with pg_connect(src, specs_dir, autocommit=True) as s:
-        scur = s.cursor()
-        scur.execute("SET client_encoding = 'UTF8'")
-        begin_pg_snapshot(scur, snapshot)
-        buffer = bytearray()
-        with scur.copy(select) as out:
-            for row in out:
-                buffer += row
-                if len(buffer) >= COPY_WRITE_BYTES:
-                    yield bytes(buffer)
-                    buffer.clear()
-        if buffer:
-            yield bytes(buffer)
-        scur.execute("COMMIT")
+        cur = s.cursor()
+        cur.execute("SET client_encoding = 'UTF8'")
+        begin_pg_snapshot(cur, snapshot)
+        for setting in settings:
+            cur.execute(setting)
+        if in_snapshot:
+            in_snapshot(cur)
+        reader = None
+        if binary:
+            # the name comes from CREATE_REPLICATION_SLOT's or pg_export_snapshot()'s reply, never a spec
+            shared = snapshot or cur.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f"SET TRANSACTION SNAPSHOT '{shared}'",
+                          *settings, select, "COMMIT"]  # fmt: skip
+            try:
+                reader = PsqlCopyOut(binary, src, specs_dir, statements)
+                reader.started()
+            except ClientUnavailable as exc:
+                log(f"{label}: {binary} could not read the table ({exc}); reading with psycopg")
+                reader = None
+        if reader:
+            try:
+                yield from reader.blocks()
+            except RuntimeError as exc:
+                raise FullLoadError(f"{label}: reading the source failed: {exc}") from exc
+            finally:
+                reader.close()
+        else:
+            buffer = bytearray()
+            with cur.copy(select) as out:
+                for row in out:
+                    buffer += row
+                    if len(buffer) >= COPY_WRITE_BYTES:
+                        yield bytes(buffer)
+                        buffer.clear()
+            if buffer:
+                yield bytes(buffer)
+        cur.execute("COMMIT")
 
 
 def _pg_csv_expression(column, index: int, target_kind: str) -> tuple[str, str, str | None]:
@@ -260,19 +260,16 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
 
     def produce() -> None:
         try:
-            with open(fifo, "wb") as sink, pg_connect(src, specs_dir, autocommit=True) as s:
-                scur = s.cursor()
-                begin_pg_snapshot(scur, snapshot)
-                scur.execute("SET LOCAL intervalstyle = 'iso_8601'")
-                substituted.update(_pg_substitution_counts(scur, t, dst.kind.value))
-                with scur.copy(select) as out:
-                    for block in out:
-                        data = bytes(block)
-                        sink.write(data)
-                        counters["bytes"] += len(data)
-                        counters["rows"] += data.count(b"\n")
-                        progress.tick(counters["rows"])
-                scur.execute("COMMIT")
+            with open(fifo, "wb") as sink:
+                blocks = _pg_copy_blocks(
+                    src, specs_dir, snapshot, select, t.qualified, log, settings=("SET LOCAL intervalstyle = 'iso_8601'",),
+                    in_snapshot=lambda cur: substituted.update(_pg_substitution_counts(cur, t, dst.kind.value)),
+                )  # fmt: skip
+                for data in blocks:
+                    sink.write(data)
+                    counters["bytes"] += len(data)
+                    counters["rows"] += data.count(b"\n")
+                    progress.tick(counters["rows"])
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(exc)
             release(os.O_WRONLY)  # a LOAD DATA still waiting to open the FIFO sees an empty file

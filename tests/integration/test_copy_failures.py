@@ -81,10 +81,17 @@ def test_killing_either_side_of_the_fifo_copy_ends_it_with_the_original_error(st
         assert elapsed < 30, f"the copy took {elapsed:.0f} s to end after its {side} side was killed"
         if side == "postgres":
             # the PostgreSQL side's own error (its wording depends on timing and on TLS: the admin
-            # command, a closed connection, or an SSL EOF), not one from the MariaDB side
+            # command, a closed connection, or an SSL EOF), not one from the MariaDB side: psql's
+            # message when psql reads the source, else psycopg's
             import psycopg
 
-            assert isinstance(failure.value, psycopg.OperationalError), repr(failure.value)
+            from cdc_platform.pipeline.pg_client import psql_for
+
+            if psql_for():
+                assert isinstance(failure.value, FullLoadError), repr(failure.value)
+                assert "public.big: reading the source failed: " in str(failure.value), str(failure.value)
+            else:
+                assert isinstance(failure.value, psycopg.OperationalError), repr(failure.value)
         else:
             assert "loading session" in str(failure.value), str(failure.value)
         with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:

@@ -80,10 +80,11 @@ def test_the_client_and_pymysql_load_the_same_values_and_counts(stack, edge_job,
                                      "c_text": COPIES, "c_longtext": COPIES}  # fmt: skip
 
 
-def test_a_client_that_cannot_start_hands_over_to_pymysql(stack, edge_job, monkeypatch):
+@pytest.mark.parametrize("client", ["/bin/false", "/nonexistent/mariadb"])
+def test_a_client_that_cannot_start_hands_over_to_pymysql(client, stack, edge_job, monkeypatch):
     specs, job, tgt = edge_job
-    stats, rows, logged = _load(stack, specs, job, tgt, monkeypatch, client="/bin/false")
-    assert any("/bin/false could not read the table" in m and "reading with pymysql" in m for m in logged)
+    stats, rows, logged = _load(stack, specs, job, tgt, monkeypatch, client=client)
+    assert any(f"{client} could not read the table" in m and "reading with pymysql" in m for m in logged)
     assert stats.rows == len(rows) == COPIES * 6
 
 
