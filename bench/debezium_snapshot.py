@@ -40,12 +40,12 @@ from tests.pipeline_support import connection, materialize, write_specs  # noqa:
 from tests.support import mariadb_database, pg_database, unique  # noqa: E402
 
 FILL = {
-    "postgresql": """INSERT INTO orders SELECT g, g % 50000, (g % 100000) / 100.0,
-                     (ARRAY['new','paid','shipped','delivered'])[1 + g % 4],
+    "postgresql": """INSERT INTO orders SELECT g, g %% 50000, (g %% 100000) / 100.0,
+                     (ARRAY['new','paid','shipped','delivered'])[1 + g %% 4],
                      timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second',
                      'order note number ' || g || ' for the benchmark' FROM generate_series(1, {rows}) g""",
-    "mariadb": """INSERT INTO orders SELECT seq, seq % 50000, (seq % 100000) / 100.0,
-                  ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'delivered'),
+    "mariadb": """INSERT INTO orders SELECT seq, seq %% 50000, (seq %% 100000) / 100.0,
+                  ELT(1 + seq %% 4, 'new', 'paid', 'shipped', 'delivered'),
                   TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND,
                   CONCAT('order note number ', seq, ' for the benchmark') FROM seq_1_to_{rows}""",
 }

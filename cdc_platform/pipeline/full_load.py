@@ -500,29 +500,11 @@ def _mysql_value_fixers(table: Table, target_kind: str, substituted: dict[str, i
 
 
 def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable[tuple]:
-    import pymysql.cursors
-
-    t = job.table
-    conn = mysql_connect(src, specs_dir, database=t.schema, cursorclass=pymysql.cursors.SSCursor)
-    cut: list[str] = []
-    try:
-        with conn.cursor() as cur, _session_watchdog(conn, src, specs_dir, cut):
-            cur.execute("SET SESSION time_zone = '+00:00'")
-            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            cur.execute(f"SELECT {_mysql_select_list(t)} FROM {qualified('mysql', t.schema, t.name)}")
-            while True:
-                batch = cur.fetchmany(batch_size)
-                if not batch:
-                    break
-                yield from batch
-            conn.commit()
-    except Exception as exc:
-        if cut:
-            raise FullLoadError(f"{t.qualified}: {cut[0]}") from exc
-        raise
-    finally:
-        with contextlib.suppress(Exception):
-            conn.close()
+    select = (
+        f"SELECT {_mysql_select_list(job.table)} FROM {qualified('mysql', job.table.schema, job.table.name)}"
+    )
+    for batch in _mysql_batches(src, job, specs_dir, select, batch_size):
+        yield from batch
 
 
 _SNAPSHOT_SCRIPT = "SET SESSION time_zone = '+00:00'; START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
@@ -563,6 +545,14 @@ def _client_blocks(result: ClientResult, src, job: CopyJob, specs_dir: Path, sel
 
 
 def _pymysql_blocks(src, job: CopyJob, specs_dir: Path, batch_size: int, select, substituted):
+    for batch in _mysql_batches(src, job, specs_dir, select.sql, batch_size):
+        block = b"\n".join([row[0] for row in batch]) + b"\n"
+        yield take_flags(block, select.counted, substituted), len(batch)
+
+
+def _mysql_batches(src, job: CopyJob, specs_dir: Path, select: str, batch_size: int) -> Iterable[list]:
+    """``select``'s rows in batches, read by pymysql with an unbuffered cursor in one consistent
+    snapshot, UTC session time, the session watched (``_session_watchdog``)."""
     import pymysql.cursors
 
     conn = mysql_connect(src, specs_dir, database=job.table.schema, cursorclass=pymysql.cursors.SSCursor)
@@ -571,13 +561,9 @@ def _pymysql_blocks(src, job: CopyJob, specs_dir: Path, batch_size: int, select,
         with conn.cursor() as cur, _session_watchdog(conn, src, specs_dir, cut):
             for statement in _SNAPSHOT_SCRIPT.split("; "):
                 cur.execute(statement)
-            cur.execute(select.sql)
-            while True:
-                batch = cur.fetchmany(batch_size)
-                if not batch:
-                    break
-                block = b"\n".join([row[0] for row in batch]) + b"\n"
-                yield take_flags(block, select.counted, substituted), len(batch)
+            cur.execute(select)
+            while batch := cur.fetchmany(batch_size):
+                yield batch
             conn.commit()
     except Exception as exc:
         if cut:
