@@ -68,3 +68,25 @@ def materializations(result) -> dict[tuple[str, ...], dict]:
         tuple(e.asset_key.path): e.step_materialization_data.materialization.metadata
         for e in result.get_asset_materialization_events()
     }
+
+
+def copy_with_reader(stack: StackSettings, specs: Specs, job, target_db: str, monkeypatch, variable: str,
+                     client: str | None):  # fmt: skip
+    """Run ``copy_table`` src -> tgt (a PostgreSQL target, schema ``replica``) with the reader that
+    ``variable`` picks (``client`` None: the default); (stats, the target's ``edge`` rows as text in
+    id order, the log lines)."""
+    from cdc_platform.pipeline.full_load import copy_table
+    from tests.support import pg_connect
+
+    if client is None:
+        monkeypatch.delenv(variable, raising=False)
+    else:
+        monkeypatch.setenv(variable, client)
+    logged: list[str] = []
+    stats = copy_table(
+        specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+    )
+    with pg_connect(stack, target_db) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        rows = conn.execute("SELECT e::text FROM replica.edge e ORDER BY id").fetchall()
+    return stats, rows, logged

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cdc_platform.pipeline.full_load import copy_table
 from cdc_platform.pipeline.mysql_client import CLIENT_VARIABLE, ClientResult, client_for
 from cdc_platform.schema.ddl import create_table_sql
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
 from tests.fidelity_cases import MARIADB_CASES, rows_of
-from tests.pipeline_support import connection, write_specs
+from tests.pipeline_support import connection, copy_with_reader, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
@@ -51,18 +50,7 @@ def edge_job(stack, tmp_path):
 
 
 def _load(stack, specs, job, tgt, monkeypatch, client: str | None):
-    if client is None:
-        monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
-    else:
-        monkeypatch.setenv(CLIENT_VARIABLE, client)
-    logged: list[str] = []
-    stats = copy_table(
-        specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
-    )
-    with pg_connect(stack, tgt) as conn:
-        conn.execute("SET TIME ZONE 'UTC'")
-        rows = conn.execute("SELECT e::text FROM replica.edge e ORDER BY id").fetchall()
-    return stats, rows, logged
+    return copy_with_reader(stack, specs, job, tgt, monkeypatch, CLIENT_VARIABLE, client)
 
 
 def test_the_client_and_pymysql_load_the_same_values_and_counts(stack, edge_job, monkeypatch):

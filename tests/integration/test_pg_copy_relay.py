@@ -19,7 +19,7 @@ from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
 from tests.fidelity_cases import PG_CASES, rows_of
 from tests.integration.test_copy_failures import _killer
-from tests.pipeline_support import connection, write_specs
+from tests.pipeline_support import connection, copy_with_reader, write_specs
 from tests.support import pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
@@ -60,15 +60,7 @@ def _read(stack, db, schema) -> list:
 
 
 def _load(stack, specs, job, tgt, monkeypatch, client: str | None):
-    if client is None:
-        monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
-    else:
-        monkeypatch.setenv(CLIENT_VARIABLE, client)
-    logged: list[str] = []
-    stats = copy_table(
-        specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
-    )
-    return stats, _read(stack, tgt, "replica"), logged
+    return copy_with_reader(stack, specs, job, tgt, monkeypatch, CLIENT_VARIABLE, client)
 
 
 def test_psql_and_psycopg_load_the_same_bytes_as_the_source(stack, pg_job, monkeypatch):
