@@ -4,7 +4,8 @@
 (b) the best native pipe between the two engines, the reference: ``psql \\copy ... to stdout |
     psql \\copy ... from stdin`` (PostgreSQL -> PostgreSQL), ``psql \\copy ... (format csv) |
     mariadb LOAD DATA LOCAL INFILE`` (PostgreSQL -> MariaDB), ``mariadb --batch -e SELECT |
-    psql \\copy ... from stdin`` (MariaDB -> PostgreSQL),
+    psql \\copy ... from stdin`` (MariaDB -> PostgreSQL), ``mariadb --batch -e SELECT | mariadb
+    LOAD DATA LOCAL INFILE`` (MariaDB -> MariaDB, reported without a target),
 (c) pandas ``read_sql`` + ``to_sql`` in chunks, the hand-written alternative (PostgreSQL sources).
 
 Not a test: figures vary with the machine; the targets are (a) >= 1.0x (b) for PostgreSQL -> PostgreSQL,
@@ -37,6 +38,7 @@ SRC_DB, PG_DST_DB, MY_DST_DB, MY_SRC_DB = "bench_src", "bench_dst", "bench_dst",
 PANDAS_CHUNK = 10_000
 PG_MY_PIPE = "(b) psql \\copy csv | mariadb LOAD DATA LOCAL INFILE"
 MY_PG_PIPE = "(b) mariadb --batch | psql \\copy"
+MY_MY_PIPE = "(b) mariadb --batch | mariadb LOAD DATA LOCAL INFILE"
 
 
 def _pg(stack, db):
@@ -170,15 +172,41 @@ def prepare_mariadb_source(stack, rows: int) -> None:
     my.close()
 
 
-def run_mariadb_to_pg(stack, table) -> float:
-    """(a) for MariaDB -> PostgreSQL: our full load."""
-    _recreate_target(stack, "postgresql", table)
+def run_mariadb_to_pg(stack, table, kind: str = "postgresql") -> float:
+    """(a) for MariaDB -> PostgreSQL (or -> MariaDB, ``kind``): our full load."""
+    _recreate_target(stack, kind, table)
     src = _conn_spec(stack, "mariadb", MY_SRC_DB)
-    dst = _conn_spec(stack, "postgresql", PG_DST_DB)
+    dst = _conn_spec(stack, kind, PG_DST_DB if kind == "postgresql" else MY_DST_DB)
     my_table = Table(MY_SRC_DB, "orders", table.columns, table.primary_key)
-    stats = copy_table(src, dst, CopyJob(my_table, "public", "orders"), Path("/"), log=lambda *_: None,
-                       batch_size=10_000)  # fmt: skip
+    stats = copy_table(src, dst, CopyJob(my_table, "public" if kind == "postgresql" else MY_DST_DB, "orders"),
+                       Path("/"), log=lambda *_: None, batch_size=10_000)  # fmt: skip
     return stats.seconds
+
+
+def _mariadb_batch_select(client: list[str]) -> subprocess.Popen:
+    """``mariadb --batch`` printing the source's orders rows (tab-separated, backslash escapes)."""
+    return subprocess.Popen(["mariadb", *client, "--batch", "--skip-column-names", "--quick", "-e",
+                             "SELECT id, customer_id, amount, status, created_at, note FROM orders"],
+                            stdout=subprocess.PIPE)  # fmt: skip
+
+
+def run_mariadb_to_mariadb_pipe(stack, table) -> float:
+    """(b) for MariaDB -> MariaDB: ``mariadb --batch -e SELECT | mariadb -e "LOAD DATA LOCAL INFILE
+    '/dev/stdin'"`` (the batch output is LOAD DATA's default format; this table has no NULL)."""
+    _recreate_target(stack, "mariadb", table)
+    source, source_file = _mariadb_client(stack, MY_SRC_DB)
+    target, target_file = _mariadb_client(stack, MY_DST_DB)
+    try:
+        started = time.monotonic()
+        out = _mariadb_batch_select(source)
+        subprocess.run(["mariadb", target[0], "--local-infile=1", *target[1:], "-e",
+                        "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE orders"], stdin=out.stdout, check=True)  # fmt: skip
+        out.wait()
+        assert out.returncode == 0
+        return time.monotonic() - started
+    finally:
+        os.unlink(source_file["file"])
+        os.unlink(target_file["file"])
 
 
 def run_mariadb_to_pg_pipe(stack, table) -> float:
@@ -189,9 +217,7 @@ def run_mariadb_to_pg_pipe(stack, table) -> float:
     client, cleanup = _mariadb_client(stack, MY_SRC_DB)
     try:
         started = time.monotonic()
-        out = subprocess.Popen(["mariadb", *client, "--batch", "--skip-column-names", "--quick", "-e",
-                                "SELECT id, customer_id, amount, status, created_at, note FROM orders"],
-                               stdout=subprocess.PIPE)  # fmt: skip
+        out = _mariadb_batch_select(client)
         subprocess.run(["psql", "-X", "-q", "-h", stack.host, "-p", str(stack.postgres_port), "-U", STACK_DB_USER,
                         "-d", PG_DST_DB, "-c", "SET TIME ZONE 'UTC'", "-c", "\\copy orders from stdin"],
                        stdin=out.stdout, env=env, check=True)  # fmt: skip
@@ -259,7 +285,7 @@ def _peak_rss_mb() -> float:
 OURS = "(a) cdc-platform full load"
 PG_PIPE = "(b) psql \\copy | psql \\copy"
 PANDAS = "(c) pandas read_sql + to_sql"
-PAIRS = ("PostgreSQL -> PostgreSQL", "PostgreSQL -> MariaDB", "MariaDB -> PostgreSQL")
+PAIRS = ("PostgreSQL -> PostgreSQL", "PostgreSQL -> MariaDB", "MariaDB -> PostgreSQL", "MariaDB -> MariaDB")
 
 
 def main() -> None:
@@ -295,6 +321,8 @@ def main() -> None:
         lambda: run_mariadb_to_pg_pipe(stack, table),
         MY_PG_PIPE,
     )
+    measure(PAIRS[3], lambda: run_mariadb_to_pg(stack, table, "mariadb"), lambda: run_mariadb_to_mariadb_pipe(stack, table),
+            MY_MY_PIPE)  # fmt: skip
     own_rss = _peak_rss_mb()  # before pandas, which holds chunks of rows in this process
     if not args.no_pandas:
         runs[(PAIRS[0], PANDAS)] = [run_pandas(stack, "postgresql", table)]
@@ -319,6 +347,8 @@ def main() -> None:
     pipes = {PAIRS[0]: (PG_PIPE, 1.0), PAIRS[1]: (PG_MY_PIPE, 0.8), PAIRS[2]: (MY_PG_PIPE, 0.8)}
     ratios = [f"- {pair}, (a) / (b) the native pipe: **{figures[(pair, pipe)] / figures[(pair, OURS)]:.2f}x** "
               f"(target >= {target}x)" for pair, (pipe, target) in pipes.items()]  # fmt: skip
+    ratios.append(f"- {PAIRS[3]}, (a) / (b) the native pipe: **{figures[(PAIRS[3], MY_MY_PIPE)] / figures[(PAIRS[3], OURS)]:.2f}x** "
+                  "(no target in issue 14; reported)")  # fmt: skip
     ratios += [f"- {pair}, (a) / (c) pandas: **{figures[(pair, PANDAS)] / figures[(pair, OURS)]:.1f}x** (target >= 10x)"
                for pair in PAIRS[:2] if (pair, PANDAS) in figures]  # fmt: skip
     ratios.append(f"- Peak resident memory of the benchmark process, which runs (a), over every (a) and (b) run: "

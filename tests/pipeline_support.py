@@ -72,11 +72,11 @@ def materializations(result) -> dict[tuple[str, ...], dict]:
 
 def copy_with_reader(stack: StackSettings, specs: Specs, job, target_db: str, monkeypatch, variable: str,
                      client: str | None):  # fmt: skip
-    """Run ``copy_table`` src -> tgt (a PostgreSQL target, schema ``replica``) with the reader that
-    ``variable`` picks (``client`` None: the default); (stats, the target's ``edge`` rows as text in
-    id order, the log lines)."""
+    """Run ``copy_table`` src -> tgt (``job``'s table ``edge``) with the reader that ``variable``
+    picks (``client`` None: the default); (stats, the target's ``edge`` rows in id order, the log
+    lines). Rows are text from a PostgreSQL target, the driver's values from a MariaDB one."""
     from cdc_platform.pipeline.full_load import copy_table
-    from tests.support import pg_connect
+    from tests.support import mariadb_connect, pg_connect
 
     if client is None:
         monkeypatch.delenv(variable, raising=False)
@@ -86,7 +86,30 @@ def copy_with_reader(stack: StackSettings, specs: Specs, job, target_db: str, mo
     stats = copy_table(
         specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
     )
-    with pg_connect(stack, target_db) as conn:
-        conn.execute("SET TIME ZONE 'UTC'")
-        rows = conn.execute("SELECT e::text FROM replica.edge e ORDER BY id").fetchall()
+    if specs.connection("tgt").kind.value == "postgresql":
+        with pg_connect(stack, target_db) as conn:
+            conn.execute("SET TIME ZONE 'UTC'")
+            rows = conn.execute(f"SELECT e::text FROM {job.target_schema}.edge e ORDER BY id").fetchall()
+    else:
+        with mariadb_connect(stack, target_db) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM `{job.target_schema}`.edge ORDER BY id")
+            rows = cur.fetchall()
     return stats, rows, logged
+
+
+def create_target_table(
+    stack: StackSettings, kind: str, database: str, name: str, table, source_kind: str
+) -> str:
+    """``name`` on a PostgreSQL (schema ``replica``, created here) or MariaDB (``database`` itself)
+    target, from the mapped DDL of ``table``; returns the target schema."""
+    from cdc_platform.schema.ddl import create_table_sql
+    from tests.support import mariadb_connect, pg_connect
+
+    if kind == "postgresql":
+        with pg_connect(stack, database) as conn:
+            conn.execute("CREATE SCHEMA replica")
+            conn.execute(create_table_sql("postgresql", "replica", name, table, source_kind=source_kind))
+        return "replica"
+    with mariadb_connect(stack, database) as conn, conn.cursor() as cur:
+        cur.execute(create_table_sql("mariadb", database, name, table, source_kind=source_kind))
+    return database

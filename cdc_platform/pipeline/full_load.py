@@ -27,7 +27,12 @@ from pathlib import Path
 from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.pipeline.client_process import ClientUnavailable
 from cdc_platform.pipeline.mysql_client import ClientResult, client_for
-from cdc_platform.pipeline.mysql_copy_text import copy_text_select, take_flags
+from cdc_platform.pipeline.mysql_copy_text import (
+    LOAD_DATA_FORMAT,
+    copy_text_select,
+    load_data_columns,
+    take_flags,
+)
 from cdc_platform.pipeline.pg_client import PsqlCopyOut, psql_for
 from cdc_platform.pipeline.sqlserver_load import (
     mysql_decimal_fixer,
@@ -223,11 +228,40 @@ def _pg_substitution_counts(cur, table: Table, target_kind: str) -> dict[str, in
 
 
 def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
-    """PostgreSQL COPY (CSV) streamed through a FIFO into MariaDB's LOAD DATA LOCAL INFILE.
+    """PostgreSQL COPY (CSV) into MariaDB's LOAD DATA LOCAL INFILE (``_load_data_local``).
 
     CSV with every non-NULL value quoted and NULL written as a bare ``NULL`` is read by MySQL's
     ``OPTIONALLY ENCLOSED BY '"' ESCAPED BY ''`` without loss (embedded quotes doubled, newlines kept);
     no row passes through Python objects.
+    """
+    t = job.table
+    exprs = [_pg_csv_expression(c, i, dst.kind.value) for i, c in enumerate(t.columns)]
+    select = (
+        f"COPY (SELECT {', '.join(e[0] for e in exprs)} FROM {qualified('postgresql', t.schema, t.name)}) "
+        "TO STDOUT (FORMAT csv, NULL 'NULL', FORCE_QUOTE *)"
+    )
+    substituted: dict[str, int] = {}
+
+    def blocks() -> Iterable[tuple[bytes, int]]:
+        for data in _pg_copy_blocks(
+            src, specs_dir, snapshot, select, t.qualified, log, settings=("SET LOCAL intervalstyle = 'iso_8601'",),
+            in_snapshot=lambda cur: substituted.update(_pg_substitution_counts(cur, t, dst.kind.value)),
+        ):  # fmt: skip
+            yield data, data.count(b"\n")
+
+    csv = (
+        "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+        "LINES TERMINATED BY '\\n'"
+    )
+    loaded, nbytes = _load_data_local(dst, job, specs_dir, blocks, csv, [e[1] for e in exprs],
+                                      [e[2] for e in exprs if e[2]], log)  # fmt: skip
+    return loaded, nbytes, substituted
+
+
+def _load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Iterable[tuple[bytes, int]]],
+                     line_format: str, columns: list[str], sets: list[str], log) -> tuple[int, int]:  # fmt: skip
+    """``blocks()`` (whole lines and their row counts) written through a FIFO into ``LOAD DATA LOCAL
+    INFILE`` on a shadow of the target table, swapped in on success: (rows loaded, bytes).
 
     Either side can fail at any moment, and neither may leave the other blocked on the FIFO: the
     producer opens it for writing (blocking until LOAD DATA opens it for reading) and a failed side
@@ -239,18 +273,11 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
     import threading
 
     t = job.table
-    exprs = [_pg_csv_expression(c, i, dst.kind.value) for i, c in enumerate(t.columns)]
-    select = (
-        f"COPY (SELECT {', '.join(e[0] for e in exprs)} FROM {qualified('postgresql', t.schema, t.name)}) "
-        "TO STDOUT (FORMAT csv, NULL 'NULL', FORCE_QUOTE *)"
-    )
-    sets = [e[2] for e in exprs if e[2]]
     workdir = tempfile.mkdtemp(prefix="cdc-load-")
-    fifo = os.path.join(workdir, "rows.csv")
+    fifo = os.path.join(workdir, "rows")
     os.mkfifo(fifo, 0o600)
     progress = _Progress(t.qualified, log)
     counters = {"rows": 0, "bytes": 0}
-    substituted: dict[str, int] = {}
     failure: list[BaseException] = []
 
     def release(flags: int) -> None:
@@ -261,14 +288,10 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
     def produce() -> None:
         try:
             with open(fifo, "wb") as sink:
-                blocks = _pg_copy_blocks(
-                    src, specs_dir, snapshot, select, t.qualified, log, settings=("SET LOCAL intervalstyle = 'iso_8601'",),
-                    in_snapshot=lambda cur: substituted.update(_pg_substitution_counts(cur, t, dst.kind.value)),
-                )  # fmt: skip
-                for data in blocks:
+                for data, rows in blocks():
                     sink.write(data)
                     counters["bytes"] += len(data)
-                    counters["rows"] += data.count(b"\n")
+                    counters["rows"] += rows
                     progress.tick(counters["rows"])
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(exc)
@@ -281,13 +304,13 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
         with dconn.cursor() as dcur, _mysql_shadow(dcur, job, reconnect) as shadow:
             # unique_checks and foreign_key_checks stay on: turned off together they send a load into
             # an empty InnoDB table down its bulk-insert path, measured 1-1.5 s slower per million rows
-            # here (bench/README.md), and the shadow has no foreign keys (CREATE TABLE LIKE copies none)
-            dcur.execute("SET SESSION time_zone = '+00:00'")
+            # here (bench/README.md), and the shadow has no foreign keys (CREATE TABLE LIKE copies none).
+            # The format's backslashes must mean escapes whatever the server's sql_mode.
+            dcur.execute("SET SESSION time_zone = '+00:00', "
+                         "sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")  # fmt: skip
             load = (
                 f"LOAD DATA LOCAL INFILE '{fifo}' INTO TABLE {qualified('mysql', job.target_schema, shadow)} "
-                "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
-                f"LINES TERMINATED BY '\\n' ({', '.join(e[1] for e in exprs)})"
-                + (f" SET {', '.join(sets)}" if sets else "")
+                f"{line_format} ({', '.join(columns)})" + (f" SET {', '.join(sets)}" if sets else "")
             )
             producer.start()
             cut: list[str] = []
@@ -307,9 +330,7 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
             if failure:
                 raise failure[0]
             if producer.is_alive():
-                raise FullLoadError(
-                    f"{t.qualified}: the PostgreSQL side did not finish after LOAD DATA ended"
-                )
+                raise FullLoadError(f"{t.qualified}: the source side did not finish after LOAD DATA ended")
             # LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
             dcur.execute("SHOW COUNT(*) WARNINGS")
             warnings = dcur.fetchone()[0]
@@ -329,7 +350,7 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
         dconn.close()
         os.unlink(fifo)
         os.rmdir(workdir)
-    return loaded, counters["bytes"], substituted
+    return loaded, counters["bytes"]
 
 
 def _session_watchdog(dconn, dst, specs_dir: Path, cut_reasons: list[str], every: float = 2.0):
@@ -513,14 +534,15 @@ def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable
 _SNAPSHOT_SCRIPT = "SET SESSION time_zone = '+00:00'; START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
 
 
-def _mysql_copy_text(src, job: CopyJob, specs_dir: Path, batch_size: int, substituted: dict[str, int], log):
+def _mysql_copy_text(src, job: CopyJob, specs_dir: Path, batch_size: int, substituted: dict[str, int], log,
+                     target_kind: str = "postgresql"):  # fmt: skip
     """Blocks of whole ``COPY`` text lines, rendered by the source server (``mysql_copy_text``) and
     read in one consistent snapshot, each with its row count; the flags counted into ``substituted``.
 
     Read by the ``mariadb``/``mysql`` client in a second process where it can be (``mysql_client``),
     else by pymysql; the lines are the same bytes either way.
     """
-    select = copy_text_select(job.table)
+    select = copy_text_select(job.table, target_kind)
     binary = client_for(src, specs_dir)
     if binary:
         try:
@@ -635,10 +657,17 @@ def _rows_to_pg(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log) -> int:
 
 
 def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
+    """MySQL/MariaDB -> MySQL/MariaDB: lines made by the source server (``mysql_copy_text``, MySQL's
+    own value text) into ``LOAD DATA LOCAL INFILE`` (``_load_data_local``); no row passes through
+    Python objects."""
     substituted: dict[str, int] = {}
-    fixers = _mysql_value_fixers(job.table, dst.kind.value, substituted)
-    rows = _fixed(_mysql_rows(src, job, specs_dir, batch_size), fixers)
-    return _rows_to_mysql(dst, job, specs_dir, rows, log, batch_size), None, substituted
+    columns, sets = load_data_columns(job.table)
+    loaded, nbytes = _load_data_local(
+        dst, job, specs_dir,
+        lambda: _mysql_copy_text(src, job, specs_dir, batch_size, substituted, log, dst.kind.value),
+        LOAD_DATA_FORMAT, columns, sets, log,
+    )  # fmt: skip
+    return loaded, nbytes, substituted
 
 
 def _rows_to_mysql(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log, batch_size: int) -> int:

@@ -15,7 +15,7 @@ from cdc_platform.schema.ddl import create_table_sql
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
 from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import connection, create_target_table, materialize, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
@@ -171,13 +171,7 @@ def test_killing_the_mariadb_source_session_mid_copy_ends_the_copy(stack, tmp_pa
         )  # fmt: skip
         spec = next(iter(specs.pipelines.values())).spec
         table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
-        if target == "postgresql":
-            with pg_connect(stack, tgt) as conn:
-                conn.execute("CREATE SCHEMA replica")
-                conn.execute(create_table_sql("postgresql", "replica", "big", table, source_kind="mariadb"))
-        else:
-            with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
-                cur.execute(create_table_sql("mariadb", tgt, "big", table, source_kind="mariadb"))
+        create_target_table(stack, target, tgt, "big", table, "mariadb")
 
         def kill() -> bool:
             with mariadb_connect(stack) as admin, admin.cursor() as cur:

@@ -1,7 +1,7 @@
-"""The MariaDB -> PostgreSQL full load reads ``COPY`` text lines made by the source server, through
-the ``mariadb`` client where it can and through pymysql otherwise: both must load the same values
-and count the same substitutions, a client that cannot start must hand over to pymysql, and the
-password must never be on the client's command line or left on disk."""
+"""The MariaDB -> PostgreSQL and MariaDB -> MariaDB full loads read ``COPY`` text lines made by the
+source server, through the ``mariadb`` client where it can and through pymysql otherwise: both must
+load the same values and count the same substitutions, a client that cannot start must hand over to
+pymysql, and the password must never be on the client's command line or left on disk."""
 
 from __future__ import annotations
 
@@ -11,22 +11,23 @@ from pathlib import Path
 import pytest
 
 from cdc_platform.pipeline.mysql_client import CLIENT_VARIABLE, ClientResult, client_for
-from cdc_platform.schema.ddl import create_table_sql
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
 from tests.fidelity_cases import MARIADB_CASES, rows_of
-from tests.pipeline_support import connection, copy_with_reader, write_specs
-from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
+from tests.pipeline_support import connection, copy_with_reader, create_target_table, write_specs
+from tests.support import mariadb_connect, mariadb_database, pg_database, unique
 
 pytestmark = pytest.mark.integration
 COPIES = 400  # the edge rows repeated, so the result spans many client read blocks
 
 
 @pytest.fixture
-def edge_job(stack, tmp_path):
+def edge_job(stack, tmp_path, request):
     """A MariaDB table of every edge value (zero dates, NUL, escapes, latin1, blobs) and its empty
-    PostgreSQL target."""
-    with mariadb_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+    target: PostgreSQL, or MariaDB when the test asks for it (``indirect`` parameter)."""
+    target = getattr(request, "param", "postgresql")
+    with mariadb_database(stack, "src") as src, pg_database(stack, "tgt") as pg_tgt, \
+            mariadb_database(stack, "tgt") as my_tgt:  # fmt: skip
         columns = ", ".join(f"`{c.column}` {c.source_type}" for c in MARIADB_CASES)
         rows = rows_of(MARIADB_CASES, 1)
         with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
@@ -35,26 +36,27 @@ def edge_job(stack, tmp_path):
             for copy in range(COPIES):
                 values = [row.replace("(", f"({copy * 100} + ", 1) for row in rows]
                 cur.execute(f"INSERT INTO edge VALUES {', '.join(values)}")
+        tgt, schema = (pg_tgt, "replica") if target == "postgresql" else (my_tgt, my_tgt)
         specs = write_specs(
             tmp_path,
-            {"src": connection(stack, "mariadb", src), "tgt": connection(stack, "postgresql", tgt)},
-            [{"name": unique("text"), "source": "src", "target": "tgt", "target_schema": "replica",
+            {"src": connection(stack, "mariadb", src), "tgt": connection(stack, target, tgt)},
+            [{"name": unique("text"), "source": "src", "target": "tgt", "target_schema": schema,
               "mode": "full_load_only", "tables": {"names": [f"{src}.edge"]}}],
         )  # fmt: skip
         spec = next(iter(specs.pipelines.values())).spec
         table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
-        with pg_connect(stack, tgt) as conn:
-            conn.execute("CREATE SCHEMA replica")
-            conn.execute(create_table_sql("postgresql", "replica", "edge", table, source_kind="mariadb"))
-        yield specs, CopyJob(table, "replica", "edge"), tgt
+        create_target_table(stack, target, tgt, "edge", table, "mariadb")
+        yield specs, CopyJob(table, schema, "edge"), tgt
 
 
 def _load(stack, specs, job, tgt, monkeypatch, client: str | None):
     return copy_with_reader(stack, specs, job, tgt, monkeypatch, CLIENT_VARIABLE, client)
 
 
+@pytest.mark.parametrize("edge_job", ["postgresql", "mariadb"], indirect=True)
 def test_the_client_and_pymysql_load_the_same_values_and_counts(stack, edge_job, monkeypatch):
     specs, job, tgt = edge_job
+    to_pg = specs.connection("tgt").kind.value == "postgresql"
     monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
     assert client_for(specs.connection("src"), specs.directory), "the stack installs the mariadb client"
     by_client, client_rows, client_log = _load(stack, specs, job, tgt, monkeypatch, client=None)
@@ -62,10 +64,36 @@ def test_the_client_and_pymysql_load_the_same_values_and_counts(stack, edge_job,
     assert not [m for m in client_log if "reading with pymysql" in m]
     assert by_client.rows == by_pymysql.rows == COPIES * 6 == len(client_rows)
     assert client_rows == pymysql_rows
-    # zero dates in three columns and NUL in two, on each of the copies
+    # zero dates in three columns, on each of the copies; NUL in two, which only PostgreSQL refuses
     assert by_client.substituted == by_pymysql.substituted
-    assert by_client.substituted == {"c_date": 2 * COPIES, "c_datetime": 2 * COPIES, "c_timestamp": COPIES,
-                                     "c_text": COPIES, "c_longtext": COPIES}  # fmt: skip
+    nul = {"c_text": COPIES, "c_longtext": COPIES} if to_pg else {}
+    assert by_client.substituted == {
+        "c_date": 2 * COPIES,
+        "c_datetime": 2 * COPIES,
+        "c_timestamp": COPIES,
+        **nul,
+    }
+    if not to_pg:  # MySQL's own values, NUL and all
+        assert any(isinstance(v, str) and "\x00" in v for row in client_rows for v in row)
+
+
+@pytest.mark.parametrize("edge_job", ["mariadb"], indirect=True)
+def test_a_server_whose_sql_mode_has_no_backslash_escapes_loads_the_same_values(stack, edge_job, monkeypatch):
+    """LOAD DATA's format is written with backslashes (tab, newline, the escape character), which
+    ``NO_BACKSLASH_ESCAPES`` would read literally: the loading session takes it out of its mode."""
+    specs, job, tgt = edge_job
+    plain, plain_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    with mariadb_connect(stack) as admin, admin.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.sql_mode")
+        before = cur.fetchone()[0]
+        cur.execute("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES')")
+    try:
+        strict, strict_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    finally:
+        with mariadb_connect(stack) as admin, admin.cursor() as cur:
+            cur.execute("SET GLOBAL sql_mode = %s", (before,))
+    assert strict.rows == plain.rows == COPIES * 6
+    assert strict_rows == plain_rows and strict.substituted == plain.substituted
 
 
 @pytest.mark.parametrize("client", ["/bin/false", "/nonexistent/mariadb"])
