@@ -72,6 +72,20 @@ def mariadb_database(stack: StackSettings, prefix: str):
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+@contextmanager
+def mariadb_global_sql_mode_with(stack: StackSettings, mode: str):
+    """The server's global ``sql_mode`` with ``mode`` added (new sessions take it), restored after."""
+    with mariadb_connect(stack) as admin, admin.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.sql_mode")
+        before = cur.fetchone()[0]
+        cur.execute("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',', %s)", (mode,))
+    try:
+        yield
+    finally:
+        with mariadb_connect(stack) as admin, admin.cursor() as cur:
+            cur.execute("SET GLOBAL sql_mode = %s", (before,))
+
+
 def mariadb_rows(stack: StackSettings, database: str, query: str) -> list[tuple]:
     """Every row of ``query`` on a stack MariaDB database, as plain tuples (comparable with psycopg's)."""
     conn = mariadb_connect(stack, database)

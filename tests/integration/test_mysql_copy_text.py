@@ -15,7 +15,7 @@ from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
 from tests.fidelity_cases import MARIADB_CASES, rows_of
 from tests.pipeline_support import connection, copy_with_reader, create_target_table, write_specs
-from tests.support import mariadb_connect, mariadb_database, pg_database, unique
+from tests.support import mariadb_connect, mariadb_database, mariadb_global_sql_mode_with, pg_database, unique
 
 pytestmark = pytest.mark.integration
 COPIES = 400  # the edge rows repeated, so the result spans many client read blocks
@@ -83,15 +83,8 @@ def test_a_server_whose_sql_mode_has_no_backslash_escapes_loads_the_same_values(
     ``NO_BACKSLASH_ESCAPES`` would read literally: the loading session takes it out of its mode."""
     specs, job, tgt = edge_job
     plain, plain_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
-    with mariadb_connect(stack) as admin, admin.cursor() as cur:
-        cur.execute("SELECT @@GLOBAL.sql_mode")
-        before = cur.fetchone()[0]
-        cur.execute("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES')")
-    try:
+    with mariadb_global_sql_mode_with(stack, "NO_BACKSLASH_ESCAPES"):
         strict, strict_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
-    finally:
-        with mariadb_connect(stack) as admin, admin.cursor() as cur:
-            cur.execute("SET GLOBAL sql_mode = %s", (before,))
     assert strict.rows == plain.rows == COPIES * 6
     assert strict_rows == plain_rows and strict.substituted == plain.substituted
 

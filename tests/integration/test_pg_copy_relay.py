@@ -2,7 +2,8 @@
 through psycopg otherwise: both must load the same bytes, a psql that cannot start must hand over
 to psycopg, a source killed mid-copy must end the copy with its own error and leave the target as
 it was, and the password must never be on psql's command line, in its environment, or left on
-disk."""
+disk. The same reading into a MariaDB target must load the same rows whatever the server's
+``sql_mode``."""
 
 from __future__ import annotations
 
@@ -14,22 +15,24 @@ import pytest
 from cdc_platform.db import password_of
 from cdc_platform.pipeline.full_load import FullLoadError, copy_table
 from cdc_platform.pipeline.pg_client import CLIENT_VARIABLE, PsqlCopyOut, psql_for
-from cdc_platform.schema.ddl import create_table_sql
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
 from tests.fidelity_cases import PG_CASES, rows_of
 from tests.integration.test_copy_failures import _killer
-from tests.pipeline_support import connection, copy_with_reader, write_specs
-from tests.support import pg_connect, pg_database, unique
+from tests.pipeline_support import connection, copy_with_reader, create_target_table, write_specs
+from tests.support import mariadb_database, mariadb_global_sql_mode_with, pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
 COPIES = 400
 
 
 @pytest.fixture
-def pg_job(stack, tmp_path):
-    """A PostgreSQL table of every edge value plus text that COPY escapes, and its empty target."""
-    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+def pg_job(stack, tmp_path, request):
+    """A PostgreSQL table of every edge value plus text that COPY escapes, and its empty target:
+    PostgreSQL, or MariaDB when the test asks for it (``indirect`` parameter)."""
+    target = getattr(request, "param", "postgresql")
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as pg_tgt, \
+            mariadb_database(stack, "tgt") as my_tgt:  # fmt: skip
         columns = ", ".join(f'"{c.column}" {c.source_type}' for c in PG_CASES)
         rows = rows_of(PG_CASES, 1)
         with pg_connect(stack, src) as conn:
@@ -39,18 +42,17 @@ def pg_job(stack, tmp_path):
             for copy in range(COPIES):
                 values = [row.replace("(", f"({copy * 100} + ", 1) for row in rows]
                 conn.execute(f"INSERT INTO edge ({names}) VALUES {', '.join(values)}")
+        tgt, schema = (pg_tgt, "replica") if target == "postgresql" else (my_tgt, my_tgt)
         specs = write_specs(
             tmp_path,
-            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "postgresql", tgt)},
-            [{"name": unique("relay"), "source": "src", "target": "tgt", "target_schema": "replica",
+            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, target, tgt)},
+            [{"name": unique("relay"), "source": "src", "target": "tgt", "target_schema": schema,
               "mode": "full_load_only", "tables": {"names": ["public.edge"]}}],
         )  # fmt: skip
         spec = next(iter(specs.pipelines.values())).spec
         table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
-        with pg_connect(stack, tgt) as conn:
-            conn.execute("CREATE SCHEMA replica")
-            conn.execute(create_table_sql("postgresql", "replica", "edge", table, source_kind="postgresql"))
-        yield specs, CopyJob(table, "replica", "edge"), src, tgt
+        create_target_table(stack, target, tgt, "edge", table, "postgresql")
+        yield specs, CopyJob(table, schema, "edge"), src, tgt
 
 
 def _read(stack, db, schema) -> list:
@@ -61,6 +63,18 @@ def _read(stack, db, schema) -> list:
 
 def _load(stack, specs, job, tgt, monkeypatch, client: str | None):
     return copy_with_reader(stack, specs, job, tgt, monkeypatch, CLIENT_VARIABLE, client)
+
+
+@pytest.mark.parametrize("pg_job", ["mariadb"], indirect=True)
+def test_into_mariadb_a_sql_mode_with_no_backslash_escapes_loads_the_same_rows(stack, pg_job, monkeypatch):
+    """The CSV format of LOAD DATA is written with a backslash (``LINES TERMINATED BY '\\n'``), which
+    ``NO_BACKSLASH_ESCAPES`` would read literally: the loading session takes it out of its mode."""
+    specs, job, _src, tgt = pg_job
+    plain, plain_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    with mariadb_global_sql_mode_with(stack, "NO_BACKSLASH_ESCAPES"):
+        strict, strict_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    assert strict.rows == plain.rows == len(plain_rows) > 0
+    assert strict_rows == plain_rows and strict.substituted == plain.substituted
 
 
 def test_psql_and_psycopg_load_the_same_bytes_as_the_source(stack, pg_job, monkeypatch):
