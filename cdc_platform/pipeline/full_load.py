@@ -259,9 +259,14 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
 
 
 def _load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Iterable[tuple[bytes, int]]],
-                     line_format: str, columns: list[str], sets: list[str], log) -> tuple[int, int]:  # fmt: skip
+                     line_format: str, columns: list[str], sets: list[str], log,
+                     exact_rows: bool = False) -> tuple[int, int]:  # fmt: skip
     """``blocks()`` (whole lines and their row counts) written through a FIFO into ``LOAD DATA LOCAL
     INFILE`` on a shadow of the target table, swapped in on success: (rows loaded, bytes).
+
+    ``exact_rows``: the blocks' counts are rows, not just line breaks (no value holds a raw newline),
+    so a load of any other number of rows is refused: a format the server read differently from how
+    it was written loses rows without a warning.
 
     Either side can fail at any moment, and neither may leave the other blocked on the FIFO: the
     producer opens it for writing (blocking until LOAD DATA opens it for reading) and a failed side
@@ -331,6 +336,11 @@ def _load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], It
                 raise failure[0]
             if producer.is_alive():
                 raise FullLoadError(f"{t.qualified}: the source side did not finish after LOAD DATA ended")
+            if exact_rows and loaded != counters["rows"]:
+                raise FullLoadError(
+                    f"{t.qualified} -> {job.target_schema}.{job.target_name}: the source sent "
+                    f"{counters['rows']:,} rows and LOAD DATA loaded {loaded:,}; the target table was left as it was"
+                )
             # LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
             dcur.execute("SHOW COUNT(*) WARNINGS")
             warnings = dcur.fetchone()[0]
@@ -665,7 +675,7 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
     loaded, nbytes = _load_data_local(
         dst, job, specs_dir,
         lambda: _mysql_copy_text(src, job, specs_dir, batch_size, substituted, log, dst.kind.value),
-        LOAD_DATA_FORMAT, columns, sets, log,
+        LOAD_DATA_FORMAT, columns, sets, log, exact_rows=True,
     )  # fmt: skip
     return loaded, nbytes, substituted
 

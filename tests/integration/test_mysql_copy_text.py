@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cdc_platform.pipeline.full_load import FullLoadError
 from cdc_platform.pipeline.mysql_client import CLIENT_VARIABLE, ClientResult, client_for
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
@@ -87,6 +88,26 @@ def test_a_server_whose_sql_mode_has_no_backslash_escapes_loads_the_same_values(
         strict, strict_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
     assert strict.rows == plain.rows == COPIES * 6
     assert strict_rows == plain_rows and strict.substituted == plain.substituted
+
+
+@pytest.mark.parametrize("edge_job", ["mariadb"], indirect=True)
+def test_a_load_of_fewer_rows_than_the_source_sent_is_refused_and_the_target_kept(
+    stack, edge_job, monkeypatch
+):
+    """Fault injected: LOAD DATA told to skip the first line, which it does without a warning."""
+    from cdc_platform.pipeline import full_load
+
+    specs, job, tgt = edge_job
+    _stats, before, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    monkeypatch.setattr(full_load, "LOAD_DATA_FORMAT", full_load.LOAD_DATA_FORMAT + " IGNORE 1 LINES")
+    with pytest.raises(
+        FullLoadError, match=f"the source sent {COPIES * 6:,} rows and LOAD DATA loaded {COPIES * 6 - 1:,}"
+    ):
+        full_load.copy_table(specs.connection("src"), specs.connection("tgt"), job, specs.directory,
+                             log=lambda _m: None)  # fmt: skip
+    with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM `{tgt}`.edge ORDER BY id")
+        assert cur.fetchall() == before
 
 
 @pytest.mark.parametrize("client", ["/bin/false", "/nonexistent/mariadb"])
