@@ -106,6 +106,8 @@ def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(
                     f"[FIRING] [critical] {name}: sink_connector_failed (sink)"
                     in inbox.messages[0].content.decode()
                 )
+                # the webhook is a separate delivery: it may land a moment after the e-mail
+                wait_for(lambda: httpserver.log, "the alert webhook", 30, log)
                 hooks = [json.loads(r.get_data()) for r, _ in httpserver.log]
                 assert (
                     hooks and hooks[0]["kind"] == "triggered" and hooks[0]["rule"] == "sink_connector_failed"
