@@ -693,7 +693,7 @@ def _rows_to_mysql(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log, batc
         with dconn.cursor() as dcur, _mysql_shadow(dcur, job, reconnect) as shadow:
             insert = insert.replace(qualified("mysql", job.target_schema, job.target_name),
                                     qualified("mysql", job.target_schema, shadow), 1)  # fmt: skip
-            # unique and foreign-key checks stay on, as in _pg_to_mysql (faster here, see there)
+            # unique and foreign-key checks stay on, as in _load_data_local (faster here, see there)
             dcur.execute("SET SESSION time_zone = '+00:00'")
             # strict: a value the target cannot hold fails the copy instead of changing silently
             dcur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
