@@ -120,8 +120,20 @@ def _pg_to_pg(
                 nbytes += len(block)
                 rows += block.count(b"\n")
                 progress.tick(rows)
+        _refuse_other_count(dcur.rowcount, rows, job)
         d.commit()
     return rows, nbytes, {}
+
+
+def _refuse_other_count(loaded: int, sent: int, job: CopyJob) -> None:
+    """Raise (before the commit, so the target keeps its rows) when the target's ``COPY`` took
+    another number of rows than the source's lines: in ``COPY`` text each row is one line, so any
+    difference is a row misread, never a rounding of the count."""
+    if loaded != sent:
+        raise FullLoadError(
+            f"{job.table.qualified} -> {job.target_schema}.{job.target_name}: the source sent {sent:,} rows and "
+            f"COPY loaded {loaded:,}; the target table was left as it was"
+        )
 
 
 def _pg_copy_blocks(src, specs_dir: Path, snapshot: str | None, select: str, label: str, log,
@@ -209,22 +221,26 @@ def _pg_csv_expression(column, index: int, target_kind: str) -> tuple[str, str, 
     return expr, target, None
 
 
-def _pg_substitution_counts(cur, table: Table, target_kind: str) -> dict[str, int]:
-    """Rows per column that the pair's rule turns into NULL, read in the copy's own snapshot.
+def _pg_row_and_substitution_counts(cur, table: Table, target_kind: str) -> tuple[int, dict[str, int]]:
+    """(rows, rows per column that the pair's rule turns into NULL), read in the copy's own snapshot.
 
-    One extra scan of the table, and only for tables with a column a rule covers; it is what lets
-    the asset say how many values were substituted instead of leaving them silent.
+    One extra scan of the table before the copy. The row count is what the target's ``LOAD DATA``
+    must have loaded: CSV values may hold newlines, so the stream's line count is not the row count,
+    and a format the server reads differently from how it was written loses rows without a warning.
+    The substitution counts let the asset say how many values were substituted instead of leaving
+    them silent.
     """
     predicates = {
         c.name: pg_substituted_predicate(target_kind, quote("postgresql", c.name), c.type)
         for c in table.columns
     }
     predicates = {k: v for k, v in predicates.items() if v}
-    if not predicates:
-        return {}
-    counts = ", ".join(f"count(*) FILTER (WHERE {p})" for p in predicates.values())
-    row = cur.execute(f"SELECT {counts} FROM {qualified('postgresql', table.schema, table.name)}").fetchone()
-    return {name: int(n) for name, n in zip(predicates, row, strict=True) if n}
+    counts = "".join(f", count(*) FILTER (WHERE {p})" for p in predicates.values())
+    row = cur.execute(
+        f"SELECT count(*){counts} FROM {qualified('postgresql', table.schema, table.name)}"
+    ).fetchone()
+    substituted = {name: int(n) for name, n in zip(predicates, row[1:], strict=True) if n}
+    return int(row[0]), substituted
 
 
 def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
@@ -241,32 +257,43 @@ def _pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
         "TO STDOUT (FORMAT csv, NULL 'NULL', FORCE_QUOTE *)"
     )
     substituted: dict[str, int] = {}
+    source_rows: list[int] = []
+
+    def count(cur) -> None:
+        rows, counts = _pg_row_and_substitution_counts(cur, t, dst.kind.value)
+        source_rows.append(rows)
+        substituted.update(counts)
 
     def blocks() -> Iterable[tuple[bytes, int]]:
         for data in _pg_copy_blocks(
             src, specs_dir, snapshot, select, t.qualified, log, settings=("SET LOCAL intervalstyle = 'iso_8601'",),
-            in_snapshot=lambda cur: substituted.update(_pg_substitution_counts(cur, t, dst.kind.value)),
+            in_snapshot=count,
         ):  # fmt: skip
-            yield data, data.count(b"\n")
+            yield data, data.count(b"\n")  # lines: the progress figure only
 
     csv = (
         "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
         "LINES TERMINATED BY '\\n'"
     )
     loaded, nbytes = _load_data_local(dst, job, specs_dir, blocks, csv, [e[1] for e in exprs],
-                                      [e[2] for e in exprs if e[2]], log)  # fmt: skip
+                                      [e[2] for e in exprs if e[2]], log, sent_rows=lambda: source_rows[0])  # fmt: skip
     return loaded, nbytes, substituted
+
+
+#: the loading session: UTC, as the values are written; the format's backslashes must mean escapes
+#: whatever the server's sql_mode (under NO_BACKSLASH_ESCAPES a CSV load read one row of thousands)
+LOAD_SESSION = "SET SESSION time_zone = '+00:00', sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')"
 
 
 def _load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Iterable[tuple[bytes, int]]],
                      line_format: str, columns: list[str], sets: list[str], log,
-                     exact_rows: bool = False) -> tuple[int, int]:  # fmt: skip
+                     sent_rows: Callable[[], int]) -> tuple[int, int]:  # fmt: skip
     """``blocks()`` (whole lines and their row counts) written through a FIFO into ``LOAD DATA LOCAL
     INFILE`` on a shadow of the target table, swapped in on success: (rows loaded, bytes).
 
-    ``exact_rows``: the blocks' counts are rows, not just line breaks (no value holds a raw newline),
-    so a load of any other number of rows is refused: a format the server read differently from how
-    it was written loses rows without a warning.
+    ``sent_rows()``, asked once the blocks are exhausted, is how many rows the source sent; a load of
+    any other number is refused: a format the server reads differently from how it was written (a
+    ``sql_mode``, an escape, a line terminator) loses rows without a warning.
 
     Either side can fail at any moment, and neither may leave the other blocked on the FIFO: the
     producer opens it for writing (blocking until LOAD DATA opens it for reading) and a failed side
@@ -310,9 +337,7 @@ def _load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], It
             # unique_checks and foreign_key_checks stay on: turned off together they send a load into
             # an empty InnoDB table down its bulk-insert path, measured 1-1.5 s slower per million rows
             # here (bench/README.md), and the shadow has no foreign keys (CREATE TABLE LIKE copies none).
-            # The format's backslashes must mean escapes whatever the server's sql_mode.
-            dcur.execute("SET SESSION time_zone = '+00:00', "
-                         "sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")  # fmt: skip
+            dcur.execute(LOAD_SESSION)
             load = (
                 f"LOAD DATA LOCAL INFILE '{fifo}' INTO TABLE {qualified('mysql', job.target_schema, shadow)} "
                 f"{line_format} ({', '.join(columns)})" + (f" SET {', '.join(sets)}" if sets else "")
@@ -336,10 +361,11 @@ def _load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], It
                 raise failure[0]
             if producer.is_alive():
                 raise FullLoadError(f"{t.qualified}: the source side did not finish after LOAD DATA ended")
-            if exact_rows and loaded != counters["rows"]:
+            sent = sent_rows()
+            if loaded != sent:
                 raise FullLoadError(
                     f"{t.qualified} -> {job.target_schema}.{job.target_name}: the source sent "
-                    f"{counters['rows']:,} rows and LOAD DATA loaded {loaded:,}; the target table was left as it was"
+                    f"{sent:,} rows and LOAD DATA loaded {loaded:,}; the target table was left as it was"
                 )
             # LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
             dcur.execute("SHOW COUNT(*) WARNINGS")
@@ -629,6 +655,7 @@ def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
                 rows += count
                 nbytes += len(block)
                 progress.tick(rows)
+        _refuse_other_count(dcur.rowcount, rows, job)
         d.commit()
     return rows, nbytes, substituted
 
@@ -672,11 +699,18 @@ def _mysql_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batc
     Python objects."""
     substituted: dict[str, int] = {}
     columns, sets = load_data_columns(job.table)
-    loaded, nbytes = _load_data_local(
-        dst, job, specs_dir,
-        lambda: _mysql_copy_text(src, job, specs_dir, batch_size, substituted, log, dst.kind.value),
-        LOAD_DATA_FORMAT, columns, sets, log, exact_rows=True,
-    )  # fmt: skip
+    sent = [0]
+
+    def blocks() -> Iterable[tuple[bytes, int]]:
+        # each line is one row here: the server escapes newlines inside values
+        for block, rows in _mysql_copy_text(
+            src, job, specs_dir, batch_size, substituted, log, dst.kind.value
+        ):
+            sent[0] += rows
+            yield block, rows
+
+    loaded, nbytes = _load_data_local(dst, job, specs_dir, blocks, LOAD_DATA_FORMAT, columns, sets, log,
+                                      sent_rows=lambda: sent[0])  # fmt: skip
     return loaded, nbytes, substituted
 
 

@@ -16,7 +16,14 @@ from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
 from tests.fidelity_cases import MARIADB_CASES, rows_of
 from tests.pipeline_support import connection, copy_with_reader, create_target_table, write_specs
-from tests.support import mariadb_connect, mariadb_database, mariadb_global_sql_mode_with, pg_database, unique
+from tests.support import (
+    mariadb_connect,
+    mariadb_database,
+    mariadb_global_sql_mode_with,
+    pg_connect,
+    pg_database,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 COPIES = 400  # the edge rows repeated, so the result spans many client read blocks
@@ -108,6 +115,30 @@ def test_a_load_of_fewer_rows_than_the_source_sent_is_refused_and_the_target_kep
     with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT * FROM `{tgt}`.edge ORDER BY id")
         assert cur.fetchall() == before
+
+
+def test_into_postgresql_a_copy_that_took_fewer_rows_than_the_lines_sent_is_refused(
+    stack, edge_job, monkeypatch
+):
+    """Fault injected: a ``\\.`` line after the first block, where PostgreSQL's ``COPY`` ends its
+    data and discards the rest without an error."""
+    from cdc_platform.pipeline import full_load
+
+    specs, job, tgt = edge_job
+    _stats, before, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    real = full_load._mysql_copy_text
+
+    def cut_short(*args, **kwargs):
+        for i, (block, rows) in enumerate(real(*args, **kwargs)):
+            yield (block, rows) if i else (block + b"\\.\n", rows + 1)
+
+    monkeypatch.setattr(full_load, "_mysql_copy_text", cut_short)
+    with pytest.raises(FullLoadError, match=f"the source sent {COPIES * 6 + 1:,} rows and COPY loaded "):
+        full_load.copy_table(specs.connection("src"), specs.connection("tgt"), job, specs.directory,
+                             log=lambda _m: None)  # fmt: skip
+    with pg_connect(stack, tgt) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        assert conn.execute("SELECT count(*) FROM replica.edge").fetchone()[0] == len(before)
 
 
 @pytest.mark.parametrize("client", ["/bin/false", "/nonexistent/mariadb"])

@@ -3,7 +3,7 @@ through psycopg otherwise: both must load the same bytes, a psql that cannot sta
 to psycopg, a source killed mid-copy must end the copy with its own error and leave the target as
 it was, and the password must never be on psql's command line, in its environment, or left on
 disk. The same reading into a MariaDB target must load the same rows whatever the server's
-``sql_mode``."""
+``sql_mode``, and a target that loaded fewer rows than the source sent must be refused."""
 
 from __future__ import annotations
 
@@ -20,10 +20,18 @@ from cdc_platform.schema.model import CopyJob
 from tests.fidelity_cases import PG_CASES, rows_of
 from tests.integration.test_copy_failures import _killer
 from tests.pipeline_support import connection, copy_with_reader, create_target_table, write_specs
-from tests.support import mariadb_database, mariadb_global_sql_mode_with, pg_connect, pg_database, unique
+from tests.support import (
+    mariadb_connect,
+    mariadb_database,
+    mariadb_global_sql_mode_with,
+    pg_connect,
+    pg_database,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 COPIES = 400
+ROWS = COPIES * len(rows_of(PG_CASES, 1))  # the edge table's rows
 
 
 @pytest.fixture
@@ -75,6 +83,51 @@ def test_into_mariadb_a_sql_mode_with_no_backslash_escapes_loads_the_same_rows(s
         strict, strict_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
     assert strict.rows == plain.rows == len(plain_rows) > 0
     assert strict_rows == plain_rows and strict.substituted == plain.substituted
+
+
+def _target_rows(stack, target: str, tgt: str, schema: str) -> list:
+    if target == "postgresql":
+        return _read(stack, tgt, schema)
+    with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM `{tgt}`.edge ORDER BY id")
+        return cur.fetchall()
+
+
+@pytest.mark.parametrize("pg_job", ["postgresql", "mariadb"], indirect=True)
+def test_a_load_of_fewer_rows_than_the_source_sent_is_refused_and_the_target_kept(stack, pg_job, monkeypatch):
+    """Faults injected where each target drops rows without an error or a warning: PostgreSQL's
+    ``COPY`` ends its data at a ``\\.`` line and discards the rest; MariaDB's ``LOAD DATA`` under
+    ``NO_BACKSLASH_ESCAPES`` (the session's fix undone) reads the CSV as one row. The CSV holds newlines inside values, so the count compared is the
+    source's row count (read in the copy's snapshot), not the stream's lines."""
+    from cdc_platform.pipeline import full_load
+
+    specs, job, _src, tgt = pg_job
+    target = specs.connection("tgt").kind.value
+    copy_table(specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _m: None)
+    before = _target_rows(stack, target, tgt, job.target_schema)
+    assert len(before) == ROWS
+    if target == "postgresql":
+        real_blocks = full_load._pg_copy_blocks
+
+        def cut_short(*args, **kwargs):
+            for i, block in enumerate(real_blocks(*args, **kwargs)):
+                yield block if i else block + b"\\.\n"
+
+        monkeypatch.setattr(full_load, "_pg_copy_blocks", cut_short)
+        refused = "COPY loaded"
+    else:
+        # the fault this check was written after: the loading session left in the server's
+        # NO_BACKSLASH_ESCAPES, where the CSV's line terminator reads as two characters
+        monkeypatch.setattr(full_load, "LOAD_SESSION", "SET SESSION time_zone = '+00:00'")
+        refused = f"the source sent {ROWS:,} rows and LOAD DATA loaded "
+    with (
+        mariadb_global_sql_mode_with(stack, "NO_BACKSLASH_ESCAPES"),
+        pytest.raises(FullLoadError, match=refused),
+    ):
+        copy_table(
+            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _m: None
+        )
+    assert _target_rows(stack, target, tgt, job.target_schema) == before
 
 
 def test_psql_and_psycopg_load_the_same_bytes_as_the_source(stack, pg_job, monkeypatch):
