@@ -146,10 +146,13 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_rows: int = 0,
-             meter: Callable[[str], None] | None = None, burst_options: dict | None = None) -> dict:  # fmt: skip
-    """``meter("start")`` / ``meter("stop")`` are called around the workload (``cost.py``)."""
+             meter: Callable[[str], None] | None = None, burst_options: dict | None = None,
+             burst_connect: str | None = None) -> dict:  # fmt: skip
+    """``meter("start")`` / ``meter("stop")`` are called around the workload (``cost.py``);
+    ``burst_connect``: the Kafka Connect cluster of the burst's pipeline (default: the stack's)."""
     source_kind, target_kind = pair.split("-")
     connect = KafkaConnectResource(url=stack.connect_url, timeout_seconds=60)
+    burst_connector = KafkaConnectResource(url=burst_connect or stack.connect_url, timeout_seconds=60)
     with pg_database(stack, "lsrc") as pg_src, pg_database(stack, "ltgt") as pg_tgt, \
             mariadb_database(stack, "lsrc") as my_src, mariadb_database(stack, "ltgt") as my_tgt, \
             contextlib.ExitStack() as extra:  # fmt: skip
@@ -183,7 +186,7 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_r
             specs = write_specs(Path(tmp), connections, pipelines)
             materialize(stack, specs, name)
             if burst_rows:
-                materialize(stack, specs, noisy)
+                materialize(stack, specs, noisy, connect_url=burst_connect)
             burst = None
             try:
                 target = Db(stack, target_kind, tgt_db, tgt_schema)
@@ -214,7 +217,8 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_r
             finally:
                 for pipeline in [name, noisy] if burst_rows else [name]:
                     spec = specs.pipelines[pipeline].spec
-                    teardown_pipeline(pipeline, connect, lambda *_: None, source=specs.connection(spec.source),
+                    on = burst_connector if pipeline == noisy else connect
+                    teardown_pipeline(pipeline, on, lambda *_: None, source=specs.connection(spec.source),
                                       specs_dir=specs.directory, delete_topics=True,
                                       kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
     latencies = [poller.seen[s] - t for s, t in workload.committed.items() if s in poller.seen]
@@ -260,13 +264,17 @@ def main() -> None:
     parser.add_argument(
         "--burst-sink", action="append", default=[], help="the burst pipeline's sink key=value"
     )
+    parser.add_argument(
+        "--burst-connect", help="the burst pipeline's Kafka Connect URL (default: the stack's)"
+    )
     args = parser.parse_args()
     options = pipeline_options(args)
     stack = load_stack_settings()
     results = []
     for pair in args.pairs.split(","):
         burst_options = {"sink_overrides": dict(o.split("=", 1) for o in args.burst_sink)}
-        r = run_pair(stack, pair, args.rate, args.seconds, options, args.burst, burst_options=burst_options)
+        r = run_pair(stack, pair, args.rate, args.seconds, options, args.burst, burst_options=burst_options,
+                     burst_connect=args.burst_connect)  # fmt: skip
         results.append(r)
         print(f"{args.label:14} {pair:24} {r['changes']:8,} changes ({r['rate']:,.0f}/s, {r['timed']:,} timed): "
               f"p50 {r['p50'] * 1000:6.0f} ms  p95 {r['p95'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "

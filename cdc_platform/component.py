@@ -143,7 +143,13 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         default=None, description="Pipeline names to define here; all pipelines of the specs when omitted."
     )
     connect_url: str | None = Field(
-        default=None, description="Kafka Connect REST URL (default: local stack)."
+        default=None,
+        description="Kafka Connect REST URL(s), comma-separated (default: $CDC_CONNECT_URL, else the local stack).",
+    )
+    jolokia_url: str | None = Field(
+        default=None,
+        description="Jolokia agent URL(s) of that cluster's workers, comma-separated, for Debezium's and "
+        "Connect's metrics (default: $CDC_JOLOKIA_URL, else the local stack's).",
     )
     kafka_bootstrap: str | None = Field(
         default=None, description="Kafka bootstrap servers (default: local stack)."
@@ -293,7 +299,10 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             jobs=jobs,
             schedules=schedules,
             resources=_shared_resources(
-                self.connect_url or connect_url, str(specs.directory), bootstrap, default_jolokia_url()
+                self.connect_url or connect_url,
+                str(specs.directory),
+                bootstrap,
+                default_jolokia_url() if self.jolokia_url is None else self.jolokia_url,
             ),  # fmt: skip
         )
 

@@ -24,6 +24,9 @@ PORT_VARIABLES: dict[str, tuple[str, int]] = {
     "s3": ("CDC_S3_PORT", 15000),
     #: Jolokia's HTTP agent in the Connect JVM (loopback, read-only): Debezium's and Connect's JMX metrics
     "jolokia": ("CDC_JOLOKIA_PORT", 18778),
+    #: the optional second Connect cluster for busy pipelines (``CDC_CONNECT_BULK``) and its agent
+    "connect-bulk": ("CDC_CONNECT_BULK_PORT", 18093),
+    "jolokia-bulk": ("CDC_JOLOKIA_BULK_PORT", 18788),
 }
 
 #: Debezium release and the Kafka release it is built against (see resources/stack/kafka-pom.xml).
@@ -75,6 +78,12 @@ class StackSettings:
     #: Connect workers in the one group (``CDC_CONNECT_WORKERS``); worker k > 1 listens on the
     #: first worker's REST and Jolokia ports + k - 1
     connect_workers: int = 1
+    #: a second, separate Connect cluster for busy pipelines (``CDC_CONNECT_BULK``); its JVM can run
+    #: at a lower CPU priority (``CDC_CONNECT_BULK_NICE``, 0..19) on a machine short of cores
+    connect_bulk: bool = False
+    connect_bulk_nice: int = 0
+    connect_bulk_port: int = PORT_VARIABLES["connect-bulk"][1]
+    jolokia_bulk_port: int = PORT_VARIABLES["jolokia-bulk"][1]
 
     # -- paths ---------------------------------------------------------------------------------
     @property
@@ -124,6 +133,8 @@ class StackSettings:
             "connect": self.connect_port,
             "s3": self.s3_port,
             "jolokia": self.jolokia_port,
+            "connect-bulk": self.connect_bulk_port,
+            "jolokia-bulk": self.jolokia_bulk_port,
         }[service]
 
     # -- endpoints -----------------------------------------------------------------------------
@@ -151,6 +162,15 @@ class StackSettings:
         """Every worker's Jolokia agent, comma-separated: a task's MBeans live on the worker running it."""
         return ",".join(f"http://{self.host}:{self.port_of(worker_service('jolokia', k))}/jolokia"
                         for k in range(1, self.connect_workers + 1))  # fmt: skip
+
+    @property
+    def connect_bulk_url(self) -> str:
+        """The bulk Connect cluster's REST URL (``CDC_CONNECT_BULK``): a code location of its own points here."""
+        return f"http://{self.host}:{self.connect_bulk_port}"
+
+    @property
+    def jolokia_bulk_url(self) -> str:
+        return f"http://{self.host}:{self.jolokia_bulk_port}/jolokia"
 
     @property
     def s3_url(self) -> str:
@@ -205,6 +225,24 @@ def _workers() -> int:
     return value
 
 
+def _bulk() -> bool:
+    raw = (os.environ.get("CDC_CONNECT_BULK") or "0").strip().lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no"):
+        raise ValueError(f"CDC_CONNECT_BULK={raw!r} is not one of 1/0, true/false, yes/no")
+    return raw in ("1", "true", "yes")
+
+
+def _bulk_nice() -> int:
+    raw = os.environ.get("CDC_CONNECT_BULK_NICE") or "0"
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"CDC_CONNECT_BULK_NICE={raw!r} is not a niceness (0..19)") from exc
+    if not 0 <= value <= 19:
+        raise ValueError(f"CDC_CONNECT_BULK_NICE={raw!r} is outside 0..19")
+    return value
+
+
 def load_stack_settings() -> StackSettings:
     root = _project_root()
     state = Path(os.environ.get("CDC_STACK_DIR") or root / ".stack").resolve()
@@ -219,6 +257,10 @@ def load_stack_settings() -> StackSettings:
         s3_port=_port("s3"),
         jolokia_port=_port("jolokia"),
         connect_workers=_workers(),
+        connect_bulk=_bulk(),
+        connect_bulk_nice=_bulk_nice(),
+        connect_bulk_port=_port("connect-bulk"),
+        jolokia_bulk_port=_port("jolokia-bulk"),
     )
 
 

@@ -43,15 +43,17 @@ def materialize(
     selection: list[dg.AssetKey] | None = None,
     assets=None,
     instance: dg.DagsterInstance | None = None,
+    connect_url: str | None = None,
 ):
-    """``assets`` lets a test build the assets (load time) before changing the source (run time)."""
+    """``assets`` lets a test build the assets (load time) before changing the source (run time);
+    ``connect_url``: another Kafka Connect cluster than the stack's."""
     if assets is None:
         assets = build_assets(specs, pipeline)
     result = dg.materialize(
         [assets],
         selection=selection,
         resources={
-            "kafka_connect": KafkaConnectResource(url=stack.connect_url, timeout_seconds=60),
+            "kafka_connect": KafkaConnectResource(url=connect_url or stack.connect_url, timeout_seconds=60),
             "cdc_settings": CdcSettingsResource(
                 specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap
             ),

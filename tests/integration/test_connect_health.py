@@ -45,8 +45,10 @@ def component_defs(specs, discover: list[str] | None = None, **health) -> dg.Def
 class Ticker:
     """Ticks the sensor like the daemon does: same instance, cursor carried from tick to tick."""
 
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, connect):
-        self.sensor = defs.get_sensor_def("cdc_connect_health")
+    def __init__(
+        self, defs: dg.Definitions, instance: dg.DagsterInstance, connect, sensor: str = "cdc_connect_health"
+    ):
+        self.sensor = defs.get_sensor_def(sensor)
         self.instance, self.connect, self.cursor = instance, connect, None
         #: the runs the sensor asked for (the consistency checks after a recovery)
         self.requests: list[dg.RunRequest] = []

@@ -127,3 +127,52 @@ def test_later_connect_workers_listen_next_to_the_first_and_join_its_group(tmp_p
     monkeypatch.setenv("CDC_CONNECT_WORKERS", "9")
     with pytest.raises(ValueError, match="CDC_CONNECT_WORKERS='9' is outside 1..4"):
         load_stack_settings()
+
+
+def test_the_bulk_connect_cluster_is_a_group_of_its_own_at_a_lower_cpu_priority(tmp_path, monkeypatch):
+    """`CDC_CONNECT_BULK=1`: a separate cluster (its own group and storage topics, so placing a
+    connector there never rebalances the main group) on its own ports, started under ``nice``."""
+    import pytest
+
+    from cdc_platform.settings import load_stack_settings
+    from cdc_platform.stack.services import BulkConnect, Connect, all_services
+
+    monkeypatch.setenv("CDC_STACK_DIR", str(tmp_path))
+    monkeypatch.delenv("CDC_CONNECT_BULK", raising=False)
+    assert "connect-bulk" not in [s.name for s in all_services(load_stack_settings())]
+    monkeypatch.setenv("CDC_CONNECT_BULK", "1")
+    monkeypatch.setenv("CDC_CONNECT_BULK_NICE", "15")
+    settings = load_stack_settings()
+    names = [s.name for s in all_services(settings)]
+    assert names == ["postgres", "mariadb", "kafka", "connect", "connect-bulk", "s3"]
+    main, bulk = (s for s in all_services(settings) if isinstance(s, Connect))
+    assert isinstance(bulk, BulkConnect)
+    assert bulk.ports == {"connect-bulk": 18093, "jolokia-bulk": 18788}
+    assert (settings.connect_bulk_url, settings.jolokia_bulk_url) == (
+        "http://127.0.0.1:18093", "http://127.0.0.1:18788/jolokia")  # fmt: skip
+    assert (bulk.log_file.name, bulk.pid_file.path.name) == ("connect-bulk.log", "connect-bulk.pid")
+    main.prepare(), bulk.prepare()
+    one, two = (
+        dict(line.split("=", 1) for line in w.properties_file.read_text().splitlines()) for w in (main, bulk)
+    )
+    assert one["group.id"] == "cdc-platform-connect" and two["group.id"] == "cdc-platform-connect-bulk"
+    for topic in ("config", "offset", "status"):
+        assert one[f"{topic}.storage.topic"] != two[f"{topic}.storage.topic"]
+        assert two[f"{topic}.storage.topic"].startswith("_cdc_connect_bulk_")
+    assert two["listeners"] == "http://127.0.0.1:18093"
+    monkeypatch.setattr(
+        Connect, "command", lambda self: ["java", "ConnectDistributed", str(self.properties_file)]
+    )
+    launched = ["java", "ConnectDistributed", str(bulk.properties_file)]
+    nice, *rest = bulk.command()
+    assert nice.endswith("nice") and rest == ["-n", "15", *launched]
+    monkeypatch.delenv("CDC_CONNECT_BULK_NICE")
+    assert BulkConnect(load_stack_settings()).command() == launched  # at the default 0, no wrapper
+    monkeypatch.setenv("CDC_CONNECT_BULK_PORT", "18193")
+    assert load_stack_settings().connect_bulk_url == "http://127.0.0.1:18193"
+    monkeypatch.setenv("CDC_CONNECT_BULK_NICE", "20")
+    with pytest.raises(ValueError, match="CDC_CONNECT_BULK_NICE='20' is outside 0..19"):
+        load_stack_settings()
+    monkeypatch.setenv("CDC_CONNECT_BULK", "maybe")
+    with pytest.raises(ValueError, match="CDC_CONNECT_BULK='maybe' is not one of"):
+        load_stack_settings()
