@@ -142,6 +142,11 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
     pipelines: list[str] | None = Field(
         default=None, description="Pipeline names to define here; all pipelines of the specs when omitted."
     )
+    exclude_pipelines: list[str] = Field(
+        default_factory=list,
+        description="With `pipelines` omitted: pipelines not to define here, because another code location "
+        "defines them (e.g. on a Connect cluster of their own). New pipelines of the specs then still land here.",
+    )
     connect_url: str | None = Field(
         default=None,
         description="Kafka Connect REST URL(s), comma-separated (default: $CDC_CONNECT_URL, else the local stack).",
@@ -196,13 +201,23 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
 
     def load_specs(self) -> Specs:
         specs = load_specs(self.resolved_specs_dir())
+        if self.pipelines is not None and self.exclude_pipelines:
+            raise ValueError("CdcPipelineComponent takes `pipelines` or `exclude_pipelines`, not both")
         unknown = sorted(set(self.pipelines or []) - set(specs.pipelines))
-        if unknown:
-            raise ValueError(
-                f"CdcPipelineComponent names pipelines {unknown} that {specs.directory} does not define "
-                f"(it defines {sorted(specs.pipelines)})"
-            )
+        unknown_excluded = sorted(set(self.exclude_pipelines) - set(specs.pipelines))
+        for attribute, names in (("pipelines", unknown), ("exclude_pipelines", unknown_excluded)):
+            if names:
+                raise ValueError(
+                    f"CdcPipelineComponent's {attribute} names pipelines {names} that {specs.directory} does "
+                    f"not define (it defines {sorted(specs.pipelines)})"
+                )
         return specs
+
+    def selected_pipelines(self, specs: Specs) -> list[str]:
+        """The pipelines this instance defines."""
+        if self.pipelines is not None:
+            return list(self.pipelines)
+        return [name for name in sorted(specs.pipelines) if name not in self.exclude_pipelines]
 
     def get_translator(self) -> CdcTranslator:
         """Override to change keys or attributes of the assets."""
@@ -213,13 +228,16 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         # the key names the specs directory, so two directories never share a stored catalog
         specs_dir = self.specs_dir or str(default_specs_dir().resolve())
         selected = ",".join(self.pipelines) if self.pipelines else "*"
+        if self.exclude_pipelines:
+            selected += " except " + ",".join(self.exclude_pipelines)
         return DefsStateConfig.from_args(
             self.defs_state, default_key=f"CdcPipelineComponent[{specs_dir}:{selected}]"
         )
 
     def write_state_to_path(self, state_path: Path) -> None:
         specs = self.load_specs()
-        write_catalog(discover_catalog(specs, self.pipelines), state_path)
+        chosen = self.selected_pipelines(specs) if self.exclude_pipelines else self.pipelines
+        write_catalog(discover_catalog(specs, chosen), state_path)
 
     def build_defs_from_state(
         self, context: dg.ComponentLoadContext, state_path: Path | None
@@ -230,7 +248,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
     def _build_defs(self, state_path: Path | None) -> dg.Definitions:
         specs = self.load_specs()
         catalog = read_catalog(state_path)
-        names = self.pipelines if self.pipelines is not None else sorted(specs.pipelines)
+        names = self.selected_pipelines(specs)
         connect_url, bootstrap = default_endpoints()
         bootstrap = self.kafka_bootstrap or bootstrap
         catalogs = catalog.pipelines if catalog else {}

@@ -15,7 +15,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cdc_platform.catalog import discover_catalog, write_catalog
 from cdc_platform.component import CdcPipelineComponent
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.stack.processes import stop
@@ -53,19 +52,23 @@ def _niceness(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-def _location(specs, pipeline: str, **attributes) -> dg.Definitions:
-    """A code location of one component instance defining ``pipeline``, after a catalog refresh."""
-    state = specs.directory / f"state-{pipeline}"
-    write_catalog(discover_catalog(specs, [pipeline]), state)
+def _location(specs, name: str, **attributes) -> dg.Definitions:
+    """A code location of one component instance, after its own catalog refresh."""
     component = CdcPipelineComponent.from_attributes_dict(
-        attributes={"specs_dir": str(specs.directory), "pipelines": [pipeline], **attributes}
+        attributes={"specs_dir": str(specs.directory), **attributes}
     )
+    state = specs.directory / f"state-{name}"
+    component.write_state_to_path(state)
     return component.build_defs_from_state(None, state)  # type: ignore[arg-type]
 
 
-def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-    """The location's pipeline asset with the location's own resources, as its UI would run it."""
-    assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+def _materialize(defs: dg.Definitions, pipeline: str, instance: dg.DagsterInstance) -> None:
+    """The pipeline's asset with the location's own resources, as its UI would run it."""
+    assets = next(
+        a
+        for a in defs.assets
+        if isinstance(a, dg.AssetsDefinition) and a.node_def.name == f"{pipeline}_pipeline"
+    )
     assert dg.materialize([assets], resources=dict(defs.resources), instance=instance).success
 
 
@@ -93,13 +96,18 @@ def test_a_busy_pipeline_on_the_bulk_cluster_replicates_apart_from_the_others(
              {"name": busy, "source": "src", "target": "tgt", "target_schema": "busy",
               "tables": {"names": ["public.busy"]}}],
         )  # fmt: skip
-        main_location = _location(specs, quiet)
-        bulk_location = _location(specs, busy, connect_url=bulk_cluster.connect_bulk_url,
+        # the main location: every pipeline but the busy one, on the main cluster
+        main_location = _location(specs, "main", exclude_pipelines=[busy])
+        bulk_location = _location(specs, "bulk", pipelines=[busy], connect_url=bulk_cluster.connect_bulk_url,
                                   jolokia_url=bulk_cluster.jolokia_bulk_url)  # fmt: skip
         instance = dg.DagsterInstance.ephemeral()
         try:
-            _materialize(main_location, instance)
-            _materialize(bulk_location, instance)
+            defined_in_main = {
+                a.node_def.name for a in main_location.assets if isinstance(a, dg.AssetsDefinition)
+            }
+            assert f"{quiet}_pipeline" in defined_in_main and f"{busy}_pipeline" not in defined_in_main
+            _materialize(main_location, quiet, instance)
+            _materialize(bulk_location, busy, instance)
             on_main, on_bulk = set(connect.list_connectors()), set(bulk.list_connectors())
             assert {f"{busy}-source", f"{busy}-sink"} <= on_bulk and not {
                 f"{quiet}-source",

@@ -223,6 +223,21 @@ def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
     assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders", "cdc_alerts_orders"]
 
 
+def test_a_component_can_leave_out_the_pipelines_another_location_defines(specs_dir):
+    """The main location of a project whose busy pipeline runs on its own Connect cluster: every
+    pipeline but that one, so a pipeline added to the specs later still lands somewhere."""
+    rest = _defs(specs_dir, CATALOG, exclude_pipelines=["everything"])
+    keys = _specs_by_key(rest)
+    assert "dw/dw/sales" in keys and not any(k.startswith("dw/all_tables/") for k in keys)
+    assert {j.name for j in rest.jobs or []} >= {"orders_teardown", "cdc_collect_metrics"}
+    assert "everything_teardown" not in {j.name for j in rest.jobs or []}
+    assert "cdc_connect_health" in [s.name for s in rest.sensors or []]
+    with pytest.raises(ValueError, match=r"exclude_pipelines names pipelines \['nope'\]"):
+        _defs(specs_dir, CATALOG, exclude_pipelines=["nope"])
+    with pytest.raises(ValueError, match="`pipelines` or `exclude_pipelines`, not both"):
+        _defs(specs_dir, CATALOG, pipelines=["orders"], exclude_pipelines=["everything"])
+
+
 def test_the_whole_project_loads_and_validates():
     """The dg project's defs folder loads into one valid Definitions (same as `dagster definitions validate`)."""
     from cdc_platform.definitions import defs
