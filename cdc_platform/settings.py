@@ -212,17 +212,21 @@ def port_variable(service: str) -> str:
     return variable if worker == 1 else f"{variable} (worker {worker} uses it + {worker - 1})"
 
 
-def _workers() -> int:
-    raw = os.environ.get("CDC_CONNECT_WORKERS") or "1"
+def _bounded_int(variable: str, default: int, low: int, high: int, what: str, why: str = "") -> int:
+    """``variable``'s integer value in ``low..high``; a clear error naming the variable otherwise."""
+    raw = os.environ.get(variable) or str(default)
     try:
         value = int(raw)
     except ValueError as exc:
-        raise ValueError(f"CDC_CONNECT_WORKERS={raw!r} is not a number of workers") from exc
-    if not 1 <= value <= 4:
-        raise ValueError(
-            f"CDC_CONNECT_WORKERS={raw!r} is outside 1..4 (the local stack runs up to 4 workers)"
-        )
+        raise ValueError(f"{variable}={raw!r} is not {what}") from exc
+    if not low <= value <= high:
+        raise ValueError(f"{variable}={raw!r} is outside {low}..{high}{why}")
     return value
+
+
+def _workers() -> int:
+    return _bounded_int("CDC_CONNECT_WORKERS", 1, 1, 4, "a number of workers",
+                        " (the local stack runs up to 4 workers)")  # fmt: skip
 
 
 def _bulk() -> bool:
@@ -233,14 +237,7 @@ def _bulk() -> bool:
 
 
 def _bulk_nice() -> int:
-    raw = os.environ.get("CDC_CONNECT_BULK_NICE") or "0"
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"CDC_CONNECT_BULK_NICE={raw!r} is not a niceness (0..19)") from exc
-    if not 0 <= value <= 19:
-        raise ValueError(f"CDC_CONNECT_BULK_NICE={raw!r} is outside 0..19")
-    return value
+    return _bounded_int("CDC_CONNECT_BULK_NICE", 0, 0, 19, "a niceness (0..19)")
 
 
 def load_stack_settings() -> StackSettings:
