@@ -236,8 +236,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
 
     def write_state_to_path(self, state_path: Path) -> None:
         specs = self.load_specs()
-        chosen = self.selected_pipelines(specs) if self.exclude_pipelines else self.pipelines
-        write_catalog(discover_catalog(specs, chosen), state_path)
+        write_catalog(discover_catalog(specs, self.selected_pipelines(specs)), state_path)
 
     def build_defs_from_state(
         self, context: dg.ComponentLoadContext, state_path: Path | None

@@ -125,14 +125,14 @@ def _pg_to_pg(
     return rows, nbytes, {}
 
 
-def _refuse_other_count(loaded: int, sent: int, job: CopyJob) -> None:
-    """Raise (before the commit, so the target keeps its rows) when the target's ``COPY`` took
-    another number of rows than the source's lines: in ``COPY`` text each row is one line, so any
-    difference is a row misread, never a rounding of the count."""
+def _refuse_other_count(loaded: int, sent: int, job: CopyJob, loader: str = "COPY") -> None:
+    """Raise (before the commit, so the target keeps its rows) when the target's ``loader`` took
+    another number of rows than the source sent: the counts are exact (in ``COPY`` text each row is
+    one line), so any difference is a row misread, never a rounding of the count."""
     if loaded != sent:
         raise FullLoadError(
             f"{job.table.qualified} -> {job.target_schema}.{job.target_name}: the source sent {sent:,} rows and "
-            f"COPY loaded {loaded:,}; the target table was left as it was"
+            f"{loader} loaded {loaded:,}; the target table was left as it was"
         )
 
 
@@ -361,12 +361,7 @@ def _load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], It
                 raise failure[0]
             if producer.is_alive():
                 raise FullLoadError(f"{t.qualified}: the source side did not finish after LOAD DATA ended")
-            sent = sent_rows()
-            if loaded != sent:
-                raise FullLoadError(
-                    f"{t.qualified} -> {job.target_schema}.{job.target_name}: the source sent "
-                    f"{sent:,} rows and LOAD DATA loaded {loaded:,}; the target table was left as it was"
-                )
+            _refuse_other_count(loaded, sent_rows(), job, "LOAD DATA")
             # LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
             dcur.execute("SHOW COUNT(*) WARNINGS")
             warnings = dcur.fetchone()[0]

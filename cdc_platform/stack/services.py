@@ -648,9 +648,8 @@ class BulkConnect(Connect):
     rebalances the group. Measured on two cores (bench/README.md, "One busy pipeline beside
     another"): a 100k-change burst on the same worker took the other pipeline's p99 to 10-13 s, on
     this cluster to 0.5-0.7 s (the burst drained in 35-61 s, 30-36 s on the shared worker).
-    ``connect_bulk_nice`` lowers its JVM's CPU
-    priority for a machine the clusters share with other work (at 19 the burst drained half as
-    fast, with no gain for the other pipeline here).
+    ``connect_bulk_nice`` lowers its JVM's CPU priority for a machine the clusters share with other
+    work (at 19 the burst drained half as fast, with no gain for the other pipeline here).
     """
 
     group: ClassVar[str] = "cdc-platform-connect-bulk"
