@@ -245,12 +245,18 @@ def add_setting_args(parser: argparse.ArgumentParser) -> None:
         "--source", action="append", default=[], help="source connector key=value (repeatable)"
     )
     parser.add_argument("--sink", action="append", default=[], help="sink connector key=value (repeatable)")
+    parser.add_argument(
+        "--change-events", choices=("lean", "full"), help="options.change_events (default: the spec's)"
+    )
 
 
 def pipeline_options(args: argparse.Namespace) -> dict:
-    """``--source``/``--sink`` as a pipeline spec's ``options`` (tuning overrides)."""
-    return {"source_overrides": dict(o.split("=", 1) for o in args.source),
-            "sink_overrides": dict(o.split("=", 1) for o in args.sink)}  # fmt: skip
+    """``--source``/``--sink``/``--change-events`` as a pipeline spec's ``options``."""
+    options = {"source_overrides": dict(o.split("=", 1) for o in args.source),
+               "sink_overrides": dict(o.split("=", 1) for o in args.sink)}  # fmt: skip
+    if args.change_events:
+        options["change_events"] = args.change_events
+    return options
 
 
 def main() -> None:

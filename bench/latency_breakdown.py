@@ -88,7 +88,9 @@ def run_pair(stack, pair: str, rate: int, seconds: float) -> dict[str, list[floa
             specs = write_specs(Path(tmp), {"src": connection(stack, source_kind, src_db),
                                             "tgt": connection(stack, "postgresql", tgt_db)},
                                 [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                                  "tables": {"names": [f"{src_schema}.stages"]}}])  # fmt: skip
+                                  "tables": {"names": [f"{src_schema}.stages"]},
+                                  # the stages need each event's source commit time (source.ts_ms)
+                                  "options": {"change_events": "full"}}])  # fmt: skip
             materialize(stack, specs, name)
             source_spec = specs.connection(specs.pipelines[name].spec.source)
             try:

@@ -101,3 +101,8 @@ def json_converter_settings() -> dict[str, str]:
         "value.converter.schemas.enable": "true",
         "value.converter.replace.null.with.default": "false",
     }
+
+
+def java_literal_regex(text: str) -> str:
+    """A Java regex matching exactly ``text`` (Java's \\Q...\\E quoting), for SMTs and predicates."""
+    return "\\Q" + text.replace("\\E", "\\E\\\\E\\Q") + "\\E"

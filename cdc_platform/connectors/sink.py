@@ -8,6 +8,7 @@ from cdc_platform.connectors.common import (
     DEFAULT_MAX_EVENT_BYTES,
     DatabaseEndpoint,
     consumer_size_overrides,
+    java_literal_regex,
     json_converter_settings,
 )
 from cdc_platform.connectors.tls import jdbc_tls_params
@@ -96,15 +97,10 @@ def jdbc_sink_config(
         alias = f"route{index}"
         transforms.append(alias)
         config[f"transforms.{alias}.type"] = "org.apache.kafka.connect.transforms.RegexRouter"
-        config[f"transforms.{alias}.regex"] = _literal_regex(topic)
+        config[f"transforms.{alias}.regex"] = java_literal_regex(topic)
         if "." in target:
             raise ValueError(f"sink {name!r}: target table {target!r} must be a bare table name")
         config[f"transforms.{alias}.replacement"] = target.replace("$", "\\$")
     config["transforms"] = ",".join(transforms)
     config.update(dict(endpoint.options))
     return config
-
-
-def _literal_regex(text: str) -> str:
-    """Java-regex that matches exactly ``text`` (Java's \\Q...\\E quoting)."""
-    return "\\Q" + text.replace("\\E", "\\E\\\\E\\Q") + "\\E"

@@ -165,6 +165,7 @@ def build_plan(
             schema_history_topic=names.schema_history_topic,
             max_event_bytes=pipeline.options.max_event_bytes,
             target_kind=target.kind.value,
+            lean_events=change_events(pipeline, target) == "lean",
             heartbeat_action_query=beat.action_query(source.kind.value) if beat else None,
         )
         source_config = debezium_source_config(
@@ -209,6 +210,11 @@ def build_plan(
         pipeline, source, target, tuple(tables), names, tuple(ddl), source_config, sink_config,
         kafka_bootstrap, tuple(routes.items()), beat, setup,
     )  # fmt: skip
+
+
+def change_events(pipeline: PipelineSpec, target: ConnectionSpec) -> str:
+    """``lean`` unless the spec says otherwise or the target is S3, whose files need the full events."""
+    return pipeline.options.change_events or ("full" if target.kind.value == "s3" else "lean")
 
 
 def heartbeat_of(

@@ -225,6 +225,11 @@ def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
         errors.append(SpecError(loaded.file, "an S3 target is written by one consumer over one partition per "
                                 "table (the merge orders a key's changes by offset); remove options.sink_tasks",
                                 pipeline=p.name, field="options.sink_tasks"))  # fmt: skip
+    if target.kind.value == "s3" and p.options.change_events == "lean":
+        errors.append(SpecError(loaded.file, "an S3 target writes each change's source position and commit time "
+                                "(_cdc_position, _cdc_source_ts_ms) and a delete's before image, which lean change "
+                                "events drop; remove options.change_events or set it to full",
+                                pipeline=p.name, field="options.change_events"))  # fmt: skip
     s3 = "s3" in (source.kind.value, target.kind.value)
     if p.copies and not s3 and (source.kind.value, target.kind.value) not in COPY_PAIRS:
         errors.append(SpecError(loaded.file, f"mode {p.mode.value} needs a full load, and there is no full-load "

@@ -269,6 +269,14 @@ class PipelineOptions(Strict):
         description="Largest change event (JSON, before + after images) the pipeline carries; "
         "an update of a row under REPLICA IDENTITY FULL holds the row twice",
     )
+    change_events: Literal["lean", "full"] | None = Field(
+        default=None,
+        description="What each change event on the pipeline's Kafka topics holds. lean (the default "
+        "for database targets): op, before, after and ts_ms, which is all the JDBC sink reads; "
+        "Debezium's source and transaction blocks and their schemas are dropped at the source, which "
+        "makes a backlog drain faster (bench/README.md). full: Debezium's whole "
+        "envelope, for other consumers of the topics (the default, and required, for S3 targets)",
+    )
     #: MySQL/MariaDB replication client id; derived from the pipeline name when omitted
     server_id: int | None = Field(default=None, ge=1, le=4_294_967_295)
     source_overrides: dict[str, str] = Field(

@@ -108,3 +108,18 @@ def test_one_event_size_limit_reaches_topic_producer_and_sink_consumer():
     assert sink["consumer.override.max.partition.fetch.bytes"] == str(limit)
     assert int(sink["consumer.override.fetch.max.bytes"]) >= limit
     assert sink["consumer.override.allow.auto.create.topics"] == "false"
+
+
+@pytest.mark.parametrize("source_kind", ["postgresql", "mariadb"])
+def test_database_targets_get_lean_change_events_on_table_topics_only(tmp_path, monkeypatch, source_kind):
+    from tests.unit.test_heartbeat_plan import _plan
+
+    cfg = _plan(tmp_path, monkeypatch, source_kind, "mariadb").source_config
+    assert cfg["transforms"] == "lean" and cfg["transforms.lean.predicate"] == "changeTopics"
+    assert cfg["transforms.lean.type"] == "org.apache.kafka.connect.transforms.ReplaceField$Value"
+    # the JDBC sink reads before (it fails every record without it), so only these go
+    assert cfg["transforms.lean.exclude"] == "source,transaction,ts_us,ts_ns"
+    # <prefix>.<anything>: the table topics; not the schema-change topic <prefix> nor the heartbeats'
+    assert cfg["predicates.changeTopics.pattern"] == "\\Qp.\\E.+"
+    full = _plan(tmp_path, monkeypatch, source_kind, "mariadb", change_events="full").source_config
+    assert not {k for k in full if k.startswith(("transforms", "predicates"))}

@@ -35,6 +35,12 @@ def test_s3_specs_are_checked_where_they_are_written(tmp_path):
     assert "S3 is a target only" in _error(tmp_path)
     _write(tmp_path, connections={"a": CONN, "b": LAKE}, pipelines=[{**PIPE, "options": {"sink_tasks": 2}}])
     assert "field 'options.sink_tasks'" in _error(tmp_path)
+    _write(
+        tmp_path,
+        connections={"a": CONN, "b": LAKE},
+        pipelines=[{**PIPE, "options": {"change_events": "lean"}}],
+    )
+    assert "field 'options.change_events'" in _error(tmp_path) and "set it to full" in _error(tmp_path)
     _write(tmp_path, connections={"a": CONN, "b": LAKE})
     assert load_specs(tmp_path).pipelines["p1"].spec.target == "b"
 
@@ -47,6 +53,7 @@ def test_an_s3_plan_has_no_ddl_no_sink_and_the_converter_keeps_every_value(tmp_p
     plan = build_plan(specs, specs.pipelines["p1"].spec, [table], "k:9092")
     assert plan.ddl == () and plan.sink_config is None and plan.heartbeat is None
     assert plan.source_config["exact.target"] == "s3"
+    assert "transforms" not in plan.source_config  # the files need each change's source position
     assert dict(plan.routes) == {"p1.public.t": "t"}
     where = TableLocation.of(specs.connection("b"), "s", "t")
     assert where.uri == "s3://lake/cdc/s/t/" and where.change_file(0, 5, 12).endswith(
