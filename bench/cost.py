@@ -84,7 +84,11 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=60)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument(
+        "--change-events", choices=("lean", "full"), help="options.change_events (default: lean)"
+    )
     args = parser.parse_args()
+    options = {"change_events": args.change_events} if args.change_events else {}
     stack = load_stack_settings()
     roots = service_roots(stack.run_dir)
     before = snapshot(roots)
@@ -97,13 +101,14 @@ def main() -> None:
     def meter(event: str) -> None:
         marks[event] = (time.monotonic(), snapshot(roots))
 
-    result = run_pair(stack, "postgresql-postgresql", args.rate, args.seconds, {}, meter=meter)
+    result = run_pair(stack, "postgresql-postgresql", args.rate, args.seconds, options, meter=meter)
     elapsed = marks["stop"][0] - marks["start"][0]
     rate = result["changes"] / elapsed
     lines = [
         "# Cost of the stack",
         "",
-        f"Written by `python bench/cost.py --idle {args.idle:.0f} --rate {args.rate} --seconds {args.seconds:.0f}` on "
+        f"Written by `python bench/cost.py --idle {args.idle:.0f} --rate {args.rate} --seconds {args.seconds:.0f}"
+        f"{' --change-events ' + args.change_events if args.change_events else ''}` on "
         f"{time.strftime('%Y-%m-%d')}. Idle: deployed pipelines, no writes. Loaded: {result['changes']:,} changes "
         f"PostgreSQL -> PostgreSQL in {elapsed:.0f} s ({rate:,.0f}/s; p50 {result['p50'] * 1000:.0f} ms).",
         "",
