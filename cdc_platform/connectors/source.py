@@ -59,7 +59,7 @@ class SourceOptions:
 SOURCE_POLL_INTERVAL_MS = 50
 
 #: the value fields a lean change event drops. ``before`` stays: the Debezium JDBC sink reads it
-#: (without it every record fails with "before is not a valid field name")
+#: (without it, the replication test's sink task failed with "before is not a valid field name")
 LEAN_DROPPED_FIELDS = ("source", "transaction", "ts_us", "ts_ns")
 
 

@@ -227,7 +227,7 @@ def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
                                 pipeline=p.name, field="options.sink_tasks"))  # fmt: skip
     if target.kind.value == "s3" and p.options.change_events == "lean":
         errors.append(SpecError(loaded.file, "an S3 target writes each change's source position and commit time "
-                                "(_cdc_position, _cdc_source_ts_ms) and a delete's before image, which lean change "
+                                "(_cdc_position, _cdc_source_ts_ms) from Debezium's source block, which lean change "
                                 "events drop; remove options.change_events or set it to full",
                                 pipeline=p.name, field="options.change_events"))  # fmt: skip
     s3 = "s3" in (source.kind.value, target.kind.value)
