@@ -18,7 +18,6 @@ from dagster._core.definitions.metadata import TableMetadataSet
 from cdc_platform.audit import acting_as, audit_table, entries, run_actor
 from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
 from cdc_platform.kafka_connect import KafkaConnectResource
-from cdc_platform.pipeline.execute import run_pipeline
 from cdc_platform.pipeline.plan import (
     PipelineNames,
     PipelinePlan,
@@ -27,7 +26,6 @@ from cdc_platform.pipeline.plan import (
     table_topic,
     target_table_name,
 )
-from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import LoadedPipeline, Specs
@@ -205,6 +203,10 @@ def build_pipeline_assets(
         kafka_connect: KafkaConnectResource,
         cdc_settings: CdcSettingsResource,
     ) -> Iterator[dg.MaterializeResult]:
+        # what a run does (database drivers, Kafka and Connect clients) is imported when it runs
+        from cdc_platform.pipeline.execute import run_pipeline
+        from cdc_platform.schema.discovery import discover_pipeline_tables
+
         selected = context.selected_asset_keys
         with named_errors(loaded):
             tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)

@@ -52,8 +52,9 @@ def acting_as(actor: str) -> Iterator[None]:
 
 def run_actor(context) -> str:
     """A Dagster run as an actor: its id, and the launching user where the run's tags say."""
-    user = (context.run.tags or {}).get("dagster/user") if getattr(context, "run", None) else None
-    return f"dagster run {context.run_id}" + (f" by {user}" if user else "")
+    run = getattr(context, "run", None)
+    user = (run.tags or {}).get("dagster/user") if run else None
+    return f"dagster run {run.run_id if run else context.run_id}" + (f" by {user}" if user else "")
 
 
 def _masked_text(text: str | None) -> str | None:

@@ -572,6 +572,56 @@ def test_connection_command(names: tuple[str, ...], specs_dir: str | None, as_js
         sys.exit(6)
 
 
+@cli.command("check")
+@click.argument("pipeline")
+@specs_option
+@click.option("--table", "tables", multiple=True, help="Only this source table (schema.table); repeatable.")
+@click.option("--check", "checks", multiple=True, help="Only this check (e.g. row_count_parity); repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="The results as JSON.")
+def check(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], checks: tuple[str, ...],
+          as_json: bool) -> None:  # fmt: skip
+    """Run a pipeline's data-quality checks now (default: all of them on every table), as the
+    schedules run them: recorded in DAGSTER_HOME's instance, so the UI shows them. Exit 7 when a
+    check fails with severity ERROR (a failed WARN check is shown, and exits 0)."""
+    import os
+
+    import dagster as dg
+
+    from cdc_platform.catalog import stored_catalog_path
+    from cdc_platform.quality.on_demand import (
+        CheckSelectionError,
+        pipeline_check_defs,
+        run_checks,
+        select_checks,
+    )
+
+    specs = _specs(specs_dir)
+    if pipeline not in specs.pipelines:
+        raise UserError(
+            f"unknown pipeline {pipeline!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}"
+        )
+    defs, table_keys = pipeline_check_defs(specs, pipeline, stored_catalog_path(specs.directory))
+    try:
+        selected = select_checks(defs, pipeline, table_keys, tables, checks)
+    except CheckSelectionError as exc:
+        raise UserError(str(exc)) from exc
+    stored = bool(os.environ.get("DAGSTER_HOME"))
+    with dg.DagsterInstance.get() if stored else dg.DagsterInstance.ephemeral() as instance:
+        done = run_checks(defs, selected, instance)
+    if as_json:
+        click.echo(json.dumps({"pipeline": pipeline, "run_id": done.run_id, "recorded": stored,
+                               "results": [vars(o) for o in done.outcomes]}, indent=2, default=str))  # fmt: skip
+    else:
+        where = "recorded in DAGSTER_HOME" if stored else "not recorded: DAGSTER_HOME is not set"
+        click.echo(f"pipeline {pipeline}: {len(done.outcomes)} check(s), run {done.run_id[:8]} ({where})")
+        width = max((len(o.table) for o in done.outcomes), default=0)
+        for o in done.outcomes:
+            verdict = "ok  " if o.passed else ("FAIL" if o.severity == "ERROR" else "WARN")
+            click.echo(f"  {verdict} {o.table:<{width}}  {o.check:<24} {o.description}")
+    if any(o.fails_the_command for o in done.outcomes):
+        sys.exit(7)
+
+
 @cli.command("audit")
 @click.option("--pipeline", "pipeline", default=None, help="Only this pipeline's entries.")
 @click.option("--since", "since", default="7d", show_default=True, help="How far back: 30m, 12h, 7d, ...")

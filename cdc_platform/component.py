@@ -41,7 +41,7 @@ from cdc_platform.ops.connection_test_job import (
 )
 from cdc_platform.pipeline.plan import PipelineNames, table_topic, target_table_name
 from cdc_platform.quality.checks import build_quality_checks, checked_tables
-from cdc_platform.quality.schedules import CONSISTENCY_CHECKS, check_keys, quality_job, quality_schedules
+from cdc_platform.quality.schedules import CONSISTENCY_CHECKS, check_keys, quality_schedules
 from cdc_platform.s3.sensor import S3Pipeline, S3TableAsset, build_s3_writer_sensor
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
 from cdc_platform.teardown_job import teardown_job_for
@@ -257,28 +257,25 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         #: pipelines into S3: written by the platform's own writer; no sink connector, no database checks
         to_s3 = [n for n in names if specs.connection(specs.pipelines[n].spec.target).kind.value == "s3"]
         databases = [n for n in names if n not in to_s3]
-        sensors, jobs, schedules = [], [teardown_job_for(name) for name in names], []
+        sensors, jobs, schedules = [], [], []
+        if names:
+            jobs.append(teardown_job_for(self.sensor_name().replace("connect_health", "teardown"), names))
         quality = [
             build_quality_checks(specs.pipelines[name], specs, catalogs.get(name),
                                  checked_tables(specs.pipelines[name], catalogs.get(name), translator.target_table_key),
                                  translator.connector_key(specs.pipelines[name].spec, "sink"))
             for name in databases
         ]  # fmt: skip
-        checks_job = quality_job(self.sensor_name().replace("connect_health", "quality_checks"), quality)
-        if checks_job is not None:
-            jobs.append(checks_job)
-            schedules += quality_schedules(
-                checks_job,
-                {name: (specs.pipelines[name].spec.quality, q) for name, q in zip(databases, quality, strict=True)},
-                self.quality_cron, self.checksum_cron,
-                self.sensor_name().replace("connect_health", "quality_checks"),
-                self.sensor_name().replace("connect_health", "checksum_checks"),
-            )  # fmt: skip
+        schedules += quality_schedules(
+            {name: (specs.pipelines[name].spec.quality, q) for name, q in zip(databases, quality, strict=True)},
+            self.quality_cron, self.checksum_cron,
+            self.sensor_name().replace("connect_health", "quality_checks"),
+            self.sensor_name().replace("connect_health", "checksum_checks"),
+        )  # fmt: skip
         if watched:
             sensors.append(build_connect_health_sensor(
                 self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings(),
                 worker_key=translator.worker_key() if self.pipelines is None else None,
-                recovery_job=checks_job,
                 recovery_checks={name: check_keys(q, CONSISTENCY_CHECKS) for name, q in zip(databases, quality, strict=True)},
             ))  # fmt: skip
         measured = [name for name in watched if name not in to_s3]

@@ -1,6 +1,8 @@
-"""Teardown as Dagster jobs: one per pipeline (from the component) and one by name for pipelines
-whose spec is gone. Both delete connectors, slot and publication (topics on request); target data stays."""
+"""Teardown as Dagster jobs: one per component instance, offering its pipelines by name, and one
+taking any name, for pipelines whose spec is gone. Both delete connectors, slot and publication
+(topics on request); target data stays."""
 
+import hashlib
 from pathlib import Path
 
 import dagster as dg
@@ -48,12 +50,29 @@ def _teardown_graph():
     teardown_op()
 
 
-def teardown_job_for(pipeline: str) -> dg.JobDefinition:
-    """``<pipeline>_teardown``: the pipeline's name is preset; ``delete_topics`` can be set in the launchpad."""
+def teardown_job_for(name: str, pipelines: list[str]) -> dg.JobDefinition:
+    """One job for all of an instance's pipelines; the launchpad lists their names.
+
+    One job rather than one per pipeline: a hundred pipelines made a hundred jobs, each resolved
+    and snapshotted at every load, for a run nobody schedules (issue 14). The pipeline has no
+    default, so tearing one down is always a choice made by name."""
+    # Dagster caches config schemas by their types' names: the name carries the list it offers
+    listed = hashlib.sha256("\n".join(pipelines).encode()).hexdigest()[:8]
+    choices = dg.Enum(f"{name}_pipeline_{listed}", [dg.EnumValue(p) for p in pipelines])
+    mapping = dg.ConfigMapping(
+        config_schema={
+            "pipeline": dg.Field(choices, description="The pipeline to tear down."),
+            "delete_topics": dg.Field(bool, default_value=False, description="Also delete its Kafka topics."),
+        },
+        config_fn=lambda c: {"ops": {"teardown_op": {"config": {"pipeline": c["pipeline"],
+                                                                "delete_topics": c["delete_topics"]}}}},
+    )  # fmt: skip
     return _teardown_graph.to_job(
-        name=f"{pipeline}_teardown",
-        description=f"Tear pipeline {pipeline} down: its connectors, slot and publication (topics when "
-        "delete_topics is set). The target tables and their data stay.",
-        config={"ops": {"teardown_op": {"config": {"pipeline": pipeline, "delete_topics": False}}}},
-        tags={"cdc/pipeline": pipeline},
+        name=name,
+        description="Tear a pipeline down: its connectors, slot and publication (topics when delete_topics is "
+        "set). The target tables and their data stay. Run config: `pipeline` (one of "
+        + ", ".join(pipelines[:20])
+        + (", ..." if len(pipelines) > 20 else "")
+        + "), `delete_topics`.",
+        config=mapping,
     )

@@ -115,3 +115,15 @@ def create_target_table(
     with mariadb_connect(stack, database) as conn, conn.cursor() as cur:
         cur.execute(create_table_sql("mariadb", database, name, table, source_kind=source_kind))
     return database
+
+
+def run_request(defs: dg.Definitions, instance, request: dg.RunRequest, raise_on_error: bool = False):
+    """A run request executed as the daemon would: its job, narrowed to its assets and checks."""
+    job = defs.resolve_job_def(request.job_name).get_subset(
+        asset_selection=set(request.asset_selection) if request.asset_selection is not None else None,
+        asset_check_selection=set(request.asset_check_keys or []),
+    )
+    result = job.execute_in_process(instance=instance, raise_on_error=raise_on_error, tags=request.tags)
+    # the checks alone: no request of ours materializes a table
+    assert not result.get_asset_materialization_events(), "a quality run materialized an asset"
+    return result

@@ -20,6 +20,7 @@ from cdc_platform.audit import acting_as
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.quality.runs import QUALITY_CHECKS_JOB, checks_request
 from cdc_platform.secrets import mask_secret_values
 
 CHECK_NAME = "connector_running"
@@ -273,13 +274,11 @@ def evaluate(
     return results
 
 
-def recovery_requests(results: list[Assessment], job, checks: dict[str, list[dg.AssetCheckKey]], now: float,
+def recovery_requests(results: list[Assessment], checks: dict[str, list[dg.AssetCheckKey]], now: float,
                       memory: dict[str, ConnectorMemory] | None = None) -> list[dg.RunRequest]:  # fmt: skip
     """One run per recovered pipeline, its tables' counts and checksums (the seed's consistency
     checks after recovery), once all its connectors run again: a recovery of one connector while
     the other is still down waits (in ``memory``) for the next tick."""
-    if job is None:
-        return []
     recovered: dict[str, list[str]] = {}
     for r in results:
         if r.recovered and checks.get(r.watched.pipeline):
@@ -291,10 +290,8 @@ def recovery_requests(results: list[Assessment], job, checks: dict[str, list[dg.
                 if memory is not None and name in memory:
                     memory[name].failed = True
             continue
-        requests.append(dg.RunRequest(
-            run_key=f"recovery-{pipeline}-{now:.0f}", job_name=job.name, asset_check_keys=checks[pipeline],
-            tags={"cdc/recovered": ",".join(names), "cdc/pipeline": pipeline},
-        ))  # fmt: skip
+        requests.append(checks_request(checks[pipeline], {"cdc/recovered": ",".join(names), "cdc/pipeline": pipeline},
+                                       run_key=f"recovery-{pipeline}-{now:.0f}"))  # fmt: skip
     return requests
 
 
@@ -373,7 +370,6 @@ def build_connect_health_sensor(
     watched: list[WatchedConnector],
     settings: HealthSettings,
     worker_key: dg.AssetKey | None = None,
-    recovery_job=None,
     recovery_checks: dict[str, list[dg.AssetCheckKey]] | None = None,
 ) -> dg.SensorDefinition:
     """``worker_key``: this sensor answers for every pipeline of its specs, so a connector on the
@@ -386,7 +382,7 @@ def build_connect_health_sensor(
         description="Polls Kafka Connect for every connector of the pipelines, reports connector_running on the "
         "connector assets, and restarts failed tasks with bounded backoff. After a recovery it runs the "
         "pipeline's row-count and checksum checks.",
-        jobs=[recovery_job] if recovery_job is not None else None,
+        job_name=QUALITY_CHECKS_JOB if any((recovery_checks or {}).values()) else None,
     )
     def _sensor(context: dg.SensorEvaluationContext, kafka_connect: KafkaConnectResource) -> dg.SensorResult:
         now = time.time()
@@ -416,7 +412,7 @@ def build_connect_health_sensor(
         unhealthy = [f"{r.watched.name}: {r.summary}" for r in results if not r.passed]
         if unhealthy:
             context.log.warning("unhealthy connectors:\n" + "\n".join(unhealthy))
-        requests = recovery_requests(results, recovery_job, recovery_checks or {}, now, memory)
+        requests = recovery_requests(results, recovery_checks or {}, now, memory)
         for request in requests:
             context.log.info(f"recovered; running the consistency checks: {request.tags['cdc/recovered']}")
         return dg.SensorResult(asset_events=events, cursor=dump_cursor(memory), run_requests=requests)

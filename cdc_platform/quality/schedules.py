@@ -1,20 +1,17 @@
-"""Which quality checks run when. One job holds every table's checks; schedules and the health
-sensor ask for subsets of it: the cheap checks (counts, drift, freshness, GX) often, the checksum
-reconciliation nightly, and counts plus checksums after a recovery. A pipeline's spec may give
-either schedule its own cron. One job rather than one per purpose: resolving a job over thousands
-of checks is what a large code location spends its load time on."""
+"""Which quality checks run when. The schedules and the health sensor ask Dagster's asset job (the
+one every code location with assets has, holding every asset and check) for subsets of checks: the
+cheap checks (counts, drift, freshness, GX) often, the checksum reconciliation nightly, and counts
+plus checksums after a recovery. A pipeline's spec may give either schedule its own cron.
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
+No job of our own: resolving and snapshotting a second job over thousands of checks was a fifth of
+a large code location's load time (issue 14), and the asset job already holds them. Every request
+names its checks and an empty asset selection, so none of them materializes an asset."""
 
 import dagster as dg
 
 from cdc_platform.quality.checks import CHEAP_CHECKS
+from cdc_platform.quality.runs import QUALITY_CHECKS_JOB, checks_request
 from cdc_platform.specs.models import CHECKSUM_CHECK, COUNT_CHECK, QualitySpec
-
-if TYPE_CHECKING:
-    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 #: what the health sensor runs after a recovery
 CONSISTENCY_CHECKS = (COUNT_CHECK, CHECKSUM_CHECK)
@@ -24,26 +21,17 @@ def check_keys(check_def: dg.AssetChecksDefinition, names: tuple[str, ...]) -> l
     return [k for k in check_def.check_keys if k.name in names]
 
 
-def quality_job(name: str, check_defs: list[dg.AssetChecksDefinition]) -> UnresolvedAssetJobDefinition | None:
-    keys = [k for c in check_defs for k in c.check_keys]
-    if not keys:
-        return None
-    return dg.define_asset_job(name, selection=dg.AssetSelection.checks(*keys),
-                               description="The data-quality checks of every table; the schedules and the health "
-                                           "sensor run subsets of it.")  # fmt: skip
-
-
-def _schedule(name: str, job, cron: str, keys: list[dg.AssetCheckKey], what: str) -> dg.ScheduleDefinition:
-    @dg.schedule(name=name, job=job, cron_schedule=cron, default_status=dg.DefaultScheduleStatus.RUNNING,
-                 description=f"Runs {what}; failures show on the tables' Checks tab.")  # fmt: skip
+def _schedule(name: str, cron: str, keys: list[dg.AssetCheckKey], what: str) -> dg.ScheduleDefinition:
+    @dg.schedule(name=name, job_name=QUALITY_CHECKS_JOB, cron_schedule=cron,
+                 default_status=dg.DefaultScheduleStatus.RUNNING, description=f"Runs {what}; failures show on the tables' Checks tab.")  # fmt: skip
     def _run(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        return dg.RunRequest(asset_selection=[], asset_check_keys=keys, tags={"cdc/quality": what})
+        return checks_request(keys, {"cdc/quality": what})
 
     return _run
 
 
 def quality_schedules(
-    job, pipelines: dict[str, tuple[QualitySpec, dg.AssetChecksDefinition]], cheap_cron: str, checksum_cron: str,
+    pipelines: dict[str, tuple[QualitySpec, dg.AssetChecksDefinition]], cheap_cron: str, checksum_cron: str,
     cheap_name: str, checksum_name: str,
 ) -> list[dg.ScheduleDefinition]:  # fmt: skip
     """One schedule per (kind, cron): the default one for every pipeline without its own cron."""
@@ -64,6 +52,6 @@ def quality_schedules(
     for (base, cron), keys in groups.items():
         what = ("the checksum reconciliation" if base.startswith(checksum_name)
                 else "the counts, schema drift, freshness and expectation checks")  # fmt: skip
-        schedules.append(_schedule(f"{base}_schedule", job, cron, keys,
+        schedules.append(_schedule(f"{base}_schedule", cron, keys,
                                    f"{what} of pipelines {', '.join(owners[(base, cron)])}"))  # fmt: skip
     return schedules

@@ -10,13 +10,18 @@ One pipeline's failure is logged and does not stop the others.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from cdc_platform.assets import CdcSettingsResource
-from cdc_platform.s3.changes import S3Table, TableFlush, consumer_group, flush_tables
-from cdc_platform.s3.storage import TableLocation
 from cdc_platform.schema.model import Table
+
+# The writer (Arrow, Parquet, the Kafka consumer, the S3 client) is imported when a tick runs:
+# loading the code location only builds the sensor.
+if TYPE_CHECKING:
+    from cdc_platform.s3.changes import TableFlush
+    from cdc_platform.s3.storage import TableLocation
 
 #: seconds of one tick's flushing, shared by the pipelines (Dagster's sensor timeout is 60 s)
 TICK_BUDGET_SECONDS = 40.0
@@ -41,7 +46,7 @@ class S3Pipeline:
 
 
 def materialization(
-    asset: S3TableAsset, result: TableFlush, location: TableLocation
+    asset: S3TableAsset, result: "TableFlush", location: "TableLocation"
 ) -> dg.AssetMaterialization:
     metadata: dict = {
         "files_written": len(result.files),
@@ -73,6 +78,8 @@ def build_s3_writer_sensor(
         description="Writes the S3 pipelines' captured changes to Parquet change files and commits their offsets.",
     )
     def _writer(context: dg.SensorEvaluationContext, cdc_settings: CdcSettingsResource):
+        from cdc_platform.s3.changes import S3Table, consumer_group, flush_tables
+        from cdc_platform.s3.storage import TableLocation
         from cdc_platform.specs.loader import load_specs
 
         specs = load_specs(Path(cdc_settings.specs_dir))

@@ -141,4 +141,5 @@ def test_a_user_project_scaffolds_refreshes_and_lists_a_pipeline_with_dg(stack, 
         assets = {a["asset_key"]: a for a in defs["assets"]}
         assert {"tgt/replica/items", "src/public/items", f"{name}/source_connector"} <= set(assets)
         assert "postgres" in assets["tgt/replica/items"]["kinds"]
-        assert f"{name}_teardown" in {j["name"] for j in defs["jobs"]}
+        # the scaffolded instance is limited to the one pipeline: its jobs carry its name
+        assert f"cdc_teardown_{name}" in {j["name"] for j in defs["jobs"]}

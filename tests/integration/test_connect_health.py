@@ -18,7 +18,7 @@ from cdc_platform.component import CdcPipelineComponent
 from cdc_platform.health.connect_sensor import CHECK_NAME
 from cdc_platform.health.metrics_store import MetricsStore
 from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import connection, materialize, run_request, write_specs
 from tests.support import (
     mariadb_database,
     mariadb_rows,
@@ -242,15 +242,12 @@ def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, c
                            timeout=120)  # fmt: skip
             # the recovery asked for the pipeline's counts and checksums, once; run as the daemon would
             (request,) = ticker.requests
-            assert request.job_name == "cdc_quality_checks" and request.tags["cdc/pipeline"] == name
+            assert request.job_name == "__ASSET_JOB" and request.tags["cdc/pipeline"] == name
             assert {k.name for k in request.asset_check_keys} == {
                 "row_count_parity",
                 "checksum_reconciliation",
             }
-            job = defs.resolve_job_def(request.job_name).get_subset(
-                asset_check_selection=set(request.asset_check_keys)
-            )
-            result = job.execute_in_process(instance=instance, tags=request.tags)
+            result = run_request(defs, instance, request, raise_on_error=True)
             checks = [
                 e.event_specific_data
                 for e in result.all_events

@@ -2,6 +2,7 @@
 health and alert sensors and the metrics schedule running by default. A sink task is made to fail:
 the daemon's sensor records the failed check and restarts the task, the alert sensor sends an e-mail
 and a webhook, and once it is repaired the check passes and the resolved notifications follow; the
+recovery's consistency checks run in Dagster's asset job without materializing anything; the
 audit log shows the sensor's restart, and the schedule's runs leave lag observations on the table."""
 
 from __future__ import annotations
@@ -134,6 +135,28 @@ def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(
                     e for e in entries(pipeline=name, url=platform_db) if e.action == "connector.restarted"
                 ]
                 assert restarted and restarted[0].actor == "sensor cdc_connect_health"
+
+                # after the recovery the sensor asks for the counts and checksums; the daemon runs them in
+                # Dagster's asset job, the checks alone
+                (recovery,) = wait_for(lambda: instance.get_runs(dg.RunsFilter(
+                    job_name="__ASSET_JOB", tags={"cdc/pipeline": name},
+                    statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE])),
+                    "the recovery run of the consistency checks", 180, log)  # fmt: skip
+                assert recovery.status == dg.DagsterRunStatus.SUCCESS
+                assert "cdc/recovered" in recovery.tags and not recovery.asset_selection
+                assert {(k.asset_key, k.name) for k in recovery.asset_check_selection or []} == {
+                    (table_key, "row_count_parity"), (table_key, "checksum_reconciliation")}  # fmt: skip
+                for check in ("row_count_parity", "checksum_reconciliation"):
+                    record = instance.get_latest_asset_check_evaluation_record(
+                        dg.AssetCheckKey(table_key, check)
+                    )
+                    assert record.run_id == recovery.run_id and record.event.asset_check_evaluation.passed, (
+                        check
+                    )
+                assert all(
+                    r.run_id != recovery.run_id
+                    for r in instance.fetch_materializations(table_key, limit=5).records
+                )
 
                 runs = wait_for(lambda: instance.get_runs(dg.RunsFilter(job_name="cdc_collect_metrics",
                                                                         statuses=[dg.DagsterRunStatus.SUCCESS])),

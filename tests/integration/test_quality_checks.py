@@ -1,4 +1,4 @@
-"""Data-quality checks on the real stack, run by the quality job as the schedule runs them: counts that
+"""Data-quality checks on the real stack, run in Dagster's asset job as the schedule runs them: counts that
 agree, a deleted target row caught with its difference (and its alert), no false alarm under a
 concurrent writer, a declared Great Expectations suite with one expectation holding and one failing,
 schema drift shown with its DDL, applied by `cdc-platform apply-drift --yes` and then cleared, with
@@ -6,6 +6,10 @@ the new column's values replicating, and freshness from the heartbeat figure."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import dagster as dg
@@ -17,9 +21,10 @@ from cdc_platform.audit import entries
 from cdc_platform.catalog import stored_catalog_path
 from cdc_platform.cli import cli
 from cdc_platform.component import CdcPipelineComponent
+from cdc_platform.quality.runs import checks_request
 from tests.integration.test_connect_health import SlowWriter, component_defs
 from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import connection, materialize, run_request, write_specs
 from tests.support import pg_connect, pg_database, pg_inserter, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -34,19 +39,23 @@ def evaluations(result) -> dict[str, dg.AssetCheckEvaluation]:
 
 
 def run_checks(defs: dg.Definitions, instance, names: tuple[str, ...], tags: dict | None = None) -> dict:
-    """The named checks of every table, as the one quality job runs a subset of itself."""
-    keys = {k for c in defs.asset_checks or [] for k in c.check_keys if k.name in names}
-    job = defs.resolve_job_def("cdc_quality_checks").get_subset(asset_check_selection=keys)
-    return evaluations(job.execute_in_process(instance=instance, raise_on_error=False, tags=tags))
+    """The named checks of every table, requested as the schedules and the health sensor do."""
+    keys = [k for c in defs.asset_checks or [] for k in c.check_keys if k.name in names]
+    return evaluations(run_request(defs, instance, checks_request(keys, tags or {})))
 
 
 def run_schedule(defs: dg.Definitions, instance, schedule: str) -> dict[str, dg.AssetCheckEvaluation]:
     """One tick of a quality schedule, its run request executed as the daemon would."""
     tick = defs.get_schedule_def(schedule).evaluate_tick(dg.build_schedule_context(instance=instance))
     (request,) = tick.run_requests or []
-    keys = set(request.asset_check_keys or [])
-    job = defs.resolve_job_def("cdc_quality_checks").get_subset(asset_check_selection=keys)
-    return evaluations(job.execute_in_process(instance=instance, raise_on_error=False, tags=request.tags))
+    return evaluations(run_request(defs, instance, request))
+
+
+def on_demand_check(name: str, specs, home, *args: str) -> subprocess.CompletedProcess:
+    """``cdc-platform check`` as a user runs it, with its own DAGSTER_HOME."""
+    return subprocess.run([sys.executable, "-m", "cdc_platform.cli", "check", name, "--specs", str(specs.directory),
+                           *args], env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
 
 
 def _target_columns(stack, db) -> set[str]:
@@ -112,6 +121,29 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
                 lost.metadata["difference"].value == 1
                 and "more than the 0 changes in flight" in lost.description
             )
+            # the same check on demand from the command line: exit 7, recorded in DAGSTER_HOME's instance
+            home = tmp_path / "home"
+            home.mkdir()
+            on_demand = on_demand_check(name, specs, home, "--check", "row_count_parity", "--json")
+            assert on_demand.returncode == 7, on_demand.stdout + on_demand.stderr
+            report = json.loads(on_demand.stdout)
+            (only,) = report["results"]
+            assert (only["table"], only["check"], only["passed"]) == ("public.t", "row_count_parity", False)
+            assert only["severity"] == "ERROR" and only["metadata"]["difference"] == 1
+            table_key = dg.AssetKey(["tgt", "replica", "t"])
+            with dg.DagsterInstance.from_config(str(home)) as stored:
+                record = stored.get_latest_asset_check_evaluation_record(
+                    dg.AssetCheckKey(table_key, "row_count_parity")
+                )
+                assert record.run_id == report["run_id"] and not record.event.asset_check_evaluation.passed
+                assert not stored.fetch_materializations(table_key, limit=1).records, (
+                    "checks alone, no re-load"
+                )
+            unknown = on_demand_check(name, specs, home, "--table", "public.nope")
+            assert (
+                unknown.returncode == 1 and "has no table public.nope; its tables: public.t" in unknown.stderr
+            )
+
             # the outcome is a time series too: the built-in rule opens an alert on the table
             alerts = defs.get_sensor_def("cdc_alerts")
             alerts(
@@ -125,6 +157,15 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
                 conn.execute("UPDATE t SET v = 'again' WHERE id = 7")  # replicated: the row comes back
             wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT count(*) FROM t").fetchall(),
                            lambda: pg_connect(stack, tgt).execute("SELECT count(*) FROM replica.t").fetchall())  # fmt: skip
+
+            healthy = on_demand_check(
+                name, specs, home, "--check", "row_count_parity", "--check", "schema_drift"
+            )
+            assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+            assert (
+                "ok   public.t  row_count_parity" in healthy.stdout
+                and "recorded in DAGSTER_HOME" in healthy.stdout
+            )
 
             # a writer inserting all the time: never a false alarm
             writer = SlowWriter(pg_inserter(stack, src), 10_000)

@@ -81,6 +81,11 @@ def _pools(defs: dg.Definitions) -> dict[str, str | None]:
     return {a.node_def.name: a.op.pool for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}
 
 
+def teardown_choices(job: dg.JobDefinition) -> list[str]:
+    """The pipelines the launchpad offers for the teardown job's ``pipeline``."""
+    return job.run_config_schema.config_type.fields["pipeline"].config_type.config_values
+
+
 def test_asset_keys_deps_and_kinds(specs_dir):
     specs = _specs_by_key(_defs(specs_dir, CATALOG))
     assert set(specs) >= {
@@ -169,16 +174,15 @@ def test_code_version_follows_what_the_materialization_applies(specs_dir):
     )
 
 
-def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
+def test_pool_per_source_and_one_teardown_job(specs_dir):
     defs = _defs(specs_dir, CATALOG)
     assert _pools(defs) == {"orders_pipeline": "cdc_source_shop", "everything_pipeline": "cdc_source_shop"}
+    # the quality checks run in Dagster's asset job: no job of their own
     assert {j.name for j in defs.jobs or []} == {
-        "orders_teardown",
-        "everything_teardown",
+        "cdc_teardown",
         "cdc_collect_metrics",
         "cdc_acknowledge_alert",
         "cdc_test_connections",
-        "cdc_quality_checks",
     }
     assert set(defs.resources or {}) == {"kafka_connect", "cdc_settings"}
     # automation: the health and alert sensors and the metrics schedule, all running by default
@@ -207,6 +211,20 @@ def test_pool_per_source_and_a_teardown_job_per_pipeline(specs_dir):
     assert ("dw/all_tables/refunds", "row_count_parity") in checks
 
 
+def test_the_teardown_job_offers_the_pipelines_by_name_and_refuses_others(specs_dir):
+    """One job for all pipelines: the pipeline is a choice from the list, never a default."""
+    job = _defs(specs_dir, CATALOG).resolve_job_def("cdc_teardown")
+    assert sorted(teardown_choices(job)) == ["everything", "orders"]
+    config = dg.validate_run_config(job, {"pipeline": "orders", "delete_topics": True})
+    assert config["ops"]["teardown_op"]["config"] == {"pipeline": "orders", "delete_topics": True}
+    with pytest.raises(
+        dg.DagsterInvalidConfigError, match="not in enum type cdc_teardown_pipeline_[0-9a-f]{8} got nope"
+    ):
+        dg.validate_run_config(job, {"pipeline": "nope"})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="pipeline"):
+        dg.validate_run_config(job, {})
+
+
 def test_without_a_stored_catalog_only_named_tables_have_assets(specs_dir):
     specs = _specs_by_key(_defs(specs_dir, None))
     assert "dw/dw/sales" in specs and "dagster/column_schema" not in specs["dw/dw/sales"].metadata
@@ -217,9 +235,9 @@ def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
     with pytest.raises(ValueError, match=r"names pipelines \['nope'\]"):
         _defs(specs_dir, CATALOG, pipelines=["nope"])
     only = _defs(specs_dir, CATALOG, pipelines=["orders"])
-    assert {j.name for j in only.jobs or []} == {"orders_teardown", "cdc_collect_metrics_orders",
-                                                 "cdc_acknowledge_alert_orders", "cdc_test_connections_orders",
-                                                 "cdc_quality_checks_orders"}  # fmt: skip
+    assert {j.name for j in only.jobs or []} == {"cdc_teardown_orders", "cdc_collect_metrics_orders",
+                                                 "cdc_acknowledge_alert_orders", "cdc_test_connections_orders"}  # fmt: skip
+    assert "cdc_quality_checks_orders_schedule" in {s.name for s in only.schedules or []}
     assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders", "cdc_alerts_orders"]
 
 
@@ -229,8 +247,8 @@ def test_a_component_can_leave_out_the_pipelines_another_location_defines(specs_
     rest = _defs(specs_dir, CATALOG, exclude_pipelines=["everything"])
     keys = _specs_by_key(rest)
     assert "dw/dw/sales" in keys and not any(k.startswith("dw/all_tables/") for k in keys)
-    assert {j.name for j in rest.jobs or []} >= {"orders_teardown", "cdc_collect_metrics"}
-    assert "everything_teardown" not in {j.name for j in rest.jobs or []}
+    assert {j.name for j in rest.jobs or []} >= {"cdc_teardown", "cdc_collect_metrics"}
+    assert teardown_choices(rest.resolve_job_def("cdc_teardown")) == ["orders"]
     assert "cdc_connect_health" in [s.name for s in rest.sensors or []]
     with pytest.raises(ValueError, match=r"exclude_pipelines names pipelines \['nope'\]"):
         _defs(specs_dir, CATALOG, exclude_pipelines=["nope"])
@@ -295,11 +313,11 @@ def test_quality_policies_and_schedules_follow_the_pipeline_spec(specs_dir):
     assert schedules["cdc_checksum_checks_orders_schedule"] == "30 4 * * 0"
     assert schedules["cdc_checksum_checks_schedule"] == "0 2 * * *"
 
-    # each schedule asks the one quality job for its subset: the orders pipeline's checksums on its own cron
+    # each schedule asks the asset job for checks alone: the orders pipeline's checksums on its own cron
     def requested(schedule: str) -> set[tuple[str, str]]:
         tick = defs.get_schedule_def(schedule).evaluate_tick(dg.build_schedule_context())
         (request,) = tick.run_requests or []
-        assert request.job_name in (None, "cdc_quality_checks")
+        assert request.job_name == "__ASSET_JOB" and request.asset_selection == []
         return {(k.asset_key.to_user_string(), k.name) for k in request.asset_check_keys or []}
 
     own = requested("cdc_checksum_checks_orders_schedule")
