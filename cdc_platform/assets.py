@@ -55,12 +55,13 @@ def named_errors(loaded: LoadedPipeline) -> Iterator[None]:
         raise PipelineRunError(f"{loaded.file}: pipeline {loaded.spec.name!r}: {exc}") from exc
 
 
-def selected_tables(loaded: LoadedPipeline, catalog: PipelineCatalog | None) -> list[str]:
-    """The tables that get assets: the stored catalog's, or the named ones before the first refresh."""
+def selected_tables(loaded: LoadedPipeline, catalog: PipelineCatalog | None, warn: bool = True) -> list[str]:
+    """The tables that get assets: the stored catalog's, or the named ones before the first refresh.
+    ``warn``: say once per load that a schema selection waits for a refresh (the asset builder does)."""
     if catalog is not None:
         return [t.qualified for t in catalog.tables]
     spec = loaded.spec
-    if spec.tables.schema_:
+    if spec.tables.schema_ and warn:
         dg.get_dagster_logger().warning(
             f"{loaded.file}: pipeline {spec.name!r}: the tables of schema {spec.tables.schema_!r} have not "
             f"been discovered yet, so only explicitly named tables have assets; {REFRESH_HINT}"

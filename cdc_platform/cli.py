@@ -590,6 +590,7 @@ def check(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], checks:
     from cdc_platform.catalog import stored_catalog_path
     from cdc_platform.quality.on_demand import (
         CheckSelectionError,
+        ChecksRunFailed,
         pipeline_check_defs,
         run_checks,
         select_checks,
@@ -607,7 +608,10 @@ def check(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], checks:
         raise UserError(str(exc)) from exc
     stored = bool(os.environ.get("DAGSTER_HOME"))
     with dg.DagsterInstance.get() if stored else dg.DagsterInstance.ephemeral() as instance:
-        done = run_checks(defs, selected, instance)
+        try:
+            done = run_checks(defs, selected, instance)
+        except ChecksRunFailed as exc:
+            raise UserError(f"pipeline {pipeline!r}: the checks could not run: {exc}") from exc
     if as_json:
         click.echo(json.dumps({"pipeline": pipeline, "run_id": done.run_id, "recorded": stored,
                                "results": [vars(o) for o in done.outcomes]}, indent=2, default=str))  # fmt: skip

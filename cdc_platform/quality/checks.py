@@ -291,7 +291,7 @@ def checked_tables(loaded: LoadedPipeline, catalog: PipelineCatalog | None, key_
     from cdc_platform.assets import selected_tables
 
     spec = loaded.spec
-    qualified = selected_tables(loaded, catalog)
+    qualified = selected_tables(loaded, catalog, warn=False)  # the asset builder has said it
     return [
         CheckedTable(q, key_of(spec, target_table_name(spec, q)), target_table_name(spec, q))
         for q in qualified

@@ -19,6 +19,10 @@ class CheckSelectionError(ValueError):
     """A table or check name the pipeline does not have; the message lists the ones it has."""
 
 
+class ChecksRunFailed(RuntimeError):
+    """The run ended before every selected check reported (a failed check is a result, not this)."""
+
+
 @dataclass(frozen=True)
 class CheckOutcome:
     table: str
@@ -104,21 +108,24 @@ def run_checks(defs: dg.Definitions, selected: dict[dg.AssetCheckKey, str],
     result = job.execute_in_process(
         instance=instance, raise_on_error=False, tags={"cdc/quality": "on demand"}
     )
-    outcomes = []
+    outcomes, reported = [], set()
     for event in result.all_events:
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
         e = event.event_specific_data
         key = dg.AssetCheckKey(e.asset_key, e.check_name)
+        reported.add(key)
         outcomes.append(CheckOutcome(
             table=selected.get(key, e.asset_key.to_user_string()), asset_key=e.asset_key.to_user_string(),
             check=e.check_name, passed=e.passed, severity=e.severity.value, description=e.description or "",
             metadata={k: _plain(v) for k, v in e.metadata.items()},
         ))  # fmt: skip
-    missing = set(selected) - {dg.AssetCheckKey(dg.AssetKey.from_user_string(o.asset_key), o.check)
-                               for o in outcomes}  # fmt: skip
-    if missing and not result.success:
+    missing = sorted(f"{k.name} on {selected[k]}" for k in set(selected) - reported)
+    if missing:
         failure = next((e for e in result.all_events if e.is_failure), None)
-        reason = failure.message if failure is not None else "the run failed"
-        raise RuntimeError(f"the checks' run {result.run_id} failed before every check reported: {reason}")
+        error = getattr(getattr(failure, "event_specific_data", None), "error", None)
+        while error is not None and error.cause is not None:  # Dagster wraps what the check raised
+            error = error.cause
+        reason = error.message.strip() if error is not None else "the run ended"
+        raise ChecksRunFailed(f"run {result.run_id}: {reason}; no result for {', '.join(missing)}")
     return ChecksRun(result.run_id, sorted(outcomes, key=lambda o: (o.table, o.check)))
