@@ -22,15 +22,15 @@ pytestmark = pytest.mark.integration
 ROWS = 3_000_000
 
 
-def _killer(kill, delay: float = 1.0) -> threading.Thread:
-    """Call ``kill`` after ``delay`` seconds, then again every 0.2 s until it killed something (the
-    copy's statement may not have started yet on a slow machine)."""
+def _killer(kill, delay: float = 1.0, every: float = 0.2) -> threading.Thread:
+    """Call ``kill`` after ``delay`` seconds, then again every ``every`` s until it killed something
+    (the copy's statement may not have started yet on a slow machine)."""
 
     def run() -> None:
         time.sleep(delay)
         deadline = time.monotonic() + 30
         while not kill() and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(every)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -181,7 +181,9 @@ def test_killing_the_mariadb_source_session_mid_copy_ends_the_copy(stack, tmp_pa
                     cur.execute(f"KILL {int(conn_id)}")
                 return bool(found)
 
-        _killer(kill)
+        # as soon as the statement shows: on a fast machine the whole read takes about a second, and a
+        # kill that lands after the server sent its last row ends nothing
+        _killer(kill, delay=0.0, every=0.05)
         started = time.monotonic()
         with pytest.raises(Exception):  # noqa: B017 - the driver's own error, or ours naming the session
             copy_table(specs.connection("src"), specs.connection("tgt"), CopyJob(table, schema, "big"),
