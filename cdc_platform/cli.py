@@ -157,12 +157,16 @@ specs_option = click.option(
 )
 
 
+def _require_pipeline(specs, name: str) -> None:
+    if name not in specs.pipelines:
+        raise UserError(f"unknown pipeline {name!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}")
+
+
 def _pipeline_tables(specs, name: str):
     from cdc_platform.schema.discovery import DiscoveryError, discover_pipeline_tables
     from cdc_platform.secrets import SecretMissing
 
-    if name not in specs.pipelines:
-        raise UserError(f"unknown pipeline {name!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}")
+    _require_pipeline(specs, name)
     loaded = specs.pipelines[name]
     try:
         return discover_pipeline_tables(loaded.spec, specs.connection(loaded.spec.source), specs.directory)
@@ -328,10 +332,7 @@ def apply_drift(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], y
     from cdc_platform.quality.drift import apply_ddl, measure_drift
 
     specs = _specs(specs_dir)
-    if pipeline not in specs.pipelines:
-        raise UserError(
-            f"unknown pipeline {pipeline!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}"
-        )
+    _require_pipeline(specs, pipeline)
     spec = specs.pipelines[pipeline].spec
     path = stored_catalog_path(specs.directory)
     stored = read_catalog(path)
@@ -425,10 +426,8 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
     from cdc_platform.pipeline.plan import PipelineNames, build_plan
 
     specs = _specs(specs_dir)
-    if pipeline is not None and pipeline not in specs.pipelines:
-        raise UserError(
-            f"unknown pipeline {pipeline!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}"
-        )
+    if pipeline is not None:
+        _require_pipeline(specs, pipeline)
     names = [pipeline] if pipeline else sorted(specs.pipelines)
     connect = _connect_resource()
     try:
@@ -597,10 +596,7 @@ def check(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], checks:
     )
 
     specs = _specs(specs_dir)
-    if pipeline not in specs.pipelines:
-        raise UserError(
-            f"unknown pipeline {pipeline!r}; known: {', '.join(sorted(specs.pipelines)) or 'none'}"
-        )
+    _require_pipeline(specs, pipeline)
     defs, table_keys = pipeline_check_defs(specs, pipeline, stored_catalog_path(specs.directory))
     try:
         selected = select_checks(defs, pipeline, table_keys, tables, checks)
