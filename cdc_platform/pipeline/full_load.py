@@ -31,7 +31,7 @@ from cdc_platform.pipeline.mysql_copy_text import (
     LOAD_DATA_FORMAT,
     copy_text_select,
     load_data_columns,
-    take_flags,
+    take_substitutions,
 )
 from cdc_platform.pipeline.pg_client import PsqlCopyOut, psql_for
 from cdc_platform.pipeline.sqlserver_load import (
@@ -568,7 +568,8 @@ _SNAPSHOT_SCRIPT = "SET SESSION time_zone = '+00:00'; START TRANSACTION WITH CON
 def _mysql_copy_text(src, job: CopyJob, specs_dir: Path, batch_size: int, substituted: dict[str, int], log,
                      target_kind: str = "postgresql"):  # fmt: skip
     """Blocks of whole ``COPY`` text lines, rendered by the source server (``mysql_copy_text``) and
-    read in one consistent snapshot, each with its row count; the flags counted into ``substituted``.
+    read in one consistent snapshot, each with its row count; what the rules changed counted into
+    ``substituted`` (``take_substitutions``).
 
     Read by the ``mariadb``/``mysql`` client in a second process where it can be (``mysql_client``),
     else by pymysql; the lines are the same bytes either way.
@@ -591,7 +592,7 @@ def _client_blocks(result: ClientResult, src, job: CopyJob, specs_dir: Path, sel
     try:
         with _watch_session(result.session, result.kill, src, specs_dir, cut, look_after_failure=False):
             for block in result.blocks():
-                yield take_flags(block, select.counted, substituted), block.count(b"\n")
+                yield take_substitutions(block, select, substituted), block.count(b"\n")
     except Exception as exc:
         if cut:
             raise FullLoadError(f"{job.table.qualified}: {cut[0]}") from exc
@@ -603,7 +604,7 @@ def _client_blocks(result: ClientResult, src, job: CopyJob, specs_dir: Path, sel
 def _pymysql_blocks(src, job: CopyJob, specs_dir: Path, batch_size: int, select, substituted):
     for batch in _mysql_batches(src, job, specs_dir, select.sql, batch_size):
         block = b"\n".join([row[0] for row in batch]) + b"\n"
-        yield take_flags(block, select.counted, substituted), len(batch)
+        yield take_substitutions(block, select, substituted), len(batch)
 
 
 def _mysql_batches(src, job: CopyJob, specs_dir: Path, select: str, batch_size: int) -> Iterable[list]:

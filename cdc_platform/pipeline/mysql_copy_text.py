@@ -6,11 +6,14 @@ PostgreSQL full load asks the source server for one value per row: the row as a 
 line, built by SQL string functions in C, which the copy relays to ``COPY ... FROM STDIN`` without
 looking at the values.
 
-The value rules of ``cdc_platform/schema/rules.py`` are SQL here, the same rules the CDC converter
-applies: a zero-in-date value becomes ``\\N`` and NUL characters are removed from text. A row a
-rule changed starts with a flag prefix, ``\\!<column index>[,<index>...]!``, which
-:func:`take_flags` counts and strips. No line of values can start with ``\\!``: the only backslash
-pairs the SQL writes are ``\\\\``, ``\\t``, ``\\n``, ``\\r`` and ``\\N``, and a line starts with a pair.
+The value rules of ``cdc_platform/schema/rules.py`` are applied here too, the same rules the CDC
+converter applies: a zero-in-date value becomes NULL and NUL characters are removed from text, each
+counted. The server does only what it must: it writes a zero-in-date value as the mark ``\\N!``
+(a field no value can be: every backslash of a value is escaped, and ``\\N`` is a whole field) and
+leaves NUL characters in the text; :func:`take_substitutions` finds both with one scan of each
+block in C and, only in the rare line holding one, turns the mark into ``\\N`` and drops the NULs,
+counting each column. Testing for NUL on the server cost as much as escaping the text, and a flag
+computed apart from the value made the server test every date twice.
 
 Text is converted to utf8mb4 and then handled as bytes: replacing in a binary string is about a
 third cheaper for the server than in a collated one, and the copy's speed is the server's.
@@ -33,28 +36,28 @@ from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.rules import family, rule_for, rules_for
 
 TEXT_KINDS = ("varchar", "char", "text")
-FLAG = b"\\!"
+#: the field the server writes for a value a rule turns into NULL
+MARK = b"\\N!"
+NUL = b"\x00"
 
 
 def _hex(data: bytes) -> str:
     return f"X'{data.hex()}'"
 
 
-NUL_SQL, TAB_SQL, FLAG_SQL = _hex(b"\x00"), _hex(b"\t"), _hex(FLAG)
-FLAG_END = b"!"
-NULL_SQL = _hex(b"\\N")  # COPY's NULL
+TAB_SQL, MARK_SQL = _hex(b"\t"), _hex(MARK)
+NULL = b"\\N"  # COPY's NULL
+NULL_SQL = _hex(NULL)
 BYTEA_PREFIX_SQL = _hex(b"\\\\x")  # \\x: COPY unescapes it to bytea's \x
 
 
-#: COPY text escapes, backslash first; NUL is handled by the rule
+#: COPY text escapes, backslash first; NUL is left to the rule (:func:`take_substitutions`)
 _ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
 
 
-def _escaped(value_sql: str, strip_nul: bool) -> str:
+def _escaped(value_sql: str) -> str:
     for raw, escaped in _ESCAPES:
         value_sql = f"REPLACE({value_sql}, {_hex(raw)}, {_hex(escaped)})"
-    if strip_nul:
-        value_sql = f"REPLACE({value_sql}, {NUL_SQL}, '')"
     return value_sql
 
 
@@ -64,28 +67,28 @@ def _zero_in_date(column_sql: str) -> str:
 
 @dataclass(frozen=True)
 class CopyTextSelect:
-    """The SELECT producing one ``COPY`` text line per row, and the columns its flags name."""
+    """The SELECT producing one ``COPY`` text line per row, and the fields a rule can change."""
 
     sql: str
-    #: flag index -> column name, for the columns a rule can change
-    counted: tuple[str, ...]
+    #: field index -> column name, for the columns a rule can change (counted per row)
+    counted: dict[int, str]
+    #: the fields whose NUL characters are dropped (text for PostgreSQL, which cannot hold NUL)
+    nul_dropped: frozenset[int] = frozenset()
 
 
-def _value(column: Column, counted: list[str], flags: list[str], target: str) -> str:
-    """One column as ``COPY`` text (``\\N`` for NULL), registering its rule's flag when it has one."""
+def _value(column: Column, target: str) -> tuple[str, bool, bool]:
+    """One column as ``COPY`` text (``\\N`` for NULL); whether a rule can change it, and whether
+    that rule is the NUL one (left to :func:`take_substitutions`)."""
     name = quote("mysql", column.name)
     kind = column.type.name
     to_pg = target == "postgresql"
-    rule = rule_for("mysql", target, column.type)
-    substituted = None
-    if kind in ("date", "timestamp", "timestamptz") and rule:
-        substituted = _zero_in_date(name)
+    zero_in_date = kind in ("date", "timestamp", "timestamptz") and bool(
+        rule_for("mysql", target, column.type)
+    )
+    drops_nul = False
     if kind in TEXT_KINDS + ("json", "uuid"):
-        text = f"CAST(CONVERT({name} USING utf8mb4) AS BINARY)"
-        strip_nul = kind in TEXT_KINDS and bool(rules_for("mysql", target, column.type))
-        if strip_nul:
-            substituted = f"LOCATE({NUL_SQL}, {text}) > 0"
-        expr = _escaped(text, strip_nul=strip_nul)
+        drops_nul = kind in TEXT_KINDS and bool(rules_for("mysql", target, column.type))
+        expr = _escaped(f"CAST(CONVERT({name} USING utf8mb4) AS BINARY)")
     elif kind == "real":
         expr = f"CAST({name} AS DOUBLE)"  # its exact binary value; FLOAT's own text has 6 digits
     elif kind == "timestamptz" and to_pg:
@@ -106,12 +109,10 @@ def _value(column: Column, counted: list[str], flags: list[str], target: str) ->
         expr = f"({name} + 0)"
     else:  # integers, decimals, double, date, timestamp (and MySQL's TIME, TIMESTAMP): the text both read
         expr = name
-    if substituted:
-        flags.append(f"IF({substituted}, '{len(counted)}', NULL)")
-        counted.append(column.name)
-        if kind not in TEXT_KINDS:
-            expr = f"IF({substituted}, NULL, {expr})"
-    return f"IFNULL({expr}, {NULL_SQL})" if column.nullable or substituted else expr
+    if zero_in_date:
+        expr = f"IF({_zero_in_date(name)}, {MARK_SQL}, {expr})"
+    value = f"IFNULL({expr}, {NULL_SQL})" if column.nullable or zero_in_date else expr
+    return value, zero_in_date or drops_nul, drops_nul
 
 
 def copy_text_select(table: Table, target_kind: str = "postgresql") -> CopyTextSelect:
@@ -120,15 +121,14 @@ def copy_text_select(table: Table, target_kind: str = "postgresql") -> CopyTextS
     target = family(target_kind)
     if target not in ("postgresql", "mysql"):
         raise ValueError(f"no COPY text form for a {target_kind} target")
-    counted: list[str] = []
-    flags: list[str] = []
-    values = [_value(c, counted, flags, target) for c in table.columns]
-    line = f"CONCAT_WS({TAB_SQL}, {', '.join(values)})"
-    if flags:
-        prefix = f"CONCAT({FLAG_SQL}, NULLIF(CONCAT_WS(',', {', '.join(flags)}), ''), '!')"
-        line = f"CONCAT(IFNULL({prefix}, ''), {line})"
+    values = [_value(c, target) for c in table.columns]
+    line = f"CONCAT_WS({TAB_SQL}, {', '.join(v for v, _, _ in values)})"
     source = qualified("mysql", table.schema, table.name)
-    return CopyTextSelect(f"SELECT CAST({line} AS BINARY) FROM {source}", tuple(counted))
+    return CopyTextSelect(
+        f"SELECT CAST({line} AS BINARY) FROM {source}",
+        {i: c.name for i, (c, (_, ruled, _)) in enumerate(zip(table.columns, values, strict=True)) if ruled},
+        frozenset(i for i, (_, _, drops_nul) in enumerate(values) if drops_nul),
+    )
 
 
 #: how LOAD DATA reads the lines: its defaults, spelled out so no server setting changes them
@@ -157,20 +157,36 @@ def load_data_columns(table: Table) -> tuple[list[str], list[str]]:
     return columns, sets
 
 
-def take_flags(block: bytes, counted: tuple[str, ...], substituted: dict[str, int]) -> bytes:
-    """Whole ``COPY`` lines without their flag prefixes, each flag counted in ``substituted``.
+def take_substitutions(block: bytes, select: CopyTextSelect, substituted: dict[str, int]) -> bytes:
+    """Whole ``COPY`` lines with each mark made ``\\N`` and each NUL dropped where a rule says so,
+    counted per column in ``substituted``.
 
-    The scan for the flag runs in C over the whole block; only a block holding it (a flagged row,
-    or rarely a text with a backslash before a ``!``) is split into lines.
+    The scans for the mark and for NUL run in C over the whole block; only a line holding one (a
+    substituted value, or rarely a text with the mark's bytes inside its own escapes) is split
+    into fields.
     """
-    if FLAG not in block:
+    if not select.counted:
+        return block
+    marked = MARK in block
+    nul = bool(select.nul_dropped) and NUL in block
+    if not (marked or nul):
         return block
     lines = block.split(b"\n")
     for i, line in enumerate(lines):
-        if line.startswith(FLAG):
-            flags, rest = line[len(FLAG) :].split(FLAG_END, 1)
-            for index in flags.split(b","):
-                name = counted[int(index)]
-                substituted[name] = substituted.get(name, 0) + 1
-            lines[i] = rest
+        if (marked and MARK in line) or (nul and NUL in line):
+            lines[i] = _substituted_line(line, select, substituted)
     return b"\n".join(lines)
+
+
+def _substituted_line(line: bytes, select: CopyTextSelect, substituted: dict[str, int]) -> bytes:
+    fields = line.split(b"\t")
+    for index, name in select.counted.items():
+        field = fields[index]
+        if field == MARK:
+            fields[index] = NULL
+        elif index in select.nul_dropped and NUL in field:
+            fields[index] = field.replace(NUL, b"")
+        else:
+            continue
+        substituted[name] = substituted.get(name, 0) + 1
+    return b"\t".join(fields)

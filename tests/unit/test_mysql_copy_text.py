@@ -1,12 +1,17 @@
 """The parts of the MariaDB -> PostgreSQL and MariaDB -> MariaDB text copies that need no server:
-the row flags, the SQL's independence from ``sql_mode``, and how LOAD DATA assigns the lines. The values themselves are checked against MariaDB and PostgreSQL
+the marks of substituted values, the SQL's independence from ``sql_mode``, and how LOAD DATA assigns the lines. The values themselves are checked against MariaDB and PostgreSQL
 in tests/integration/test_mysql_copy_text.py and test_value_fidelity.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from cdc_platform.pipeline.mysql_copy_text import copy_text_select, load_data_columns, take_flags
+from cdc_platform.pipeline.mysql_copy_text import (
+    CopyTextSelect,
+    copy_text_select,
+    load_data_columns,
+    take_substitutions,
+)
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import CanonicalType
 
@@ -25,18 +30,27 @@ def _table() -> Table:
 def test_the_select_uses_no_quoted_backslash_and_counts_dates_and_text():
     select = copy_text_select(_table())
     assert "\\" not in select.sql  # hex literals only: NO_BACKSLASH_ESCAPES cannot change its meaning
-    assert select.counted == ("c_varchar", "c_char", "c_text", "c_date", "c_timestamp", "c_timestamptz")
+    names = {c.name: i for i, c in enumerate(_table().columns)}
+    assert select.counted == {
+        names[n]: n for n in ("c_varchar", "c_char", "c_text", "c_date", "c_timestamp", "c_timestamptz")
+    }
+    assert select.nul_dropped == {names[n] for n in ("c_varchar", "c_char", "c_text")}
+    assert "LOCATE" not in select.sql  # NUL is found by the copy, not by the server
     assert "`c_numeric`" in select.sql and "IFNULL(`c_numeric`" not in select.sql  # NOT NULL needs no \N
 
 
-def test_flags_are_counted_and_stripped_and_plain_blocks_pass_untouched():
-    counted = ("a", "b")
-    plain = b"1\tx\\\\!y\n2\t\\N\n"
+def test_marks_and_nul_are_counted_and_replaced_and_plain_blocks_pass_untouched():
+    select = CopyTextSelect("", {1: "d", 2: "t"}, frozenset({2}))
+    # a text holding the mark's bytes is escaped (\\N!), so it is no mark; NUL in a field the
+    # rule does not cover (0) is left for the target to judge
+    plain = b"1\t2020-01-01\tx\\\\N!y\n2\t\\N\t\\N\n"
     substituted: dict[str, int] = {}
-    assert take_flags(plain, counted, substituted) == plain and substituted == {}
-    flagged = b"\\!0,1!1\t\\N\txy\n2\tok\tz\n\\!1!3\t\\N\tq\n"
-    assert take_flags(flagged, counted, substituted) == b"1\t\\N\txy\n2\tok\tz\n3\t\\N\tq\n"
-    assert substituted == {"a": 1, "b": 2}
+    assert take_substitutions(plain, select, substituted) == plain and substituted == {}
+    marked = b"1\t\\N!\tx\x00y\x00\n2\t2020-01-01\tz\n3\t\\N!\tq\\\\N!\n4\x00\t2020-01-02\tok\n"
+    assert take_substitutions(marked, select, substituted) == (
+        b"1\t\\N\txy\n2\t2020-01-01\tz\n3\t\\N\tq\\\\N!\n4\x00\t2020-01-02\tok\n"
+    )
+    assert substituted == {"d": 2, "t": 1}
 
 
 def test_for_a_mysql_target_the_lines_keep_mysql_values_and_count_only_dates():
@@ -46,7 +60,9 @@ def test_for_a_mysql_target_the_lines_keep_mysql_values_and_count_only_dates():
     assert "'+00'" not in select.sql and "'t'" not in select.sql and "LPAD(BIN" not in select.sql
     assert "X'5c5c78'" not in select.sql and "HEX(`c_binary`)" in select.sql
     # NUL is a PostgreSQL limit: a MySQL target keeps it, so only zero dates are flagged
-    assert select.counted == ("c_date", "c_timestamp", "c_timestamptz")
+    names = {c.name: i for i, c in enumerate(_table().columns)}
+    assert select.counted == {names[n]: n for n in ("c_date", "c_timestamp", "c_timestamptz")}
+    assert select.nul_dropped == frozenset()
 
 
 def test_load_data_assigns_hex_bits_and_years_as_values_not_text():
