@@ -126,14 +126,16 @@ def build_pipeline_assets(
     specs: Specs,
     catalog: PipelineCatalog | None = None,
     translator: CdcTranslator | None = None,
+    plan: PipelinePlan | None = None,
 ) -> tuple[dg.AssetsDefinition, list[dg.AssetSpec]]:
-    """The pipeline's multi-asset and the external specs of its source tables."""
+    """The pipeline's multi-asset and the external specs of its source tables. ``plan`` is the
+    stored catalog's (``stored_plan``), passed by a caller that needs it too, else built here."""
     translator = translator or CdcTranslator()
     spec = loaded.spec
     source_kind = specs.connection(spec.source).kind.value
     target_kind = specs.connection(spec.target).kind.value
     names = PipelineNames(spec.name)
-    plan = stored_plan(specs, loaded, catalog)
+    plan = plan or stored_plan(specs, loaded, catalog)
     ddl_by_table = {}
     if plan is not None and plan.ddl:
         ddl_by_table = {
@@ -279,13 +281,14 @@ def build_all_assets(
     catalogs: dict[str, PipelineCatalog],
     pipelines: list[str] | None = None,
     translator: CdcTranslator | None = None,
+    plans: dict[str, PipelinePlan | None] | None = None,
 ) -> list:
     """Every selected pipeline's assets, each source table's external spec once."""
     assets: list = []
     seen_external: set[dg.AssetKey] = set()
     for name in pipelines if pipelines is not None else sorted(specs.pipelines):
         pipeline_assets, externals = build_pipeline_assets(
-            specs.pipelines[name], specs, catalogs.get(name), translator
+            specs.pipelines[name], specs, catalogs.get(name), translator, (plans or {}).get(name)
         )
         assets.append(pipeline_assets)
         for ext in externals:

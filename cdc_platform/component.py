@@ -39,7 +39,7 @@ from cdc_platform.ops.connection_test_job import (
     build_connection_test_job,
     build_connection_test_schedule,
 )
-from cdc_platform.pipeline.plan import PipelineNames, table_topic, target_table_name
+from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, table_topic, target_table_name
 from cdc_platform.quality.checks import build_quality_checks, checked_tables
 from cdc_platform.quality.schedules import CONSISTENCY_CHECKS, check_keys, quality_schedules
 from cdc_platform.s3.sensor import S3Pipeline, S3TableAsset, build_s3_writer_sensor
@@ -252,7 +252,11 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         bootstrap = self.kafka_bootstrap or bootstrap
         catalogs = catalog.pipelines if catalog else {}
         translator = self.get_translator()
-        watched = {name: self._watched(specs, name, catalogs, translator, bootstrap) for name in names}
+        #: the stored catalog's plan, built once: code versions and the connectors' expected configs
+        plans = {
+            name: stored_plan(specs, specs.pipelines[name], catalogs.get(name), bootstrap) for name in names
+        }
+        watched = {name: self._watched(specs, name, plans[name], translator) for name in names}
         watched = {name: w for name, w in watched.items() if w}
         #: pipelines into S3: written by the platform's own writer; no sink connector, no database checks
         to_s3 = [n for n in names if specs.connection(specs.pipelines[n].spec.target).kind.value == "s3"]
@@ -280,13 +284,12 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             ))  # fmt: skip
         measured = [name for name in watched if name not in to_s3]
         if measured:
+            watched_assets = [self._metrics_assets(specs, name, catalogs, translator) for name in measured]
             metrics_job = build_metrics_job(
-                self.sensor_name().replace("connect_health", "collect_metrics"),
-                [self._metrics_assets(specs, name, catalogs, translator) for name in measured],
+                self.sensor_name().replace("connect_health", "collect_metrics"), watched_assets
             )
             jobs.append(metrics_job)
             schedules.append(build_metrics_schedule(metrics_job, self.metrics_cron))
-            watched_assets = [self._metrics_assets(specs, name, catalogs, translator) for name in measured]
             sensors.append(
                 build_alert_sensor(self.sensor_name().replace("connect_health", "alerts"), watched_assets)
             )
@@ -307,7 +310,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             schedules.append(build_connection_test_schedule(test_job, self.connection_test_cron))
         worker = [translator.worker_spec()] if watched and self.pipelines is None else []
         return dg.Definitions(
-            assets=[*build_all_assets(specs, catalogs, names, translator), *worker],
+            assets=[*build_all_assets(specs, catalogs, names, translator, plans), *worker],
             asset_checks=[*[build_connector_checks(name, ws) for name, ws in watched.items()], *quality],
             sensors=sensors,
             jobs=jobs,
@@ -354,11 +357,10 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         )
 
     @staticmethod
-    def _watched(specs: Specs, name: str, catalogs: dict, translator: CdcTranslator, bootstrap: str) -> list:
+    def _watched(specs: Specs, name: str, plan: PipelinePlan | None, translator: CdcTranslator) -> list:
         loaded = specs.pipelines[name]
         if not loaded.spec.streams:
             return []
-        plan = stored_plan(specs, loaded, catalogs.get(name), bootstrap)
         names = PipelineNames(name)
         watched = [
             WatchedConnector(name, "source", names.source_connector, translator.connector_key(loaded.spec, "source"),
