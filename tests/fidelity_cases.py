@@ -84,10 +84,11 @@ MARIADB_CASES = (
     Case("c_enum", "enum('x','y')", "text", ("'y'", "'x'")),
     Case("c_text", "varchar(50)", "varchar", ("'😀 emoji'", "'Grüße'", "''", "'a\\0b'")),
     Case("c_longtext", "longtext", "text", ("CONCAT('x', CHAR(0), 'y')", "'plain'")),
-    # the characters COPY text escapes, and a text that looks like the full load's row flag
+    # the characters COPY text escapes, and texts that look like the full load's marks (the old row
+    # flag, and the field it writes for a zero date)
     Case("c_escapes", "varchar(40)", "varchar",
          ("CONCAT('a', CHAR(9), 'b', CHAR(10), 'c', CHAR(13), 'd', CHAR(92), 'e')", "CONCAT(CHAR(92), '!0!x')",
-          "CONCAT(CHAR(92), 'N')", "CHAR(92)", "CONCAT(CHAR(92), CHAR(92), '!')")),
+          "CONCAT(CHAR(92), 'N')", "CHAR(92)", "CONCAT(CHAR(92), CHAR(92), '!')", "CONCAT(CHAR(92), 'N!')")),
     Case("c_latin1", "varchar(20) CHARACTER SET latin1", "varchar", ("'Grüße'", "CONCAT('x', CHAR(9), 'y')")),
     Case("c_blob", "blob", "binary", ("X'005c0a0d09ff01'", "X''", "X'5c7834'")),
     Case("c_json", "json", "json", ("'{\"k\": \"v\\\\tw\", \"n\": [1, 2]}'", "'[]'")),
