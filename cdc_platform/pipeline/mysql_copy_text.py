@@ -121,14 +121,19 @@ def copy_text_select(table: Table, target_kind: str = "postgresql") -> CopyTextS
     target = family(target_kind)
     if target not in ("postgresql", "mysql"):
         raise ValueError(f"no COPY text form for a {target_kind} target")
-    values = [_value(c, target) for c in table.columns]
-    line = f"CONCAT_WS({TAB_SQL}, {', '.join(v for v, _, _ in values)})"
+    values: list[str] = []
+    counted: dict[int, str] = {}
+    nul_dropped: set[int] = set()
+    for index, column in enumerate(table.columns):
+        value, ruled, drops_nul = _value(column, target)
+        values.append(value)
+        if ruled:
+            counted[index] = column.name
+        if drops_nul:
+            nul_dropped.add(index)
+    line = f"CONCAT_WS({TAB_SQL}, {', '.join(values)})"
     source = qualified("mysql", table.schema, table.name)
-    return CopyTextSelect(
-        f"SELECT CAST({line} AS BINARY) FROM {source}",
-        {i: c.name for i, (c, (_, ruled, _)) in enumerate(zip(table.columns, values, strict=True)) if ruled},
-        frozenset(i for i, (_, _, drops_nul) in enumerate(values) if drops_nul),
-    )
+    return CopyTextSelect(f"SELECT CAST({line} AS BINARY) FROM {source}", counted, frozenset(nul_dropped))
 
 
 #: how LOAD DATA reads the lines: its defaults, spelled out so no server setting changes them
