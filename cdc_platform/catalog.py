@@ -15,8 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cdc_platform.schema.discovery import discover_pipeline_tables
-from cdc_platform.schema.model import Column, Table
-from cdc_platform.schema.types import CanonicalType
+from cdc_platform.schema.model import Table, table_from_json, table_to_json
 from cdc_platform.specs.loader import Specs
 
 CATALOG_VERSION = 1
@@ -63,34 +62,11 @@ def discover_catalog(specs: Specs, pipelines: list[str] | None = None) -> Stored
     return StoredCatalog(found)
 
 
-def _column_json(c: Column) -> dict:
-    t = c.type
-    return {
-        "name": c.name, "nullable": c.nullable, "native_type": c.native_type,
-        "type": {"name": t.name, "length": t.length, "precision": t.precision, "scale": t.scale},
-    }  # fmt: skip
-
-
-def _table_json(t: Table) -> dict:
-    return {
-        "schema": t.schema, "name": t.name, "primary_key": list(t.primary_key),
-        "declared_key": t.declared_key, "columns": [_column_json(c) for c in t.columns],
-    }  # fmt: skip
-
-
-def _table_from_json(raw: dict) -> Table:
-    columns = tuple(
-        Column(c["name"], CanonicalType(**c["type"]), bool(c["nullable"]), c["native_type"])
-        for c in raw["columns"]
-    )
-    return Table(raw["schema"], raw["name"], columns, tuple(raw["primary_key"]), bool(raw["declared_key"]))
-
-
 def dumps(catalog: StoredCatalog) -> str:
     body = {
         "version": CATALOG_VERSION,
         "pipelines": {
-            name: {"discovered_at": p.discovered_at, "tables": [_table_json(t) for t in p.tables]}
+            name: {"discovered_at": p.discovered_at, "tables": [table_to_json(t) for t in p.tables]}
             for name, p in sorted(catalog.pipelines.items())
         },
     }
@@ -105,7 +81,7 @@ def loads(text: str) -> StoredCatalog:
         )
     return StoredCatalog(
         {
-            name: PipelineCatalog(tuple(_table_from_json(t) for t in p["tables"]), p["discovered_at"])
+            name: PipelineCatalog(tuple(table_from_json(t) for t in p["tables"]), p["discovered_at"])
             for name, p in raw["pipelines"].items()
         }
     )

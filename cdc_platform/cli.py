@@ -318,8 +318,9 @@ def apply_drift(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], y
     """Show, then on --yes apply, the target DDL the schema_drift check proposes.
 
     Nothing changes the target schema by itself: the check proposes, a person reviews and runs this.
-    After applying, the pipeline's stored catalog is refreshed, so the check passes and the new
-    columns' values replicate (the sink writes every column the source sends).
+    After applying, the tables are recorded as deployed with their new columns (and the stored
+    catalog, if any, is refreshed), so the check passes and the new columns' values replicate (the
+    sink writes every column the source sends).
     """
     from cdc_platform.catalog import (
         StoredCatalog,
@@ -328,6 +329,7 @@ def apply_drift(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], y
         stored_catalog_path,
         write_catalog,
     )
+    from cdc_platform.pipeline.deployed import deployed_tables, update_deployed
     from cdc_platform.pipeline.plan import target_table_name
     from cdc_platform.quality.drift import apply_ddl, measure_drift
 
@@ -337,22 +339,28 @@ def apply_drift(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], y
     path = stored_catalog_path(specs.directory)
     stored = read_catalog(path)
     catalog = stored.pipelines.get(pipeline) if stored else None
-    if catalog is None:
+    baseline = {t.qualified: t for t in catalog.tables} if catalog else {}
+    baseline.update(deployed_tables(pipeline))  # what was deployed wins over the catalog
+    if not baseline:
         raise UserError(
-            f"pipeline {pipeline!r} has no stored catalog to compare with: run `cdc-platform refresh`"
+            f"pipeline {pipeline!r} has not been deployed: materialize it first (there is nothing to compare with)"
         )
-    unknown = sorted(set(tables) - {t.qualified for t in catalog.tables})
+    unknown = sorted(set(tables) - set(baseline))
     if unknown:
         raise UserError(f"pipeline {pipeline!r} does not replicate {', '.join(unknown)}")
     statements: list[str] = []
-    for table in catalog.tables:
-        if tables and table.qualified not in tables:
+    #: tables whose drift this run settles: DDL to apply, or only warnings (a dropped column)
+    touched: list[str] = []
+    for qualified_name, table in sorted(baseline.items()):
+        if tables and qualified_name not in tables:
             continue
-        drift = measure_drift(specs, spec, table, target_table_name(spec, table.qualified))
+        drift = measure_drift(specs, spec, table, target_table_name(spec, qualified_name))
         for problem in drift.errors + drift.warnings:
-            click.echo(f"-- {table.qualified}: {problem}")
+            click.echo(f"-- {qualified_name}: {problem}")
         statements += drift.proposed_ddl
-    if not statements:
+        if drift.proposed_ddl or (drift.warnings and not drift.errors):
+            touched.append(qualified_name)
+    if not touched:
         click.echo(f"pipeline {pipeline}: no DDL to apply")
         return
     for statement in statements:
@@ -360,14 +368,21 @@ def apply_drift(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], y
     if not yes:
         click.echo("-- not applied: review the statements, then run again with --yes")
         return
-    try:
-        apply_ddl(specs, spec, statements)
-    except Exception as exc:  # noqa: BLE001 - the database's own words, and nothing half-applied on PostgreSQL
-        raise UserError(f"applying the DDL on {spec.target!r} failed: {type(exc).__name__}: {exc}") from exc
+    if statements:
+        try:
+            apply_ddl(specs, spec, statements)
+        except Exception as exc:  # noqa: BLE001 - the database's own words, and nothing half-applied on PostgreSQL
+            raise UserError(
+                f"applying the DDL on {spec.target!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
     refreshed = discover_catalog(specs, [pipeline]).pipelines[pipeline]
-    write_catalog(StoredCatalog({**stored.pipelines, pipeline: refreshed}), path)
-    click.echo(f"applied {len(statements)} statement(s); the stored catalog of {pipeline} is refreshed "
-               "(reload the code location)")  # fmt: skip
+    for table in refreshed.tables:
+        if table.qualified in touched:
+            update_deployed(pipeline, table)
+    if stored is not None and catalog is not None:
+        write_catalog(StoredCatalog({**stored.pipelines, pipeline: refreshed}), path)
+    click.echo(f"applied {len(statements)} statement(s); {', '.join(touched)} recorded as deployed with the "
+               "source's columns now" + (" and the stored catalog refreshed (reload the code location)" if catalog else ""))  # fmt: skip
 
 
 def _connect_resource():

@@ -22,7 +22,7 @@ from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManage
 from pydantic import BaseModel, Field, PrivateAttr
 
 from cdc_platform.alerts.sensor import build_acknowledge_job, build_alert_sensor
-from cdc_platform.assets import CdcSettingsResource, build_all_assets, stored_plan
+from cdc_platform.assets import CdcSettingsResource, build_all_assets, selected_tables, stored_plan
 from cdc_platform.catalog import discover_catalog, read_catalog, write_catalog
 from cdc_platform.health.collect import pipeline_watch
 from cdc_platform.health.connect_sensor import (
@@ -42,7 +42,7 @@ from cdc_platform.ops.connection_test_job import (
 from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, table_topic, target_table_name
 from cdc_platform.quality.checks import build_quality_checks, checked_tables
 from cdc_platform.quality.schedules import CONSISTENCY_CHECKS, check_keys, quality_schedules
-from cdc_platform.s3.sensor import S3Pipeline, S3TableAsset, build_s3_writer_sensor
+from cdc_platform.s3.sensor import S3Pipeline, S3TableAsset, build_s3_writer_checks, build_s3_writer_sensor
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
 from cdc_platform.teardown_job import teardown_job_for
 from cdc_platform.translator import CdcTranslator
@@ -311,7 +311,11 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         worker = [translator.worker_spec()] if watched and self.pipelines is None else []
         return dg.Definitions(
             assets=[*build_all_assets(specs, catalogs, names, translator, plans), *worker],
-            asset_checks=[*[build_connector_checks(name, ws) for name, ws in watched.items()], *quality],
+            asset_checks=[
+                *[build_connector_checks(name, ws) for name, ws in watched.items()],
+                *quality,
+                *[build_s3_writer_checks(w) for w in writers],
+            ],  # fmt: skip
             sensors=sensors,
             jobs=jobs,
             schedules=schedules,
@@ -374,20 +378,22 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
 
     @staticmethod
     def _s3_pipeline(specs: Specs, name: str, catalogs: dict, translator: CdcTranslator) -> S3Pipeline | None:
-        """The tables the S3 writer flushes, from the stored catalog (none before the first refresh)."""
-        spec = specs.pipelines[name].spec
-        catalog = catalogs.get(name)
-        if not spec.streams or catalog is None:
+        """The tables the S3 writer flushes: the stored catalog's, else the named ones. Their columns
+        are read at each tick from what the pipeline's last run deployed, so no refresh is needed."""
+        loaded = specs.pipelines[name]
+        spec = loaded.spec
+        if not spec.streams:
             return None
+        catalog = catalogs.get(name)
         source = specs.connection(spec.source)
         names = PipelineNames(name)
         tables = tuple(
-            S3TableAsset(t.qualified, table_topic(source, names, t.qualified), t, spec.target_schema,
-                         target_table_name(spec, t.qualified),
-                         translator.target_table_key(spec, target_table_name(spec, t.qualified)))
-            for t in catalog.tables
+            S3TableAsset(q, table_topic(source, names, q), spec.target_schema, target_table_name(spec, q),
+                         translator.target_table_key(spec, target_table_name(spec, q)),
+                         catalog.table(q) if catalog else None)
+            for q in selected_tables(loaded, catalog, warn=False)
         )  # fmt: skip
-        return S3Pipeline(name, source.kind.value, spec.target, tables)
+        return S3Pipeline(name, source.kind.value, spec.target, tables) if tables else None
 
 
 @contextmanager

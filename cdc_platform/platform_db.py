@@ -85,6 +85,16 @@ CONNECTION_TESTS = sa.Table(
     sa.Column("checks", sa.Text, nullable=False),
     sa.Index("ix_cdc_connection_tests_connection_at", "connection", "at"),
 )
+DEPLOYED_TABLES = sa.Table(
+    "cdc_deployed_tables",
+    METADATA,
+    sa.Column("pipeline", sa.String(64), primary_key=True),
+    #: the source table, schema.table
+    sa.Column("qualified", sa.String(300), primary_key=True),
+    #: JSON of the table's columns, types and key as the run that deployed it discovered them
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("deployed_at", sa.Float, nullable=False),
+)
 
 
 def _v1(conn: sa.Connection) -> None:
@@ -97,8 +107,12 @@ def _v2(conn: sa.Connection) -> None:
     CONNECTION_TESTS.create(conn, checkfirst=True)
 
 
+def _v3(conn: sa.Connection) -> None:
+    DEPLOYED_TABLES.create(conn, checkfirst=True)
+
+
 #: (version, migration) in order; a new column or table is a new entry, never an edit of an old one
-MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [(1, _v1), (2, _v2)]
+MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
 COMPONENT = "platform"
 
 

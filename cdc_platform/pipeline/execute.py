@@ -21,6 +21,7 @@ from cdc_platform.db import engine_for, mysql_connect, pg_connect
 from cdc_platform.kafka_admin import ensure_topics
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline import handoff
+from cdc_platform.pipeline.deployed import record_deployed
 from cdc_platform.pipeline.full_load import CopyStats, copy_tables
 from cdc_platform.pipeline.plan import PipelinePlan, config_diff, config_hash
 from cdc_platform.pipeline.sqlserver_capture import ensure_capture
@@ -334,4 +335,6 @@ def run_pipeline(
                     f"what is left with `cdc-platform teardown {spec.name}`"
                 ) from failure
         raise
+    # what later parts (the S3 writer, the drift check) read: the tables this deploy was built from
+    record_deployed(spec.name, tables)
     return result

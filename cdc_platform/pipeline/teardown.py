@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cdc_platform.audit import record
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline.deployed import forget_deployed
 from cdc_platform.pipeline.heartbeat import HEARTBEAT_TABLE_KEY, Heartbeat, heartbeat_from_recorded
 from cdc_platform.pipeline.plan import PipelineNames
 from cdc_platform.specs.models import ConnectionSpec, EnvSecret, FileSecret
@@ -112,6 +113,8 @@ def teardown_pipeline(
         done_kafka, left_kafka = _kafka_parts(kafka_bootstrap, names, delete_topics)
         done += done_kafka
         left += left_kafka
+    if not left:
+        forget_deployed(pipeline)
     for line in done:
         log(line)
     if left:

@@ -54,7 +54,7 @@ def quality_check_specs(pipeline: str, tables: list[CheckedTable], streams: bool
                      "between the two counts (bounded by Kafka offsets; an idle table must match exactly).",
         CHECKSUM_CHECK: "Every row of {t} is on the target with the same values (chunked hashes in both "
                         "databases, differing chunks narrowed to keys: missing, extra or changed columns).",
-        DRIFT_CHECK: "{t}'s columns now match the stored catalog and the target; differences are shown with "
+        DRIFT_CHECK: "{t}'s columns now match what the pipeline deployed and the target; differences are shown with "
                      "the DDL that would apply them (applied only by `cdc-platform apply-drift`).",
         FRESHNESS_CHECK: f"Pipeline {pipeline}'s latest heartbeat reached the target less than "
                          f"{quality.freshness_seconds:.0f} s ago (from the metrics schedule).",
@@ -168,11 +168,17 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
                                    description=summary)  # fmt: skip
 
     def _drift_result(t, live, catalog) -> dg.AssetCheckResult:
-        stored = catalog.table(t.qualified) if catalog else None
+        from cdc_platform.quality.drift import drift_baseline
+
+        try:
+            stored = drift_baseline(name, t.qualified, catalog.table(t.qualified) if catalog else None)
+        except Exception as exc:  # noqa: BLE001 - the platform database is unreadable: say so
+            return _unreadable(t, DRIFT_CHECK, exc, _severity(quality, DRIFT_CHECK))
         if stored is None:
             return dg.AssetCheckResult(asset_key=t.asset_key, check_name=DRIFT_CHECK, passed=False,
                                        severity=dg.AssetCheckSeverity.WARN,
-                                       description="no stored catalog for this table: run `cdc-platform refresh`")  # fmt: skip
+                                       description=f"pipeline {name} has not deployed {t.qualified} yet: materialize "
+                                       "it, then the check compares the source with what was deployed")  # fmt: skip
         try:
             d = measure_drift(live, live.pipelines[name].spec, stored, t.target_table)
         except Exception as exc:  # noqa: BLE001 - this table's check fails and says why; the others run
@@ -185,7 +191,7 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
             metadata["proposed_ddl"] = dg.MetadataValue.md("```sql\n" + ";\n".join(d.proposed_ddl) + ";\n```")
         if d.clean:
             return dg.AssetCheckResult(asset_key=t.asset_key, check_name=DRIFT_CHECK, passed=True, metadata=metadata,
-                                       description="the source's columns match the catalog and the target")  # fmt: skip
+                                       description="the source's columns match what was deployed and the target")  # fmt: skip
         severity = dg.AssetCheckSeverity.ERROR if d.errors else _severity(quality, DRIFT_CHECK)
         return dg.AssetCheckResult(asset_key=t.asset_key, check_name=DRIFT_CHECK, passed=False, severity=severity,
                                    metadata=metadata, description="; ".join(d.errors + d.warnings))  # fmt: skip

@@ -1,5 +1,5 @@
-"""Schema drift: the source table now, against the catalog the pipeline was built from, and against
-the target table.
+"""Schema drift: the source table now, against the table the pipeline was deployed with (recorded by
+its last run; the stored catalog for a deploy older than that record), and against the target table.
 
 - A column **added** on the source (nullable) is a WARN, with the exact ``ALTER TABLE`` that gives
   the target the platform's mapping of it. The platform never applies it by itself.
@@ -10,8 +10,8 @@ the target table.
   as one.
 - A target that lacks a column the catalog has is an ERROR.
 
-The catalog is refreshed by ``cdc-platform refresh``; once a change is applied, refreshing makes
-the check pass.
+Once ``cdc-platform apply-drift`` has applied a change, it records the table as deployed anew, and
+the check passes.
 """
 
 from __future__ import annotations
@@ -105,6 +105,13 @@ def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kin
         drift.missing_on_target.append(name)
         drift.errors.append(f"the target table lacks column {name!r} that the pipeline writes")
     return drift
+
+
+def drift_baseline(pipeline: str, qualified_name: str, catalog_table: Table | None) -> Table | None:
+    """What the source is compared with: the table as last deployed, else the stored catalog's."""
+    from cdc_platform.pipeline.deployed import deployed_tables
+
+    return deployed_tables(pipeline).get(qualified_name) or catalog_table
 
 
 def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:

@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,6 +61,49 @@ class TableFlush:
     substituted: dict[str, int] = field(default_factory=dict)
     #: partition -> the offset a recovered (written but uncommitted) file ended at
     recovered: dict[int, int] = field(default_factory=dict)
+    #: why this table's changes stopped (a value the writer cannot write, an upload that failed);
+    #: what came before is written and committed, nothing after it is written or skipped
+    error: str | None = None
+
+
+class UnwritableValue(Exception):
+    """A change holds a value the Parquet column cannot take: named by column, offset and its form."""
+
+    def __init__(self, column: str, offset: int, form: str, reason: str):
+        super().__init__(f"column {column!r} at offset {offset}: {form}: {reason}")
+        self.column, self.offset = column, offset
+
+
+def value_form(value, field: dict | None = None) -> str:
+    """What a value looks like, never what it is (a value may be personal data): its type, size and
+    how Kafka Connect encoded it."""
+    if isinstance(value, Decimal):
+        sign, digits, exponent = value.as_tuple()
+        if not isinstance(exponent, int):
+            return f"a decimal {value}"  # NaN or infinity: no data in it
+        fraction = max(0, -exponent)
+        integer = max(0, len(digits) + exponent)
+        shape = f"a decimal of {integer} integer and {fraction} fractional digits"
+    elif isinstance(value, str):
+        shape = f"a text of {len(value)} characters"
+    elif isinstance(value, bytes):
+        shape = f"{len(value)} bytes"
+    elif isinstance(value, bool):
+        shape = "a boolean"
+    elif isinstance(value, int):
+        shape = f"an integer of {value.bit_length()} bits"
+    else:
+        shape = f"a {type(value).__name__}"
+        year = getattr(value, "year", None)
+        if year is not None:
+            shape += f" in year {year}"
+    if field:
+        encoded = field.get("type", "?") + (f" {field['name']}" if field.get("name") else "")
+        parameters = field.get("parameters") or {}
+        if "scale" in parameters:
+            encoded += f" scale {parameters['scale']}"
+        shape += f" (sent as {encoded})"
+    return shape
 
 
 def _commit(consumer: Consumer, offsets: list[TopicPartition]) -> None:
@@ -82,12 +126,15 @@ def _row(
             fields = {f["field"]: f for f in part.get("fields", [])}
     row: dict = {}
     for column in table.columns:
+        raw, field = values.get(column.name), fields.get(column.name, {})
         try:
-            row[column.name] = change_value(column.type, values.get(column.name), fields.get(column.name, {}),
-                                            source_kind)  # fmt: skip
+            row[column.name] = change_value(column.type, raw, field, source_kind)
         except Substituted:
             substituted[column.name] = substituted.get(column.name, 0) + 1
             row[column.name] = None
+        except Exception as exc:  # noqa: BLE001 - named below; this table stops, the others go on
+            raise UnwritableValue(column.name, offset, value_form(raw, field),
+                                  f"cannot be decoded as {column.type.name} ({type(exc).__name__}: {exc})") from exc  # fmt: skip
     source = payload.get("source") or {}
     position = source.get("lsn")
     if position is None and source.get("file") is not None:
@@ -99,8 +146,12 @@ def _row(
 
 def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str, pipeline: str, source_kind: str,
                  tables: list[S3Table], log: Callable[[str], None] = print,
-                 budget_seconds: float = 30.0) -> dict[str, TableFlush]:  # fmt: skip
-    """One flush of every table: what it wrote and committed, per table."""
+                 budget_seconds: float = 30.0, dry_run: bool = False) -> dict[str, TableFlush]:  # fmt: skip
+    """One flush of every table: what it wrote and committed, per table.
+
+    A table whose change cannot be written (a value, an upload) reports it in its ``error`` after
+    writing what came before it; the other tables are flushed all the same. ``dry_run``: decode the
+    pending changes as a flush would, writing and committing nothing (the on-demand check)."""
     fs = s3_filesystem(target, specs_dir)
     client = s3_client(target, specs_dir)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": consumer_group(pipeline),
@@ -119,7 +170,7 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
                 low, high = consumer.get_watermark_offsets(tp, timeout=10)
                 start = committed.offset if committed.offset >= 0 else low
                 written = last_written_offset(fs, t.location, partition)
-                if written is not None and written + 1 > start:
+                if written is not None and written + 1 > start and not dry_run:
                     # the last flush wrote this file and died before its commit: do it now
                     start = written + 1
                     _commit(consumer, [TopicPartition(t.topic, partition, start)])
@@ -150,38 +201,95 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
                 if message.offset() >= stop - 1:
                     remaining.discard(key)
         for key, batch in events.items():
-            if not batch:
-                continue
             t, _, _ = plan[key]
-            _write_batch(client, consumer, t, key[1], batch, source_kind, results[t.qualified])
+            result = results[t.qualified]
+            if not batch or result.error:
+                continue
+            try:
+                _write_batch(client, consumer, t, key[1], batch, source_kind, result, dry_run)
+            except UnwritableValue as exc:
+                result.error = (f"{t.qualified}: the change in {t.topic} partition {key[1]} {exc}. Its changes "
+                                f"stop at offset {exc.offset}: everything before it is written, nothing after it "
+                                "is written or skipped")  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - this table's flush failed; the others go on
+                result.error = (
+                    f"{t.qualified}: writing partition {key[1]} failed: {type(exc).__name__}: {exc}"
+                )
+            if result.error:
+                log(f"S3 writer, pipeline {pipeline}: {result.error}")
     finally:
         consumer.close()
     return results
 
 
-def _write_batch(client, consumer: Consumer, t: S3Table, partition: int, batch: list, source_kind: str,
-                 result: TableFlush) -> None:  # fmt: skip
-    first, last = batch[0][0], batch[-1][0]
-    rows = []
+def _decoded(
+    t: S3Table, batch: list, source_kind: str, substituted: dict[str, int]
+) -> tuple[list, UnwritableValue | None]:
+    """The batch's rows in offset order, up to the first change the writer cannot write (and that)."""
+    rows: list[dict] = []
     for offset, value in batch:
         if value is None:
             continue  # the tombstone after a delete: the delete row is already written
-        row = _row(t.table, json.loads(value), offset, source_kind, result.substituted)
+        try:
+            row = _row(t.table, json.loads(value), offset, source_kind, substituted)
+        except UnwritableValue as exc:
+            return rows, exc
         if row is not None:
             rows.append(row)
-    if rows:
-        schema = arrow_schema(t.table)
+    return rows, None
+
+
+def _arrow_rows(rows: list[dict], schema: pa.Schema) -> tuple[pa.Table, UnwritableValue | None]:
+    """The rows as one Arrow table; a value the column's type refuses ends it there, and is named."""
+    try:
+        return pa.Table.from_pylist(rows, schema=schema), None
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        pass
+    for index, row in enumerate(rows):  # the slow path, only after a refusal: find the value
+        for name in schema.names:
+            try:
+                pa.array([row.get(name)], type=schema.field(name).type)
+            except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+                bad = UnwritableValue(name, (row["_cdc_seq"] - 1) // 2, value_form(row.get(name)),
+                                      f"a Parquet {schema.field(name).type} cannot hold it ({exc})")  # fmt: skip
+                return pa.Table.from_pylist(rows[:index], schema=schema), bad
+    raise AssertionError("Arrow refused the rows but accepts each value")  # pragma: no cover
+
+
+def _write_batch(client, consumer: Consumer, t: S3Table, partition: int, batch: list, source_kind: str,
+                 result: TableFlush, dry_run: bool = False) -> None:  # fmt: skip
+    """Write and commit the batch, or the part of it before a change that cannot be written (then
+    raise :class:`UnwritableValue` for that change)."""
+    substituted: dict[str, int] = {}
+    schema = arrow_schema(t.table)
+    rows, bad = _decoded(t, batch, source_kind, substituted)
+    table, refused = _arrow_rows(rows, schema)  # ``table``: the rows before a refused value
+    if refused is not None:  # before ``bad``: only rows before it were decoded
+        bad, substituted = refused, {}
+        _decoded(t, [(o, v) for o, v in batch if o < refused.offset], source_kind, substituted)  # recounted
+    if bad is not None:
+        batch = [(offset, value) for offset, value in batch if offset < bad.offset]
+    if dry_run or not batch:
+        if bad is not None:
+            raise bad
+        return
+    for column, count in substituted.items():
+        result.substituted[column] = result.substituted.get(column, 0) + count
+    first, last = batch[0][0], batch[-1][0]
+    if table.num_rows:
         path = t.location.change_file(partition, first, last)
         buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer, compression="zstd")
+        pq.write_table(table, buffer, compression="zstd")
         put_bytes(client, path, buffer.getvalue())
         result.files.append(path)
-        result.rows += len(rows)
+        result.rows += table.num_rows
         result.bytes += buffer.tell()
     _commit(consumer, [TopicPartition(t.topic, partition, last + 1)])
     advanced = last + 1 - result.committed.get(partition, first)
     result.committed[partition] = last + 1
     result.lag[partition] = max(result.lag.get(partition, 0) - advanced, 0)
+    if bad is not None:
+        raise bad
 
 
 class _Quiet:

@@ -8,6 +8,7 @@ Dagster's sensor timeout; what is left waits for the next tick, whose interval i
 One pipeline's failure is logged and does not stop the others.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,16 +26,19 @@ if TYPE_CHECKING:
 
 #: seconds of one tick's flushing, shared by the pipelines (Dagster's sensor timeout is 60 s)
 TICK_BUDGET_SECONDS = 40.0
+#: the check on every S3 table: its captured changes are written (none stuck behind one that cannot be)
+CHECK_NAME = "changes_written"
 
 
 @dataclass(frozen=True)
 class S3TableAsset:
     qualified: str
     topic: str
-    table: Table
     target_schema: str
     target_name: str
     key: dg.AssetKey
+    #: the stored catalog's table, used when the platform has no record of a deploy (older deploys)
+    catalog_table: Table | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,56 @@ def materialization(
                                    description="changes written to S3 by the platform's writer")  # fmt: skip
 
 
+def evaluation(
+    asset: S3TableAsset, result: "TableFlush | None", waiting: str | None = None
+) -> dg.AssetCheckEvaluation:
+    """The table's ``changes_written`` outcome: ERROR while its changes are stuck, named in words."""
+    if result is None:
+        return dg.AssetCheckEvaluation(asset_key=asset.key, check_name=CHECK_NAME, passed=False,
+                                       severity=dg.AssetCheckSeverity.WARN, description=waiting,
+                                       metadata={"state": "not deployed"})  # fmt: skip
+    metadata = {"lag_messages": sum(result.lag.values()), "committed_offset": sum(result.committed.values())}
+    if result.error:
+        return dg.AssetCheckEvaluation(asset_key=asset.key, check_name=CHECK_NAME, passed=False,
+                                       severity=dg.AssetCheckSeverity.ERROR, description=result.error,
+                                       metadata={**metadata, "error": result.error})  # fmt: skip
+    return dg.AssetCheckEvaluation(asset_key=asset.key, check_name=CHECK_NAME, passed=True, metadata=metadata,
+                                   description=f"every captured change is written or pending "
+                                   f"({sum(result.lag.values()):,} waiting for the next flush)")  # fmt: skip
+
+
+def resolve_tables(p: S3Pipeline) -> tuple[list, str | None]:
+    """(asset, Table) for each table the pipeline has deployed, and why the others wait (or None)."""
+    from cdc_platform.pipeline.deployed import deployed_tables
+
+    deployed = deployed_tables(p.pipeline)
+    ready = [(t, deployed.get(t.qualified) or t.catalog_table) for t in p.tables]
+    waiting = [t.qualified for t, table in ready if table is None]
+    why = None
+    if waiting:
+        why = (f"pipeline {p.pipeline} has not deployed {', '.join(waiting)} yet: materialize the pipeline "
+               "(its full load and source connector) and the writer starts with the next flush")  # fmt: skip
+    return [(t, table) for t, table in ready if table is not None], why
+
+
+def flush_pipeline(p: S3Pipeline, specs, bootstrap: str, log, budget_seconds: float, dry_run: bool = False):
+    """One flush (or dry run) of the pipeline's deployed tables: [(asset, location, result)], why others wait."""
+    from cdc_platform.s3.changes import S3Table, flush_tables
+    from cdc_platform.s3.storage import TableLocation
+
+    target = specs.connection(p.target)
+    ready, waiting = resolve_tables(p)
+    located = [(t, table, TableLocation.of(target, t.target_schema, t.target_name)) for t, table in ready]
+    if not located:
+        return [], waiting
+    results = flush_tables(
+        target, specs.directory, bootstrap, p.pipeline, p.source_kind,
+        [S3Table(t.qualified, t.topic, table, loc) for t, table, loc in located],
+        log, budget_seconds, dry_run=dry_run,
+    )  # fmt: skip
+    return [(t, loc, results[t.qualified]) for t, _, loc in located], waiting
+
+
 def build_s3_writer_sensor(
     name: str, pipelines: list[S3Pipeline], interval_seconds: int
 ) -> dg.SensorDefinition:
@@ -78,39 +132,90 @@ def build_s3_writer_sensor(
         description="Writes the S3 pipelines' captured changes to Parquet change files and commits their offsets.",
     )
     def _writer(context: dg.SensorEvaluationContext, cdc_settings: CdcSettingsResource):
-        from cdc_platform.s3.changes import S3Table, consumer_group, flush_tables
-        from cdc_platform.s3.storage import TableLocation
+        from cdc_platform.s3.changes import consumer_group
         from cdc_platform.specs.loader import load_specs
 
         specs = load_specs(Path(cdc_settings.specs_dir))
-        events: list[dg.AssetMaterialization] = []
+        #: asset key -> the last outcome reported ("ok", "waiting" or the error): a check evaluation
+        #: is recorded when it changes, not every tick
+        reported: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        events: list = []
         failures: list[str] = []
+        notes: list[str] = []
         live = [p for p in pipelines if p.pipeline in specs.pipelines]
         for p in live:
-            target = specs.connection(p.target)
-            tables = {
-                t.qualified: (t, TableLocation.of(target, t.target_schema, t.target_name)) for t in p.tables
-            }
             try:
-                results = flush_tables(
-                    target, specs.directory, cdc_settings.kafka_bootstrap, p.pipeline, p.source_kind,
-                    [S3Table(q, t.topic, t.table, loc) for q, (t, loc) in tables.items()],
-                    context.log.info, TICK_BUDGET_SECONDS / max(len(live), 1),
-                )  # fmt: skip
+                flushed, waiting = flush_pipeline(p, specs, cdc_settings.kafka_bootstrap, context.log.info,
+                                                  TICK_BUDGET_SECONDS / max(len(live), 1))  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - one pipeline's failure must not stop the others
                 failures.append(f"{p.pipeline}: {type(exc).__name__}: {exc}")
                 context.log.error(
                     f"S3 writer, pipeline {p.pipeline} (group {consumer_group(p.pipeline)}): {exc}"
                 )
                 continue
-            for qualified, result in results.items():
+            if waiting:
+                notes.append(waiting)
+                for t in p.tables:
+                    if t.qualified in waiting and reported.get(t.key.to_user_string()) != "waiting":
+                        reported[t.key.to_user_string()] = "waiting"
+                        events.append(evaluation(t, None, waiting))
+            for asset, location, result in flushed:
                 if result.files or result.recovered:
-                    asset, location = tables[qualified]
                     events.append(materialization(asset, result, location))
+                outcome = result.error or "ok"
+                if reported.get(asset.key.to_user_string()) != outcome:
+                    reported[asset.key.to_user_string()] = outcome
+                    events.append(evaluation(asset, result))
+                if result.error:
+                    failures.append(result.error)
+        cursor = json.dumps(reported, sort_keys=True)
         if failures and not events:
+            context.update_cursor(cursor)
             raise RuntimeError("the S3 writer wrote nothing: " + "; ".join(failures))
         if not events:
-            return dg.SkipReason("no new changes for the S3 pipelines")
-        return dg.SensorResult(asset_events=events)
+            return dg.SensorResult(skip_reason=" ".join(notes) or "no new changes for the S3 pipelines",
+                                   cursor=cursor)  # fmt: skip
+        return dg.SensorResult(asset_events=events, cursor=cursor)
 
     return _writer
+
+
+def build_s3_writer_checks(p: S3Pipeline) -> dg.AssetChecksDefinition:
+    """``changes_written`` on demand: the pending changes decoded as the writer would, nothing written."""
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                CHECK_NAME,
+                asset=t.key,
+                description=f"Every change captured from {t.qualified} is written to S3 or waits for the "
+                "next flush; none is stuck behind a value the writer cannot write. Evaluated by the "
+                "S3 writer sensor when it changes, or on demand (a dry run of the pending changes).",
+            )
+            for t in p.tables
+        ],  # fmt: skip
+        name=f"{p.pipeline}_changes_written",
+        can_subset=True,
+    )
+    def _checks(context: dg.AssetCheckExecutionContext, cdc_settings: CdcSettingsResource):
+        from cdc_platform.specs.loader import load_specs
+
+        specs = load_specs(Path(cdc_settings.specs_dir))
+        selected = {k.asset_key for k in context.selected_asset_check_keys}
+        chosen = S3Pipeline(
+            p.pipeline, p.source_kind, p.target, tuple(t for t in p.tables if t.key in selected)
+        )
+        flushed, waiting = flush_pipeline(chosen, specs, cdc_settings.kafka_bootstrap, context.log.info, 30.0,
+                                          dry_run=True)  # fmt: skip
+        done = set()
+        for asset, _, result in flushed:
+            done.add(asset.key)
+            e = evaluation(asset, result)
+            yield dg.AssetCheckResult(asset_key=e.asset_key, check_name=CHECK_NAME, passed=e.passed,
+                                      severity=e.severity, metadata=e.metadata, description=e.description)  # fmt: skip
+        for t in chosen.tables:
+            if t.key not in done:
+                yield dg.AssetCheckResult(asset_key=t.key, check_name=CHECK_NAME, passed=False,
+                                          severity=dg.AssetCheckSeverity.WARN, description=waiting)  # fmt: skip
+
+    return _checks

@@ -105,7 +105,10 @@ def _decode_decimal(value, field: dict) -> Decimal:
     raw = base64.b64decode(value)
     unscaled = int.from_bytes(raw, "big", signed=True)
     scale = int((field.get("parameters") or {}).get("scale", 0))
-    return Decimal(unscaled).scaleb(-scale)
+    # built from its digits: arithmetic such as ``scaleb`` rounds to the context's 28 digits, which
+    # silently changed every MySQL/MariaDB decimal wider than that
+    sign, digits, _ = Decimal(unscaled).as_tuple()
+    return Decimal((sign, digits, -scale))
 
 
 def change_value(ctype: CanonicalType, value, field: dict, source_kind: str):

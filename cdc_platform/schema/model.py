@@ -49,3 +49,27 @@ class CopyJob:
     target_name: str
     #: S3 targets: the table topic's end offset when the copy began (see cdc_platform/s3/snapshot.py)
     since_offset: int = 0
+
+
+# -- stored forms (the catalog, the deployed schema): plain JSON, stable across versions --------
+def column_to_json(c: Column) -> dict:
+    t = c.type
+    return {
+        "name": c.name, "nullable": c.nullable, "native_type": c.native_type,
+        "type": {"name": t.name, "length": t.length, "precision": t.precision, "scale": t.scale},
+    }  # fmt: skip
+
+
+def table_to_json(t: Table) -> dict:
+    return {
+        "schema": t.schema, "name": t.name, "primary_key": list(t.primary_key),
+        "declared_key": t.declared_key, "columns": [column_to_json(c) for c in t.columns],
+    }  # fmt: skip
+
+
+def table_from_json(raw: dict) -> Table:
+    columns = tuple(
+        Column(c["name"], CanonicalType(**c["type"]), bool(c["nullable"]), c["native_type"])
+        for c in raw["columns"]
+    )
+    return Table(raw["schema"], raw["name"], columns, tuple(raw["primary_key"]), bool(raw["declared_key"]))

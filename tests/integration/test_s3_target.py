@@ -235,3 +235,95 @@ def test_a_writer_killed_between_upload_and_commit_writes_no_row_twice(stack, co
             assert lake.latest()[0]["note"] == "a\x00b"  # Parquet text keeps NUL
         finally:
             _teardown(stack, connect, specs, name)
+
+
+def unrefreshed_defs(specs) -> dg.Definitions:
+    """The component's definitions as a user has them who never ran `cdc-platform refresh`."""
+    from cdc_platform.component import CdcPipelineComponent
+
+    component = CdcPipelineComponent.from_attributes_dict(attributes={"specs_dir": str(specs.directory)})
+    return component.build_defs_from_state(None, specs.directory / "no-stored-catalog")  # type: ignore[arg-type]
+
+
+WIDE = "CREATE TABLE t (id int PRIMARY KEY, d30 decimal(30,0), d38 decimal(38,8), d65 decimal(65,30), d10 decimal(10,2))"
+
+
+def _wide_values(rng) -> tuple:
+    def number(integer: int, fraction: int) -> str:
+        sign = rng.choice(["", "-"])
+        whole = str(rng.randrange(10 ** (integer - 1), 10**integer)) if integer else "0"
+        return f"{sign}{whole}.{rng.randrange(10**fraction):0{fraction}d}" if fraction else sign + whole
+
+    return (number(30, 0), number(30, 8), number(35, 30), number(8, 2))
+
+
+def _mariadb_wide_rows(stack, db) -> list[dict]:
+    """The source read independently of the platform: pymysql's exact Decimals."""
+    with mariadb_connect(stack, db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, d30, d38, d65, d10 FROM t ORDER BY id")
+        return [dict(zip(("id", "d30", "d38", "d65", "d10"), row, strict=True)) for row in cur.fetchall()]
+
+
+def test_mariadb_decimals_of_65_digits_reach_s3_exactly_and_stream_without_a_refresh(
+    stack, connect, tmp_path, bucket
+):
+    """Issue 37: decimals wider than 28 digits through CDC, on a pipeline nobody refreshed."""
+    import random
+
+    rng = random.Random(37)
+    with mariadb_database(stack, "src") as src:
+        with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
+            cur.execute(WIDE)
+            cur.executemany("INSERT INTO t VALUES (%s, %s, %s, %s, %s)",
+                            [(i, *_wide_values(rng)) for i in range(1, 301)])  # fmt: skip
+            cur.execute("INSERT INTO t VALUES (301, %s, %s, %s, NULL)",
+                        ("-" + "9" * 30, "9" * 30 + ".99999999", "-" + "9" * 35 + "." + "9" * 30))  # fmt: skip
+            conn.commit()
+        name = unique("lake")
+        specs = write_specs(tmp_path, {"src": connection(stack, "mariadb", src), "lake": bucket},
+                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
+                              "tables": {"names": [f"{src}.t"]}}])  # fmt: skip
+        defs = unrefreshed_defs(specs)
+        instance = dg.DagsterInstance.ephemeral()
+        sensor = defs.get_sensor_def("cdc_s3_writer")
+        settings = CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap)
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+        location = TableLocation.of(specs.connection("lake"), "replica", "t")
+        fs = s3_filesystem(specs.connection("lake"), specs.directory)
+        try:
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
+                cur.executemany("INSERT INTO t VALUES (%s, %s, %s, %s, %s)",
+                                [(i, *_wide_values(rng)) for i in range(302, 1001)])  # fmt: skip
+                for i in rng.sample(range(1, 1001), 400):
+                    cur.execute("UPDATE t SET d30 = %s, d38 = %s, d65 = %s, d10 = %s WHERE id = %s",
+                                (*_wide_values(rng), i))  # fmt: skip
+                cur.execute("DELETE FROM t WHERE id % 9 = 0")
+                # the widest values each column holds, through CDC (rounded to 28 digits they overflowed)
+                cur.execute("UPDATE t SET d30 = %s, d38 = %s, d65 = %s WHERE id IN (1, 2)",
+                            ("9" * 30, "-" + "9" * 30 + ".99999999", "9" * 35 + "." + "9" * 30))  # fmt: skip
+                conn.commit()
+            expected = _mariadb_wide_rows(stack, src)
+            deadline, got, events, cursor = time.monotonic() + 120, [], [], None
+            while time.monotonic() < deadline:
+                context = dg.build_sensor_context(
+                    instance=instance, cursor=cursor, resources={"cdc_settings": settings}
+                )
+                result = sensor(context)
+                cursor = result.cursor if isinstance(result, dg.SensorResult) else cursor
+                events += result.asset_events if isinstance(result, dg.SensorResult) else []
+                got = sorted(read_latest(fs, location, ["id"]).to_pylist(), key=lambda r: r["id"])
+                if got == expected:
+                    break
+                time.sleep(1)
+            missing = [r for r in expected if r not in got]
+            extra = [r for r in got if r not in expected]
+            assert got == expected, (
+                f"{len(missing)} missing, {len(extra)} extra; e.g. {missing[:2]} / {extra[:2]}; last tick: {result}"
+            )
+            written = [e for e in events if isinstance(e, dg.AssetMaterialization)]
+            assert sum(e.metadata["rows"].value for e in written) == 699 + 400 + 2 + len(range(9, 1001, 9))
+            (check,) = [e for e in events if isinstance(e, dg.AssetCheckEvaluation)]  # reported once: it held
+            assert check.passed and check.check_name == "changes_written", check.description
+        finally:
+            _teardown(stack, connect, specs, name)

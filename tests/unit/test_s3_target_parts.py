@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pyarrow as pa
 import pytest
@@ -127,3 +127,32 @@ def test_keys_are_never_logged_or_kept(monkeypatch):
     conn = ConnectionSpec(name="lake", **LAKE)
     client = s3_client(conn, None)
     assert "super-secret-key" not in repr(client) and "super-secret-key" not in conn.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("precision", "scale", "text"),
+    [
+        (30, 0, "-393515302594375678509070382397"),
+        (38, 8, "-123456789012345678901234567890.12345678"),
+        (65, 30, "99999999999999999999999999999999999.999999999999999999999999999999"),
+        (65, 30, "-0.000000000000000000000000000001"),
+        (65, 0, "-" + "9" * 65),
+    ],
+)
+def test_debezium_decimals_of_every_mysql_width_decode_exactly(precision, scale, text):
+    """Kafka Connect's Decimal (unscaled two's complement + scale) of up to 65 digits, as MySQL and
+    MariaDB columns can hold: exact, with no rounding to Python's default 28 digits."""
+    want = Decimal(text)
+    WIDE = Context(prec=100)  # noqa: N806 - the test's own arithmetic must not round either
+    unscaled = int(want.scaleb(scale, context=WIDE))
+    raw = unscaled.to_bytes((unscaled.bit_length() + 8) // 8, "big", signed=True)
+    field = {
+        "type": "bytes",
+        "name": "org.apache.kafka.connect.data.Decimal",
+        "parameters": {"scale": str(scale)},
+    }
+    got = change_value(
+        T("numeric", precision=precision, scale=scale), base64.b64encode(raw).decode(), field, "mariadb"
+    )
+    assert got == want and got.as_tuple().exponent == -scale
+    assert pa.array([got], arrow_type(T("numeric", precision=precision, scale=scale)))[0].as_py() == want
