@@ -70,7 +70,7 @@ class UnwritableValue(Exception):
     """A change holds a value the Parquet column cannot take: named by column, offset and its form."""
 
     def __init__(self, column: str, offset: int, form: str, reason: str):
-        super().__init__(f"column {column!r} at offset {offset}: {form}: {reason}")
+        super().__init__(f"column {column!r} holds {form}; {reason}")
         self.column, self.offset = column, offset
 
 
@@ -134,7 +134,7 @@ def _row(
             row[column.name] = None
         except Exception as exc:  # noqa: BLE001 - named below; this table stops, the others go on
             raise UnwritableValue(column.name, offset, value_form(raw, field),
-                                  f"cannot be decoded as {column.type.name} ({type(exc).__name__}: {exc})") from exc  # fmt: skip
+                                  f"it cannot be decoded as {column.type.name} ({type(exc).__name__}: {exc})") from exc  # fmt: skip
     source = payload.get("source") or {}
     position = source.get("lsn")
     if position is None and source.get("file") is not None:
@@ -208,9 +208,9 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
             try:
                 _write_batch(client, consumer, t, key[1], batch, source_kind, result, dry_run)
             except UnwritableValue as exc:
-                result.error = (f"{t.qualified}: the change in {t.topic} partition {key[1]} {exc}. Its changes "
-                                f"stop at offset {exc.offset}: everything before it is written, nothing after it "
-                                "is written or skipped")  # fmt: skip
+                result.error = (f"{t.qualified}: the change at offset {exc.offset} of {t.topic} partition {key[1]} "
+                                f"cannot be written: {exc}. This table's changes stop there: everything before it "
+                                "is written, nothing after it is written or skipped")  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - this table's flush failed; the others go on
                 result.error = (
                     f"{t.qualified}: writing partition {key[1]} failed: {type(exc).__name__}: {exc}"

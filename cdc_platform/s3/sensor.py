@@ -141,6 +141,8 @@ def build_s3_writer_sensor(
         reported: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         events: list = []
         failures: list[str] = []
+        #: tables stopped at a change they cannot write: red on their check, not a failed tick
+        stuck: list[str] = []
         notes: list[str] = []
         live = [p for p in pipelines if p.pipeline in specs.pipelines]
         for p in live:
@@ -167,11 +169,13 @@ def build_s3_writer_sensor(
                     reported[asset.key.to_user_string()] = outcome
                     events.append(evaluation(asset, result))
                 if result.error:
-                    failures.append(result.error)
+                    stuck.append(result.error)
         cursor = json.dumps(reported, sort_keys=True)
         if failures and not events:
-            context.update_cursor(cursor)
             raise RuntimeError("the S3 writer wrote nothing: " + "; ".join(failures))
+        if stuck:
+            notes.insert(0, f"{len(stuck)} table(s) stopped at a change they cannot write (see their "
+                            f"{CHECK_NAME} check): " + "; ".join(stuck))  # fmt: skip
         if not events:
             return dg.SensorResult(skip_reason=" ".join(notes) or "no new changes for the S3 pipelines",
                                    cursor=cursor)  # fmt: skip

@@ -210,3 +210,48 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
             assert any(e.action == "apply_ddl" and ddl in (e.detail or "") for e in entries(pipeline=name))
         finally:
             _teardown(stack, connect, specs, name)
+
+
+@pytest.mark.parametrize("target_kind", ["postgresql", "mariadb"])
+def test_drift_is_checked_and_applied_on_a_pipeline_nobody_refreshed(stack, connect, tmp_path, monkeypatch,
+                                                                     target_kind):  # fmt: skip
+    """Issue 37: named tables, no `cdc-platform refresh` ever: the drift check compares the source with
+    what the run deployed, and `apply-drift` settles a change without a stored catalog."""
+    from tests.support import mariadb_database
+
+    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'metrics.sqlite'}")
+    with (
+        pg_database(stack, "src") as src,
+        pg_database(stack, "tgt") if target_kind == "postgresql" else mariadb_database(stack, "tgt") as tgt,
+    ):
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 50) g")
+        name = unique("drift")
+        schema = "replica" if target_kind == "postgresql" else tgt
+        specs = write_specs(tmp_path / "specs", {"src": connection(stack, "postgresql", src),
+                                                 "tgt": connection(stack, target_kind, tgt)},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": schema,
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        assert not stored_catalog_path(specs.directory).exists()
+        component = CdcPipelineComponent.from_attributes_dict(attributes={"specs_dir": str(specs.directory)})
+        defs = component.build_defs_from_state(None, tmp_path / "never-refreshed")  # type: ignore[arg-type]
+        instance = dg.DagsterInstance.ephemeral()
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+        try:
+            before = run_checks(defs, instance, ("schema_drift",))["schema_drift"]
+            assert not before.passed and "has not deployed public.t yet" in before.description
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            for _ in range(3):  # under no writer and under the same definitions, every time
+                clean = run_checks(defs, instance, ("schema_drift",))["schema_drift"]
+                assert clean.passed, clean.description
+            with pg_connect(stack, src) as conn:
+                conn.execute("ALTER TABLE t ADD COLUMN note text")
+            drift = run_checks(defs, instance, ("schema_drift",))["schema_drift"]
+            assert not drift.passed and "column 'note'" in drift.description, drift.description
+            applied = CliRunner().invoke(cli, ["apply-drift", name, "--specs", str(specs.directory), "--yes"])
+            assert applied.exit_code == 0 and "applied 1 statement(s)" in applied.output, applied.output
+            after = run_checks(defs, instance, ("schema_drift",))["schema_drift"]
+            assert after.passed, after.description
+        finally:
+            _teardown(stack, connect, specs, name)

@@ -327,3 +327,81 @@ def test_mariadb_decimals_of_65_digits_reach_s3_exactly_and_stream_without_a_ref
             assert check.passed and check.check_name == "changes_written", check.description
         finally:
             _teardown(stack, connect, specs, name)
+
+
+def test_a_change_the_writer_cannot_write_stops_only_its_table_and_says_so(stack, connect, tmp_path, bucket):
+    """Fault injected for real: the source widens a decimal column the Parquet files hold as
+    decimal(10,2), then writes a value only the wider column holds. That table's changes stop at that
+    change (those before it written, none skipped), its ``changes_written`` check fails as ERROR naming
+    the column and the value's form, on each tick's report and on demand; the other table keeps flowing."""
+    with mariadb_database(stack, "src") as src:
+        with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE narrow (id int PRIMARY KEY, price decimal(10,2))")
+            cur.execute("CREATE TABLE fine (id int PRIMARY KEY, note varchar(20))")
+            cur.execute("INSERT INTO narrow VALUES (1, 1.50)")
+            cur.execute("INSERT INTO fine VALUES (1, 'a')")
+            conn.commit()
+        name = unique("lake")
+        specs = write_specs(tmp_path, {"src": connection(stack, "mariadb", src), "lake": bucket},
+                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
+                              "tables": {"names": [f"{src}.narrow", f"{src}.fine"]}}])  # fmt: skip
+        defs = unrefreshed_defs(specs)
+        instance = dg.DagsterInstance.ephemeral()
+        sensor = defs.get_sensor_def("cdc_s3_writer")
+        settings = CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap)
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+        lake = specs.connection("lake")
+        fs = s3_filesystem(lake, specs.directory)
+        try:
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
+                cur.execute("INSERT INTO narrow VALUES (2, 2.50)")
+                cur.execute("ALTER TABLE narrow MODIFY price decimal(20,2)")
+                cur.execute("INSERT INTO narrow VALUES (3, 123456789012345.25)")
+                cur.execute("INSERT INTO narrow VALUES (4, 4.00)")
+                for i in range(2, 52):
+                    cur.execute("INSERT INTO fine VALUES (%s, %s)", (i, f"row {i}"))
+                conn.commit()
+            deadline, events, cursor = time.monotonic() + 90, [], None
+            fine_rows = []
+            while time.monotonic() < deadline:
+                context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                  resources={"cdc_settings": settings})  # fmt: skip
+                result = sensor(context)
+                cursor = result.cursor if isinstance(result, dg.SensorResult) else cursor
+                events += result.asset_events if isinstance(result, dg.SensorResult) else []
+                fine_rows = read_latest(fs, TableLocation.of(lake, "replica", "fine"), ["id"]).to_pylist()
+                failed = [e for e in events if isinstance(e, dg.AssetCheckEvaluation) and not e.passed]
+                if len(fine_rows) == 51 and failed:
+                    break
+                time.sleep(1)
+            assert len(fine_rows) == 51, "the other table kept flowing"
+            (failure,) = [e for e in events if isinstance(e, dg.AssetCheckEvaluation) and not e.passed]
+            assert failure.asset_key.path[-1] == "narrow" and failure.severity == dg.AssetCheckSeverity.ERROR
+            assert "column 'price'" in failure.description, failure.description
+            assert "a decimal of 15 integer and 2 fractional digits" in failure.description, (
+                failure.description
+            )
+            assert "123456789012345" not in failure.description, "the value itself is never shown"
+            narrow = sorted(read_latest(fs, TableLocation.of(lake, "replica", "narrow"), ["id"]).to_pylist(),
+                            key=lambda r: r["id"])  # fmt: skip
+            assert [r["id"] for r in narrow] == [1, 2], "written up to the change, nothing after it"
+
+            # the next ticks do not report it again (the cursor remembers), and nothing is skipped
+            for _ in range(2):
+                context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                  resources={"cdc_settings": settings})  # fmt: skip
+                again = sensor(context)
+                cursor = again.cursor if isinstance(again, dg.SensorResult) else cursor
+                assert not [
+                    e for e in getattr(again, "asset_events", []) if isinstance(e, dg.AssetCheckEvaluation)
+                ]
+            # on demand, through Dagster's asset job: the same judgement from a dry run
+            checks = [c for c in defs.asset_checks if c.node_def.name == f"{name}_changes_written"]
+            narrow_key = failure.asset_key
+            run = dg.materialize([*checks, assets], selection=dg.AssetSelection.checks_for_assets(narrow_key),
+                                 resources={"cdc_settings": settings, "kafka_connect": connect}, instance=instance, raise_on_error=False)  # fmt: skip
+            (evaluation,) = run.get_asset_check_evaluations()
+            assert not evaluation.passed and "column 'price'" in evaluation.description
+        finally:
+            _teardown(stack, connect, specs, name)
