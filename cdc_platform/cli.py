@@ -487,6 +487,8 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
                 the_plan = build_plan(specs, loaded.spec, tables, load_stack_settings().kafka_bootstrap)
                 item["explanation"] = explain(the_plan, trace, specs.directory, connect).message
             row["connectors"][cname] = item
+        if to_s3 and specs.pipelines[name].spec.streams:
+            row["s3_writer"] = _s3_writer_state(specs, name)
         report.append(row)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -526,8 +528,33 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
                     click.echo("    " + item["explanation"])
                 elif "error" in item:
                     click.echo("    " + str(item["error"]))
+            if "s3_writer" in row:
+                click.echo(f"  S3 writer: {row['s3_writer']['summary']}")
     if failed:
         sys.exit(4)
+
+
+def _s3_writer_state(specs, name: str) -> dict:
+    """What the S3 writer (the cdc_s3_writer sensor) has to work from, in words: the tables the last run
+    deployed, and how many captured changes wait for it."""
+    from cdc_platform.pipeline.deployed import deployed_tables
+    from cdc_platform.pipeline.plan import PipelineNames, table_topic
+    from cdc_platform.s3.changes import waiting_changes
+
+    deployed = sorted(deployed_tables(name))
+    if not deployed:
+        return {"deployed_tables": [], "summary": "nothing deployed yet: materialize the pipeline; the writer "
+                "(sensor cdc_s3_writer, daemon running) starts with its next flush"}  # fmt: skip
+    source = specs.connection(specs.pipelines[name].spec.source)
+    topics = {q: table_topic(source, PipelineNames(name), q) for q in deployed}
+    try:
+        waiting = waiting_changes(load_stack_settings().kafka_bootstrap, name, list(topics.values()))
+    except Exception as exc:  # noqa: BLE001 - said plainly; the tables are still listed
+        return {"deployed_tables": deployed, "summary": f"{len(deployed)} table(s) deployed; changes waiting "
+                f"unknown ({type(exc).__name__}: {exc})"}  # fmt: skip
+    total = sum(waiting.values())
+    return {"deployed_tables": deployed, "waiting_changes": {q: waiting[t] for q, t in topics.items()},
+            "summary": f"{len(deployed)} table(s) deployed; {total:,} captured change(s) not written yet"}  # fmt: skip
 
 
 @cli.command("orphans")

@@ -106,6 +106,29 @@ def value_form(value, field: dict | None = None) -> str:
     return shape
 
 
+def waiting_changes(bootstrap: str, pipeline: str, topics: list[str]) -> dict[str, int]:
+    """topic -> changes captured but not yet written (end offsets minus the writer's committed ones)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": consumer_group(pipeline),
+                         "enable.auto.commit": False, "logger": _Quiet()})  # fmt: skip
+    try:
+        metadata = consumer.list_topics(timeout=10).topics
+        waiting: dict[str, int] = {}
+        for topic in topics:
+            if topic not in metadata or metadata[topic].error is not None:
+                waiting[topic] = 0  # nothing captured yet
+                continue
+            total = 0
+            for partition in metadata[topic].partitions:
+                tp = TopicPartition(topic, partition)
+                (committed,) = consumer.committed([tp], timeout=10)
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                total += max(high - (committed.offset if committed.offset >= 0 else low), 0)
+            waiting[topic] = total
+        return waiting
+    finally:
+        consumer.close()
+
+
 def _commit(consumer: Consumer, offsets: list[TopicPartition]) -> None:
     """Synchronous: the flush reports offsets as committed only when Kafka says they are."""
     consumer.commit(offsets=offsets, asynchronous=False)

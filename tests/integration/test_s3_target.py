@@ -15,8 +15,10 @@ import time
 import boto3
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
 from cdc_platform.assets import CdcSettingsResource
+from cdc_platform.cli import cli
 from cdc_platform.pipeline.plan import PipelineNames, table_topic
 from cdc_platform.s3.changes import S3Table
 from cdc_platform.s3.latest import all_rows, read_latest
@@ -304,6 +306,11 @@ def test_mariadb_decimals_of_65_digits_reach_s3_exactly_and_stream_without_a_ref
                             ("9" * 30, "-" + "9" * 30 + ".99999999", "9" * 35 + "." + "9" * 30))  # fmt: skip
                 conn.commit()
             expected = _mariadb_wide_rows(stack, src)
+            time.sleep(2)  # the changes reach Kafka
+            before = CliRunner().invoke(cli, ["status", name, "--specs", str(specs.directory)])
+            assert (
+                "S3 writer: 1 table(s) deployed;" in before.output and " 0 captured" not in before.output
+            ), before.output
             deadline, got, events, cursor = time.monotonic() + 120, [], [], None
             while time.monotonic() < deadline:
                 context = dg.build_sensor_context(
@@ -325,6 +332,10 @@ def test_mariadb_decimals_of_65_digits_reach_s3_exactly_and_stream_without_a_ref
             assert sum(e.metadata["rows"].value for e in written) == 699 + 400 + 2 + len(range(9, 1001, 9))
             (check,) = [e for e in events if isinstance(e, dg.AssetCheckEvaluation)]  # reported once: it held
             assert check.passed and check.check_name == "changes_written", check.description
+            after = CliRunner().invoke(cli, ["status", name, "--specs", str(specs.directory)])
+            assert "S3 writer: 1 table(s) deployed; 0 captured change(s) not written yet" in after.output, (
+                after.output
+            )
         finally:
             _teardown(stack, connect, specs, name)
 
