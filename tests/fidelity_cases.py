@@ -40,6 +40,12 @@ PG_CASES = (
     Case("c_numeric_38", "numeric(38,10)", "numeric",
          ("9999999999999999999999999999.9999999999", "-9999999999999999999999999999.9999999999", "0.0000000001"),
          precision=38, scale=10),
+    # the widest decimals: Parquet's decimal256 (76 digits), and beyond it, exact text
+    Case("c_numeric_76", "numeric(76,38)", "numeric",
+         ("(repeat('9', 38) || '.' || repeat('9', 38))::numeric", "-(repeat('9', 38) || '.' || repeat('9', 38))::numeric",
+          "1e-38", "-123456789012345678901234567890.5"), precision=76, scale=38),
+    Case("c_numeric_1000", "numeric(1000,0)", "numeric",
+         ("repeat('9', 1000)::numeric", "-repeat('9', 999)::numeric", "12345678901234567890123456789")),
     Case("c_bigint", "bigint", "bigint", ("9223372036854775807", "-9223372036854775808", "0")),
     Case("c_date", "date", "date",
          ("'infinity'", "'-infinity'", "'4713-01-01 BC'", "'5874897-12-31'", "'0001-01-01'", "'9999-12-31'",
@@ -62,6 +68,15 @@ PG_CASES = (
 
 MARIADB_CASES = (
     Case("c_ubigint", "bigint unsigned", "numeric", ("18446744073709551615", "9223372036854775808", "0")),
+    # every width a MySQL/MariaDB DECIMAL has: up to 65 digits, 30 of them after the point
+    Case("c_dec65", "decimal(65,30)", "numeric",
+         ("CONCAT(REPEAT('9', 35), '.', REPEAT('9', 30))", "CONCAT('-', REPEAT('9', 35), '.', REPEAT('9', 30))",
+          "CONCAT('0.', REPEAT('0', 29), '1')", "-393515302594375678509070382397.123456789012345678901234567890", "0"),
+         precision=65, scale=30),
+    Case("c_dec65_0", "decimal(65,0)", "numeric",
+         ("REPEAT('9', 65)", "CONCAT('-', REPEAT('9', 65))", "-393515302594375678509070382397"), precision=65, scale=0),
+    Case("c_dec30", "decimal(30,0)", "numeric", ("REPEAT('9', 30)", "-393515302594375678509070382397", "1"),
+         precision=30, scale=0),
     Case("c_float", "float", "real", ("3.402823466e38", "-3.402823466e38", "1.17549e-38", "3.14159", "0.1")),
     Case("c_double", "double", "double", ("1.7976931348623157e308", "4.9e-324", "0.1", "-2.5")),
     Case("c_date", "date", "date", ("'0000-00-00'", "'2024-02-00'", "'0001-01-01'", "'9999-12-31'", "'1000-01-01'")),

@@ -156,3 +156,24 @@ def test_debezium_decimals_of_every_mysql_width_decode_exactly(precision, scale,
     )
     assert got == want and got.as_tuple().exponent == -scale
     assert pa.array([got], arrow_type(T("numeric", precision=precision, scale=scale)))[0].as_py() == want
+
+
+def test_a_value_the_parquet_column_refuses_is_named_by_column_offset_and_form_never_by_value():
+    from cdc_platform.s3.changes import _arrow_rows, value_form
+
+    table = Table("s", "t", (Column("id", T("integer"), False, "int"),
+                             Column("price", T("numeric", precision=10, scale=2), True, "decimal(10,2)")), ("id",))  # fmt: skip
+    schema = arrow_schema(table)
+    rows = [{"id": i, "price": Decimal(p), "_cdc_op": "c", "_cdc_source_ts_ms": None, "_cdc_position": None,
+             "_cdc_seq": 2 * (40 + i) + 1} for i, p in enumerate(["1.50", "2.25", "123456789012345.25", "4.00"])]  # fmt: skip
+    written, refused = _arrow_rows(rows, schema)
+    assert written.num_rows == 2 and written.column("price").to_pylist() == [Decimal("1.50"), Decimal("2.25")]
+    assert refused is not None and refused.column == "price" and refused.offset == 42
+    assert "a decimal of 15 integer and 2 fractional digits" in str(refused)
+    assert "123456789012345" not in str(refused)
+    assert _arrow_rows(rows[:2], schema)[1] is None
+    assert value_form("secret text") == "a text of 11 characters"
+    field = {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2"}}
+    assert value_form(Decimal("-0.5"), field) == (
+        "a decimal of 0 integer and 1 fractional digits (sent as bytes org.apache.kafka.connect.data.Decimal scale 2)"
+    )
