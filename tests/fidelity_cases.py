@@ -42,7 +42,7 @@ PG_CASES = (
          precision=38, scale=10),
     # the widest decimals: Parquet's decimal256 (76 digits), and beyond it, exact text
     Case("c_numeric_76", "numeric(76,38)", "numeric",
-         ("(repeat('9', 38) || '.' || repeat('9', 38))::numeric", "-(repeat('9', 38) || '.' || repeat('9', 38))::numeric",
+         ("concat(repeat('9', 38), '.', repeat('9', 38))::numeric", "-concat(repeat('9', 38), '.', repeat('9', 38))::numeric",
           "1e-38", "-123456789012345678901234567890.5"), precision=76, scale=38),
     Case("c_numeric_1000", "numeric(1000,0)", "numeric",
          ("repeat('9', 1000)::numeric", "-repeat('9', 999)::numeric", "12345678901234567890123456789")),
