@@ -16,7 +16,7 @@ import dagster as dg
 from dagster._core.definitions.metadata import TableMetadataSet
 
 from cdc_platform.audit import acting_as, audit_table, entries, run_actor
-from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
+from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog, selected_tables
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import (
     PipelineNames,
@@ -26,19 +26,11 @@ from cdc_platform.pipeline.plan import (
     table_topic,
     target_table_name,
 )
+from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import LoadedPipeline, Specs
 from cdc_platform.translator import CdcAssetProps, CdcTranslator, column_schema
-
-
-class CdcSettingsResource(dg.ConfigurableResource):
-    """Where the specs live and which Kafka the connectors' schema-history topics use."""
-
-    specs_dir: str
-    kafka_bootstrap: str
-    #: Jolokia agent in the Connect JVM, for Debezium's and Connect's metrics; empty: not read
-    jolokia_url: str = ""
 
 
 class PipelineRunError(RuntimeError):
@@ -53,20 +45,6 @@ def named_errors(loaded: LoadedPipeline) -> Iterator[None]:
         raise
     except Exception as exc:
         raise PipelineRunError(f"{loaded.file}: pipeline {loaded.spec.name!r}: {exc}") from exc
-
-
-def selected_tables(loaded: LoadedPipeline, catalog: PipelineCatalog | None, warn: bool = True) -> list[str]:
-    """The tables that get assets: the stored catalog's, or the named ones before the first refresh.
-    ``warn``: say once per load that a schema selection waits for a refresh (the asset builder does)."""
-    if catalog is not None:
-        return [t.qualified for t in catalog.tables]
-    spec = loaded.spec
-    if spec.tables.schema_ and warn:
-        dg.get_dagster_logger().warning(
-            f"{loaded.file}: pipeline {spec.name!r}: the tables of schema {spec.tables.schema_!r} have not "
-            f"been discovered yet, so only explicitly named tables have assets; {REFRESH_HINT}"
-        )
-    return list(spec.tables.names)
 
 
 def check_tables_match_assets(loaded: LoadedPipeline, tables: list[Table], asset_tables: set[str]) -> None:

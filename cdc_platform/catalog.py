@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import dagster as dg
+
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import Table, table_from_json, table_to_json
-from cdc_platform.specs.loader import Specs
+from cdc_platform.specs.loader import LoadedPipeline, Specs
 
 CATALOG_VERSION = 1
 REFRESH_HINT = "run `cdc-platform refresh` (or `dg utils refresh-defs-state`), then reload the code location"
@@ -38,6 +40,20 @@ class PipelineCatalog:
 @dataclass(frozen=True)
 class StoredCatalog:
     pipelines: dict[str, PipelineCatalog] = field(default_factory=dict)
+
+
+def selected_tables(loaded: LoadedPipeline, catalog: PipelineCatalog | None, warn: bool = True) -> list[str]:
+    """The tables that get assets: the stored catalog's, or the named ones before the first refresh.
+    ``warn``: say once per load that a schema selection waits for a refresh (the asset builder does)."""
+    if catalog is not None:
+        return [t.qualified for t in catalog.tables]
+    spec = loaded.spec
+    if spec.tables.schema_ and warn:
+        dg.get_dagster_logger().warning(
+            f"{loaded.file}: pipeline {spec.name!r}: the tables of schema {spec.tables.schema_!r} have not "
+            f"been discovered yet, so only explicitly named tables have assets; {REFRESH_HINT}"
+        )
+    return list(spec.tables.names)
 
 
 def discover_catalog(specs: Specs, pipelines: list[str] | None = None) -> StoredCatalog:
@@ -100,13 +116,20 @@ def read_catalog(path: Path | None) -> StoredCatalog | None:
     return loads(path.read_text())
 
 
+def state_key(specs_dir: str, pipelines: list[str] | None = None, exclude: list[str] | None = None) -> str:
+    """The defs-state key of a component instance: it names the specs directory and the selection, so
+    two directories or selections never share a stored catalog."""
+    selected = ",".join(pipelines) if pipelines else "*"
+    if exclude:
+        selected += " except " + ",".join(exclude)
+    return f"CdcPipelineComponent[{specs_dir}:{selected}]"
+
+
 def stored_catalog_path(specs_dir: Path) -> Path:
     """Where this project's component instance (``cdc_platform/defs/pipelines``) keeps the catalog of
     ``specs_dir``: the local state file ``dg utils refresh-defs-state`` writes for it."""
     from dagster.components.utils.project_paths import get_local_state_path
 
-    from cdc_platform.component import CdcPipelineComponent
     from cdc_platform.settings import load_stack_settings
 
-    key = CdcPipelineComponent(specs_dir=str(specs_dir.resolve())).defs_state_config.key
-    return get_local_state_path(key, load_stack_settings().project_root)
+    return get_local_state_path(state_key(str(specs_dir.resolve())), load_stack_settings().project_root)

@@ -22,8 +22,8 @@ from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManage
 from pydantic import BaseModel, Field, PrivateAttr
 
 from cdc_platform.alerts.sensor import build_acknowledge_job, build_alert_sensor
-from cdc_platform.assets import CdcSettingsResource, build_all_assets, selected_tables, stored_plan
-from cdc_platform.catalog import discover_catalog, read_catalog, write_catalog
+from cdc_platform.assets import build_all_assets, stored_plan
+from cdc_platform.catalog import discover_catalog, read_catalog, selected_tables, state_key, write_catalog
 from cdc_platform.health.collect import pipeline_watch
 from cdc_platform.health.connect_sensor import (
     HealthSettings,
@@ -42,6 +42,7 @@ from cdc_platform.ops.connection_test_job import (
 from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, table_topic, target_table_name
 from cdc_platform.quality.checks import build_quality_checks, checked_tables
 from cdc_platform.quality.schedules import CONSISTENCY_CHECKS, check_keys, quality_schedules
+from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.s3.sensor import S3Pipeline, S3TableAsset, build_s3_writer_checks, build_s3_writer_sensor
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
 from cdc_platform.teardown_job import teardown_job_for
@@ -227,11 +228,8 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
     def defs_state_config(self) -> DefsStateConfig:
         # the key names the specs directory, so two directories never share a stored catalog
         specs_dir = self.specs_dir or str(default_specs_dir().resolve())
-        selected = ",".join(self.pipelines) if self.pipelines else "*"
-        if self.exclude_pipelines:
-            selected += " except " + ",".join(self.exclude_pipelines)
         return DefsStateConfig.from_args(
-            self.defs_state, default_key=f"CdcPipelineComponent[{specs_dir}:{selected}]"
+            self.defs_state, default_key=state_key(specs_dir, self.pipelines, self.exclude_pipelines)
         )
 
     def write_state_to_path(self, state_path: Path) -> None:

@@ -17,7 +17,6 @@ the handoff to Debezium gap-free: every table is read at the slot's consistent p
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.pipeline.client_process import ClientUnavailable
+from cdc_platform.pipeline.load_errors import FullLoadError
 from cdc_platform.pipeline.mysql_client import ClientResult, client_for
 from cdc_platform.pipeline.mysql_copy_text import (
     LOAD_DATA_FORMAT,
@@ -33,7 +33,16 @@ from cdc_platform.pipeline.mysql_copy_text import (
     load_data_columns,
     take_substitutions,
 )
+from cdc_platform.pipeline.mysql_rows import (
+    SNAPSHOT_SCRIPT,
+    fixed_rows,
+    mysql_batches,
+    mysql_rows,
+    mysql_value_fixers,
+)
+from cdc_platform.pipeline.mysql_session import session_watchdog, watch_session
 from cdc_platform.pipeline.pg_client import PsqlCopyOut, psql_for
+from cdc_platform.pipeline.pg_rows import begin_pg_snapshot
 from cdc_platform.pipeline.sqlserver_load import (
     mysql_decimal_fixer,
     pg_rows_for_sqlserver,
@@ -44,20 +53,14 @@ from cdc_platform.schema.ddl import qualified, quote, shadow_name, truncate_sql
 from cdc_platform.schema.model import CopyJob, Table
 from cdc_platform.schema.rules import (
     describe_rules,
-    mysql_zero_in_date,
     pg_null_predicate,
     pg_substituted_predicate,
-    rule_for,
 )
 from cdc_platform.specs.models import ConnectionSpec
 
 PROGRESS_EVERY_S = 5.0
 #: the psycopg relay gathers rows into writes of this size (one write per row costs a Python call each)
 COPY_WRITE_BYTES = 1 << 20
-
-
-class FullLoadError(RuntimeError):
-    """A copy that would have changed values (target warnings) or could not complete."""
 
 
 @dataclass(frozen=True)
@@ -90,13 +93,6 @@ class _Progress:
 
 def _columns(kind: str, table: Table) -> str:
     return ", ".join(quote(kind, c.name) for c in table.columns)
-
-
-def begin_pg_snapshot(cur, snapshot: str | None) -> None:
-    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    if snapshot:
-        # the name comes from CREATE_REPLICATION_SLOT's reply, never from a spec
-        cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
 
 
 def _pg_to_pg(
@@ -345,7 +341,7 @@ def _load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], It
             producer.start()
             cut: list[str] = []
             try:
-                with _session_watchdog(dconn, dst, specs_dir, cut):
+                with session_watchdog(dconn, dst, specs_dir, cut):
                     loaded = dcur.execute(load)
             except BaseException as exc:
                 # the reader is gone: a producer still waiting in open() must not wait forever
@@ -384,84 +380,6 @@ def _load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], It
     return loaded, counters["bytes"]
 
 
-def _session_watchdog(dconn, dst, specs_dir: Path, cut_reasons: list[str], every: float = 2.0):
-    """:func:`_watch_session` for a pymysql connection: a cut shuts its socket down."""
-    import socket
-
-    def shut() -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            dconn._sock.shutdown(socket.SHUT_RDWR)  # pymysql keeps its socket here
-
-    return _watch_session(dconn.thread_id(), shut, dst, specs_dir, cut_reasons, every)
-
-
-@contextlib.contextmanager
-def _watch_session(session: int, stop_copy: Callable[[], None], dst, specs_dir: Path, cut_reasons: list[str],
-                   every: float = 2.0, look_after_failure: bool = True):  # fmt: skip
-    """End a MySQL/MariaDB copy whose server session died: a killed MariaDB session stops reading
-    (or writing) without closing the socket, so the client would block for minutes in a send or a
-    read. A second connection checks every ``every`` seconds that the session still exists and
-    calls ``stop_copy`` when it does not (or when the server cannot be asked); the copy then fails
-    with ``cut_reasons`` saying why. ``look_after_failure``: on another failure, ask once more
-    whether the session still exists (not for a client process, whose session ends with it)."""
-    import threading
-
-    stop = threading.Event()
-
-    def cut(reason: str) -> None:
-        cut_reasons.append(reason)
-        stop_copy()
-
-    def watch() -> None:
-        try:
-            admin = mysql_connect(dst, specs_dir, database="", autocommit=True)
-        except Exception as exc:  # noqa: BLE001 - the server is unreachable: the load cannot finish either
-            cut(f"the target server could not be reached during the load ({type(exc).__name__}: {exc})")
-            return
-        try:
-            while not stop.wait(every):
-                with admin.cursor() as cur:
-                    cur.execute(
-                        "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s", (session,)
-                    )
-                    if cur.fetchone()[0] == 0:
-                        cut(ended)
-                        return
-        except Exception as exc:  # noqa: BLE001 - as above
-            if not stop.is_set():
-                cut(f"the target server stopped answering during the load ({type(exc).__name__}: {exc})")
-        finally:
-            admin.close()
-
-    def last_look() -> None:
-        # the server may close a killed session's socket before the next look: then the client
-        # fails on its own (pymysql even with an AttributeError), and this says why
-        with contextlib.suppress(Exception):
-            admin = mysql_connect(dst, specs_dir, database="", autocommit=True, connect_timeout=5)
-            try:
-                with admin.cursor() as cur:
-                    cur.execute("SELECT COUNT(*) FROM information_schema.processlist "
-                                "WHERE id = %s AND command <> 'Killed'", (session,))  # fmt: skip
-                    if cur.fetchone()[0] == 0 and not cut_reasons:
-                        cut_reasons.append(ended)
-            finally:
-                admin.close()
-
-    ended = (f"the loading session {session} on {dst.name} ended mid-copy (killed, or the server "
-             "restarted); nothing of this copy was committed")  # fmt: skip
-    watcher = threading.Thread(target=watch, name="load watchdog", daemon=True)
-    watcher.start()
-    try:
-        yield
-    except BaseException:
-        if not cut_reasons and look_after_failure:
-            last_look()
-        raise
-    finally:
-        stop.set()
-        watcher.join(timeout=every + 5)
-
-
 @contextlib.contextmanager
 def _mysql_shadow(dcur, job: CopyJob, reconnect: Callable):
     """Load a MySQL/MariaDB table into a shadow copy and swap it in with one atomic RENAME.
@@ -495,76 +413,6 @@ def _mysql_shadow(dcur, job: CopyJob, reconnect: Callable):
     dcur.execute(f"DROP TABLE {retired_q}")
 
 
-def _mysql_select_list(table: Table) -> str:
-    """Column list; FLOAT read as DOUBLE, because MySQL's text protocol prints a FLOAT with only
-    6 significant digits while the DOUBLE of the same value is its exact binary value."""
-    items = []
-    for c in table.columns:
-        column = quote("mysql", c.name)
-        items.append(f"CAST({column} AS DOUBLE)" if c.type.name == "real" else column)
-    return ", ".join(items)
-
-
-def mysql_time_text(value: dt.timedelta) -> str:
-    """MySQL TIME as [-]H:MM:SS.ffffff, the same text the CDC converter writes (Dates.duration)."""
-    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
-    sign, micros = ("-" if micros < 0 else ""), abs(micros)
-    return (f"{sign}{micros // 3_600_000_000:02d}:{micros // 60_000_000 % 60:02d}:"
-            f"{micros // 1_000_000 % 60:02d}.{micros % 1_000_000:06d}")  # fmt: skip
-
-
-def _mysql_value_fixers(table: Table, target_kind: str, substituted: dict[str, int]):
-    """Per-column functions turning a pymysql value into what the target must receive.
-
-    The same rules as the CDC converter: zero-in-date values become NULL (and are counted), TIME
-    becomes duration text, BIT(n) a bit string for PostgreSQL, booleans and UTC time zones fixed.
-    """
-    #: PostgreSQL and S3 take a UTC instant for TIMESTAMP and BIT(n) as a bit string
-    pg_forms = target_kind in ("postgresql", "s3")
-    fixers: list[tuple[int, Callable]] = []
-    for i, c in enumerate(table.columns):
-        kind = c.type.name
-        if kind in ("date", "timestamp", "timestamptz") and rule_for("mysql", target_kind, c.type):
-            utc = kind == "timestamptz" and pg_forms
-
-            def fix(v, name=c.name, utc=utc):
-                if v is None:
-                    return None
-                if mysql_zero_in_date(v):
-                    substituted[name] = substituted.get(name, 0) + 1
-                    return None
-                return v.replace(tzinfo=dt.timezone.utc) if utc else v
-
-            fixers.append((i, fix))
-        elif kind == "duration":
-            fixers.append((i, lambda v: None if v is None else mysql_time_text(v)))
-        elif kind == "boolean":  # BIT(1) arrives as bytes
-            fixers.append(
-                (i, lambda v: None if v is None else (v != b"\x00" if isinstance(v, bytes) else bool(v)))
-            )
-        elif kind == "bit" and pg_forms:
-            fixers.append(
-                (
-                    i,
-                    lambda v, n=c.type.length: (
-                        None if v is None else format(int.from_bytes(v, "big"), f"0{n}b")
-                    ),
-                )
-            )
-    return fixers
-
-
-def _mysql_rows(src, job: CopyJob, specs_dir: Path, batch_size: int) -> Iterable[tuple]:
-    select = (
-        f"SELECT {_mysql_select_list(job.table)} FROM {qualified('mysql', job.table.schema, job.table.name)}"
-    )
-    for batch in _mysql_batches(src, job, specs_dir, select, batch_size):
-        yield from batch
-
-
-_SNAPSHOT_SCRIPT = "SET SESSION time_zone = '+00:00'; START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
-
-
 def _mysql_copy_text(src, job: CopyJob, specs_dir: Path, batch_size: int, substituted: dict[str, int], log,
                      target_kind: str = "postgresql"):  # fmt: skip
     """Blocks of whole ``COPY`` text lines, rendered by the source server (``mysql_copy_text``) and
@@ -578,7 +426,7 @@ def _mysql_copy_text(src, job: CopyJob, specs_dir: Path, batch_size: int, substi
     binary = client_for(src, specs_dir)
     if binary:
         try:
-            result = ClientResult(binary, src, specs_dir, f"{_SNAPSHOT_SCRIPT}; {select.sql}; COMMIT")
+            result = ClientResult(binary, src, specs_dir, f"{SNAPSHOT_SCRIPT}; {select.sql}; COMMIT")
         except ClientUnavailable as exc:
             log(f"{job.table.qualified}: {binary} could not read the table ({exc}); reading with pymysql")
         else:
@@ -590,7 +438,7 @@ def _mysql_copy_text(src, job: CopyJob, specs_dir: Path, batch_size: int, substi
 def _client_blocks(result: ClientResult, src, job: CopyJob, specs_dir: Path, select, substituted):
     cut: list[str] = []
     try:
-        with _watch_session(result.session, result.kill, src, specs_dir, cut, look_after_failure=False):
+        with watch_session(result.session, result.kill, src, specs_dir, cut, look_after_failure=False):
             for block in result.blocks():
                 yield take_substitutions(block, select, substituted), block.count(b"\n")
     except Exception as exc:
@@ -602,33 +450,9 @@ def _client_blocks(result: ClientResult, src, job: CopyJob, specs_dir: Path, sel
 
 
 def _pymysql_blocks(src, job: CopyJob, specs_dir: Path, batch_size: int, select, substituted):
-    for batch in _mysql_batches(src, job, specs_dir, select.sql, batch_size):
+    for batch in mysql_batches(src, job, specs_dir, select.sql, batch_size):
         block = b"\n".join([row[0] for row in batch]) + b"\n"
         yield take_substitutions(block, select, substituted), len(batch)
-
-
-def _mysql_batches(src, job: CopyJob, specs_dir: Path, select: str, batch_size: int) -> Iterable[list]:
-    """``select``'s rows in batches, read by pymysql with an unbuffered cursor in one consistent
-    snapshot, UTC session time, the session watched (``_session_watchdog``)."""
-    import pymysql.cursors
-
-    conn = mysql_connect(src, specs_dir, database=job.table.schema, cursorclass=pymysql.cursors.SSCursor)
-    cut: list[str] = []
-    try:
-        with conn.cursor() as cur, _session_watchdog(conn, src, specs_dir, cut):
-            for statement in _SNAPSHOT_SCRIPT.split("; "):
-                cur.execute(statement)
-            cur.execute(select)
-            while batch := cur.fetchmany(batch_size):
-                yield batch
-            conn.commit()
-    except Exception as exc:
-        if cut:
-            raise FullLoadError(f"{job.table.qualified}: {cut[0]}") from exc
-        raise
-    finally:
-        with contextlib.suppress(Exception):
-            conn.close()
 
 
 def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
@@ -654,17 +478,6 @@ def _mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_s
         _refuse_other_count(dcur.rowcount, rows, job)
         d.commit()
     return rows, nbytes, substituted
-
-
-def _fixed(rows: Iterable, fixers: list[tuple[int, Callable]]) -> Iterable:
-    if not fixers:
-        yield from rows
-        return
-    for row in rows:
-        row = list(row)
-        for i, fix in fixers:
-            row[i] = fix(row[i])
-        yield row
 
 
 def _rows_to_pg(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log) -> int:
@@ -730,7 +543,7 @@ def _rows_to_mysql(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log, batc
             batch: list = []
             cut: list[str] = []
             try:
-                with _session_watchdog(dconn, dst, specs_dir, cut):
+                with session_watchdog(dconn, dst, specs_dir, cut):
                     for row in rows:
                         batch.append(row)
                         if len(batch) >= batch_size:
@@ -773,9 +586,9 @@ def _to_sqlserver(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_
     elif kind == "sqlserver":
         rows = sqlserver_rows(src, job, specs_dir, batch_size, "sqlserver", substituted)
     else:
-        fixers = _mysql_value_fixers(job.table, "sqlserver", substituted)
+        fixers = mysql_value_fixers(job.table, "sqlserver", substituted)
         fixers += sorted(mysql_decimal_fixer(job.table, substituted).items())
-        rows = _fixed(_mysql_rows(src, job, specs_dir, batch_size), fixers)
+        rows = fixed_rows(mysql_rows(src, job, specs_dir, batch_size), fixers)
     progress = _Progress(job.table.qualified, log)
     return write_sqlserver(dst, job, specs_dir, rows, batch_size, progress.tick), None, substituted
 

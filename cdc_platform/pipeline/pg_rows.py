@@ -19,6 +19,13 @@ from cdc_platform.schema.types import CanonicalType
 Row = list
 
 
+def begin_pg_snapshot(cur, snapshot: str | None) -> None:
+    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    if snapshot:
+        # the name comes from CREATE_REPLICATION_SLOT's reply, never from a spec
+        cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+
+
 def pg_rule_select(
     table: Table, target_kind: str, as_text: Callable[[CanonicalType], bool]
 ) -> tuple[str, list[str]]:
@@ -40,8 +47,6 @@ def pg_rule_select(
 
 def pg_rule_rows(src, job: CopyJob, specs_dir: Path, snapshot: str | None, batch_size: int, target_kind: str,
                  substituted: dict[str, int], as_text: Callable[[CanonicalType], bool]) -> Iterator[Row]:  # fmt: skip
-    from cdc_platform.pipeline.full_load import begin_pg_snapshot
-
     t = job.table
     select, flagged = pg_rule_select(t, target_kind, as_text)
     with pg_connect(src, specs_dir, autocommit=True) as conn:

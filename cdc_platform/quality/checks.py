@@ -15,12 +15,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from cdc_platform.assets import CdcSettingsResource
-from cdc_platform.catalog import PipelineCatalog
+from cdc_platform.catalog import PipelineCatalog, selected_tables
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.pipeline.plan import PipelineNames, table_topic, target_table_name
 from cdc_platform.quality.counts import compare_counts
 from cdc_platform.quality.drift import measure_drift
+from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.specs.loader import LoadedPipeline, Specs
 from cdc_platform.specs.models import (
     CHECKSUM_CHECK,
@@ -294,8 +294,6 @@ def _unreadable(
 
 def checked_tables(loaded: LoadedPipeline, catalog: PipelineCatalog | None, key_of) -> list[CheckedTable]:
     """The pipeline's table assets (the stored catalog's tables, else the named ones)."""
-    from cdc_platform.assets import selected_tables
-
     spec = loaded.spec
     qualified = selected_tables(loaded, catalog, warn=False)  # the asset builder has said it
     return [

@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cdc_platform.pipeline.mysql_rows import fixed_rows, mysql_rows, mysql_value_fixers
 from cdc_platform.pipeline.pg_rows import pg_rule_rows
 from cdc_platform.s3.storage import (
     TableLocation,
@@ -45,15 +46,13 @@ def pg_text_for_s3(ctype: CanonicalType) -> bool:
 def source_rows(src: ConnectionSpec, job: CopyJob, specs_dir: Path, snapshot: str | None, batch_size: int,
                 substituted: dict[str, int]) -> Iterable[list]:  # fmt: skip
     """The source table's rows as the S3 rules want them (the same values the CDC side decodes)."""
-    from cdc_platform.pipeline.full_load import _fixed, _mysql_rows, _mysql_value_fixers
-
     if src.kind.value == "postgresql":
         rows: Iterable = pg_rule_rows(
             src, job, specs_dir, snapshot, batch_size, "s3", substituted, pg_text_for_s3
         )
     else:
-        rows = _fixed(
-            _mysql_rows(src, job, specs_dir, batch_size), _mysql_value_fixers(job.table, "s3", substituted)
+        rows = fixed_rows(
+            mysql_rows(src, job, specs_dir, batch_size), mysql_value_fixers(job.table, "s3", substituted)
         )
     fixers = snapshot_fixers(job.table, src.kind.value)
     for row in rows:

@@ -196,7 +196,7 @@ def test_a_session_killed_before_the_watchdog_looked_is_still_named(stack, tmp_p
     an AttributeError from its closed socket) before the watchdog's next look. The error must still
     say that the loading session ended."""
     from cdc_platform.db import mysql_connect
-    from cdc_platform.pipeline.full_load import _session_watchdog
+    from cdc_platform.pipeline.mysql_session import session_watchdog
 
     with mariadb_database(stack, "tgt") as tgt:
         specs = write_specs(tmp_path, {"tgt": connection(stack, "mariadb", tgt)}, [])
@@ -206,7 +206,7 @@ def test_a_session_killed_before_the_watchdog_looked_is_still_named(stack, tmp_p
             with mariadb_connect(stack) as admin, admin.cursor() as cur:
                 cur.execute(f"KILL {int(dconn.thread_id())}")
             cut: list[str] = []
-            with pytest.raises(AttributeError), _session_watchdog(dconn, dst, specs.directory, cut, every=60):
+            with pytest.raises(AttributeError), session_watchdog(dconn, dst, specs.directory, cut, every=60):
                 raise AttributeError("'NoneType' object has no attribute 'sendall'")
             assert cut and "ended mid-copy" in cut[0] and str(dconn.thread_id()) in cut[0]
         finally:

@@ -17,9 +17,9 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from cdc_platform.assets import CdcSettingsResource
 from cdc_platform.cli import cli
 from cdc_platform.pipeline.plan import PipelineNames, table_topic
+from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.s3.changes import S3Table
 from cdc_platform.s3.latest import all_rows, read_latest
 from cdc_platform.s3.snapshot import source_rows

@@ -20,8 +20,8 @@ import boto3
 import dagster as dg
 import pytest
 
-from cdc_platform.assets import CdcSettingsResource
 from cdc_platform.quality.checksum import reconcile_pipeline_table
+from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.s3.latest import read_latest
 from cdc_platform.s3.storage import TableLocation, s3_filesystem
 from cdc_platform.schema.rules import rules_for

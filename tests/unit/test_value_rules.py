@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from cdc_platform.pipeline.full_load import mysql_time_text
+from cdc_platform.pipeline.mysql_rows import mysql_time_text
 from cdc_platform.schema.ddl import create_table_sql
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.rules import describe_rules, pg_null_predicate, pg_substituted_predicate, rule_for
