@@ -15,22 +15,20 @@ from contextlib import contextmanager
 import dagster as dg
 from dagster._core.definitions.metadata import TableMetadataSet
 
+from cdc_platform.asset_specs import PipelineSpecs, pipeline_specs
 from cdc_platform.audit import acting_as, audit_table, entries, run_actor
-from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog, selected_tables
+from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import (
-    PipelineNames,
     PipelinePlan,
     build_plan,
-    config_hash,
-    table_topic,
     target_table_name,
 )
 from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import LoadedPipeline, Specs
-from cdc_platform.translator import CdcAssetProps, CdcTranslator, column_schema
+from cdc_platform.translator import CdcTranslator, column_schema
 
 
 class PipelineRunError(RuntimeError):
@@ -105,69 +103,19 @@ def build_pipeline_assets(
     catalog: PipelineCatalog | None = None,
     translator: CdcTranslator | None = None,
     plan: PipelinePlan | None = None,
+    parts: PipelineSpecs | None = None,
 ) -> tuple[dg.AssetsDefinition, list[dg.AssetSpec]]:
     """The pipeline's multi-asset and the external specs of its source tables. ``plan`` is the
-    stored catalog's (``stored_plan``), passed by a caller that needs it too, else built here."""
-    translator = translator or CdcTranslator()
+    stored catalog's (``stored_plan``) and ``parts`` its specs, passed by a caller that needs them
+    too, else built here."""
     spec = loaded.spec
-    source_kind = specs.connection(spec.source).kind.value
     target_kind = specs.connection(spec.target).kind.value
-    names = PipelineNames(spec.name)
-    plan = plan or stored_plan(specs, loaded, catalog)
-    ddl_by_table = {}
-    if plan is not None and plan.ddl:
-        ddl_by_table = {
-            t.qualified: ddl for t, ddl in zip(plan.tables, plan.ddl[1 : 1 + len(plan.tables)], strict=True)
-        }
-    common = {"pipeline": spec, "source_kind": source_kind, "target_kind": target_kind}
-    base_meta = {"pipeline": spec.name, "source_connection": spec.source, "target_connection": spec.target}
-    if catalog is not None:
-        base_meta["discovered_at"] = catalog.discovered_at
-
-    qualified_names = selected_tables(loaded, catalog)
-    table_specs: dict[str, dg.AssetSpec] = {}
-    externals: list[dg.AssetSpec] = []
-    for qualified in qualified_names:
-        table = catalog.table(qualified) if catalog else None
-        tname = target_table_name(spec, qualified)
-        rules = None
-        if table is not None:
-            described = {c.name: describe_rules(source_kind, target_kind, c.type) for c in table.columns}
-            rules = "; ".join(f"{n}: {r}" for n, r in sorted(described.items()) if r) or None
-        table_meta = {**base_meta, "value_rules": rules}
-        if spec.streams:
-            topic = table_topic(specs.connection(spec.source), names, qualified)
-            table_meta.update(source_connector=names.source_connector, sink_connector=names.sink_connector,
-                              topic=topic)  # fmt: skip
-        props = CdcAssetProps("target_table", qualified=qualified, table=table, target_table=tname,
-                              applies=ddl_by_table.get(qualified), metadata=table_meta, **common)  # fmt: skip
-        table_specs[qualified] = translator.get_asset_spec(props)
-        externals.append(translator.get_asset_spec(CdcAssetProps("source_table", qualified=qualified, table=table,
-                                                                 **common)))  # fmt: skip
-    schema_spec = translator.get_asset_spec(
-        CdcAssetProps(
-            "target_schema", applies="\n".join(plan.ddl) if plan else None, metadata=base_meta, **common
-        )
-    )
-    specs_list = [schema_spec, *table_specs.values()]
-    source_key = translator.connector_key(spec, "source")
-    sink_key = translator.connector_key(spec, "sink")
-    if spec.streams:
-        connector_meta = {**base_meta, "source_connector": names.source_connector,
-                          "sink_connector": names.sink_connector}  # fmt: skip
-        if source_kind == "postgresql":
-            connector_meta.update(slot=names.slot, publication=names.publication)
-        source_applies = config_hash(plan.source_config) if plan and plan.source_config else None
-        sink_applies = config_hash(plan.sink_config) if plan and plan.sink_config else None
-        specs_list.append(translator.get_asset_spec(CdcAssetProps(
-            "source_connector", applies=source_applies, source_tables=tuple(qualified_names),
-            metadata={**connector_meta, "config_hash": source_applies}, **common,
-        )))  # fmt: skip
-        if target_kind != "s3":  # an S3 target's writer is the platform's own (cdc_platform/s3/sensor.py)
-            specs_list.append(translator.get_asset_spec(CdcAssetProps(
-                "sink_connector", applies=sink_applies, source_tables=tuple(qualified_names),
-                metadata={**connector_meta, "config_hash": sink_applies}, **common,
-            )))  # fmt: skip
+    if parts is None:
+        parts = pipeline_specs(loaded, specs, catalog, translator or CdcTranslator(),
+                               plan or stored_plan(specs, loaded, catalog))  # fmt: skip
+    table_specs, schema_spec, specs_list = parts.tables, parts.schema, parts.materialized
+    externals = list(parts.externals.values())
+    source_key, sink_key = parts.keys.source_connector, parts.keys.sink_connector
 
     @dg.multi_asset(
         name=f"{spec.name}_pipeline",
@@ -260,14 +208,16 @@ def build_all_assets(
     pipelines: list[str] | None = None,
     translator: CdcTranslator | None = None,
     plans: dict[str, PipelinePlan | None] | None = None,
+    parts: dict[str, PipelineSpecs] | None = None,
 ) -> list:
     """Every selected pipeline's assets, each source table's external spec once."""
     assets: list = []
     seen_external: set[dg.AssetKey] = set()
     for name in pipelines if pipelines is not None else sorted(specs.pipelines):
         pipeline_assets, externals = build_pipeline_assets(
-            specs.pipelines[name], specs, catalogs.get(name), translator, (plans or {}).get(name)
-        )
+            specs.pipelines[name], specs, catalogs.get(name), translator, (plans or {}).get(name),
+            (parts or {}).get(name),
+        )  # fmt: skip
         assets.append(pipeline_assets)
         for ext in externals:
             if ext.key not in seen_external:

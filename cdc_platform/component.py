@@ -22,8 +22,9 @@ from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManage
 from pydantic import BaseModel, Field, PrivateAttr
 
 from cdc_platform.alerts.sensor import build_acknowledge_job, build_alert_sensor
+from cdc_platform.asset_specs import PipelineKeys, pipeline_specs
 from cdc_platform.assets import build_all_assets, stored_plan
-from cdc_platform.catalog import discover_catalog, read_catalog, selected_tables, state_key, write_catalog
+from cdc_platform.catalog import PipelineCatalog, discover_catalog, read_catalog, state_key, write_catalog
 from cdc_platform.health.collect import pipeline_watch
 from cdc_platform.health.connect_sensor import (
     HealthSettings,
@@ -254,61 +255,61 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         plans = {
             name: stored_plan(specs, specs.pipelines[name], catalogs.get(name), bootstrap) for name in names
         }
-        watched = {name: self._watched(specs, name, plans[name], translator) for name in names}
+        #: each pipeline's specs, built once by the translator: every key below comes from them
+        parts = {
+            name: pipeline_specs(specs.pipelines[name], specs, catalogs.get(name), translator, plans[name])
+            for name in names
+        }
+        keys = {name: p.keys for name, p in parts.items()}
+        watched = {name: self._watched(specs, name, plans[name], keys[name]) for name in names}
         watched = {name: w for name, w in watched.items() if w}
         #: pipelines into S3: written by the platform's own writer; no sink connector, no database checks
         to_s3 = [n for n in names if specs.connection(specs.pipelines[n].spec.target).kind.value == "s3"]
         databases = [n for n in names if n not in to_s3]
+        worker = translator.worker_spec() if watched and self.pipelines is None else None
         sensors, jobs, schedules = [], [], []
         if names:
-            jobs.append(teardown_job_for(self.sensor_name().replace("connect_health", "teardown"), names))
+            jobs.append(teardown_job_for(self.part_name("teardown"), names))
         quality = [
             build_quality_checks(specs.pipelines[name], specs, catalogs.get(name),
-                                 checked_tables(specs.pipelines[name], catalogs.get(name), translator.target_table_key),
-                                 translator.connector_key(specs.pipelines[name].spec, "sink"))
+                                 checked_tables(specs.pipelines[name].spec, keys[name]), keys[name].sink_connector)
             for name in databases
         ]  # fmt: skip
         schedules += quality_schedules(
             {name: (specs.pipelines[name].spec.quality, q) for name, q in zip(databases, quality, strict=True)},
-            self.quality_cron, self.checksum_cron,
-            self.sensor_name().replace("connect_health", "quality_checks"),
-            self.sensor_name().replace("connect_health", "checksum_checks"),
+            self.quality_cron, self.checksum_cron, self.part_name("quality_checks"), self.part_name("checksum_checks"),
         )  # fmt: skip
         if watched:
             sensors.append(build_connect_health_sensor(
                 self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings(),
-                worker_key=translator.worker_key() if self.pipelines is None else None,
+                worker_key=worker.key if worker is not None else None,
                 recovery_checks={name: check_keys(q, CONSISTENCY_CHECKS) for name, q in zip(databases, quality, strict=True)},
             ))  # fmt: skip
         measured = [name for name in watched if name not in to_s3]
         if measured:
-            watched_assets = [self._metrics_assets(specs, name, catalogs, translator) for name in measured]
-            metrics_job = build_metrics_job(
-                self.sensor_name().replace("connect_health", "collect_metrics"), watched_assets
-            )
+            watched_assets = [self._metrics_assets(specs, name, catalogs, keys[name]) for name in measured]
+            metrics_job = build_metrics_job(self.part_name("collect_metrics"), watched_assets)
             jobs.append(metrics_job)
             schedules.append(build_metrics_schedule(metrics_job, self.metrics_cron))
-            sensors.append(
-                build_alert_sensor(self.sensor_name().replace("connect_health", "alerts"), watched_assets)
-            )
-        writers = [p for p in (self._s3_pipeline(specs, n, catalogs, translator) for n in to_s3) if p]
+            sensors.append(build_alert_sensor(self.part_name("alerts"), watched_assets))
+        writers = [p for p in (self._s3_pipeline(specs, n, catalogs.get(n), keys[n]) for n in to_s3) if p]
         if writers:
-            sensors.append(build_s3_writer_sensor(self.sensor_name().replace("connect_health", "s3_writer"),
-                                                  writers, self.s3_flush_seconds))  # fmt: skip
-        if watched:
-            jobs.append(
-                build_acknowledge_job(self.sensor_name().replace("connect_health", "acknowledge_alert"))
+            sensors.append(
+                build_s3_writer_sensor(self.part_name("s3_writer"), writers, self.s3_flush_seconds)
             )
+        if watched:
+            jobs.append(build_acknowledge_job(self.part_name("acknowledge_alert")))
         if names:
             test_job = build_connection_test_job(
-                self.sensor_name().replace("connect_health", "test_connections"),
-                self._connection_assets(specs, names, catalogs, translator),
+                self.part_name("test_connections"), self._connection_assets(specs, names, keys)
             )
             jobs.append(test_job)
             schedules.append(build_connection_test_schedule(test_job, self.connection_test_cron))
-        worker = [translator.worker_spec()] if watched and self.pipelines is None else []
         return dg.Definitions(
-            assets=[*build_all_assets(specs, catalogs, names, translator, plans), *worker],
+            assets=[
+                *build_all_assets(specs, catalogs, names, translator, plans, parts),
+                *([worker] if worker is not None else []),
+            ],  # fmt: skip
             asset_checks=[
                 *[build_connector_checks(name, ws) for name, ws in watched.items()],
                 *quality,
@@ -325,71 +326,77 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             ),  # fmt: skip
         )
 
+    def part_name(self, part: str) -> str:
+        """A sensor, job or schedule of this instance: ``cdc_<part>``, and for an instance limited to
+        some pipelines, their names after it (so two instances never define the same name)."""
+        return f"cdc_{part}" + ("" if not self.pipelines else "_" + "_".join(self.pipelines))[:100]
+
     def sensor_name(self) -> str:
-        """One health sensor per instance; an instance limited to some pipelines names them."""
-        return "cdc_connect_health" + ("" if not self.pipelines else "_" + "_".join(self.pipelines))[:100]
+        """The instance's health sensor."""
+        return self.part_name("connect_health")
+
+    def pipeline_keys(self, specs: Specs, name: str, catalog: PipelineCatalog | None) -> PipelineKeys:
+        """The asset keys of one pipeline's parts, as this instance's translator gives them."""
+        return pipeline_specs(
+            specs.pipelines[name], specs, catalog, self.get_translator(), None, warn=False
+        ).keys
 
     @staticmethod
-    def _connection_assets(specs: Specs, names: list[str], catalogs: dict, translator: CdcTranslator) -> list:
+    def _connection_assets(specs: Specs, names: list[str], keys: dict[str, PipelineKeys]) -> list:
         """Each connection the pipelines use, with the source-table assets that show its tests."""
         by_connection: dict[str, dict] = {}
         for name in names:
             spec = specs.pipelines[name].spec
-            catalog = catalogs.get(name)
-            tables = [t.qualified for t in catalog.tables] if catalog else list(spec.tables.names)
             for role, conn in (("source", spec.source), ("target", spec.target)):
                 entry = by_connection.setdefault(conn, {"assets": [], "source_of": [], "target_of": []})
                 entry[f"{role}_of"].append(name)
                 if role == "source":
-                    entry["assets"] += [translator.source_table_key(spec, q) for q in tables]
+                    entry["assets"] += list(keys[name].source_tables.values())
         return [ConnectionAssets(conn, tuple(dict.fromkeys(e["assets"])), tuple(e["source_of"]), tuple(e["target_of"]))
                 for conn, e in sorted(by_connection.items())]  # fmt: skip
 
     @staticmethod
-    def _metrics_assets(specs: Specs, name: str, catalogs: dict, translator: CdcTranslator) -> WatchedAssets:
+    def _metrics_assets(specs: Specs, name: str, catalogs: dict, keys: PipelineKeys) -> WatchedAssets:
         catalog = catalogs.get(name)
         watch = pipeline_watch(specs, name, list(catalog.tables) if catalog else None)
-        assert watch is not None
-        spec = specs.pipelines[name].spec
+        assert watch is not None and keys.source_connector is not None
         return WatchedAssets(
             watch,
-            {t.qualified: translator.target_table_key(spec, t.target_table) for t in watch.tables},
-            translator.connector_key(spec, "source"),
-            translator.connector_key(spec, "sink"),
+            {t.qualified: keys.target_tables[t.qualified] for t in watch.tables},
+            keys.source_connector,
+            keys.sink_connector,
         )
 
     @staticmethod
-    def _watched(specs: Specs, name: str, plan: PipelinePlan | None, translator: CdcTranslator) -> list:
+    def _watched(specs: Specs, name: str, plan: PipelinePlan | None, keys: PipelineKeys) -> list:
         loaded = specs.pipelines[name]
-        if not loaded.spec.streams:
+        if not loaded.spec.streams or keys.source_connector is None:
             return []
         names = PipelineNames(name)
         watched = [
-            WatchedConnector(name, "source", names.source_connector, translator.connector_key(loaded.spec, "source"),
+            WatchedConnector(name, "source", names.source_connector, keys.source_connector,
                              plan.source_config if plan else None),
         ]  # fmt: skip
-        if specs.connection(loaded.spec.target).kind.value != "s3":
-            watched.append(WatchedConnector(name, "sink", names.sink_connector,
-                                            translator.connector_key(loaded.spec, "sink"),
+        if keys.sink_connector is not None:
+            watched.append(WatchedConnector(name, "sink", names.sink_connector, keys.sink_connector,
                                             plan.sink_config if plan else None))  # fmt: skip
         return watched
 
     @staticmethod
-    def _s3_pipeline(specs: Specs, name: str, catalogs: dict, translator: CdcTranslator) -> S3Pipeline | None:
+    def _s3_pipeline(
+        specs: Specs, name: str, catalog: PipelineCatalog | None, keys: PipelineKeys
+    ) -> S3Pipeline | None:
         """The tables the S3 writer flushes: the stored catalog's, else the named ones. Their columns
         are read at each tick from what the pipeline's last run deployed, so no refresh is needed."""
-        loaded = specs.pipelines[name]
-        spec = loaded.spec
+        spec = specs.pipelines[name].spec
         if not spec.streams:
             return None
-        catalog = catalogs.get(name)
         source = specs.connection(spec.source)
         names = PipelineNames(name)
         tables = tuple(
-            S3TableAsset(q, table_topic(source, names, q), spec.target_schema, target_table_name(spec, q),
-                         translator.target_table_key(spec, target_table_name(spec, q)),
+            S3TableAsset(q, table_topic(source, names, q), spec.target_schema, target_table_name(spec, q), key,
                          catalog.table(q) if catalog else None)
-            for q in selected_tables(loaded, catalog, warn=False)
+            for q, key in keys.target_tables.items()
         )  # fmt: skip
         return S3Pipeline(name, source.kind.value, spec.target, tables) if tables else None
 

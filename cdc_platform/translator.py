@@ -3,8 +3,10 @@
 Modelled on ``DagsterSlingTranslator`` / ``DagsterDltTranslator``: the builder hands the translator
 what it knows about a part (:class:`CdcAssetProps`) and gets an ``AssetSpec`` back. Subclass
 :class:`CdcTranslator` and override ``get_asset_spec`` (calling ``super()`` and ``replace_attributes``)
-to change keys or attributes; keys are stable across deploys because they derive from connection,
-schema and table names only.
+to change keys or attributes: every other part of the code location (dependencies, checks, sensors,
+jobs) takes its keys from the specs this returns (``cdc_platform/asset_specs.py``). Keys are stable
+across deploys because they derive from connection, schema and table names only. The ``*_key``
+methods are the defaults ``get_asset_spec`` starts from, not a second place to change keys.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ class CdcAssetProps:
     metadata: dict | None = None
     #: source ``schema.table`` names a connector carries
     source_tables: tuple[str, ...] = ()
+    #: the keys the specs upstream of this one got from ``get_asset_spec`` (so an override of a key
+    #: moves every dependency on it): target_table (source table, target schema); source_connector
+    #: (its source tables); sink_connector (the source connector). None: the default keys.
+    upstream: tuple[dg.AssetKey, ...] | None = None
 
 
 def code_version(text: str | None) -> str | None:
@@ -185,7 +191,7 @@ class CdcTranslator:
 
     def _target_table(self, props: CdcAssetProps) -> dg.AssetSpec:
         p, qualified = props.pipeline, props.qualified or ""
-        source_key = self.source_table_key(p, qualified)
+        source_key, schema_key = props.upstream or (self.source_table_key(p, qualified), self.schema_key(p))
         lineage = None
         if props.table is not None:
             lineage = dg.TableColumnLineage(
@@ -208,7 +214,7 @@ class CdcTranslator:
         cdc = "; afterwards the sink connector applies every change" if p.streams else ""
         return dg.AssetSpec(
             self.target_table_key(p, props.target_table or ""),
-            deps=[source_key, self.schema_key(p)],
+            deps=[source_key, schema_key],
             kinds={ENGINE_KINDS[props.target_kind]},
             description=f"{p.target_schema}.{props.target_table} on {p.target}, replicated from {p.source} "
             f"{qualified} by pipeline {p.name}. Materializing {copy}{cdc}.",
@@ -233,7 +239,9 @@ class CdcTranslator:
         if props.role == "source_connector":
             return dg.AssetSpec(
                 self.connector_key(p, "source"),
-                deps=[self.source_table_key(p, q) for q in props.source_tables],
+                deps=list(props.upstream)
+                if props.upstream is not None
+                else [self.source_table_key(p, q) for q in props.source_tables],
                 kinds={"debezium", "kafka", ENGINE_KINDS[props.source_kind]},
                 description=f"Debezium source connector {meta.get('source_connector')} reading {p.source}. "
                 "Materializing creates or updates it (and the slot and publication on PostgreSQL); an "
@@ -243,7 +251,7 @@ class CdcTranslator:
             )
         return dg.AssetSpec(
             self.connector_key(p, "sink"),
-            deps=[self.connector_key(p, "source")],
+            deps=list(props.upstream) if props.upstream is not None else [self.connector_key(p, "source")],
             kinds={"debezium", "kafka", ENGINE_KINDS[props.target_kind]},
             description=f"Debezium JDBC sink connector {meta.get('sink_connector')} writing the pipeline's topics into "
             f"{p.target} {p.target_schema} (upserts and deletes). Materializing creates or updates it.",

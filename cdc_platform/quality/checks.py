@@ -15,7 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from cdc_platform.catalog import PipelineCatalog, selected_tables
+from cdc_platform.asset_specs import PipelineKeys
+from cdc_platform.catalog import PipelineCatalog
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.pipeline.plan import PipelineNames, table_topic, target_table_name
 from cdc_platform.quality.counts import compare_counts
@@ -28,6 +29,7 @@ from cdc_platform.specs.models import (
     DRIFT_CHECK,
     FRESHNESS_CHECK,
     GX_CHECK,
+    PipelineSpec,
     QualitySpec,
 )
 
@@ -292,11 +294,7 @@ def _unreadable(
                                metadata={"error": reason})  # fmt: skip
 
 
-def checked_tables(loaded: LoadedPipeline, catalog: PipelineCatalog | None, key_of) -> list[CheckedTable]:
-    """The pipeline's table assets (the stored catalog's tables, else the named ones)."""
-    spec = loaded.spec
-    qualified = selected_tables(loaded, catalog, warn=False)  # the asset builder has said it
-    return [
-        CheckedTable(q, key_of(spec, target_table_name(spec, q)), target_table_name(spec, q))
-        for q in qualified
-    ]
+def checked_tables(spec: PipelineSpec, keys: PipelineKeys) -> list[CheckedTable]:
+    """The pipeline's table assets (the stored catalog's tables, else the named ones), by the keys
+    the translator gave them."""
+    return [CheckedTable(q, key, target_table_name(spec, q)) for q, key in keys.target_tables.items()]

@@ -58,14 +58,12 @@ def pipeline_check_defs(
     its checked tables' asset keys by source ``schema.table``."""
     from cdc_platform.catalog import read_catalog
     from cdc_platform.component import CdcPipelineComponent
-    from cdc_platform.quality.checks import checked_tables
 
     component = CdcPipelineComponent(specs_dir=str(specs.directory), pipelines=[pipeline])
     defs = component.build_defs_from_state(None, catalog_path)  # type: ignore[arg-type]
     catalog = read_catalog(catalog_path)
-    tables = checked_tables(specs.pipelines[pipeline], catalog.pipelines.get(pipeline) if catalog else None,
-                            component.get_translator().target_table_key)  # fmt: skip
-    return defs, {t.qualified: t.asset_key for t in tables}
+    keys = component.pipeline_keys(specs, pipeline, catalog.pipelines.get(pipeline) if catalog else None)
+    return defs, dict(keys.target_tables)
 
 
 def select_checks(defs: dg.Definitions, pipeline: str, table_keys: dict[str, dg.AssetKey],

@@ -7,6 +7,7 @@ tags, code version, metadata keys, pool): a change to the graph shows in a revie
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from cdc_platform.catalog import PipelineCatalog, StoredCatalog, read_catalog, w
 from cdc_platform.component import CdcPipelineComponent
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import CanonicalType
+from cdc_platform.translator import CdcAssetProps, CdcTranslator
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_specs.txt"
 
@@ -363,3 +365,85 @@ def test_declared_expectations_become_a_check_without_importing_great_expectatio
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("gx not imported")
+
+
+class AcmeTranslator(CdcTranslator):
+    """A user's override: every asset under an ``acme`` prefix, changed in ``get_asset_spec`` alone."""
+
+    def get_asset_spec(self, props: CdcAssetProps) -> dg.AssetSpec:
+        spec = super().get_asset_spec(props)
+        return spec.replace_attributes(key=spec.key.with_prefix("acme"))
+
+
+class AcmeComponent(CdcPipelineComponent):
+    def get_translator(self) -> CdcTranslator:
+        return AcmeTranslator()
+
+
+def _asset_keys_in(value, seen: set[int] | None = None) -> list[dg.AssetKey]:
+    """Every AssetKey inside a builder's arguments (dataclasses, containers)."""
+    seen = seen if seen is not None else set()
+    if isinstance(value, dg.AssetKey):
+        return [value]
+    if id(value) in seen or isinstance(value, str | bytes | int | float | type(None)):
+        return []
+    seen.add(id(value))
+    if isinstance(value, dict):
+        return [k for item in value.items() for k in _asset_keys_in(item, seen)]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [k for item in value for k in _asset_keys_in(item, seen)]
+    if dataclasses.is_dataclass(value):
+        return [k for f in dataclasses.fields(value) for k in _asset_keys_in(getattr(value, f.name), seen)]
+    return []
+
+
+def test_a_key_changed_in_get_asset_spec_moves_every_asset_check_sensor_and_job(specs_dir, monkeypatch):
+    import cdc_platform.component as component_module
+
+    lake = {"kind": "s3", "bucket": "lake", "endpoint_url": "http://127.0.0.1:1", "access_key_id": {"env": "K"},
+            "secret_access_key": {"env": "S"}}  # fmt: skip
+    (specs_dir / "connections.yaml").write_text(
+        yaml.safe_dump({"connections": {"shop": PG, "dw": MARIA, "lake": lake}})
+    )
+    (specs_dir / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": [
+        *PIPELINES, {"name": "to_lake", "source": "shop", "target": "lake", "target_schema": "raw",
+                     "tables": {"names": ["public.orders"]}}]}))  # fmt: skip
+    handed: dict[str, list[dg.AssetKey]] = {}
+    for builder in ("build_connect_health_sensor", "build_metrics_job", "build_alert_sensor",
+                    "build_s3_writer_sensor", "build_connection_test_job", "build_s3_writer_checks",
+                    "build_quality_checks", "build_connector_checks"):  # fmt: skip
+        original = getattr(component_module, builder)
+
+        def recording(*args, _original=original, _name=builder, **kwargs):
+            handed.setdefault(_name, []).extend(_asset_keys_in([args, kwargs]))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(component_module, builder, recording)
+    component = AcmeComponent.from_attributes_dict(attributes={"specs_dir": str(specs_dir)})
+    state = specs_dir / "state"
+    write_catalog(CATALOG, state)
+    defs = component.build_defs_from_state(None, state)  # type: ignore[arg-type]
+    dg.Definitions.validate_loadable(defs)
+
+    assets = _specs_by_key(defs)
+    ours = {k for k in assets if k != "kafka_connect_worker"}
+    assert ours and all(k.startswith("acme/") for k in ours), sorted(ours)
+    for spec in assets.values():  # every dependency points at a defined asset
+        assert all(dep.asset_key.to_user_string() in assets for dep in spec.deps), spec.key
+    checked = {key.asset_key.to_user_string() for c in defs.asset_checks or [] for key in c.check_keys}
+    assert checked and checked <= set(assets)
+    for builder in ("build_connect_health_sensor", "build_metrics_job", "build_alert_sensor",
+                    "build_s3_writer_sensor", "build_connection_test_job"):  # fmt: skip
+        keys = {k.to_user_string() for k in handed[builder]}
+        assert keys and keys <= set(assets), (builder, sorted(keys - set(assets)))
+    # the schedules request checks of the moved assets
+    tick = defs.get_schedule_def("cdc_quality_checks_schedule").evaluate_tick(dg.build_schedule_context())
+    requested = {
+        k.asset_key.to_user_string() for r in tick.run_requests or [] for k in r.asset_check_keys or []
+    }
+    assert requested and requested <= set(assets)
+    # and on demand (`cdc-platform check`), the same keys
+    from cdc_platform.specs.loader import load_specs
+
+    keys = component.pipeline_keys(load_specs(specs_dir), "orders", CATALOG.pipelines["orders"])
+    assert keys.target_tables["public.orders"] == dg.AssetKey(["acme", "dw", "dw", "sales"])
