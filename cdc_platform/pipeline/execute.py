@@ -25,6 +25,7 @@ from cdc_platform.pipeline.deployed import record_deployed
 from cdc_platform.pipeline.full_load import CopyStats, copy_tables
 from cdc_platform.pipeline.plan import PipelinePlan, config_diff, config_hash
 from cdc_platform.pipeline.sqlserver_capture import ensure_capture
+from cdc_platform.pipeline.steps import CLEANUP, PREPARATION, RunFacts, RunRequest, Step, plan_steps
 from cdc_platform.pipeline.teardown import teardown_pipeline, with_recorded_tables
 
 Log = Callable[[str], None]
@@ -220,121 +221,182 @@ def run_pipeline(
     schema: bool = True, copy: bool = True, source: bool = True, sink: bool = True,
     only_tables: set[str] | None = None,
 ) -> RunResult:  # fmt: skip
-    """Materialize the selected parts of a pipeline in the one order that keeps the handoff gap-free."""
+    """Materialize the selected parts of a pipeline in the one order that keeps the handoff gap-free
+    (the order is :func:`~cdc_platform.pipeline.steps.plan_steps`'s; this carries it out)."""
     spec, names = plan.spec, plan.names
-    copy = copy and spec.copies
-    source = source and spec.streams
-    sink = sink and spec.streams
-    result = RunResult()
-    if (source or sink) and connect is None:
+    request = RunRequest(schema=schema, copy=copy and spec.copies, source=source and spec.streams,
+                         sink=sink and spec.streams)  # fmt: skip
+    if (request.source or request.sink) and connect is None:
         raise ValueError(f"pipeline {spec.name} streams but no Kafka Connect resource was given")
-    # Both configs are checked by their plugins before any DDL, copy or deploy: a config the worker
-    # would reject must not leave the pipeline half-deployed.
-    if connect is not None and spec.streams:
-        for config in (plan.source_config, plan.sink_config):
+    streams = bool(connect and spec.streams)
+    facts = RunFacts(
+        source_kind=plan.source.kind.value,
+        streams=spec.streams, has_routes=bool(plan.routes), has_sink_config=plan.sink_config is not None,
+        deployed=streams and connect.get_config(names.source_connector) is not None,  # type: ignore[union-attr]
+        sink_exists=streams and connect.get_config(names.sink_connector) is not None,  # type: ignore[union-attr]
+    )  # fmt: skip
+    run = _Run(plan, specs_dir, connect, log, only_tables, request)
+    failed: Exception | None = None
+    failed_at: Step | None = None
+    for step in plan_steps(request, facts):
+        if failed is not None and step not in CLEANUP:
+            continue
+        try:
+            getattr(run, step.name.lower())()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the cleanup steps
+            if failed is None:
+                failed, failed_at = exc, step
+    if failed is not None:
+        if facts.fresh and connect is not None and failed_at not in PREPARATION | {Step.RECORD_DEPLOYED}:
+            # A first deploy that fails anywhere is rolled back (connectors, slot, publication), so it
+            # never stays half-deployed: a plugin's validate endpoint does not catch every bad value.
+            run.roll_back(failed)
+        raise failed
+    return run.result
+
+
+class _Run:
+    """One run's state and the body of each step (the order is not decided here)."""
+
+    def __init__(self, plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectResource | None, log: Log,
+                 only_tables: set[str] | None, request: RunRequest):  # fmt: skip
+        self.plan, self.specs_dir, self.connect, self.log, self.request = (
+            plan,
+            specs_dir,
+            connect,
+            log,
+            request,
+        )
+        self.names = plan.names
+        self.result = RunResult()
+        # the connectors always cover every table; ``only_tables`` narrows the copy (re-load of some tables)
+        self.jobs = [j for j in plan.jobs if only_tables is None or j.table.qualified in only_tables]
+        if request.copy and plan.target.kind.value == "s3" and plan.routes:
+            self.jobs = with_topic_positions(plan, self.jobs)
+        #: tables this run moves to REPLICA IDENTITY FULL; recorded in the source connector's config
+        self.switched: set[str] = set()
+        #: tables a re-load added to a running capture
+        self.added: list[str] = []
+        self.sink_stopped = False
+
+    @property
+    def _connect(self) -> KafkaConnectResource:
+        assert self.connect is not None
+        return self.connect
+
+    def _copy(self, snapshot: str | None = None) -> None:
+        options = self.plan.spec.options
+        self.result.copied = copy_tables(self.plan.source, self.plan.target, self.jobs, self.specs_dir,
+                                         parallelism=options.parallelism, snapshot=snapshot, log=self.log,
+                                         batch_size=options.batch_size)  # fmt: skip
+
+    def validate_configs(self) -> None:
+        # Both configs are checked by their plugins before any DDL, copy or deploy: a config the
+        # worker would reject must not leave the pipeline half-deployed.
+        if self.connect is None:
+            return
+        for config in (self.plan.source_config, self.plan.sink_config):
             if config is not None:
-                connect.validate(config)
-    if schema:
-        result.ddl = apply_ddl(plan, specs_dir, log)
-    if spec.streams and (source or copy):
+                self.connect.validate(config)
+
+    def apply_ddl(self) -> None:
+        self.result.ddl = apply_ddl(self.plan, self.specs_dir, self.log)
+
+    def prepare_source(self) -> None:
         # the copy's path creates the publication (PostgreSQL), which names the heartbeat table
-        ensure_source_heartbeat(plan, specs_dir, log)
-        if plan.source_setup:
-            ensure_capture(plan.source, specs_dir, list(plan.source_setup), log)
-    if (source or sink) and plan.routes:
-        result.topics = ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes],
-                                      spec.options.max_event_bytes)  # fmt: skip
-        changed = {t: a for t, a in result.topics.items() if a != "unchanged"}
+        ensure_source_heartbeat(self.plan, self.specs_dir, self.log)
+        if self.plan.source_setup:
+            ensure_capture(self.plan.source, self.specs_dir, list(self.plan.source_setup), self.log)
+
+    def ensure_topics(self) -> None:
+        plan = self.plan
+        self.result.topics = ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes],
+                                           plan.spec.options.max_event_bytes)  # fmt: skip
+        changed = {t: a for t, a in self.result.topics.items() if a != "unchanged"}
         if changed:
-            log(f"topics (max.message.bytes {spec.options.max_event_bytes:,}): {changed}")
-    src_kind = plan.source.kind.value
-    deployed = bool(connect and spec.streams and connect.get_config(names.source_connector) is not None)
-    # the connectors always cover every table; ``only_tables`` narrows the copy (re-load of some tables)
-    jobs = [j for j in plan.jobs if only_tables is None or j.table.qualified in only_tables]
-    if copy and plan.target.kind.value == "s3" and plan.routes:
-        jobs = with_topic_positions(plan, jobs)
-    tables = list(plan.tables)
+            self.log(f"topics (max.message.bytes {plan.spec.options.max_event_bytes:,}): {changed}")
 
-    # A first deploy that fails anywhere is rolled back (connectors, slot, publication), so it never
-    # stays half-deployed: a plugin's validate endpoint does not catch every bad value.
-    fresh = bool(
-        connect and spec.streams and not deployed and connect.get_config(names.sink_connector) is None
-    )
-    #: tables this run moves to REPLICA IDENTITY FULL; recorded in the source connector's config
-    switched: set[str] = set()
-    try:
-        if copy and deployed:
-            # Re-load of a running pipeline: keep the sink off the tables while they are rewritten.
-            # Changes captured meanwhile wait in Kafka and are upserted after the copy, which converges.
-            assert connect is not None
-            added = extend_capture(plan, specs_dir, connect, jobs, switched, log)
-            sink_exists = connect.get_config(names.sink_connector) is not None
-            if sink_exists:
-                connect.stop(names.sink_connector)
-                log(f"sink {names.sink_connector} stopped for the re-load")
-            try:
-                result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
-                                            log=log, batch_size=spec.options.batch_size)  # fmt: skip
-            finally:
-                # A failed copy left every target table as it was (PostgreSQL: one transaction;
-                # MySQL/MariaDB: a shadow table swapped in only on success), so the sink resumes
-                # either way; the copy's own error is what the run reports.
-                if sink_exists:
-                    connect.resume(names.sink_connector)
-                    log(f"sink {names.sink_connector} resumed")
-            if sink_exists:
-                connect.wait_running(names.sink_connector)
-            if added and sink_exists and plan.sink_config is not None:
-                # only now, after their copy, does the sink read the added tables' topics
-                result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
-        elif copy and spec.streams and src_kind == "postgresql":
-            with handoff.exported_snapshot(plan.source, specs_dir, names.slot, names.publication, tables,
-                                           recreate=True, switched=switched,
-                                           extra=plan.published_extra) as snapshot:  # fmt: skip
-                log(f"slot {names.slot} created; copying under exported snapshot {snapshot}")
-                result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
-                                            snapshot=snapshot, log=log, batch_size=spec.options.batch_size)  # fmt: skip
-        elif copy and spec.streams:
-            assert connect is not None and plan.source_config is not None
-            result.connectors["source"] = deploy_connector(connect, plan.source_config, log)
-            _wait_source_position(connect, names.source_connector)
-            log(f"capture started by {names.source_connector}; copying")
-            result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
-                                        log=log, batch_size=spec.options.batch_size)  # fmt: skip
-        elif copy:
-            result.copied = copy_tables(plan.source, plan.target, jobs, specs_dir, parallelism=spec.options.parallelism,
-                                        log=log, batch_size=spec.options.batch_size)  # fmt: skip
+    def extend_capture(self) -> None:
+        # Re-load of a running pipeline: changes captured meanwhile wait in Kafka and are upserted
+        # after the copy, which converges.
+        self.added = extend_capture(
+            self.plan, self.specs_dir, self._connect, self.jobs, self.switched, self.log
+        )
 
-        if source and "source" not in result.connectors:
-            assert connect is not None and plan.source_config is not None
-            if src_kind == "postgresql":
-                handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, tables, switched,
-                                    plan.published_extra)  # fmt: skip
-            config = with_recorded_tables(
-                plan.source_config, connect.get_config(names.source_connector), switched
-            )
-            result.connectors["source"] = deploy_connector(connect, config, log)
-        if sink and plan.sink_config is not None:  # an S3 target has no sink connector: its writer is ours
-            assert connect is not None
-            result.connectors["sink"] = deploy_connector(connect, plan.sink_config, log)
-    except Exception as failure:
-        if fresh:
-            assert connect is not None
-            log(
-                f"pipeline {spec.name}: deploy failed; rolling back what this run created (target data stays)"
-            )
-            try:
-                teardown_pipeline(spec.name, connect, log, source=plan.source, specs_dir=specs_dir,
-                                  kafka_bootstrap=plan.kafka_bootstrap or None, replica_identity=switched,
-                                  heartbeat=plan.heartbeat)  # fmt: skip
-            except Exception as rollback_failure:
-                # the deploy's own error stays the cause; the rollback's is reported beside it
-                raise DeployRollbackFailed(
-                    f"pipeline {spec.name}: deploy failed ({type(failure).__name__}: {failure}), and rolling "
-                    f"it back failed too ({type(rollback_failure).__name__}: {rollback_failure}); remove "
-                    f"what is left with `cdc-platform teardown {spec.name}`"
-                ) from failure
-        raise
-    # what later parts (the S3 writer, the drift check) read: the tables this deploy was built from
-    record_deployed(spec.name, tables)
-    return result
+    def stop_sink(self) -> None:
+        self._connect.stop(self.names.sink_connector)
+        self.sink_stopped = True
+        self.log(f"sink {self.names.sink_connector} stopped for the re-load")
+
+    def copy(self) -> None:
+        self._copy()
+
+    def copy_in_exported_snapshot(self) -> None:
+        plan, names = self.plan, self.names
+        with handoff.exported_snapshot(plan.source, self.specs_dir, names.slot, names.publication, list(plan.tables),
+                                       recreate=True, switched=self.switched,
+                                       extra=plan.published_extra) as snapshot:  # fmt: skip
+            self.log(f"slot {names.slot} created; copying under exported snapshot {snapshot}")
+            self._copy(snapshot)
+
+    def deploy_source_for_copy(self) -> None:
+        assert self.plan.source_config is not None
+        self.result.connectors["source"] = deploy_connector(self._connect, self.plan.source_config, self.log)
+
+    def wait_source_position(self) -> None:
+        _wait_source_position(self._connect, self.names.source_connector)
+        self.log(f"capture started by {self.names.source_connector}; copying")
+
+    def resume_sink(self) -> None:
+        # A failed copy left every target table as it was (PostgreSQL: one transaction; MySQL/MariaDB:
+        # a shadow table swapped in only on success), so the sink resumes either way; the copy's own
+        # error is what the run reports.
+        if not self.sink_stopped:
+            return
+        self._connect.resume(self.names.sink_connector)
+        self.log(f"sink {self.names.sink_connector} resumed")
+
+    def wait_sink(self) -> None:
+        self._connect.wait_running(self.names.sink_connector)
+
+    def deploy_sink_for_added(self) -> None:
+        if self.added and self.plan.sink_config is not None:
+            # only now, after their copy, does the sink read the added tables' topics
+            self.result.connectors["sink"] = deploy_connector(self._connect, self.plan.sink_config, self.log)
+
+    def ensure_slot(self) -> None:
+        plan, names = self.plan, self.names
+        handoff.ensure_slot(plan.source, self.specs_dir, names.slot, names.publication, list(plan.tables),
+                            self.switched, plan.published_extra)  # fmt: skip
+
+    def deploy_source(self) -> None:
+        assert self.plan.source_config is not None
+        config = with_recorded_tables(
+            self.plan.source_config, self._connect.get_config(self.names.source_connector), self.switched
+        )
+        self.result.connectors["source"] = deploy_connector(self._connect, config, self.log)
+
+    def deploy_sink(self) -> None:
+        assert self.plan.sink_config is not None
+        self.result.connectors["sink"] = deploy_connector(self._connect, self.plan.sink_config, self.log)
+
+    def record_deployed(self) -> None:
+        # what later parts (the S3 writer, the drift check) read: the tables this deploy was built from
+        record_deployed(self.plan.spec.name, list(self.plan.tables))
+
+    def roll_back(self, failure: Exception) -> None:
+        plan = self.plan
+        self.log(
+            f"pipeline {plan.spec.name}: deploy failed; rolling back what this run created (target data stays)"
+        )
+        try:
+            teardown_pipeline(plan.spec.name, self._connect, self.log, source=plan.source, specs_dir=self.specs_dir,
+                              kafka_bootstrap=plan.kafka_bootstrap or None, replica_identity=self.switched,
+                              heartbeat=plan.heartbeat)  # fmt: skip
+        except Exception as rollback_failure:
+            # the deploy's own error stays the cause; the rollback's is reported beside it
+            raise DeployRollbackFailed(
+                f"pipeline {plan.spec.name}: deploy failed ({type(failure).__name__}: {failure}), and rolling "
+                f"it back failed too ({type(rollback_failure).__name__}: {rollback_failure}); remove "
+                f"what is left with `cdc-platform teardown {plan.spec.name}`"
+            ) from failure
