@@ -23,7 +23,7 @@ demo: stack-up
 
 # The whole test suite, against the real local stack (started here; a no-op when it runs).
 test: stack-up
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint:
 	$(PY) -m ruff check .

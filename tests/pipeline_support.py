@@ -8,8 +8,10 @@ import dagster as dg
 import yaml
 
 from cdc_platform.assets import build_pipeline_assets
-from cdc_platform.catalog import discover_catalog
+from cdc_platform.catalog import discover_catalog, write_catalog
+from cdc_platform.component import CdcPipelineComponent
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline.teardown import teardown_pipeline
 from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.settings import STACK_DB_USER, StackSettings
 from cdc_platform.specs.loader import Specs, load_specs
@@ -128,3 +130,19 @@ def run_request(defs: dg.Definitions, instance, request: dg.RunRequest, raise_on
     # the checks alone: no request of ours materializes a table
     assert not result.get_asset_materialization_events(), "a quality run materialized an asset"
     return result
+
+
+def component_defs(specs, discover: list[str] | None = None, **health) -> dg.Definitions:
+    """The component's definitions after a catalog refresh (of ``discover``'s pipelines, default all)."""
+    state = specs.directory / "catalog-state"
+    write_catalog(discover_catalog(specs, discover), state)
+    component = CdcPipelineComponent.from_attributes_dict(
+        attributes={"specs_dir": str(specs.directory), "health": health}
+    )
+    return component.build_defs_from_state(None, state)  # type: ignore[arg-type]
+
+
+def teardown(stack, connect, specs, name):
+    spec = specs.pipelines[name].spec
+    teardown_pipeline(name, connect, print, source=specs.connection(spec.source), specs_dir=specs.directory,
+                      delete_topics=True, kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip

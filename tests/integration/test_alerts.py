@@ -14,9 +14,7 @@ from click.testing import CliRunner
 
 from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.cli import cli
-from tests.integration.test_connect_health import component_defs
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -117,4 +115,4 @@ def test_a_lag_rule_fires_after_its_duration_and_resolves_by_mail_and_webhook(
             assert history[0]["notifications_sent"] == 4
             assert "no open alerts" in CliRunner().invoke(cli, ["alerts"]).output
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)

@@ -12,8 +12,7 @@ import dagster as dg
 import pytest
 
 from cdc_platform.audit import entries
-from tests.integration.test_connect_health import component_defs
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import component_defs, connection, materialize, write_specs
 from tests.support import pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration

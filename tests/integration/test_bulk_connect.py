@@ -19,10 +19,8 @@ from cdc_platform.component import CdcPipelineComponent
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.stack.processes import stop
 from cdc_platform.stack.services import BulkConnect, Connect
-from tests.integration.test_connect_health import Ticker
-from tests.integration.test_metrics import observations
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, write_specs
+from tests.dagster_support import Ticker, observations
+from tests.pipeline_support import connection, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -151,5 +149,5 @@ def test_a_busy_pipeline_on_the_bulk_cluster_replicates_apart_from_the_others(
             assert source_figures.get("source_connected") == 1.0, source_figures
             assert "jmx_error" not in sink_figures and sink_figures["lag_messages"] == 0, sink_figures
         finally:
-            _teardown(stack, connect, specs, quiet)
-            _teardown(stack, bulk, specs, busy)
+            teardown(stack, connect, specs, quiet)
+            teardown(stack, bulk, specs, busy)

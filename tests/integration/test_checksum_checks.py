@@ -14,10 +14,9 @@ import random
 import dagster as dg
 import pytest
 
-from tests.integration.test_connect_health import SlowWriter, component_defs
-from tests.integration.test_pipeline_replication import _teardown
-from tests.integration.test_quality_checks import evaluations, run_checks, run_schedule
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.dagster_support import evaluations, run_checks, run_schedule
+from tests.faults import SlowWriter
+from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -139,7 +138,7 @@ def test_checksums_name_every_differing_key_and_raise_no_false_alarm(stack, conn
                 writer.join()
             assert writer.next_id > 10_020 and writer.errors == 0
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_a_load_that_does_not_reproduce_the_source_fails_its_run(stack, connect, tmp_path):

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, write_specs
+from tests.pipeline_support import connection, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -98,7 +97,7 @@ def test_glob_tables_come_from_the_stored_catalog_and_load_with_the_source_down(
                 wait_for_equal(lambda t=t: pg_connect(stack, src).execute(f"SELECT * FROM {t} ORDER BY 1").fetchall(),
                                lambda t=t: pg_connect(stack, tgt).execute(f"SELECT * FROM replica.{t} ORDER BY 1").fetchall())  # fmt: skip
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_a_user_project_scaffolds_refreshes_and_lists_a_pipeline_with_dg(stack, tmp_path):

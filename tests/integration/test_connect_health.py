@@ -4,21 +4,18 @@ worker killed and restarted, the target database stopped for a minute. Rows are 
 
 from __future__ import annotations
 
-import json
 import signal
-import threading
 import time
 
 import dagster as dg
 import pytest
 
 from cdc_platform.audit import entries
-from cdc_platform.catalog import discover_catalog, write_catalog
-from cdc_platform.component import CdcPipelineComponent
 from cdc_platform.health.connect_sensor import CHECK_NAME
 from cdc_platform.health.metrics_store import MetricsStore
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, run_request, write_specs
+from tests.dagster_support import Ticker
+from tests.faults import BLOCKER, SlowWriter, wait_task_state
+from tests.pipeline_support import component_defs, connection, materialize, run_request, teardown, write_specs
 from tests.support import (
     mariadb_database,
     mariadb_rows,
@@ -30,80 +27,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def component_defs(specs, discover: list[str] | None = None, **health) -> dg.Definitions:
-    """The component's definitions after a catalog refresh (of ``discover``'s pipelines, default all)."""
-    state = specs.directory / "catalog-state"
-    write_catalog(discover_catalog(specs, discover), state)
-    component = CdcPipelineComponent.from_attributes_dict(
-        attributes={"specs_dir": str(specs.directory), "health": health}
-    )
-    return component.build_defs_from_state(None, state)  # type: ignore[arg-type]
-
-
-class Ticker:
-    """Ticks the sensor like the daemon does: same instance, cursor carried from tick to tick."""
-
-    def __init__(
-        self, defs: dg.Definitions, instance: dg.DagsterInstance, connect, sensor: str = "cdc_connect_health"
-    ):
-        self.sensor = defs.get_sensor_def(sensor)
-        self.instance, self.connect, self.cursor = instance, connect, None
-        #: the runs the sensor asked for (the consistency checks after a recovery)
-        self.requests: list[dg.RunRequest] = []
-        #: the newest evaluation per connector, as the UI shows it (a tick writes only changes)
-        self.latest: dict[str, dg.AssetCheckEvaluation] = {}
-
-    def tick(self) -> dict[str, dg.AssetCheckEvaluation]:
-        """This tick's evaluations (only connectors whose health changed)."""
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                          resources={"kafka_connect": self.connect})  # fmt: skip
-        result = self.sensor(context)
-        self.cursor = result.cursor
-        self.requests += result.run_requests or []
-        events = {
-            e.asset_key.path[-1]: e
-            for e in result.asset_events or []
-            if isinstance(e, dg.AssetCheckEvaluation)
-        }
-        self.latest.update(events)
-        return events
-
-    def memory(self, connector: str) -> dict:
-        return json.loads(self.cursor)["connectors"][connector]
-
-    def until(self, predicate, timeout: float = 90.0, every: float = 1.0) -> dict:
-        deadline, seen = time.monotonic() + timeout, {}
-        while time.monotonic() < deadline:
-            self.tick()
-            seen = dict(self.latest)
-            if predicate(seen):
-                return seen
-            time.sleep(every)
-        statuses = {w: self.connect.status(w) for w in json.loads(self.cursor or "{}").get("connectors", {})}
-        raise AssertionError(
-            f"sensor never reached the expected state; last evaluations: {seen}; "
-            f"cursor: {self.cursor}; worker: {statuses}"
-        )
-
-
-def wait_task_state(connect, name: str, state: str, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = connect.status(name) or {}
-        if any(t.get("state") == state for t in status.get("tasks", [])):
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"{name} never had a {state} task: {connect.status(name)}")
-
-
-BLOCKER = """
-CREATE TABLE replica.block (why text);
-CREATE FUNCTION replica.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN IF EXISTS (SELECT 1 FROM replica.block) THEN RAISE EXCEPTION 'blocked by the test'; END IF; RETURN NEW; END $$;
-CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON replica.t FOR EACH ROW EXECUTE FUNCTION replica.refuse();
-"""
 
 
 def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
@@ -182,22 +105,7 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
             wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
                            lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
         finally:
-            _teardown(stack, connect, specs, name)
-
-
-class SlowWriter(threading.Thread):
-    def __init__(self, write_fn, first_id: int):
-        super().__init__(daemon=True)
-        self.write_fn, self.next_id, self.stop_event, self.errors = write_fn, first_id, threading.Event(), 0
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self.write_fn(self.next_id)
-                self.next_id += 1
-            except Exception:  # noqa: BLE001 - the source stays up; count, never stop the test's writer
-                self.errors += 1
-            time.sleep(0.05)
+            teardown(stack, connect, specs, name)
 
 
 def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, connect, tmp_path):
@@ -257,7 +165,7 @@ def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, c
         finally:
             writer.stop_event.set()
             up(load_stack_settings(), echo=lambda *_: None)
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_target_database_stopped_for_a_minute_loses_no_row(stack, connect, tmp_path):
@@ -303,7 +211,7 @@ def test_target_database_stopped_for_a_minute_loses_no_row(stack, connect, tmp_p
         finally:
             writer.stop_event.set()
             up(load_stack_settings(), echo=lambda *_: None)
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_connectors_no_spec_owns_are_observed_on_the_worker_asset(stack, connect, tmp_path):

@@ -21,10 +21,8 @@ from cdc_platform.settings import StackSettings
 from cdc_platform.stack.manager import up
 from cdc_platform.stack.processes import stop
 from cdc_platform.stack.services import Connect
-from tests.integration.test_connect_health import Ticker, component_defs
-from tests.integration.test_metrics import observations
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.dagster_support import Ticker, observations
+from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -157,4 +155,4 @@ def test_a_killed_worker_hands_its_tasks_over_and_no_row_is_lost(stack, two_work
             assert dead.jolokia_url in sink_figures["jmx_error"] and sink_figures["lag_messages"] == 0
         finally:
             writer.stop_event.set()
-            _teardown(stack, cluster, specs, name)
+            teardown(stack, cluster, specs, name)

@@ -14,8 +14,7 @@ import pytest
 
 from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.ops.connection_test import connection_test_history
-from tests.integration.test_connect_health import component_defs
-from tests.pipeline_support import connection, write_specs
+from tests.pipeline_support import component_defs, connection, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration

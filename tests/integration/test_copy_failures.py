@@ -14,27 +14,12 @@ from cdc_platform.pipeline.full_load import FullLoadError, copy_table
 from cdc_platform.schema.ddl import create_table_sql
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, create_target_table, materialize, write_specs
+from tests.faults import killer
+from tests.pipeline_support import connection, create_target_table, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
 ROWS = 3_000_000
-
-
-def _killer(kill, delay: float = 1.0, every: float = 0.2) -> threading.Thread:
-    """Call ``kill`` after ``delay`` seconds, then again every ``every`` s until it killed something
-    (the copy's statement may not have started yet on a slow machine)."""
-
-    def run() -> None:
-        time.sleep(delay)
-        deadline = time.monotonic() + 30
-        while not kill() and time.monotonic() < deadline:
-            time.sleep(every)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def _pg_to_mariadb_job(stack, tmp_path, src, tgt):
@@ -71,7 +56,7 @@ def test_killing_either_side_of_the_fifo_copy_ends_it_with_the_original_error(st
                     cur.execute(f"KILL {int(conn_id)}")
                 return bool(found)
 
-        _killer(kill)
+        killer(kill)
         started = time.monotonic()
         with pytest.raises(Exception) as failure:
             copy_table(
@@ -148,7 +133,7 @@ def test_a_failed_reload_of_a_mariadb_table_keeps_its_rows_and_the_pipeline_runn
                 assert cur.fetchone()[0] == 1000, "the previous rows must stay"
             connect.wait_running(f"{name}-sink", timeout=30)  # the sink resumes over intact data
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_full_load_error_type_is_exported():
@@ -183,7 +168,7 @@ def test_killing_the_mariadb_source_session_mid_copy_ends_the_copy(stack, tmp_pa
 
         # as soon as the statement shows: on a fast machine the whole read takes about a second, and a
         # kill that lands after the server sent its last row ends nothing
-        _killer(kill, delay=0.0, every=0.05)
+        killer(kill, delay=0.0, every=0.05)
         started = time.monotonic()
         with pytest.raises(Exception):  # noqa: B017 - the driver's own error, or ours naming the session
             copy_table(specs.connection("src"), specs.connection("tgt"), CopyJob(table, schema, "big"),

@@ -20,9 +20,8 @@ import yaml
 
 from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.audit import entries
-from tests.integration.test_connect_health import BLOCKER, wait_task_state
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, write_specs
+from tests.faults import BLOCKER, wait_task_state
+from tests.pipeline_support import connection, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -168,4 +167,4 @@ def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(
             os.killpg(daemon.pid, 15)
             daemon.wait(timeout=60)
             log.close()
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)

@@ -10,10 +10,15 @@ import dagster as dg
 import pytest
 
 from cdc_platform.health.collect import collect, heartbeat_figures, pipeline_watch
-from tests.integration.test_connect_health import component_defs
-from tests.integration.test_metrics import observations
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import build_assets, connection, materialize, write_specs
+from tests.dagster_support import observations
+from tests.pipeline_support import (
+    build_assets,
+    component_defs,
+    connection,
+    materialize,
+    teardown,
+    write_specs,
+)
 from tests.support import mariadb_connect, mariadb_database, mariadb_rows, pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
@@ -92,7 +97,7 @@ def test_reported_latency_matches_a_measured_change_and_teardown_removes_the_tab
             assert seen["tgt/replica/t"]["latency_seconds"] >= 0
             assert "heartbeat_age_seconds" in seen[f"{name}/sink_connector"]
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
         with pg_connect(stack, src) as conn:
             assert (
                 conn.execute("SELECT to_regclass(%s)", (f"public.cdc_heartbeat_{name}",)).fetchone()[0]
@@ -135,7 +140,7 @@ def test_an_idle_source_slot_keeps_up_while_other_databases_write(stack, connect
                 time.sleep(1)
             assert lag is not None and lag < written / 4, f"the idle slot still holds {lag:,.0f} bytes"
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 @pytest.mark.parametrize("direction", ["mariadb_to_pg", "pg_to_mariadb"])
@@ -166,6 +171,6 @@ def test_heartbeat_crosses_engines(stack, connect, tmp_path, direction):
             print(direction, figures)
             assert 0 <= figures["latency_seconds"] < 5 and figures["heartbeat_age_seconds"] < 10
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
         if direction == "mariadb_to_pg":
             assert mariadb_rows(stack, my, f"SHOW TABLES LIKE 'cdc_heartbeat_{name}'") == []

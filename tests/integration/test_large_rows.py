@@ -17,8 +17,7 @@ from cdc_platform.kafka_admin import max_message_bytes
 from cdc_platform.ops.diagnosis import explain, first_failed_trace
 from cdc_platform.pipeline.plan import build_plan
 from cdc_platform.schema.discovery import discover_pipeline_tables
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import connection, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -108,7 +107,7 @@ def test_rows_up_to_16_mib_replicate_and_a_larger_event_stops_capture_with_its_t
             assert out.exit_code == 4, out.output
             assert "change of table public.big" in out.output and "FAILED" in out.output
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 @pytest.mark.parametrize("direction", ["pg_to_mariadb", "mariadb_to_pg", "mariadb_to_mariadb"])
@@ -174,7 +173,7 @@ def test_a_15_mib_row_replicates_on_every_other_pair(stack, connect, tmp_path, d
             expected = wait_for_equal(read_source, read_target, timeout=180)
             assert [r[1] for r in expected[0]] == [15 * MIB + 1] * 2
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_an_event_over_the_limit_from_mariadb_names_its_table(stack, connect, tmp_path):
@@ -204,4 +203,4 @@ def test_an_event_over_the_limit_from_mariadb_names_its_table(stack, connect, tm
             assert explanation.kind == "event_too_large" and explanation.table == f"{mdb}.big", explanation
             assert f"change of table {mdb}.big" in explanation.message
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)

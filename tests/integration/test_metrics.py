@@ -14,23 +14,11 @@ from click.testing import CliRunner
 
 from cdc_platform.cli import cli
 from cdc_platform.health.metrics_store import MetricsStore
-from tests.integration.test_connect_health import component_defs
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.dagster_support import observations
+from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
-
-
-def observations(result) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_OBSERVATION":
-            data = event.event_specific_data.asset_observation
-            out[data.asset_key.to_user_string()] = {
-                k: getattr(v, "value", v) for k, v in data.metadata.items()
-            }
-    return out
 
 
 def test_lag_throughput_rows_and_slot_are_observed_per_asset(stack, connect, tmp_path, monkeypatch):
@@ -114,7 +102,7 @@ def test_lag_throughput_rows_and_slot_are_observed_per_asset(stack, connect, tmp
             assert third[table_a]["lag_messages"] == 0
         finally:
             (specs.directory / "connections.yaml").write_text(yaml.safe_dump({"connections": connections}))
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_binlog_retention_and_dead_letter_topic_sizes(stack, connect, tmp_path, monkeypatch):
@@ -164,4 +152,4 @@ def test_binlog_retention_and_dead_letter_topic_sizes(stack, connect, tmp_path, 
             gone = binlog_figures(specs, name, {"file": "mysql-bin.000000", "pos": 4})
             assert gone["binlog_position_available"] == 0.0 and "binlog_behind_bytes" not in gone
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)

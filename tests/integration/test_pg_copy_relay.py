@@ -17,8 +17,8 @@ from cdc_platform.pipeline.full_load import FullLoadError, copy_table
 from cdc_platform.pipeline.pg_client import CLIENT_VARIABLE, PsqlCopyOut, psql_for
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
+from tests.faults import killer
 from tests.fidelity_cases import PG_CASES, rows_of
-from tests.integration.test_copy_failures import _killer
 from tests.pipeline_support import connection, copy_with_reader, create_target_table, write_specs
 from tests.support import (
     mariadb_connect,
@@ -176,7 +176,7 @@ def test_a_source_killed_mid_copy_ends_it_with_its_error_and_keeps_the_target(st
                     "WHERE application_name = 'cdc-platform full load' AND query LIKE 'COPY%%'"
                 ).fetchall())  # fmt: skip
 
-        _killer(kill, delay=0.5)
+        killer(kill, delay=0.5)
         with pytest.raises(FullLoadError, match="public.big: reading the source failed: "):
             copy_table(specs.connection("src"), specs.connection("tgt"), CopyJob(table, "public", "big"),
                        specs.directory, log=lambda _m: None)  # fmt: skip

@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, write_specs
+from tests.pipeline_support import connection, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -103,7 +102,7 @@ def test_dagster_asset_materialize_on_the_cli_replicates_a_pipeline(stack, conne
             wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
                            lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_orphans_reports_connectors_that_no_spec_owns(stack, connect, tmp_path):

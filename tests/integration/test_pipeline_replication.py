@@ -10,17 +10,10 @@ from contextlib import contextmanager
 import dagster as dg
 import pytest
 
-from cdc_platform.pipeline.teardown import teardown_pipeline
-from tests.pipeline_support import connection, materializations, materialize, write_specs
+from tests.pipeline_support import connection, materializations, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
-
-
-def _teardown(stack, connect, specs, name):
-    spec = specs.pipelines[name].spec
-    teardown_pipeline(name, connect, print, source=specs.connection(spec.source), specs_dir=specs.directory,
-                      delete_topics=True, kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
 
 
 class Writer(threading.Thread):
@@ -117,7 +110,7 @@ def test_postgres_to_postgres_handoff_under_concurrent_writes(stack, connect, tm
             with pg_connect(stack, tgt) as conn:
                 assert conn.execute("SELECT count(*) FROM replica.small").fetchone()[0] == 2
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
         with pg_connect(stack, src) as conn:
             assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
                                 (f"cdc_{name}",)).fetchone()[0] == 0  # fmt: skip
@@ -140,7 +133,7 @@ def test_postgres_to_mariadb_pipeline(stack, connect, tmp_path):
         try:
             wait_for_equal(lambda: _pg_big(stack, src), lambda: _mariadb_big(stack, tgt), timeout=180)
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_mariadb_to_postgres_pipeline_capture_first(stack, connect, tmp_path):
@@ -162,7 +155,7 @@ def test_mariadb_to_postgres_pipeline_capture_first(stack, connect, tmp_path):
                 lambda: _mariadb_big(stack, src), lambda: _pg_big(stack, tgt, "replica"), timeout=180
             )
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_rematerializing_connectors_is_a_no_op_until_the_config_changes(stack, connect, tmp_path):
@@ -194,7 +187,7 @@ def test_rematerializing_connectors_is_a_no_op_until_the_config_changes(stack, c
                 lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall(),
             )
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def _pg_rows(stack, db, sql):
@@ -237,7 +230,7 @@ def test_reloading_one_table_of_a_running_pipeline_repairs_it_without_losing_cha
                                lambda t=table: _pg_rows(stack, tgt, f"SELECT * FROM replica.{t} ORDER BY 1"))  # fmt: skip
             assert connect.status(f"{name}-sink")["connector"]["state"] == "RUNNING"
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_full_load_only_and_cdc_only_modes(stack, connect, tmp_path):
@@ -265,7 +258,7 @@ def test_full_load_only_and_cdc_only_modes(stack, connect, tmp_path):
                 lambda: [(2, "after")], lambda: _pg_rows(stack, tgt, "SELECT * FROM streamed.t ORDER BY 1")
             )
         finally:
-            _teardown(stack, connect, specs, stream_name)
+            teardown(stack, connect, specs, stream_name)
 
 
 def test_table_without_primary_key_replicates_with_a_declared_key(stack, connect, tmp_path):
@@ -292,7 +285,7 @@ def test_table_without_primary_key_replicates_with_a_declared_key(stack, connect
             wait_for_equal(lambda: _pg_rows(stack, src, query.format("public")),
                            lambda: _pg_rows(stack, tgt, query.format("replica")))  # fmt: skip
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_a_failed_first_deploy_is_rolled_back(stack, connect, tmp_path):

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import dagster as dg
 import psycopg
+import pytest
 
 from cdc_platform.health.connect_sensor import CHECK_NAME
 from cdc_platform.settings import STACK_DB_USER
-from tests.integration.test_connect_health import Ticker, component_defs
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.dagster_support import Ticker
+from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
+
+pytestmark = pytest.mark.integration
 
 
 def _storage(stack, database: str) -> dict:
@@ -77,7 +79,7 @@ def test_materialization_sensor_tick_and_metrics_on_a_postgres_instance(
                 )
                 assert check, "the sensor's check evaluation is not in the event log"
             finally:
-                _teardown(stack, connect, specs, name)
+                teardown(stack, connect, specs, name)
 
         # everything above is in PostgreSQL: Dagster's tables and the platform's
         with psycopg.connect(host=stack.host, port=stack.postgres_port, user=STACK_DB_USER, password=password,

@@ -21,34 +21,12 @@ from cdc_platform.audit import entries
 from cdc_platform.catalog import stored_catalog_path
 from cdc_platform.cli import cli
 from cdc_platform.component import CdcPipelineComponent
-from cdc_platform.quality.runs import checks_request
-from tests.integration.test_connect_health import SlowWriter, component_defs
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, run_request, write_specs
+from tests.dagster_support import run_checks, run_schedule
+from tests.faults import SlowWriter
+from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, pg_inserter, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
-
-
-def evaluations(result) -> dict[str, dg.AssetCheckEvaluation]:
-    return {
-        e.event_specific_data.check_name: e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
-
-
-def run_checks(defs: dg.Definitions, instance, names: tuple[str, ...], tags: dict | None = None) -> dict:
-    """The named checks of every table, requested as the schedules and the health sensor do."""
-    keys = [k for c in defs.asset_checks or [] for k in c.check_keys if k.name in names]
-    return evaluations(run_request(defs, instance, checks_request(keys, tags or {})))
-
-
-def run_schedule(defs: dg.Definitions, instance, schedule: str) -> dict[str, dg.AssetCheckEvaluation]:
-    """One tick of a quality schedule, its run request executed as the daemon would."""
-    tick = defs.get_schedule_def(schedule).evaluate_tick(dg.build_schedule_context(instance=instance))
-    (request,) = tick.run_requests or []
-    return evaluations(run_request(defs, instance, request))
 
 
 def on_demand_check(name: str, specs, home, *args: str) -> subprocess.CompletedProcess:
@@ -209,7 +187,7 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
                            lambda: pg_connect(stack, tgt).execute(read.format("replica.t")).fetchall())  # fmt: skip
             assert any(e.action == "apply_ddl" and ddl in (e.detail or "") for e in entries(pipeline=name))
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 @pytest.mark.parametrize("target_kind", ["postgresql", "mariadb"])
@@ -254,4 +232,4 @@ def test_drift_is_checked_and_applied_on_a_pipeline_nobody_refreshed(stack, conn
             after = run_checks(defs, instance, ("schema_drift",))["schema_drift"]
             assert after.passed, after.description
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)

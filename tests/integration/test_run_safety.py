@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
@@ -50,7 +49,7 @@ def test_a_table_created_after_load_is_not_captured_without_its_copy(stack, conn
                 assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
                                     (f"cdc_{name}",)).fetchone()[0] == 0  # fmt: skip
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_a_dropped_named_table_fails_the_run_naming_spec_file_and_pipeline(stack, connect, tmp_path):
@@ -120,7 +119,7 @@ def test_a_failed_sink_with_an_unchanged_config_is_restarted_and_fails_the_run_u
             wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t").fetchall(),
                            lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t").fetchall())  # fmt: skip
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_a_rollback_that_fails_keeps_the_deploy_error_as_its_cause(stack, connect, tmp_path):
@@ -249,4 +248,4 @@ def test_a_table_added_to_a_running_pipeline_loses_no_change_made_during_its_cop
                 )
         finally:
             stop.set()
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)

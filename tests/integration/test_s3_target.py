@@ -26,9 +26,7 @@ from cdc_platform.s3.snapshot import source_rows
 from cdc_platform.s3.storage import TableLocation, list_files, s3_filesystem
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
-from tests.integration.test_connect_health import component_defs
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
@@ -183,7 +181,7 @@ def test_postgres_to_s3_full_load_and_changes_merge_to_the_source(
             ops = {r["_cdc_op"] for r in all_rows(lake.fs, lake.location).to_pylist()}
             assert ops == {"r", "c", "u", "d"}
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_a_writer_killed_between_upload_and_commit_writes_no_row_twice(stack, connect, tmp_path, bucket):
@@ -236,7 +234,7 @@ def test_a_writer_killed_between_upload_and_commit_writes_no_row_twice(stack, co
             assert len(seqs) == len(set(seqs)) == 200 + 50 + 10, "every change exactly once"
             assert lake.latest()[0]["note"] == "a\x00b"  # Parquet text keeps NUL
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def unrefreshed_defs(specs) -> dg.Definitions:
@@ -337,7 +335,7 @@ def test_mariadb_decimals_of_65_digits_reach_s3_exactly_and_stream_without_a_ref
                 after.output
             )
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_a_change_the_writer_cannot_write_stops_only_its_table_and_says_so(stack, connect, tmp_path, bucket):
@@ -415,4 +413,4 @@ def test_a_change_the_writer_cannot_write_stops_only_its_table_and_says_so(stack
             (evaluation,) = run.get_asset_check_evaluations()
             assert not evaluation.passed and "column 'price'" in evaluation.description
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)

@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -51,7 +50,7 @@ def test_postgres_tls_reaches_the_copy_and_both_connectors(stack, connect, tmp_p
             assert walsenders and all(s[2] for s in walsenders), sessions
             assert sink_sessions and all(s[2] for s in sink_sessions), sessions
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_a_platform_connection_with_tls_required_is_encrypted(stack, tmp_path):

@@ -107,7 +107,7 @@ def test_teardown_with_the_source_down_removes_the_rest_and_names_what_is_left(s
 def test_a_pipeline_created_again_under_the_same_name_starts_fresh(stack, connect, tmp_path, kind):
     """Connect keeps a deleted connector's offsets; teardown deletes them, so the same pipeline
     materialized again starts from its new slot (or binlog position), not from the old one."""
-    from tests.integration.test_pipeline_replication import _teardown
+    from tests.pipeline_support import teardown
     from tests.support import mariadb_connect, mariadb_database, mariadb_rows, wait_for_equal
 
     name = unique("again")
@@ -146,7 +146,7 @@ def test_a_pipeline_created_again_under_the_same_name_starts_fresh(stack, connec
             materialize(stack, specs, name)
             source_sql("INSERT INTO t VALUES (2, 2)")
             wait_for_equal(source_rows, target_rows)
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
             source_sql("INSERT INTO t VALUES (3, 3)")  # while nothing is deployed
             materialize(stack, specs, name)  # copies again, then streams from the new position
             source_sql("INSERT INTO t VALUES (4, 4)")
@@ -154,4 +154,4 @@ def test_a_pipeline_created_again_under_the_same_name_starts_fresh(stack, connec
             status = connect.status(f"{name}-source") or {}
             assert [t["state"] for t in status.get("tasks", [])] == ["RUNNING"], status
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)

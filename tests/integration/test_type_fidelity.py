@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materialize, write_specs
+from tests.pipeline_support import connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -80,7 +79,7 @@ def test_every_type_survives_full_load_and_cdc_postgres_to_postgres(stack, conne
                     128000,
                 )
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 TRICKY = """
@@ -141,4 +140,4 @@ def test_tricky_values_survive_postgres_to_mariadb(stack, connect, tmp_path):
                 conn.execute("UPDATE tricky SET t = t || ' ✅', b = NOT b WHERE id = 1")
             wait_for_equal(lambda: _pg_tricky(stack, src), lambda: _mariadb_tricky(stack, tgt))
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)

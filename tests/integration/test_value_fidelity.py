@@ -37,8 +37,7 @@ from tests.fidelity_cases import (
     render_matrix,
     rows_of,
 )
-from tests.integration.test_pipeline_replication import _teardown
-from tests.pipeline_support import connection, materializations, materialize, write_specs
+from tests.pipeline_support import connection, materializations, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
@@ -269,7 +268,7 @@ def _run_pair(stack, connect, tmp_path, pair: str, outcomes: dict, problems: lis
                         f"{pair}: asset shows {shown} substituted values for {column}, expected {count}"
                     )
         finally:
-            _teardown(stack, connect, specs, name)
+            teardown(stack, connect, specs, name)
 
 
 def test_edge_values_arrive_exactly_or_by_one_counted_rule_in_both_paths(stack, connect, tmp_path):
