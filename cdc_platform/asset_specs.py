@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from cdc_platform.catalog import PipelineCatalog, selected_tables
+from cdc_platform.engines.kinds import target_traits
 from cdc_platform.pipeline.plan import (
     PipelineNames,
     PipelinePlan,
@@ -122,7 +123,9 @@ def pipeline_specs(
             metadata={**connector_meta, "config_hash": source_applies},
             upstream=tuple(externals[q].key for q in qualified_names), **common,
         ))  # fmt: skip
-        if target_kind != "s3":  # an S3 target's writer is the platform's own (cdc_platform/s3/sensor.py)
+        if target_traits(
+            target_kind
+        ).sink_connector:  # else the platform's own writer (cdc_platform/s3/sensor.py)
             sink_applies = config_hash(plan.sink_config) if plan and plan.sink_config else None
             sink = translator.get_asset_spec(CdcAssetProps(
                 "sink_connector", applies=sink_applies, source_tables=tuple(qualified_names),

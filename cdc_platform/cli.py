@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from cdc_platform.engines.kinds import target_traits
 from cdc_platform.settings import load_stack_settings
 from cdc_platform.stack.errors import StackError
 
@@ -235,7 +236,7 @@ def plan(pipeline: str, specs_dir: str | None) -> None:
         if config:
             click.echo(f"-- {label} connector")
             click.echo(json.dumps(mask(config), indent=2))
-    if the_plan.target.kind.value == "s3":
+    if not target_traits(the_plan.target.kind.value).sink_connector:  # the platform's writer: where it writes
         from cdc_platform.pipeline.plan import target_name
         from cdc_platform.s3.changes import consumer_group
         from cdc_platform.s3.storage import TableLocation
@@ -466,7 +467,9 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
                 row["metrics_at"] = max(row.get("metrics_at", 0), ts)
         if not specs.pipelines[name].spec.streams:
             row["connectors"] = "none (full_load_only)"
-        to_s3 = specs.connection(specs.pipelines[name].spec.target).kind.value == "s3"
+        to_s3 = not target_traits(
+            specs.connection(specs.pipelines[name].spec.target).kind.value
+        ).sink_connector
         connectors = (pn.source_connector,) if to_s3 else (pn.source_connector, pn.sink_connector)
         for cname in connectors if specs.pipelines[name].spec.streams else ():
             if overview is None:

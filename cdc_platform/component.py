@@ -25,6 +25,7 @@ from cdc_platform.alerts.sensor import build_acknowledge_job, build_alert_sensor
 from cdc_platform.asset_specs import PipelineKeys, pipeline_specs
 from cdc_platform.assets import build_all_assets, stored_plan
 from cdc_platform.catalog import PipelineCatalog, discover_catalog, read_catalog, state_key, write_catalog
+from cdc_platform.engines.kinds import target_traits
 from cdc_platform.health.collect import pipeline_watch
 from cdc_platform.health.connect_sensor import (
     HealthSettings,
@@ -263,9 +264,12 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         keys = {name: p.keys for name, p in parts.items()}
         watched = {name: self._watched(specs, name, plans[name], keys[name]) for name in names}
         watched = {name: w for name, w in watched.items() if w}
-        #: pipelines into S3: written by the platform's own writer; no sink connector, no database checks
-        to_s3 = [n for n in names if specs.connection(specs.pipelines[n].spec.target).kind.value == "s3"]
-        databases = [n for n in names if n not in to_s3]
+        #: pipelines whose changes the platform's own writer applies (S3); no database checks
+        traits = {
+            n: target_traits(specs.connection(specs.pipelines[n].spec.target).kind.value) for n in names
+        }
+        to_s3 = [n for n in names if not traits[n].sink_connector]
+        databases = [n for n in names if traits[n].database_checks]
         worker = translator.worker_spec() if watched and self.pipelines is None else None
         sensors, jobs, schedules = [], [], []
         if names:
@@ -285,7 +289,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
                 worker_key=worker.key if worker is not None else None,
                 recovery_checks={name: check_keys(q, CONSISTENCY_CHECKS) for name, q in zip(databases, quality, strict=True)},
             ))  # fmt: skip
-        measured = [name for name in watched if name not in to_s3]
+        measured = [name for name in watched if traits[name].database_checks]
         if measured:
             watched_assets = [self._metrics_assets(specs, name, catalogs, keys[name]) for name in measured]
             metrics_job = build_metrics_job(self.part_name("collect_metrics"), watched_assets)

@@ -21,7 +21,7 @@ import dagster as dg
 # Dagster exports these metadata sets from here only (dagster-sling and dagster-dlt do the same).
 from dagster._core.definitions.metadata import NamespacedMetadataSet
 
-from cdc_platform.capabilities import ENGINE_KINDS
+from cdc_platform.engines.kinds import ENGINE_KINDS
 from cdc_platform.schema.model import Table
 from cdc_platform.specs.models import PipelineSpec
 

@@ -18,6 +18,7 @@ import httpx
 from cdc_platform.audit import record
 from cdc_platform.connectors.source import SOURCE_CLASSES
 from cdc_platform.db import engine_for, mysql_connect, pg_connect
+from cdc_platform.engines.kinds import target_traits
 from cdc_platform.kafka_admin import ensure_topics
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline import handoff
@@ -54,7 +55,7 @@ class RunResult:
 
 def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
     kind = plan.target.kind.value
-    if kind == "s3":
+    if not target_traits(kind).creates_tables:  # S3: the bucket must answer; the files carry their schema
         from cdc_platform.s3.storage import check_bucket, s3_filesystem
 
         check_bucket(s3_filesystem(plan.target, specs_dir), plan.target)
@@ -271,7 +272,7 @@ class _Run:
         self.result = RunResult()
         # the connectors always cover every table; ``only_tables`` narrows the copy (re-load of some tables)
         self.jobs = [j for j in plan.jobs if only_tables is None or j.table.qualified in only_tables]
-        if request.copy and plan.target.kind.value == "s3" and plan.routes:
+        if request.copy and target_traits(plan.target.kind.value).copy_needs_topic_positions and plan.routes:
             self.jobs = with_topic_positions(plan, self.jobs)
         #: tables this run moves to REPLICA IDENTITY FULL; recorded in the source connector's config
         self.switched: set[str] = set()

@@ -20,6 +20,7 @@ from cdc_platform.connectors import (
     jdbc_sink_config,
     topic_name,
 )
+from cdc_platform.engines.kinds import target_traits
 from cdc_platform.pipeline.heartbeat import (
     HEARTBEAT_TABLE_KEY,
     SUPPORTED_SOURCES,
@@ -137,8 +138,9 @@ def build_plan(
     source, target = specs.connection(pipeline.source), specs.connection(pipeline.target)
     names = PipelineNames(pipeline.name)
     kind = target.kind.value
+    traits = target_traits(kind)
     ddl: list[str] = []
-    if kind != "s3":  # Parquet files carry their schema; nothing is created ahead
+    if traits.creates_tables:
         ddl = [create_schema_sql(kind, pipeline.target_schema)]
         ddl += [
             create_table_sql(
@@ -190,7 +192,7 @@ def build_plan(
             routes[topic_name(source.kind.value, names.topic_prefix, str(source.database), ref)] = beat.table
         sink_config = (
             None
-            if kind == "s3"
+            if not traits.sink_connector
             else jdbc_sink_config(
                 names.sink_connector,
                 endpoint(target, specs.directory),
@@ -213,8 +215,10 @@ def build_plan(
 
 
 def change_events(pipeline: PipelineSpec, target: ConnectionSpec) -> str:
-    """``lean`` unless the spec says otherwise or the target is S3, whose files need the full events."""
-    return pipeline.options.change_events or ("full" if target.kind.value == "s3" else "lean")
+    """``lean`` unless the spec says otherwise or the target needs the full events (S3's files)."""
+    return pipeline.options.change_events or (
+        "full" if target_traits(target.kind.value).full_change_events else "lean"
+    )
 
 
 def heartbeat_of(

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cdc_platform.capabilities import COPY_PAIRS, S3_SOURCES
+from cdc_platform.engines.kinds import COPY_PAIRS, S3_SOURCES
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec, SpecFile
 
 SPECS_DIR_VARIABLE = "CDC_SPECS_DIR"
