@@ -13,22 +13,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
-from dagster._core.definitions.metadata import TableMetadataSet
 
 from cdc_platform.asset_specs import PipelineSpecs, pipeline_specs
-from cdc_platform.audit import acting_as, audit_table, entries, run_actor
+from cdc_platform.audit import acting_as, run_actor
 from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import (
     PipelinePlan,
     build_plan,
-    target_table_name,
 )
 from cdc_platform.resources import CdcSettingsResource
+from cdc_platform.run_metadata import connector_metadata, schema_metadata, table_metadata
 from cdc_platform.schema.model import Table
-from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import LoadedPipeline, Specs
-from cdc_platform.translator import CdcTranslator, column_schema
+from cdc_platform.translator import CdcTranslator
 
 
 class PipelineRunError(RuntimeError):
@@ -67,24 +65,6 @@ def check_tables_match_assets(loaded: LoadedPipeline, tables: list[Table], asset
         )
 
 
-def _substitution_metadata(table: Table, stats, plan: PipelinePlan) -> dict:
-    """Values a pair's rule turned into NULL, per column: never silent, always on the asset."""
-    rules = {
-        c.name: describe_rules(plan.source.kind.value, plan.target.kind.value, c.type) for c in table.columns
-    }
-    covered = {name: rule for name, rule in rules.items() if rule is not None}
-    if not covered:
-        return {}
-    metadata: dict = {"values_substituted": sum(stats.substituted.values())}
-    lines = ["| column | rule | rows in this load |", "|---|---|---|"]
-    for name, rule in sorted(covered.items()):
-        count = stats.substituted.get(name, 0)
-        metadata[f"values_substituted/{name}"] = count
-        lines.append(f"| {name} | {rule} | {count:,} |")
-    metadata["value_rules"] = dg.MetadataValue.md("\n".join(lines))
-    return metadata
-
-
 def stored_plan(
     specs: Specs, loaded: LoadedPipeline, catalog: PipelineCatalog | None, kafka_bootstrap: str = "kafka"
 ) -> PipelinePlan | None:
@@ -109,7 +89,6 @@ def build_pipeline_assets(
     stored catalog's (``stored_plan``) and ``parts`` its specs, passed by a caller that needs them
     too, else built here."""
     spec = loaded.spec
-    target_kind = specs.connection(spec.target).kind.value
     if parts is None:
         parts = pipeline_specs(loaded, specs, catalog, translator or CdcTranslator(),
                                plan or stored_plan(specs, loaded, catalog))  # fmt: skip
@@ -154,50 +133,18 @@ def build_pipeline_assets(
                 source=source_key in selected, sink=sink_key in selected,
             )  # fmt: skip
         if schema_spec.key in selected:
-            yield dg.MaterializeResult(
-                asset_key=schema_spec.key,
-                metadata={"ddl": dg.MetadataValue.md("```sql\n" + ";\n\n".join(result.ddl) + ";\n```"),
-                          "tables": len(tables)},
-            )  # fmt: skip
+            yield dg.MaterializeResult(asset_key=schema_spec.key, metadata=schema_metadata(result, tables))
         for table in tables:
             table_spec = table_specs.get(table.qualified)
             if table_spec is None or table_spec.key not in selected:
                 continue
-            stats = result.copied.get(table.qualified)
-            metadata: dict = {
-                **dict(TableMetadataSet(column_schema=column_schema(table),
-                                        row_count=stats.rows if stats is not None else None)),
-                "primary_key": ", ".join(table.primary_key),
-                "declared_key": table.declared_key,
-            }  # fmt: skip
-            if stats is not None:
-                metadata.update({
-                    "rows": stats.rows, "seconds": round(stats.seconds, 3),
-                    "rows_per_second": round(stats.rows_per_second, 1),
-                })  # fmt: skip
-                if stats.bytes is not None:
-                    metadata["bytes"] = stats.bytes
-                if target_kind == "s3":
-                    from cdc_platform.s3.storage import TableLocation
-
-                    where = TableLocation.of(
-                        run_plan.target, spec.target_schema, target_table_name(spec, table.qualified)
-                    )
-                    metadata["path"] = dg.MetadataValue.path(f"s3://{where.snapshot_dir}/")
-                metadata.update(_substitution_metadata(table, stats, run_plan))
+            metadata = table_metadata(table, result.copied.get(table.qualified), run_plan)
             yield dg.MaterializeResult(asset_key=table_spec.key, metadata=metadata)
         for role, key in (("source", source_key), ("sink", sink_key)):
             if key in selected and role in result.connectors:
-                c = result.connectors[role]
                 yield dg.MaterializeResult(
-                    asset_key=key,
-                    metadata={
-                        "connector": c.name, "action": c.action, "cdc/config_hash": c.config_hash,
-                        "state": c.state or "unknown",
-                        "config_diff": dg.MetadataValue.json(c.diff) if c.diff else dg.MetadataValue.text("none"),
-                        "audit": dg.MetadataValue.md(audit_table(entries(target=c.name, limit=5))),
-                    },
-                )  # fmt: skip
+                    asset_key=key, metadata=connector_metadata(result.connectors[role])
+                )
 
     return _pipeline, externals
 
