@@ -44,7 +44,7 @@ from cdc_platform.ops.connection_test_job import (
 from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, table_topic, target_table_name
 from cdc_platform.quality.checks import build_quality_checks, checked_tables
 from cdc_platform.quality.schedules import CONSISTENCY_CHECKS, check_keys, quality_schedules
-from cdc_platform.resources import CdcSettingsResource
+from cdc_platform.resources import CdcSettingsResource, register_loaded_specs
 from cdc_platform.s3.sensor import S3Pipeline, S3TableAsset, build_s3_writer_checks, build_s3_writer_sensor
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
 from cdc_platform.teardown_job import teardown_job_for
@@ -246,6 +246,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
 
     def _build_defs(self, state_path: Path | None) -> dg.Definitions:
         specs = self.load_specs()
+        register_loaded_specs(specs)  # what every check, sensor and job body reads at run time
         catalog = read_catalog(state_path)
         names = self.selected_pipelines(specs)
         connect_url, bootstrap = default_endpoints()

@@ -21,12 +21,12 @@ class TeardownConfig(dg.Config):
 def teardown_op(context: dg.OpExecutionContext, config: TeardownConfig, kafka_connect: KafkaConnectResource,
                 cdc_settings: CdcSettingsResource) -> None:  # fmt: skip
     from cdc_platform.pipeline.teardown import teardown_pipeline
-    from cdc_platform.specs.loader import SpecErrors, load_specs
+    from cdc_platform.specs.loader import SpecErrors
 
     # the spec is optional: a pipeline whose spec is gone is torn down by its name alone
     source = None
     try:
-        specs = load_specs(Path(cdc_settings.specs_dir))
+        specs = cdc_settings.specs()
         if config.pipeline in specs.pipelines:
             source = specs.connection(specs.pipelines[config.pipeline].spec.source)
     except SpecErrors as exc:

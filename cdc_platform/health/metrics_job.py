@@ -8,7 +8,6 @@ replication slot on the source connector.
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 
@@ -88,10 +87,8 @@ def build_metrics_job(name: str, watched: list[WatchedAssets]) -> dg.JobDefiniti
     def _collect(
         context: dg.OpExecutionContext, cdc_settings: CdcSettingsResource, kafka_connect: KafkaConnectResource
     ) -> None:
-        from cdc_platform.specs.loader import load_specs
-
         started = time.time()
-        specs = load_specs(Path(cdc_settings.specs_dir))
+        specs = cdc_settings.specs()
         store = MetricsStore()
         watches = [w.watch for w in watched if w.watch.pipeline in specs.pipelines]
         previous = {w.pipeline: store.latest(w.pipeline) for w in watches}

@@ -4,7 +4,6 @@ assets, and written to the time series so the `connection_test_failed` alert rul
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 
@@ -29,9 +28,7 @@ def build_connection_test_job(name: str, connections: list[ConnectionAssets]) ->
     def _test(context: dg.OpExecutionContext, cdc_settings: CdcSettingsResource):
         # a generator: observations yielded as they happen survive the failure raised at the end,
         # where ones logged with context.log_event would be dropped with the failed step
-        from cdc_platform.specs.loader import load_specs
-
-        specs = load_specs(Path(cdc_settings.specs_dir))
+        specs = cdc_settings.specs()
         failed, samples, now = [], [], time.time()
         for c in connections:
             if c.connection not in specs.connections:

@@ -11,7 +11,6 @@ reproduce the source shows as failed.
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 
@@ -89,9 +88,7 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
     @dg.multi_asset_check(specs=quality_check_specs(name, tables, spec.streams, quality), name=f"{name}_quality",
                           can_subset=True, pool=f"cdc_source_{spec.source}")  # fmt: skip
     def _checks(context: dg.AssetCheckExecutionContext, cdc_settings: CdcSettingsResource):
-        from cdc_platform.specs.loader import load_specs
-
-        live = load_specs(Path(cdc_settings.specs_dir))
+        live = cdc_settings.specs()
         source, target = live.connection(spec.source), live.connection(spec.target)
         selected = {(k.asset_key, k.name) for k in context.selected_asset_check_keys}
         for t in tables:

@@ -10,7 +10,6 @@ One pipeline's failure is logged and does not stop the others.
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -133,9 +132,8 @@ def build_s3_writer_sensor(
     )
     def _writer(context: dg.SensorEvaluationContext, cdc_settings: CdcSettingsResource):
         from cdc_platform.s3.changes import consumer_group
-        from cdc_platform.specs.loader import load_specs
 
-        specs = load_specs(Path(cdc_settings.specs_dir))
+        specs = cdc_settings.specs()
         #: asset key -> the last outcome reported ("ok", "waiting" or the error): a check evaluation
         #: is recorded when it changes, not every tick
         reported: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
@@ -202,9 +200,7 @@ def build_s3_writer_checks(p: S3Pipeline) -> dg.AssetChecksDefinition:
         can_subset=True,
     )
     def _checks(context: dg.AssetCheckExecutionContext, cdc_settings: CdcSettingsResource):
-        from cdc_platform.specs.loader import load_specs
-
-        specs = load_specs(Path(cdc_settings.specs_dir))
+        specs = cdc_settings.specs()
         selected = {k.asset_key for k in context.selected_asset_check_keys}
         chosen = S3Pipeline(
             p.pipeline, p.source_kind, p.target, tuple(t for t in p.tables if t.key in selected)
