@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import dagster as dg
 
 from cdc_platform.catalog import PipelineCatalog, selected_tables
+from cdc_platform.connectors.diff import config_hash
 from cdc_platform.engines.kinds import target_traits
 from cdc_platform.pipeline.plan import (
     PipelineNames,
     PipelinePlan,
-    config_hash,
     table_topic,
     target_table_name,
 )

@@ -214,7 +214,8 @@ def validate(specs_dir: str | None, offline: bool) -> None:
 @specs_option
 def plan(pipeline: str, specs_dir: str | None) -> None:
     """Show the DDL and the connector configs (secrets masked) a pipeline would deploy."""
-    from cdc_platform.pipeline.plan import build_plan, mask, value_rule_warnings
+    from cdc_platform.connectors.diff import mask
+    from cdc_platform.pipeline.plan import build_plan, value_rule_warnings
 
     specs = _specs(specs_dir)
     tables = _pipeline_tables(specs, pipeline)

@@ -252,7 +252,7 @@ def _audit(action: str, name: str, detail: str | None = None, *, old: dict | Non
            new: dict | None = None) -> None:  # fmt: skip
     """Every write to the worker goes to the audit log; configs as a masked diff."""
     from cdc_platform.audit import record
-    from cdc_platform.pipeline.plan import config_diff
+    from cdc_platform.connectors.diff import config_diff
 
     record(action, name, detail=detail, diff=config_diff(old, new) if new is not None else None)
 

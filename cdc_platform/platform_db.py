@@ -9,12 +9,25 @@ transaction, so an existing database is upgraded in place when a newer platform 
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import sqlalchemy as sa
 
-from cdc_platform.health.metrics_store import metrics_url
+
+def metrics_url() -> str:
+    configured = os.environ.get("CDC_METRICS_URL")
+    if configured:
+        return configured
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        from cdc_platform.settings import load_stack_settings
+
+        home = str(load_stack_settings().project_root / "dagster_home")
+    return f"sqlite:///{Path(home) / 'cdc_metrics.sqlite'}"
+
 
 METADATA = sa.MetaData()
 VERSIONS = sa.Table(

@@ -8,11 +8,11 @@ SQLite under ``$DAGSTER_HOME`` by default, any SQLAlchemy URL (PostgreSQL in pro
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
+
+from cdc_platform.platform_db import metrics_url
 
 METADATA = sa.MetaData()
 SAMPLES = sa.Table(
@@ -36,18 +36,6 @@ class Sample:
     subject: str
     metric: str
     value: float
-
-
-def metrics_url() -> str:
-    configured = os.environ.get("CDC_METRICS_URL")
-    if configured:
-        return configured
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        from cdc_platform.settings import load_stack_settings
-
-        home = str(load_stack_settings().project_root / "dagster_home")
-    return f"sqlite:///{Path(home) / 'cdc_metrics.sqlite'}"
 
 
 class MetricsStore:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from cdc_platform.audit import record
+from cdc_platform.connectors.diff import config_diff, config_hash
 from cdc_platform.connectors.source import SOURCE_CLASSES
 from cdc_platform.db import engine_for, mysql_connect, pg_connect
 from cdc_platform.engines.kinds import target_traits
@@ -24,7 +25,7 @@ from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline import handoff
 from cdc_platform.pipeline.deployed import record_deployed
 from cdc_platform.pipeline.full_load import CopyStats, copy_tables
-from cdc_platform.pipeline.plan import PipelinePlan, config_diff, config_hash
+from cdc_platform.pipeline.plan import PipelinePlan
 from cdc_platform.pipeline.sqlserver_capture import ensure_capture
 from cdc_platform.pipeline.steps import CLEANUP, PREPARATION, RunFacts, RunRequest, Step, plan_steps
 from cdc_platform.pipeline.teardown import teardown_pipeline, with_recorded_tables

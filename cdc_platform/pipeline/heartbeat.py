@@ -22,18 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdc_platform.schema.ddl import qualified
+from cdc_platform.schema.model import HEARTBEAT_PREFIX
 
 #: the prefix of every heartbeat table; discovery never offers such a table as a pipeline table
-HEARTBEAT_PREFIX = "cdc_heartbeat_"
 #: the key under which the source connector's config records the heartbeat table (Debezium ignores
 #: keys it does not know); teardown reads it to drop the table when the spec is gone
 HEARTBEAT_TABLE_KEY = "cdc.platform.heartbeat.table"
 SUPPORTED_SOURCES = ("postgresql", "mysql", "mariadb")
 SUPPORTED_TARGETS = ("postgresql", "mysql", "mariadb")
-
-
-def is_heartbeat_table(name: str) -> bool:
-    return name.startswith(HEARTBEAT_PREFIX)
 
 
 @dataclass(frozen=True)

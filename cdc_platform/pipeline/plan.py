@@ -6,8 +6,6 @@ reviews is what gets deployed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +32,6 @@ from cdc_platform.schema.rules import describe_rules
 from cdc_platform.secrets import connect_reference, tls_root_cert
 from cdc_platform.specs.loader import Specs
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec
-
-SECRET_MASK = "********"
 
 
 @dataclass(frozen=True)
@@ -233,29 +229,6 @@ def heartbeat_of(
     if source.kind.value not in SUPPORTED_SOURCES or target.kind.value not in SUPPORTED_TARGETS:
         return None
     return Heartbeat(pipeline.name, min(schemas), pipeline.target_schema)
-
-
-def config_hash(config: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def mask(config: dict[str, str]) -> dict[str, str]:
-    """Config-provider references are already safe; anything else under a secret-looking key is masked."""
-    out = {}
-    for key, value in config.items():
-        secret_key = any(word in key.lower() for word in ("password", "secret", "token", "credential"))
-        out[key] = value if not secret_key or value.startswith("${") else SECRET_MASK
-    return out
-
-
-def config_diff(old: dict[str, str] | None, new: dict[str, str]) -> dict[str, dict[str, str | None]]:
-    old = mask(old or {})
-    new = mask(new)
-    return {
-        key: {"old": old.get(key), "new": new.get(key)}
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
-    }
 
 
 def value_rule_warnings(plan: PipelinePlan) -> list[str]:

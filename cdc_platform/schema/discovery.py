@@ -13,8 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from cdc_platform.db import engine_for
-from cdc_platform.pipeline.heartbeat import is_heartbeat_table
-from cdc_platform.schema.model import Column, Table
+from cdc_platform.schema.model import Column, Table, is_heartbeat_table
 from cdc_platform.schema.types import (
     CanonicalType,
     UnsupportedType,

@@ -10,6 +10,15 @@ from dataclasses import dataclass
 
 from cdc_platform.schema.types import CanonicalType
 
+#: the platform's own heartbeat tables (cdc_platform/pipeline/heartbeat.py) start with this; discovery
+#: never offers them as a pipeline's tables
+HEARTBEAT_PREFIX = "cdc_heartbeat_"
+
+
+def is_heartbeat_table(name: str) -> bool:
+    return name.startswith(HEARTBEAT_PREFIX)
+
+
 #: PostgreSQL types whose large values are TOASTed and arrive as placeholders unless REPLICA IDENTITY FULL
 TOASTABLE = {"text", "varchar", "char", "json", "jsonb", "binary", "numeric"}
 

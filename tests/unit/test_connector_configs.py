@@ -12,7 +12,7 @@ from cdc_platform.connectors import (
     jdbc_sink_config,
     topic_name,
 )
-from cdc_platform.pipeline.plan import config_diff, mask
+from cdc_platform.connectors.diff import config_diff, mask
 
 REF = "${file:/secrets/x.properties:pw}"
 

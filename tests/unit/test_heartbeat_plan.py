@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from cdc_platform.pipeline.heartbeat import HEARTBEAT_TABLE_KEY, heartbeat_from_recorded, is_heartbeat_table
+from cdc_platform.pipeline.heartbeat import HEARTBEAT_TABLE_KEY, heartbeat_from_recorded
 from cdc_platform.pipeline.plan import build_plan
+from cdc_platform.schema.model import is_heartbeat_table
 from cdc_platform.specs.loader import load_specs
 from tests.unit.test_definitions_graph import _table
 
