@@ -30,7 +30,7 @@ CHILD = """
 import json, resource, sys, time
 started = time.monotonic()
 from pathlib import Path
-from cdc_platform.component import CdcPipelineComponent
+from cdc_platform.dagster.component import CdcPipelineComponent
 imported = time.monotonic()
 component = CdcPipelineComponent.from_attributes_dict(attributes={"specs_dir": sys.argv[1]})
 defs = component.build_defs_from_state(None, Path(sys.argv[2]))
@@ -47,7 +47,7 @@ print(json.dumps({"import": imported - started, "build": built - imported, "reso
 
 def generate(directory: Path, pipelines: int, tables: int) -> Path:
     """Specs and a stored catalog of ``pipelines`` x ``tables`` (PostgreSQL -> MariaDB, 6 columns each)."""
-    from cdc_platform.catalog import PipelineCatalog, StoredCatalog, write_catalog
+    from cdc_platform.dagster.catalog import PipelineCatalog, StoredCatalog, write_catalog
     from cdc_platform.schema.model import Column, Table
     from cdc_platform.schema.types import CanonicalType
 
@@ -83,7 +83,7 @@ def generate(directory: Path, pipelines: int, tables: int) -> Path:
 DEFS_MODULE = """
 import sys
 from pathlib import Path
-from cdc_platform.component import CdcPipelineComponent
+from cdc_platform.dagster.component import CdcPipelineComponent
 here = Path(__file__).parent
 defs = CdcPipelineComponent.from_attributes_dict(attributes={"specs_dir": str(here)}).build_defs_from_state(
     None, here / "state")

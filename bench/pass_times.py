@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
 
-from cdc_platform.catalog import PipelineCatalog, StoredCatalog, write_catalog  # noqa: E402
-from cdc_platform.component import CdcPipelineComponent  # noqa: E402
+from cdc_platform.dagster.catalog import PipelineCatalog, StoredCatalog, write_catalog  # noqa: E402
+from cdc_platform.dagster.component import CdcPipelineComponent  # noqa: E402
 from cdc_platform.kafka_connect import KafkaConnectResource  # noqa: E402
 from cdc_platform.schema.model import Column, Table  # noqa: E402
 from cdc_platform.schema.types import CanonicalType  # noqa: E402

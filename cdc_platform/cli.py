@@ -295,12 +295,12 @@ def refresh(specs_dir: str | None) -> None:
     The same as `dg utils refresh-defs-state` for this project. Run it after adding a pipeline or a
     table a schema + glob selection picks up, then reload the code location.
     """
-    from cdc_platform.catalog import CatalogRefreshError, stored_catalog_path
+    from cdc_platform.dagster.catalog import CatalogRefreshError, stored_catalog_path
 
     specs = _specs(specs_dir)
     path = stored_catalog_path(specs.directory)
     try:
-        from cdc_platform.catalog import discover_catalog, write_catalog
+        from cdc_platform.dagster.catalog import discover_catalog, write_catalog
 
         catalog = discover_catalog(specs)
     except CatalogRefreshError as exc:
@@ -324,7 +324,7 @@ def apply_drift(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], y
     catalog, if any, is refreshed), so the check passes and the new columns' values replicate (the
     sink writes every column the source sends).
     """
-    from cdc_platform.catalog import (
+    from cdc_platform.dagster.catalog import (
         StoredCatalog,
         discover_catalog,
         read_catalog,
@@ -437,7 +437,7 @@ def teardown(pipeline: str, specs_dir: str | None, delete_topics: bool) -> None:
 def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
     """Connector and task states, lag and slot WAL of one or every pipeline; a failed task is
     explained (exit 4 when one failed)."""
-    from cdc_platform.health.connect_sensor import innermost_cause
+    from cdc_platform.dagster.connect_health import innermost_cause
     from cdc_platform.health.metrics_store import MetricsStore
     from cdc_platform.ops.diagnosis import explain, first_failed_trace
     from cdc_platform.pipeline.plan import PipelineNames, build_plan
@@ -632,8 +632,8 @@ def check(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], checks:
 
     import dagster as dg
 
-    from cdc_platform.catalog import stored_catalog_path
-    from cdc_platform.quality.on_demand import (
+    from cdc_platform.dagster.catalog import stored_catalog_path
+    from cdc_platform.dagster.checks_on_demand import (
         CheckSelectionError,
         ChecksRunFailed,
         pipeline_check_defs,

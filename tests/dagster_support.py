@@ -7,7 +7,7 @@ import time
 
 import dagster as dg
 
-from cdc_platform.quality.runs import checks_request
+from cdc_platform.dagster.check_runs import checks_request
 from tests.pipeline_support import run_request
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from cdc_platform.assets import build_pipeline_assets
-from cdc_platform.catalog import discover_catalog, write_catalog
-from cdc_platform.component import CdcPipelineComponent
+from cdc_platform.dagster.assets import build_pipeline_assets
+from cdc_platform.dagster.catalog import discover_catalog, write_catalog
+from cdc_platform.dagster.component import CdcPipelineComponent
+from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.teardown import teardown_pipeline
-from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.settings import STACK_DB_USER, StackSettings
 from cdc_platform.specs.loader import Specs, load_specs
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cdc_platform.component import CdcPipelineComponent
+from cdc_platform.dagster.component import CdcPipelineComponent
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.stack.processes import stop
 from cdc_platform.stack.services import BulkConnect, Connect

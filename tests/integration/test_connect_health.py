@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from cdc_platform.audit import entries
-from cdc_platform.health.connect_sensor import CHECK_NAME
+from cdc_platform.dagster.connect_health import CHECK_NAME
 from cdc_platform.health.metrics_store import MetricsStore
 from tests.dagster_support import Ticker
 from tests.faults import BLOCKER, SlowWriter, wait_task_state

@@ -8,7 +8,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from cdc_platform.health.connect_sensor import CHECK_NAME
+from cdc_platform.dagster.connect_health import CHECK_NAME
 from cdc_platform.settings import STACK_DB_USER
 from tests.dagster_support import Ticker
 from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.audit import entries
-from cdc_platform.catalog import stored_catalog_path
 from cdc_platform.cli import cli
-from cdc_platform.component import CdcPipelineComponent
+from cdc_platform.dagster.catalog import stored_catalog_path
+from cdc_platform.dagster.component import CdcPipelineComponent
 from tests.dagster_support import run_checks, run_schedule
 from tests.faults import SlowWriter
 from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs

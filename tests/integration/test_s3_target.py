@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from cdc_platform.cli import cli
+from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.pipeline.plan import PipelineNames, table_topic
-from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.s3.changes import S3Table
 from cdc_platform.s3.latest import all_rows, read_latest
 from cdc_platform.s3.snapshot import source_rows
@@ -239,7 +239,7 @@ def test_a_writer_killed_between_upload_and_commit_writes_no_row_twice(stack, co
 
 def unrefreshed_defs(specs) -> dg.Definitions:
     """The component's definitions as a user has them who never ran `cdc-platform refresh`."""
-    from cdc_platform.component import CdcPipelineComponent
+    from cdc_platform.dagster.component import CdcPipelineComponent
 
     component = CdcPipelineComponent.from_attributes_dict(attributes={"specs_dir": str(specs.directory)})
     return component.build_defs_from_state(None, specs.directory / "no-stored-catalog")  # type: ignore[arg-type]

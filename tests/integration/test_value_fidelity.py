@@ -20,8 +20,8 @@ import boto3
 import dagster as dg
 import pytest
 
+from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.quality.checksum import reconcile_pipeline_table
-from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.s3.latest import read_latest
 from cdc_platform.s3.storage import TableLocation, s3_filesystem
 from cdc_platform.schema.rules import rules_for
@@ -106,7 +106,7 @@ class _Lake:
         self.cursor = None
 
     def start(self, specs, name: str) -> None:
-        from cdc_platform.component import CdcPipelineComponent
+        from cdc_platform.dagster.component import CdcPipelineComponent
 
         component = CdcPipelineComponent.from_attributes_dict(attributes={"specs_dir": str(specs.directory)})
         defs = component.build_defs_from_state(None, specs.directory / "never-refreshed")  # type: ignore[arg-type]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from cdc_platform.catalog import write_catalog
-from cdc_platform.quality.on_demand import (
+from cdc_platform.dagster.catalog import write_catalog
+from cdc_platform.dagster.checks_on_demand import (
     CheckSelectionError,
     ChecksRunFailed,
     pipeline_check_defs,

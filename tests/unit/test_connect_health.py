@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cdc_platform.health.connect_sensor import (
+from cdc_platform.dagster.connect_health import (
     ConnectorMemory,
     HealthSettings,
     WatchedConnector,

@@ -15,11 +15,11 @@ import dagster as dg
 import pytest
 import yaml
 
-from cdc_platform.catalog import PipelineCatalog, StoredCatalog, read_catalog, write_catalog
-from cdc_platform.component import CdcPipelineComponent
+from cdc_platform.dagster.catalog import PipelineCatalog, StoredCatalog, read_catalog, write_catalog
+from cdc_platform.dagster.component import CdcPipelineComponent
+from cdc_platform.dagster.translator import CdcAssetProps, CdcTranslator
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import CanonicalType
-from cdc_platform.translator import CdcAssetProps, CdcTranslator
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_specs.txt"
 
@@ -135,7 +135,7 @@ def test_metadata_reads_back_through_dagsters_metadata_sets(specs_dir):
     models must still read them, and an unknown field is refused as the model would."""
     from dagster._core.definitions.metadata import TableMetadataSet
 
-    from cdc_platform.translator import CdcMetadataSet, cdc_metadata
+    from cdc_platform.dagster.translator import CdcMetadataSet, cdc_metadata
 
     sales = _specs_by_key(_defs(specs_dir, CATALOG))["dw/dw/sales"]
     table = TableMetadataSet.extract(sales.metadata)
@@ -354,7 +354,7 @@ def test_declared_expectations_become_a_check_without_importing_great_expectatio
     write_catalog(CATALOG, state)
     script = (
         "import sys\n"
-        "from cdc_platform.component import CdcPipelineComponent\n"
+        "from cdc_platform.dagster.component import CdcPipelineComponent\n"
         f"c = CdcPipelineComponent.from_attributes_dict(attributes={{'specs_dir': {str(specs_dir)!r}}})\n"
         f"defs = c.build_defs_from_state(None, __import__('pathlib').Path({str(state)!r}))\n"
         "keys = {(k.asset_key.to_user_string(), k.name) for c in defs.asset_checks for k in c.check_keys}\n"
@@ -398,7 +398,7 @@ def _asset_keys_in(value, seen: set[int] | None = None) -> list[dg.AssetKey]:
 
 
 def test_a_key_changed_in_get_asset_spec_moves_every_asset_check_sensor_and_job(specs_dir, monkeypatch):
-    import cdc_platform.component as component_module
+    import cdc_platform.dagster.component as component_module
 
     lake = {"kind": "s3", "bucket": "lake", "endpoint_url": "http://127.0.0.1:1", "access_key_id": {"env": "K"},
             "secret_access_key": {"env": "S"}}  # fmt: skip

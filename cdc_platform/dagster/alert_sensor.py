@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from cdc_platform.audit import acting_as, run_actor
-from cdc_platform.health.metrics_job import WatchedAssets
-from cdc_platform.resources import CdcSettingsResource
+from cdc_platform.dagster.metrics_job import WatchedAssets
+from cdc_platform.dagster.resources import CdcSettingsResource
 
 # What a tick runs (HTTP and SMTP clients, the alert and metrics stores) is imported when it runs:
 # loading the code location only builds the sensor.

@@ -4,7 +4,7 @@ Modelled on ``DagsterSlingTranslator`` / ``DagsterDltTranslator``: the builder h
 what it knows about a part (:class:`CdcAssetProps`) and gets an ``AssetSpec`` back. Subclass
 :class:`CdcTranslator` and override ``get_asset_spec`` (calling ``super()`` and ``replace_attributes``)
 to change keys or attributes: every other part of the code location (dependencies, checks, sensors,
-jobs) takes its keys from the specs this returns (``cdc_platform/asset_specs.py``). Keys are stable
+jobs) takes its keys from the specs this returns (``cdc_platform/dagster/asset_specs.py``). Keys are stable
 across deploys because they derive from connection, schema and table names only. The ``*_key``
 methods are the defaults ``get_asset_spec`` starts from, not a second place to change keys.
 """

@@ -21,34 +21,45 @@ from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDef
 from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
 from pydantic import BaseModel, Field, PrivateAttr
 
-from cdc_platform.alerts.sensor import build_acknowledge_job, build_alert_sensor
-from cdc_platform.asset_specs import PipelineKeys, pipeline_specs
-from cdc_platform.assets import build_all_assets, stored_plan
-from cdc_platform.catalog import PipelineCatalog, discover_catalog, read_catalog, state_key, write_catalog
-from cdc_platform.engines.kinds import target_traits
-from cdc_platform.health.collect import pipeline_watch
-from cdc_platform.health.connect_sensor import (
+from cdc_platform.dagster.alert_sensor import build_acknowledge_job, build_alert_sensor
+from cdc_platform.dagster.asset_specs import PipelineKeys, pipeline_specs
+from cdc_platform.dagster.assets import build_all_assets, stored_plan
+from cdc_platform.dagster.catalog import (
+    PipelineCatalog,
+    discover_catalog,
+    read_catalog,
+    state_key,
+    write_catalog,
+)
+from cdc_platform.dagster.connect_health import (
     HealthSettings,
     WatchedConnector,
     build_connect_health_sensor,
     build_connector_checks,
 )
-from cdc_platform.health.metrics_job import WatchedAssets, build_metrics_job, build_metrics_schedule
-from cdc_platform.health.recovery import RecoveryPolicy
-from cdc_platform.kafka_connect import KafkaConnectResource
-from cdc_platform.ops.connection_test_job import (
+from cdc_platform.dagster.connection_test_job import (
     ConnectionAssets,
     build_connection_test_job,
     build_connection_test_schedule,
 )
+from cdc_platform.dagster.metrics_job import WatchedAssets, build_metrics_job, build_metrics_schedule
+from cdc_platform.dagster.quality_checks import build_quality_checks, checked_tables
+from cdc_platform.dagster.quality_schedules import CONSISTENCY_CHECKS, check_keys, quality_schedules
+from cdc_platform.dagster.resources import CdcSettingsResource, register_loaded_specs
+from cdc_platform.dagster.s3_writer import (
+    S3Pipeline,
+    S3TableAsset,
+    build_s3_writer_checks,
+    build_s3_writer_sensor,
+)
+from cdc_platform.dagster.teardown_job import teardown_job_for
+from cdc_platform.dagster.translator import CdcTranslator
+from cdc_platform.engines.kinds import target_traits
+from cdc_platform.health.collect import pipeline_watch
+from cdc_platform.health.recovery import RecoveryPolicy
+from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, table_topic, target_table_name
-from cdc_platform.quality.checks import build_quality_checks, checked_tables
-from cdc_platform.quality.schedules import CONSISTENCY_CHECKS, check_keys, quality_schedules
-from cdc_platform.resources import CdcSettingsResource, register_loaded_specs
-from cdc_platform.s3.sensor import S3Pipeline, S3TableAsset, build_s3_writer_checks, build_s3_writer_sensor
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
-from cdc_platform.teardown_job import teardown_job_for
-from cdc_platform.translator import CdcTranslator
 
 
 @functools.cache

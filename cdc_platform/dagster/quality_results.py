@@ -1,6 +1,6 @@
 """Each quality check's judgement of one table: what it reads, how it decides, what it reports.
 
-The check definitions (cdc_platform/quality/checks.py) only select and record; a check that cannot
+The check definitions (cdc_platform/dagster/quality_checks.py) only select and record; a check that cannot
 read a side fails on its own table and says why, the others still run.
 """
 
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from cdc_platform.catalog import PipelineCatalog
+from cdc_platform.dagster.catalog import PipelineCatalog
+from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.health.metrics_store import MetricsStore
 from cdc_platform.pipeline.plan import PipelineNames, table_topic
 from cdc_platform.quality.counts import compare_counts
 from cdc_platform.quality.drift import measure_drift
-from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.specs.loader import Specs
 from cdc_platform.specs.models import (
     CHECKSUM_CHECK,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.ops.connection_test import check_connection, record_test
-from cdc_platform.resources import CdcSettingsResource
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ names its checks and an empty asset selection, so none of them materializes an a
 
 import dagster as dg
 
-from cdc_platform.quality.checks import CHEAP_CHECKS
-from cdc_platform.quality.runs import QUALITY_CHECKS_JOB, checks_request
+from cdc_platform.dagster.check_runs import QUALITY_CHECKS_JOB, checks_request
+from cdc_platform.dagster.quality_checks import CHEAP_CHECKS
 from cdc_platform.specs.models import CHECKSUM_CHECK, COUNT_CHECK, QualitySpec
 
 #: what the health sensor runs after a recovery

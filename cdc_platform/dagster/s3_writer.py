@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from cdc_platform.resources import CdcSettingsResource
+from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.schema.model import Table
 
 # The writer (Arrow, Parquet, the Kafka consumer, the S3 client) is imported when a tick runs:

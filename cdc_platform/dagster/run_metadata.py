@@ -10,10 +10,10 @@ import dagster as dg
 from dagster._core.definitions.metadata import TableMetadataSet
 
 from cdc_platform.audit import audit_table, entries
+from cdc_platform.dagster.translator import column_schema
 from cdc_platform.pipeline.plan import PipelinePlan, target_table_name
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.rules import describe_rules
-from cdc_platform.translator import column_schema
 
 
 def schema_metadata(result, tables: list[Table]) -> dict:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.kafka_connect import KafkaConnectResource
-from cdc_platform.resources import CdcSettingsResource
 
 
 class TeardownConfig(dg.Config):

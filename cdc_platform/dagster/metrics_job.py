@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.health.collect import PipelineWatch, collect
 from cdc_platform.health.metrics_store import MetricsStore
 from cdc_platform.kafka_connect import KafkaConnectResource
-from cdc_platform.resources import CdcSettingsResource
 
 #: samples older than this are pruned by each collection
 RETENTION_SECONDS = 7 * 24 * 3600

@@ -13,12 +13,12 @@ import time
 
 import dagster as dg
 
-from cdc_platform.asset_specs import PipelineKeys
-from cdc_platform.catalog import PipelineCatalog
+from cdc_platform.dagster.asset_specs import PipelineKeys
+from cdc_platform.dagster.catalog import PipelineCatalog
+from cdc_platform.dagster.quality_results import EVALUATORS, CheckedTable, CheckRun
+from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.pipeline.plan import target_table_name
-from cdc_platform.quality.results import EVALUATORS, CheckedTable, CheckRun
-from cdc_platform.resources import CdcSettingsResource
 from cdc_platform.specs.loader import LoadedPipeline, Specs
 from cdc_platform.specs.models import (
     CHECKSUM_CHECK,

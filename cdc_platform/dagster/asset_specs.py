@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from cdc_platform.catalog import PipelineCatalog, selected_tables
 from cdc_platform.connectors.diff import config_hash
+from cdc_platform.dagster.catalog import PipelineCatalog, selected_tables
+from cdc_platform.dagster.translator import CdcAssetProps, CdcTranslator
 from cdc_platform.engines.kinds import target_traits
 from cdc_platform.pipeline.plan import (
     PipelineNames,
@@ -23,7 +24,6 @@ from cdc_platform.pipeline.plan import (
 )
 from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import LoadedPipeline, Specs
-from cdc_platform.translator import CdcAssetProps, CdcTranslator
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def pipeline_specs(
         ))  # fmt: skip
         if target_traits(
             target_kind
-        ).sink_connector:  # else the platform's own writer (cdc_platform/s3/sensor.py)
+        ).sink_connector:  # else the platform's own writer (cdc_platform/dagster/s3_writer.py)
             sink_applies = config_hash(plan.sink_config) if plan and plan.sink_config else None
             sink = translator.get_asset_spec(CdcAssetProps(
                 "sink_connector", applies=sink_applies, source_tables=tuple(qualified_names),

@@ -6,7 +6,7 @@ connection, schema and table, downstream of an external asset for its source tab
 reads source -> target -> downstream), and ``<pipeline>/source_connector`` /
 ``<pipeline>/sink_connector`` beside them (downstream of the source tables they read). One
 materialization runs the parts in the order the gap-free handoff needs, whatever the graph shows.
-A :class:`~cdc_platform.translator.CdcTranslator` decides keys and attributes.
+A :class:`~cdc_platform.dagster.translator.CdcTranslator` decides keys and attributes.
 """
 
 from collections.abc import Iterator
@@ -14,19 +14,19 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from cdc_platform.asset_specs import PipelineSpecs, pipeline_specs
 from cdc_platform.audit import acting_as, run_actor
-from cdc_platform.catalog import REFRESH_HINT, PipelineCatalog
+from cdc_platform.dagster.asset_specs import PipelineSpecs, pipeline_specs
+from cdc_platform.dagster.catalog import REFRESH_HINT, PipelineCatalog
+from cdc_platform.dagster.resources import CdcSettingsResource
+from cdc_platform.dagster.run_metadata import connector_metadata, schema_metadata, table_metadata
+from cdc_platform.dagster.translator import CdcTranslator
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import (
     PipelinePlan,
     build_plan,
 )
-from cdc_platform.resources import CdcSettingsResource
-from cdc_platform.run_metadata import connector_metadata, schema_metadata, table_metadata
 from cdc_platform.schema.model import Table
 from cdc_platform.specs.loader import LoadedPipeline, Specs
-from cdc_platform.translator import CdcTranslator
 
 
 class PipelineRunError(RuntimeError):

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from cdc_platform.audit import acting_as
+from cdc_platform.dagster.check_runs import QUALITY_CHECKS_JOB, checks_request
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
 from cdc_platform.kafka_connect import KafkaConnectResource
-from cdc_platform.quality.runs import QUALITY_CHECKS_JOB, checks_request
 from cdc_platform.secrets import mask_secret_values
 
 CHECK_NAME = "connector_running"
