@@ -98,6 +98,18 @@ CONNECTION_TESTS = sa.Table(
     sa.Column("checks", sa.Text, nullable=False),
     sa.Index("ix_cdc_connection_tests_connection_at", "connection", "at"),
 )
+SAMPLES = sa.Table(
+    "cdc_metric_samples",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("pipeline", sa.String(64), nullable=False),
+    #: a table (schema.table of the source) or a connector role (source / sink)
+    sa.Column("subject", sa.String(300), nullable=False),
+    sa.Column("metric", sa.String(100), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Index("ix_cdc_metric_samples_series", "pipeline", "subject", "metric", "ts"),
+)
 DEPLOYED_TABLES = sa.Table(
     "cdc_deployed_tables",
     METADATA,
@@ -124,8 +136,13 @@ def _v3(conn: sa.Connection) -> None:
     DEPLOYED_TABLES.create(conn, checkfirst=True)
 
 
+def _v4(conn: sa.Connection) -> None:
+    # the metrics store created this table itself before it joined the migrations: keep what is there
+    SAMPLES.create(conn, checkfirst=True)
+
+
 #: (version, migration) in order; a new column or table is a new entry, never an edit of an old one
-MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
+MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
 COMPONENT = "platform"
 
 

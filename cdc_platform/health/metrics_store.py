@@ -3,7 +3,7 @@
 Dagster keeps observations for the UI's plots; alert rules need "lag above N for 5 minutes" and the
 collector needs the previous sample to turn offsets into rates, so the figures also go here:
 SQLite under ``$DAGSTER_HOME`` by default, any SQLAlchemy URL (PostgreSQL in production) through
-``CDC_METRICS_URL``.
+``CDC_METRICS_URL``. The table is one of the platform's migrated tables (cdc_platform/platform_db.py).
 """
 
 from __future__ import annotations
@@ -12,21 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from cdc_platform.platform_db import metrics_url
-
-METADATA = sa.MetaData()
-SAMPLES = sa.Table(
-    "cdc_metric_samples",
-    METADATA,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ts", sa.Float, nullable=False),
-    sa.Column("pipeline", sa.String(64), nullable=False),
-    #: a table (schema.table of the source) or a connector role (source / sink)
-    sa.Column("subject", sa.String(300), nullable=False),
-    sa.Column("metric", sa.String(100), nullable=False),
-    sa.Column("value", sa.Float, nullable=False),
-    sa.Index("ix_cdc_metric_samples_series", "pipeline", "subject", "metric", "ts"),
-)
+from cdc_platform.platform_db import SAMPLES, platform_engine
 
 
 @dataclass(frozen=True)
@@ -40,8 +26,7 @@ class Sample:
 
 class MetricsStore:
     def __init__(self, url: str | None = None):
-        self.engine = sa.create_engine(url or metrics_url())
-        METADATA.create_all(self.engine)
+        self.engine = platform_engine(url)
 
     def record(self, samples: list[Sample]) -> None:
         if not samples:

@@ -698,7 +698,6 @@ class S3(Service):
 
 #: in start order; ``down`` stops them in reverse
 SERVICE_CLASSES: tuple[type[Service], ...] = (Postgres, MariaDB, Kafka, Connect, S3)
-SERVICE_NAMES = ("postgres", "mariadb", "kafka", "connect", "s3")
 
 
 def running_extra_workers(settings: StackSettings) -> list[int]:
