@@ -103,10 +103,11 @@ def test_a_load_of_fewer_rows_than_the_source_sent_is_refused_and_the_target_kep
 ):
     """Fault injected: LOAD DATA told to skip the first line, which it does without a warning."""
     from cdc_platform.pipeline import full_load
+    from cdc_platform.pipeline.full_load import from_mysql
 
     specs, job, tgt = edge_job
     _stats, before, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
-    monkeypatch.setattr(full_load, "LOAD_DATA_FORMAT", full_load.LOAD_DATA_FORMAT + " IGNORE 1 LINES")
+    monkeypatch.setattr(from_mysql, "LOAD_DATA_FORMAT", from_mysql.LOAD_DATA_FORMAT + " IGNORE 1 LINES")
     with pytest.raises(
         FullLoadError, match=f"the source sent {COPIES * 6:,} rows and LOAD DATA loaded {COPIES * 6 - 1:,}"
     ):
@@ -123,16 +124,17 @@ def test_into_postgresql_a_copy_that_took_fewer_rows_than_the_lines_sent_is_refu
     """Fault injected: a ``\\.`` line after the first block, where PostgreSQL's ``COPY`` ends its
     data and discards the rest without an error."""
     from cdc_platform.pipeline import full_load
+    from cdc_platform.pipeline.full_load import from_mysql
 
     specs, job, tgt = edge_job
     _stats, before, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
-    real = full_load._mysql_copy_text
+    real = from_mysql.mysql_copy_text_blocks
 
     def cut_short(*args, **kwargs):
         for i, (block, rows) in enumerate(real(*args, **kwargs)):
             yield (block, rows) if i else (block + b"\\.\n", rows + 1)
 
-    monkeypatch.setattr(full_load, "_mysql_copy_text", cut_short)
+    monkeypatch.setattr(from_mysql, "mysql_copy_text_blocks", cut_short)
     with pytest.raises(FullLoadError, match=f"the source sent {COPIES * 6 + 1:,} rows and COPY loaded "):
         full_load.copy_table(specs.connection("src"), specs.connection("tgt"), job, specs.directory,
                              log=lambda _m: None)  # fmt: skip

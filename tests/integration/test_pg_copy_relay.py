@@ -99,7 +99,7 @@ def test_a_load_of_fewer_rows_than_the_source_sent_is_refused_and_the_target_kep
     ``COPY`` ends its data at a ``\\.`` line and discards the rest; MariaDB's ``LOAD DATA`` under
     ``NO_BACKSLASH_ESCAPES`` (the session's fix undone) reads the CSV as one row. The CSV holds newlines inside values, so the count compared is the
     source's row count (read in the copy's snapshot), not the stream's lines."""
-    from cdc_platform.pipeline import full_load
+    from cdc_platform.pipeline.full_load import common, from_postgresql
 
     specs, job, _src, tgt = pg_job
     target = specs.connection("tgt").kind.value
@@ -107,18 +107,18 @@ def test_a_load_of_fewer_rows_than_the_source_sent_is_refused_and_the_target_kep
     before = _target_rows(stack, target, tgt, job.target_schema)
     assert len(before) == ROWS
     if target == "postgresql":
-        real_blocks = full_load._pg_copy_blocks
+        real_blocks = from_postgresql.pg_copy_blocks
 
         def cut_short(*args, **kwargs):
             for i, block in enumerate(real_blocks(*args, **kwargs)):
                 yield block if i else block + b"\\.\n"
 
-        monkeypatch.setattr(full_load, "_pg_copy_blocks", cut_short)
+        monkeypatch.setattr(from_postgresql, "pg_copy_blocks", cut_short)
         refused = "COPY loaded"
     else:
         # the fault this check was written after: the loading session left in the server's
         # NO_BACKSLASH_ESCAPES, where the CSV's line terminator reads as two characters
-        monkeypatch.setattr(full_load, "LOAD_SESSION", "SET SESSION time_zone = '+00:00'")
+        monkeypatch.setattr(common, "LOAD_SESSION", "SET SESSION time_zone = '+00:00'")
         refused = f"the source sent {ROWS:,} rows and LOAD DATA loaded "
     with (
         mariadb_global_sql_mode_with(stack, "NO_BACKSLASH_ESCAPES"),

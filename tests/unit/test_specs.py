@@ -186,10 +186,10 @@ def test_a_missing_relative_secret_file_says_what_to_set(tmp_path):
 
 
 def test_load_data_variables_are_stable_names():
-    from cdc_platform.pipeline.full_load import _pg_csv_expression
+    from cdc_platform.pipeline.full_load.from_postgresql import pg_csv_expression
     from cdc_platform.schema.model import Column
     from cdc_platform.schema.types import CanonicalType
 
     column = Column("raw", CanonicalType("binary"), True, "bytea")
     # named by position, not hash(): the same in every process
-    assert _pg_csv_expression(column, 3, "mariadb")[1] == "@b3"
+    assert pg_csv_expression(column, 3, "mariadb")[1] == "@b3"

@@ -1,0 +1,265 @@
+"""What every copy path shares: its figures, progress, the count check, LOAD DATA through a FIFO, the shadow table swap, and writing Python rows into PostgreSQL or MySQL/MariaDB."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cdc_platform.db import mysql_connect, pg_connect
+from cdc_platform.pipeline.load_errors import FullLoadError
+from cdc_platform.pipeline.mysql_session import session_watchdog
+from cdc_platform.schema.ddl import qualified, quote, shadow_name, truncate_sql
+from cdc_platform.schema.model import CopyJob, Table
+
+PROGRESS_EVERY_S = 5.0
+
+#: the psycopg relay gathers rows into writes of this size (one write per row costs a Python call each)
+COPY_WRITE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class CopyStats:
+    table: str
+    rows: int
+    #: bytes streamed, where the path sees them (the COPY paths); None where rows never become bytes for us
+    bytes: int | None
+    seconds: float
+    #: column -> rows whose value a rule of cdc_platform/schema/rules.py turned into NULL
+    substituted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float(self.rows)
+
+
+class Progress:
+    def __init__(self, label: str, log: Callable[[str], None]):
+        self.label, self.log = label, log
+        self.started = self.last = time.monotonic()
+
+    def tick(self, rows: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            rate = rows / (now - self.started)
+            self.log(f"{self.label}: {rows:,} rows copied ({rate:,.0f} rows/s)")
+
+
+def column_list(kind: str, table: Table) -> str:
+    return ", ".join(quote(kind, c.name) for c in table.columns)
+
+
+def refuse_other_count(loaded: int, sent: int, job: CopyJob, loader: str = "COPY") -> None:
+    """Raise (before the commit, so the target keeps its rows) when the target's ``loader`` took
+    another number of rows than the source sent: the counts are exact (in ``COPY`` text each row is
+    one line), so any difference is a row misread, never a rounding of the count."""
+    if loaded != sent:
+        raise FullLoadError(
+            f"{job.table.qualified} -> {job.target_schema}.{job.target_name}: the source sent {sent:,} rows and "
+            f"{loader} loaded {loaded:,}; the target table was left as it was"
+        )
+
+
+#: the loading session: UTC, as the values are written; the format's backslashes must mean escapes
+#: whatever the server's sql_mode (under NO_BACKSLASH_ESCAPES a CSV load read one row of thousands)
+LOAD_SESSION = "SET SESSION time_zone = '+00:00', sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')"
+
+
+def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Iterable[tuple[bytes, int]]],
+                     line_format: str, columns: list[str], sets: list[str], log,
+                     sent_rows: Callable[[], int]) -> tuple[int, int]:  # fmt: skip
+    """``blocks()`` (whole lines and their row counts) written through a FIFO into ``LOAD DATA LOCAL
+    INFILE`` on a shadow of the target table, swapped in on success: (rows loaded, bytes).
+
+    ``sent_rows()``, asked once the blocks are exhausted, is how many rows the source sent; a load of
+    any other number is refused: a format the server reads differently from how it was written (a
+    ``sql_mode``, an escape, a line terminator) loses rows without a warning.
+
+    Either side can fail at any moment, and neither may leave the other blocked on the FIFO: the
+    producer opens it for writing (blocking until LOAD DATA opens it for reading) and a failed side
+    releases the other with a non-blocking open of the opposite end, so every path ends, with the
+    first side's own error, within seconds.
+    """
+    import os
+    import tempfile
+    import threading
+
+    t = job.table
+    workdir = tempfile.mkdtemp(prefix="cdc-load-")
+    fifo = os.path.join(workdir, "rows")
+    os.mkfifo(fifo, 0o600)
+    progress = Progress(t.qualified, log)
+    counters = {"rows": 0, "bytes": 0}
+    failure: list[BaseException] = []
+
+    def release(flags: int) -> None:
+        """Open the FIFO's other end without blocking, so a side waiting in open() returns."""
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, flags | os.O_NONBLOCK))
+
+    def produce() -> None:
+        try:
+            with open(fifo, "wb") as sink:
+                for data, rows in blocks():
+                    sink.write(data)
+                    counters["bytes"] += len(data)
+                    counters["rows"] += rows
+                    progress.tick(counters["rows"])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+            release(os.O_WRONLY)  # a LOAD DATA still waiting to open the FIFO sees an empty file
+
+    dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
+    producer = threading.Thread(target=produce, name=f"copy {t.qualified}", daemon=True)
+    try:
+        reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
+        with dconn.cursor() as dcur, mysql_shadow(dcur, job, reconnect) as shadow:
+            # unique_checks and foreign_key_checks stay on: turned off together they send a load into
+            # an empty InnoDB table down its bulk-insert path, measured 1-1.5 s slower per million rows
+            # here (bench/README.md), and the shadow has no foreign keys (CREATE TABLE LIKE copies none).
+            dcur.execute(LOAD_SESSION)
+            load = (
+                f"LOAD DATA LOCAL INFILE '{fifo}' INTO TABLE {qualified('mysql', job.target_schema, shadow)} "
+                f"{line_format} ({', '.join(columns)})" + (f" SET {', '.join(sets)}" if sets else "")
+            )
+            producer.start()
+            cut: list[str] = []
+            try:
+                with session_watchdog(dconn, dst, specs_dir, cut):
+                    loaded = dcur.execute(load)
+            except BaseException as exc:
+                # the reader is gone: a producer still waiting in open() must not wait forever
+                release(os.O_RDONLY)
+                producer.join(timeout=10)
+                if cut:  # pymysql reports a cut socket as an AttributeError; say what happened
+                    raise FullLoadError(
+                        f"{t.qualified} -> {job.target_schema}.{job.target_name}: {cut[0]}"
+                    ) from exc
+                raise
+            producer.join(timeout=60)
+            if failure:
+                raise failure[0]
+            if producer.is_alive():
+                raise FullLoadError(f"{t.qualified}: the source side did not finish after LOAD DATA ended")
+            refuse_other_count(loaded, sent_rows(), job, "LOAD DATA")
+            # LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
+            dcur.execute("SHOW COUNT(*) WARNINGS")
+            warnings = dcur.fetchone()[0]
+            if warnings:
+                dcur.execute("SHOW WARNINGS LIMIT 5")
+                shown = "; ".join(f"{w[2]}" for w in dcur.fetchall())
+                raise FullLoadError(
+                    f"{t.qualified} -> {job.target_schema}.{job.target_name}: MariaDB/MySQL reported "
+                    f"{warnings} warning(s) loading the rows, so values would have changed; the target "
+                    f"table was left as it was. First: {shown}"
+                )
+            dconn.commit()
+    finally:
+        if producer.ident is not None:  # started: make sure it is not left waiting on the FIFO
+            release(os.O_RDONLY)
+            producer.join(timeout=10)
+        dconn.close()
+        os.unlink(fifo)
+        os.rmdir(workdir)
+    return loaded, counters["bytes"]
+
+
+@contextlib.contextmanager
+def mysql_shadow(dcur, job: CopyJob, reconnect: Callable):
+    """Load a MySQL/MariaDB table into a shadow copy and swap it in with one atomic RENAME.
+
+    TRUNCATE commits on MySQL, so loading into the table itself would leave it empty (or half
+    full) when a re-load fails. The shadow is created LIKE the target; on success the two names
+    are exchanged in one ``RENAME TABLE`` and the old rows dropped; on failure the shadow is dropped
+    and the target keeps every row it had.
+    """
+    schema, name = job.target_schema, job.target_name
+    shadow, retired = shadow_name(name, "load"), shadow_name(name, "old")
+    target_q = qualified("mysql", schema, name)
+    shadow_q, retired_q = qualified("mysql", schema, shadow), qualified("mysql", schema, retired)
+    dcur.execute(f"DROP TABLE IF EXISTS {shadow_q}, {retired_q}")
+    dcur.execute(f"CREATE TABLE {shadow_q} LIKE {target_q}")
+    try:
+        yield shadow
+    except BaseException:
+        try:
+            dcur.execute(f"DROP TABLE IF EXISTS {shadow_q}")
+        except Exception:  # noqa: BLE001 - the loading connection died; clean up on a fresh one
+            with contextlib.suppress(Exception):
+                fresh = reconnect()
+                try:
+                    with fresh.cursor() as cur:
+                        cur.execute(f"DROP TABLE IF EXISTS {shadow_q}")
+                finally:
+                    fresh.close()
+        raise
+    dcur.execute(f"RENAME TABLE {target_q} TO {retired_q}, {shadow_q} TO {target_q}")
+    dcur.execute(f"DROP TABLE {retired_q}")
+
+
+def rows_to_pg(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log) -> int:
+    """Rows (Python values) into a PostgreSQL table with psycopg's C-level ``COPY ... write_row``,
+    after a TRUNCATE in the same transaction: all rows or none."""
+    t = job.table
+    progress = Progress(t.qualified, log)
+    count = 0
+    insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({column_list('postgresql', t)}) FROM STDIN"
+    with pg_connect(dst, specs_dir) as d:
+        dcur = d.cursor()
+        dcur.execute("SET LOCAL synchronous_commit = off")
+        dcur.execute("SET LOCAL TIME ZONE 'UTC'")
+        dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
+        with dcur.copy(insert) as into:
+            for row in rows:
+                into.write_row(row)
+                count += 1
+                if count % 10_000 == 0:
+                    progress.tick(count)
+        d.commit()
+    return count
+
+
+def rows_to_mysql(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log, batch_size: int) -> int:
+    """Rows into a shadow of the MySQL/MariaDB table in INSERT batches, swapped in on success."""
+    t = job.table
+    progress = Progress(t.qualified, log)
+    placeholders = ", ".join(["%s"] * len(t.columns))
+    insert = f"INSERT INTO {qualified('mysql', job.target_schema, job.target_name)} ({column_list('mysql', t)}) VALUES ({placeholders})"
+    count = 0
+    dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False)
+    try:
+        reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
+        with dconn.cursor() as dcur, mysql_shadow(dcur, job, reconnect) as shadow:
+            insert = insert.replace(qualified("mysql", job.target_schema, job.target_name),
+                                    qualified("mysql", job.target_schema, shadow), 1)  # fmt: skip
+            # unique and foreign-key checks stay on, as in load_data_local (faster here, see there)
+            dcur.execute("SET SESSION time_zone = '+00:00'")
+            # strict: a value the target cannot hold fails the copy instead of changing silently
+            dcur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+            batch: list = []
+            cut: list[str] = []
+            try:
+                with session_watchdog(dconn, dst, specs_dir, cut):
+                    for row in rows:
+                        batch.append(row)
+                        if len(batch) >= batch_size:
+                            dcur.executemany(insert, batch)
+                            count += len(batch)
+                            batch = []
+                            progress.tick(count)
+                    if batch:
+                        dcur.executemany(insert, batch)
+                        count += len(batch)
+                    dconn.commit()
+            except Exception as exc:
+                if cut:
+                    raise FullLoadError(
+                        f"{t.qualified} -> {job.target_schema}.{job.target_name}: {cut[0]}"
+                    ) from exc
+                raise
+    finally:
+        dconn.close()
+    return count
