@@ -142,6 +142,16 @@ def component_defs(specs, discover: list[str] | None = None, **health) -> dg.Def
     return component.build_defs_from_state(None, state)  # type: ignore[arg-type]
 
 
+def reloaded_defs(specs, **health) -> dg.Definitions:
+    """The code location reloaded after its specs changed: the specs read again, the stored catalog
+    of ``component_defs`` reused (no discovery). Checks, sensors and jobs see an edited spec only
+    after this, like the assets (one source of truth at run time)."""
+    component = CdcPipelineComponent.from_attributes_dict(
+        attributes={"specs_dir": str(specs.directory), "health": health}
+    )
+    return component.build_defs_from_state(None, specs.directory / "catalog-state")  # type: ignore[arg-type]
+
+
 def teardown(stack, connect, specs, name):
     spec = specs.pipelines[name].spec
     teardown_pipeline(name, connect, print, source=specs.connection(spec.source), specs_dir=specs.directory,

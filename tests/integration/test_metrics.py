@@ -15,7 +15,14 @@ from click.testing import CliRunner
 from cdc_platform.cli import cli
 from cdc_platform.health.metrics_store import MetricsStore
 from tests.dagster_support import observations
-from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
+from tests.pipeline_support import (
+    component_defs,
+    connection,
+    materialize,
+    reloaded_defs,
+    teardown,
+    write_specs,
+)
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -95,6 +102,10 @@ def test_lag_throughput_rows_and_slot_are_observed_per_asset(stack, connect, tmp
             # the source unreachable: one timeout, reported on the source connector, the rest collected
             down = {**connections, "src": {**connections["src"], "host": "10.255.255.1"}}
             (specs.directory / "connections.yaml").write_text(yaml.safe_dump({"connections": down}))
+            # an edited spec takes effect when the code location reloads, for every part at once
+            unchanged = observations(job.execute_in_process(instance=instance))
+            assert "collection_error" not in unchanged[f"{name}/source_connector"]
+            job = reloaded_defs(specs).resolve_job_def("cdc_collect_metrics")
             started = time.monotonic()
             third = observations(job.execute_in_process(instance=instance))
             assert time.monotonic() - started < 30
