@@ -21,9 +21,15 @@ demo: stack-up
 	$(PY) -m cdc_platform.demo
 	dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-# The whole test suite, against the real local stack (started here; a no-op when it runs).
+# The whole test suite, against the real local stack (started here; a no-op when it runs): the
+# independent tests side by side (pytest-xdist), then alone the few that stop, kill or reconfigure
+# a service every test shares (marker `serial`). Both phases always run; either failing fails.
+TEST_WORKERS ?= 3
 test: stack-up
-	$(PY) -m pytest -q --durations=15
+	@status=0; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not serial" --durations=15 || status=1; \
+	$(PY) -m pytest -q -m serial --durations=15 || status=1; \
+	exit $$status
 
 lint:
 	$(PY) -m ruff check .

@@ -23,7 +23,7 @@ from tests.dagster_support import Ticker, observations
 from tests.pipeline_support import connection, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # a second worker or cluster
 
 
 @pytest.fixture

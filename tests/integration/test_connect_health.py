@@ -108,6 +108,7 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
             teardown(stack, connect, specs, name)
 
 
+@pytest.mark.serial  # stops a service every test shares
 def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, connect, tmp_path):
     from cdc_platform.settings import load_stack_settings
     from cdc_platform.stack.manager import up
@@ -168,6 +169,7 @@ def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, c
             teardown(stack, connect, specs, name)
 
 
+@pytest.mark.serial  # stops a service every test shares
 def test_target_database_stopped_for_a_minute_loses_no_row(stack, connect, tmp_path):
     from cdc_platform.settings import load_stack_settings
     from cdc_platform.stack.manager import up

@@ -25,7 +25,7 @@ from tests.dagster_support import Ticker, observations
 from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # a second worker or cluster
 
 
 class MixedWriter(threading.Thread):

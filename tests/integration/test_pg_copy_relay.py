@@ -173,7 +173,8 @@ def test_a_source_killed_mid_copy_ends_it_with_its_error_and_keeps_the_target(st
             with pg_connect(stack) as admin:
                 return bool(admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'cdc-platform full load' AND query LIKE 'COPY%%'"
+                    "WHERE application_name = 'cdc-platform full load' AND query LIKE 'COPY%%' AND datname = %s",
+                    (src,),
                 ).fetchall())  # fmt: skip
 
         killer(kill, delay=0.5)

@@ -98,6 +98,7 @@ def test_up_refuses_a_port_in_the_ephemeral_range(tmp_path):
     assert not (tmp_path / "stack" / "run").exists()
 
 
+@pytest.mark.serial  # changes the password every test logs in with
 def test_postgres_start_restores_the_stacks_password_in_a_kept_data_directory(stack):
     """A data directory kept from an earlier checkout at the same path holds another password;
     the start sets this stack's again (injected here by changing the password behind its back)."""
