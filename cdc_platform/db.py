@@ -42,6 +42,7 @@ def odbc_driver(conn: ConnectionSpec) -> str:
     if "odbc_driver" in conn.options:
         return conn.options["odbc_driver"]
     try:
+        # lazy: only the driver of the connection's kind loads (pyodbc needs unixODBC)
         import pyodbc
 
         installed = set(pyodbc.drivers())
@@ -62,6 +63,7 @@ def odbc_params(conn: ConnectionSpec) -> dict[str, str]:
 def odbc_connect(conn: ConnectionSpec, specs_dir: Path, *, autocommit: bool = False, timeout: int = 10):
     """A pyodbc connection (the full load's path to SQL Server). The password travels only inside
     the connection string handed to the driver; an error names the server, never the string."""
+    # lazy: only the driver of the connection's kind loads (pyodbc needs unixODBC)
     import pyodbc
 
     params = odbc_params(conn)
@@ -105,6 +107,7 @@ def engine_for(conn: ConnectionSpec, specs_dir: Path, **kwargs) -> sa.Engine:
 
 
 def pg_connect(conn: ConnectionSpec, specs_dir: Path, *, autocommit: bool = False, **kwargs):
+    # lazy: only the driver of the connection's kind loads
     import psycopg
 
     return psycopg.connect(
@@ -116,6 +119,7 @@ def pg_connect(conn: ConnectionSpec, specs_dir: Path, *, autocommit: bool = Fals
 
 
 def mysql_connect(conn: ConnectionSpec, specs_dir: Path, *, database: str | None = None, **kwargs):
+    # lazy: only the driver of the connection's kind loads
     import pymysql
 
     return pymysql.connect(

@@ -10,7 +10,11 @@ import time
 
 import psycopg
 
+from cdc_platform.health.collect import heartbeat_figures, pipeline_watch
+from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline.teardown import teardown_pipeline
 from cdc_platform.settings import STACK_DB_USER, load_stack_settings
+from cdc_platform.specs.loader import load_specs
 
 PIPELINE = "shop_to_analytics"
 TABLES = {"customers": "customers", "products": "products", "orders": "orders", "order_items": "order_lines"}
@@ -108,7 +112,6 @@ def _arrival_seconds(settings, query: str, expected, started: float, timeout: fl
 
 def _show_measured_health(specs) -> None:
     """The first heartbeat through the pipeline, one metrics collection, and the terminal view of it."""
-    from cdc_platform.health.collect import heartbeat_figures, pipeline_watch
 
     watch = pipeline_watch(specs, PIPELINE, None)
     beat = watch.heartbeat if watch else None
@@ -124,9 +127,6 @@ def _show_measured_health(specs) -> None:
 
 def main() -> None:
     settings = load_stack_settings()
-    from cdc_platform.kafka_connect import KafkaConnectResource
-    from cdc_platform.pipeline.teardown import teardown_pipeline
-    from cdc_platform.specs.loader import load_specs
 
     specs = load_specs()
     spec = specs.pipelines[PIPELINE].spec

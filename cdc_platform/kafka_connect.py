@@ -15,6 +15,9 @@ import httpx
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from cdc_platform.audit import record
+from cdc_platform.connectors.diff import config_diff
+
 
 class KafkaConnectError(RuntimeError):
     def __init__(self, message: str, *, connector: str | None = None, status_code: int | None = None):
@@ -251,8 +254,6 @@ class KafkaConnectResource(ConfigurableResource):
 def _audit(action: str, name: str, detail: str | None = None, *, old: dict | None = None,
            new: dict | None = None) -> None:  # fmt: skip
     """Every write to the worker goes to the audit log; configs as a masked diff."""
-    from cdc_platform.audit import record
-    from cdc_platform.connectors.diff import config_diff
 
     record(action, name, detail=detail, diff=config_diff(old, new) if new is not None else None)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from cdc_platform.settings import load_stack_settings
+
 
 def metrics_url() -> str:
     configured = os.environ.get("CDC_METRICS_URL")
@@ -23,8 +25,6 @@ def metrics_url() -> str:
         return configured
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        from cdc_platform.settings import load_stack_settings
-
         home = str(load_stack_settings().project_root / "dagster_home")
     return f"sqlite:///{Path(home) / 'cdc_metrics.sqlite'}"
 

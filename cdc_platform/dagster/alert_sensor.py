@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from cdc_platform.alerts.channels import Notice, send
+from cdc_platform.alerts.evaluate import evaluate
+from cdc_platform.alerts.history import AlertHistory
+from cdc_platform.alerts.rules import load_alert_config
 from cdc_platform.audit import acting_as, run_actor
 from cdc_platform.dagster.metrics_job import WatchedAssets
 from cdc_platform.dagster.resources import CdcSettingsResource
+from cdc_platform.health.metrics_store import MetricsStore
 
 # What a tick runs (HTTP and SMTP clients, the alert and metrics stores) is imported when it runs:
 # loading the code location only builds the sensor.
@@ -31,7 +36,6 @@ def asset_of(w: WatchedAssets, subject: str) -> dg.AssetKey:
 
 
 def notice_of(t: "Transition") -> "Notice":
-    from cdc_platform.alerts.channels import Notice
 
     a = t.alert
     return Notice(t.kind, a.id, a.rule, a.pipeline, a.subject, a.severity, a.message, a.value, a.triggered_at,
@@ -51,11 +55,6 @@ def build_alert_sensor(
         "sends e-mail and webhooks, records history, and marks the affected asset. Launches no runs.",
     )
     def _sensor(context: dg.SensorEvaluationContext, cdc_settings: CdcSettingsResource) -> dg.SensorResult:
-        from cdc_platform.alerts.channels import send
-        from cdc_platform.alerts.evaluate import evaluate
-        from cdc_platform.alerts.history import AlertHistory
-        from cdc_platform.alerts.rules import load_alert_config
-        from cdc_platform.health.metrics_store import MetricsStore
 
         specs_dir = Path(cdc_settings.specs_dir)
         config = load_alert_config(specs_dir)
@@ -96,7 +95,6 @@ class AcknowledgeConfig(dg.Config):
 def build_acknowledge_job(name: str) -> dg.JobDefinition:
     @dg.op(name=f"{name}_op")
     def _ack(context: dg.OpExecutionContext, config: AcknowledgeConfig) -> None:
-        from cdc_platform.alerts.history import AlertHistory
 
         with acting_as(run_actor(context)):
             alert = AlertHistory().acknowledge(config.alert_id, config.by)

@@ -25,6 +25,7 @@ from cdc_platform.pipeline.plan import (
     PipelinePlan,
     build_plan,
 )
+from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import Table
 from cdc_platform.specs.loader import LoadedPipeline, Specs
 
@@ -111,9 +112,8 @@ def build_pipeline_assets(
         kafka_connect: KafkaConnectResource,
         cdc_settings: CdcSettingsResource,
     ) -> Iterator[dg.MaterializeResult]:
-        # what a run does (database drivers, Kafka and Connect clients) is imported when it runs
+        # lazy: keeps the run's drivers (psycopg, pymysql, pyarrow) off the code location's load path
         from cdc_platform.pipeline.execute import run_pipeline
-        from cdc_platform.schema.discovery import discover_pipeline_tables
 
         selected = context.selected_asset_keys
         with named_errors(loaded):

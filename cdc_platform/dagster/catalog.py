@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
+from dagster.components.utils.project_paths import get_local_state_path
 
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import Table, table_from_json, table_to_json
+from cdc_platform.settings import load_stack_settings
 from cdc_platform.specs.loader import LoadedPipeline, Specs
 
 CATALOG_VERSION = 1
@@ -128,8 +130,5 @@ def state_key(specs_dir: str, pipelines: list[str] | None = None, exclude: list[
 def stored_catalog_path(specs_dir: Path) -> Path:
     """Where this project's component instance (``cdc_platform/defs/pipelines``) keeps the catalog of
     ``specs_dir``: the local state file ``dg utils refresh-defs-state`` writes for it."""
-    from dagster.components.utils.project_paths import get_local_state_path
-
-    from cdc_platform.settings import load_stack_settings
 
     return get_local_state_path(state_key(str(specs_dir.resolve())), load_stack_settings().project_root)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from cdc_platform.dagster.catalog import read_catalog
 from cdc_platform.dagster.check_runs import QUALITY_CHECKS_JOB
+from cdc_platform.dagster.component import CdcPipelineComponent
 from cdc_platform.specs.loader import Specs
 
 
@@ -56,8 +58,6 @@ def pipeline_check_defs(
 ) -> tuple[dg.Definitions, dict]:
     """The code location's definitions for this one pipeline (same checks, same stored catalog), and
     its checked tables' asset keys by source ``schema.table``."""
-    from cdc_platform.dagster.catalog import read_catalog
-    from cdc_platform.dagster.component import CdcPipelineComponent
 
     component = CdcPipelineComponent(specs_dir=str(specs.directory), pipelines=[pipeline])
     defs = component.build_defs_from_state(None, catalog_path)  # type: ignore[arg-type]

@@ -59,6 +59,7 @@ from cdc_platform.health.collect import pipeline_watch
 from cdc_platform.health.recovery import RecoveryPolicy
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, table_topic, target_table_name
+from cdc_platform.settings import load_stack_settings
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
 
 
@@ -77,7 +78,6 @@ def _shared_resources(connect_url: str, specs_dir: str, kafka_bootstrap: str, jo
 def default_jolokia_url() -> str:
     """``CDC_JOLOKIA_URL`` (one agent per worker, comma-separated; empty to skip JMX metrics), else the
     local stack's workers' agents."""
-    from cdc_platform.settings import load_stack_settings
 
     return os.environ.get("CDC_JOLOKIA_URL", load_stack_settings().jolokia_cluster_url)
 
@@ -85,7 +85,6 @@ def default_jolokia_url() -> str:
 def default_endpoints() -> tuple[str, str]:
     """Kafka Connect URL(s) and Kafka bootstrap: ``CDC_CONNECT_URL`` (workers comma-separated) and
     ``CDC_KAFKA_BOOTSTRAP``, else the local stack."""
-    from cdc_platform.settings import load_stack_settings
 
     stack = load_stack_settings()
     return (

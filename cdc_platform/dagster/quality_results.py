@@ -13,10 +13,13 @@ import dagster as dg
 
 from cdc_platform.dagster.catalog import PipelineCatalog
 from cdc_platform.dagster.resources import CdcSettingsResource
+from cdc_platform.health.collect import heartbeat_figures
 from cdc_platform.health.metrics_store import MetricsStore
-from cdc_platform.pipeline.plan import PipelineNames, table_topic
+from cdc_platform.pipeline.plan import PipelineNames, heartbeat_of, table_topic
+from cdc_platform.quality.checksum import reconcile_pipeline_table
 from cdc_platform.quality.counts import compare_counts
-from cdc_platform.quality.drift import measure_drift
+from cdc_platform.quality.drift import drift_baseline, measure_drift
+from cdc_platform.quality.expectations import run_suite
 from cdc_platform.specs.loader import Specs
 from cdc_platform.specs.models import (
     CHECKSUM_CHECK,
@@ -94,7 +97,6 @@ def count_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
 
 
 def checksum_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
-    from cdc_platform.quality.checksum import reconcile_pipeline_table
 
     name, quality, live, cdc_settings = run.spec.name, run.spec.quality, run.live, run.settings
     try:
@@ -130,7 +132,6 @@ def checksum_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
 
 
 def drift_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
-    from cdc_platform.quality.drift import drift_baseline
 
     name, quality, live, catalog = run.spec.name, run.spec.quality, run.live, run.catalog
     try:
@@ -161,7 +162,6 @@ def drift_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
 
 
 def expectations_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
-    from cdc_platform.quality.expectations import run_suite
 
     name, quality, live = run.spec.name, run.spec.quality, run.live
     suite = quality.expectations[t.qualified]
@@ -219,8 +219,6 @@ def freshness_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
 
 def _live_heartbeat_age(run: CheckRun) -> float | None:
     """The heartbeat's age on the target now (None: no heartbeat table, or it cannot be read)."""
-    from cdc_platform.health.collect import heartbeat_figures
-    from cdc_platform.pipeline.plan import heartbeat_of
 
     spec, name, live, tables = run.spec, run.spec.name, run.live, run.tables
     beat = heartbeat_of(spec, live.connection(spec.source), live.connection(spec.target),

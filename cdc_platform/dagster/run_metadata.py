@@ -41,6 +41,7 @@ def table_metadata(table: Table, stats, plan: PipelinePlan) -> dict:
     if stats.bytes is not None:
         metadata["bytes"] = stats.bytes
     if plan.target.kind.value == "s3":  # where the snapshot's Parquet files are
+        # lazy: keeps pyarrow and boto3 off the code location's load path
         from cdc_platform.s3.storage import TableLocation
 
         where = TableLocation.of(

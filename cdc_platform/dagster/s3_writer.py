@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from cdc_platform.dagster.resources import CdcSettingsResource
+from cdc_platform.pipeline.deployed import deployed_tables
 from cdc_platform.schema.model import Table
 
 # The writer (Arrow, Parquet, the Kafka consumer, the S3 client) is imported when a tick runs:
@@ -91,7 +92,6 @@ def evaluation(
 
 def resolve_tables(p: S3Pipeline) -> tuple[list, str | None]:
     """(asset, Table) for each table the pipeline has deployed, and why the others wait (or None)."""
-    from cdc_platform.pipeline.deployed import deployed_tables
 
     deployed = deployed_tables(p.pipeline)
     ready = [(t, deployed.get(t.qualified) or t.catalog_table) for t in p.tables]
@@ -105,6 +105,7 @@ def resolve_tables(p: S3Pipeline) -> tuple[list, str | None]:
 
 def flush_pipeline(p: S3Pipeline, specs, bootstrap: str, log, budget_seconds: float, dry_run: bool = False):
     """One flush (or dry run) of the pipeline's deployed tables: [(asset, location, result)], why others wait."""
+    # lazy: keeps pyarrow off the code location's load path
     from cdc_platform.s3.changes import S3Table, flush_tables
     from cdc_platform.s3.storage import TableLocation
 
@@ -131,6 +132,7 @@ def build_s3_writer_sensor(
         description="Writes the S3 pipelines' captured changes to Parquet change files and commits their offsets.",
     )
     def _writer(context: dg.SensorEvaluationContext, cdc_settings: CdcSettingsResource):
+        # lazy: keeps pyarrow off the code location's load path
         from cdc_platform.s3.changes import consumer_group
 
         specs = cdc_settings.specs()

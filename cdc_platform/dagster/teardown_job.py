@@ -7,8 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from cdc_platform.audit import acting_as, run_actor
 from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.specs.loader import SpecErrors
 
 
 class TeardownConfig(dg.Config):
@@ -20,8 +22,8 @@ class TeardownConfig(dg.Config):
        "the target data stays.")  # fmt: skip
 def teardown_op(context: dg.OpExecutionContext, config: TeardownConfig, kafka_connect: KafkaConnectResource,
                 cdc_settings: CdcSettingsResource) -> None:  # fmt: skip
+    # lazy: keeps psycopg off the code location's load path
     from cdc_platform.pipeline.teardown import teardown_pipeline
-    from cdc_platform.specs.loader import SpecErrors
 
     # the spec is optional: a pipeline whose spec is gone is torn down by its name alone
     source = None
@@ -31,7 +33,6 @@ def teardown_op(context: dg.OpExecutionContext, config: TeardownConfig, kafka_co
             source = specs.connection(specs.pipelines[config.pipeline].spec.source)
     except SpecErrors as exc:
         context.log.warning(f"specs could not be read ({exc}); tearing {config.pipeline} down by name")
-    from cdc_platform.audit import acting_as, run_actor
 
     with acting_as(run_actor(context)):
         done = teardown_pipeline(config.pipeline, kafka_connect, context.log.info, source=source,

@@ -13,6 +13,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.health.jmx import JmxWatch, read_jmx
 from cdc_platform.health.metrics_store import Sample
 from cdc_platform.pipeline.heartbeat import Heartbeat
@@ -83,8 +87,6 @@ def kafka_offsets(
 ) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, int]]:
     """End offsets per topic, committed offsets per sink group and topic (summed over partitions),
     and the messages each dead-letter topic holds (end minus earliest offset)."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient, OffsetSpec
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
     topics = sorted({t.topic for w in watches for t in w.tables})
@@ -122,7 +124,6 @@ def kafka_offsets(
 
 
 def slot_figures(specs: Specs, name: str, slot: str) -> dict[str, float]:
-    from cdc_platform.db import pg_connect
 
     spec = specs.pipelines[name].spec
     with pg_connect(specs.connection(spec.source), specs.directory, autocommit=True,
@@ -150,7 +151,6 @@ def binlog_figures(specs: Specs, name: str, position: dict | None) -> dict[str, 
     the pipeline can then only be re-loaded. ``binlog_behind_bytes`` is what the connector has still
     to read; ``binlog_expire_seconds`` is how long the server keeps a file.
     """
-    from cdc_platform.db import mysql_connect
 
     spec = specs.pipelines[name].spec
     conn = mysql_connect(specs.connection(spec.source), specs.directory, database="",
@@ -193,8 +193,6 @@ def row_estimates(specs: Specs, name: str, tables: tuple[TableWatch, ...]) -> di
     target = specs.connection(spec.target)
     wanted = {t.target_table: t.qualified for t in tables}
     if target.kind.value == "postgresql":
-        from cdc_platform.db import pg_connect
-
         with pg_connect(target, specs.directory, autocommit=True, connect_timeout=DB_TIMEOUT_SECONDS) as conn:
             rows = conn.execute(
                 "SELECT c.relname, GREATEST(c.reltuples, 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -202,8 +200,6 @@ def row_estimates(specs: Specs, name: str, tables: tuple[TableWatch, ...]) -> di
                 (spec.target_schema, list(wanted)),
             ).fetchall()
     elif target.kind.value in ("mysql", "mariadb"):
-        from cdc_platform.db import mysql_connect
-
         conn = mysql_connect(
             target, specs.directory, database=spec.target_schema, connect_timeout=DB_TIMEOUT_SECONDS
         )
@@ -225,13 +221,9 @@ def heartbeat_figures(specs: Specs, name: str, beat: Heartbeat) -> dict[str, flo
     target = specs.connection(spec.target)
     kind = target.kind.value
     if kind == "postgresql":
-        from cdc_platform.db import pg_connect
-
         with pg_connect(target, specs.directory, autocommit=True, connect_timeout=DB_TIMEOUT_SECONDS) as conn:
             row = conn.execute(beat.reading_sql(kind), (name,)).fetchone()
     else:
-        from cdc_platform.db import mysql_connect
-
         conn = mysql_connect(target, specs.directory, database="", connect_timeout=DB_TIMEOUT_SECONDS)
         try:
             with conn.cursor() as cur:

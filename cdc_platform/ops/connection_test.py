@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 
+from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.platform_db import CONNECTION_TESTS, platform_engine
 from cdc_platform.specs.loader import Specs
 from cdc_platform.specs.models import ConnectionSpec
@@ -98,6 +99,7 @@ def check_connection(specs: Specs, name: str) -> ConnectionTest:
 
 def _s3(specs: Specs, conn: ConnectionSpec, result: ConnectionTest, started: float) -> None:
     """The bucket answers, and the platform can write and delete an object under the prefix."""
+    # lazy: keeps pyarrow and boto3 off the code location's load path
     from cdc_platform.s3.storage import check_bucket, put_bytes, s3_client, s3_filesystem
 
     fs = s3_filesystem(conn, specs.directory)
@@ -140,7 +142,6 @@ def _login_failure(conn: ConnectionSpec, exc: Exception) -> Check:
 def _postgres(
     specs: Specs, conn: ConnectionSpec, roles: Roles, result: ConnectionTest, started: float
 ) -> None:
-    from cdc_platform.db import pg_connect
 
     with pg_connect(conn, specs.directory, autocommit=True, connect_timeout=TIMEOUT_SECONDS) as db:
         result.response_ms = (time.monotonic() - started) * 1000
@@ -223,7 +224,6 @@ _BINLOG_PRIVILEGES = {"REPLICATION SLAVE": ("REPLICATION SLAVE", "REPLICATION RE
 
 
 def _mysql(specs: Specs, conn: ConnectionSpec, roles: Roles, result: ConnectionTest, started: float) -> None:
-    from cdc_platform.db import mysql_connect
 
     db = mysql_connect(conn, specs.directory, database="", connect_timeout=TIMEOUT_SECONDS)
     try:

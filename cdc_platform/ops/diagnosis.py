@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import PipelinePlan
@@ -85,7 +87,6 @@ def largest_pending_change(plan: PipelinePlan, specs_dir: Path) -> tuple[str, in
     messages carry the table's OID right after their type byte. Returns None while the slot is in
     use (the task is running again) or holds no row change.
     """
-    import psycopg
 
     names = plan.names
     query = """

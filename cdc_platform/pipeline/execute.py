@@ -7,6 +7,7 @@ Dagster assets turn into metadata, so the same steps also serve the CLI and the 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
+from confluent_kafka import Consumer, TopicPartition
 
 from cdc_platform.audit import record
 from cdc_platform.connectors.diff import config_diff, config_hash
@@ -25,10 +28,11 @@ from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline import handoff
 from cdc_platform.pipeline.deployed import record_deployed
 from cdc_platform.pipeline.full_load import CopyStats, copy_tables
-from cdc_platform.pipeline.plan import PipelinePlan
+from cdc_platform.pipeline.plan import PipelinePlan, table_topic
 from cdc_platform.pipeline.sqlserver_capture import ensure_capture
 from cdc_platform.pipeline.steps import CLEANUP, PREPARATION, RunFacts, RunRequest, Step, plan_steps
 from cdc_platform.pipeline.teardown import teardown_pipeline, with_recorded_tables
+from cdc_platform.s3.storage import check_bucket, s3_filesystem
 
 Log = Callable[[str], None]
 
@@ -57,8 +61,6 @@ class RunResult:
 def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
     kind = plan.target.kind.value
     if not target_traits(kind).creates_tables:  # S3: the bucket must answer; the files carry their schema
-        from cdc_platform.s3.storage import check_bucket, s3_filesystem
-
         check_bucket(s3_filesystem(plan.target, specs_dir), plan.target)
         log(f"bucket {plan.target.bucket} answers; Parquet files carry their own schema")
         return []
@@ -76,8 +78,6 @@ def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
             conn.close()
     else:
         with engine_for(plan.target, specs_dir).begin() as conn:
-            import sqlalchemy as sa
-
             for stmt in plan.ddl:
                 conn.execute(sa.text(stmt))
     record(
@@ -194,11 +194,6 @@ def _wait_source_position(connect: KafkaConnectResource, name: str, timeout: flo
 def with_topic_positions(plan: PipelinePlan, jobs: list) -> list:
     """S3 targets: each copy job learns its table topic's end offset before the copy reads, so the
     merge orders the snapshot after every change captured before it (cdc_platform/s3/snapshot.py)."""
-    import dataclasses
-
-    from confluent_kafka import Consumer, TopicPartition
-
-    from cdc_platform.pipeline.plan import table_topic
 
     consumer = Consumer(
         {"bootstrap.servers": plan.kafka_bootstrap, "group.id": f"cdc-{plan.spec.name}-positions"}

@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import pymysql.cursors
+
 from cdc_platform.db import mysql_connect
 from cdc_platform.pipeline.load_errors import FullLoadError
 from cdc_platform.pipeline.mysql_session import session_watchdog
@@ -91,7 +93,6 @@ SNAPSHOT_SCRIPT = "SET SESSION time_zone = '+00:00'; START TRANSACTION WITH CONS
 def mysql_batches(src, job: CopyJob, specs_dir: Path, select: str, batch_size: int) -> Iterable[list]:
     """``select``'s rows in batches, read by pymysql with an unbuffered cursor in one consistent
     snapshot, UTC session time, the session watched (``session_watchdog``)."""
-    import pymysql.cursors
 
     conn = mysql_connect(src, specs_dir, database=job.table.schema, cursorclass=pymysql.cursors.SSCursor)
     cut: list[str] = []

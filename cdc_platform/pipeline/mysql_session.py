@@ -6,6 +6,8 @@ Used by both sides of a load: the reader of a MySQL/MariaDB source and the write
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,6 @@ from cdc_platform.db import mysql_connect
 
 def session_watchdog(dconn, dst, specs_dir: Path, cut_reasons: list[str], every: float = 2.0):
     """:func:`watch_session` for a pymysql connection: a cut shuts its socket down."""
-    import socket
 
     def shut() -> None:
         with contextlib.suppress(OSError, AttributeError):
@@ -32,7 +33,6 @@ def watch_session(session: int, stop_copy: Callable[[], None], dst, specs_dir: P
     calls ``stop_copy`` when it does not (or when the server cannot be asked); the copy then fails
     with ``cut_reasons`` saying why. ``look_after_failure``: on another failure, ask once more
     whether the session still exists (not for a client process, whose session ends with it)."""
-    import threading
 
     stop = threading.Event()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from cdc_platform.db import odbc_connect
 from cdc_platform.schema.ddl import qualified
 
 
@@ -38,7 +39,6 @@ def enable_cdc_sql(tables: list[tuple[str, str]]) -> list[str]:
 def ensure_capture(source, specs_dir: Path, statements: list[str], log: Callable[[str], None],
                    connect=None) -> None:  # fmt: skip
     """Run the statements, one batch each, naming the source and the missing right on failure."""
-    from cdc_platform.db import odbc_connect
 
     conn = (connect or odbc_connect)(source, specs_dir, autocommit=True)
     try:

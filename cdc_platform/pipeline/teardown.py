@@ -14,11 +14,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.error import KafkaException
+
 from cdc_platform.audit import record
+from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline import handoff
 from cdc_platform.pipeline.deployed import forget_deployed
 from cdc_platform.pipeline.heartbeat import HEARTBEAT_TABLE_KEY, Heartbeat, heartbeat_from_recorded
 from cdc_platform.pipeline.plan import PipelineNames
+from cdc_platform.schema.ddl import qualified, quote
 from cdc_platform.specs.models import ConnectionSpec, EnvSecret, FileSecret
 
 #: key of the source connector's config listing the tables the platform set to REPLICA IDENTITY FULL
@@ -125,7 +131,6 @@ def teardown_pipeline(
 
 
 def _mysql_heartbeat(source: ConnectionSpec, specs_dir: Path, beat: Heartbeat):
-    from cdc_platform.db import mysql_connect
 
     try:
         conn = mysql_connect(source, specs_dir, database="", autocommit=True)
@@ -143,8 +148,6 @@ def _mysql_heartbeat(source: ConnectionSpec, specs_dir: Path, beat: Heartbeat):
 
 def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineNames, tables: list[str],
                     beat: Heartbeat | None = None):  # fmt: skip
-    from cdc_platform.db import pg_connect
-    from cdc_platform.pipeline import handoff
 
     try:
         with pg_connect(source, specs_dir, autocommit=True) as admin:
@@ -154,13 +157,10 @@ def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineName
             if admin.execute(
                 "SELECT 1 FROM pg_publication WHERE pubname = %s", (names.publication,)
             ).fetchone():
-                from cdc_platform.schema.ddl import quote
-
                 admin.execute(f"DROP PUBLICATION {quote('postgresql', names.publication)}")
                 record("publication.dropped", names.publication, pipeline=names.pipeline)
                 done.append(f"dropped publication {names.publication}")
             done += handoff.restore_replica_identity(admin, tables)
-            from cdc_platform.schema.ddl import qualified
 
             exists = (
                 beat
@@ -185,8 +185,6 @@ def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineName
 
 
 def _kafka_parts(bootstrap: str, names: PipelineNames, delete_topics: bool):
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.error import KafkaException
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     done, left = [], []

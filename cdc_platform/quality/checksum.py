@@ -32,8 +32,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cdc_platform.db import engine_for, mysql_connect, pg_connect
+from cdc_platform.pipeline.plan import PipelineNames, table_topic
 from cdc_platform.quality import canonical as cn
+from cdc_platform.quality.counts import CAPTURE_GRACE_SECONDS, topic_offsets
 from cdc_platform.schema.ddl import qualified, quote
+from cdc_platform.schema.discovery import column_names, describe_table
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.rules import family
 from cdc_platform.specs.models import ConnectionSpec
@@ -204,14 +208,10 @@ class Reader:
         self.side, self.layout, self.role, self.kind = side, layout, role, side.kind
         self.table_sql = qualified(self.kind, side.schema, side.table)
         if self.kind == "postgresql":
-            from cdc_platform.db import pg_connect
-
             self.db = pg_connect(side.conn, side.specs_dir, autocommit=True)
             for statement in cn.PG_SESSION:
                 self.db.execute(statement)
         else:
-            from cdc_platform.db import mysql_connect
-
             self.db = mysql_connect(side.conn, side.specs_dir, database="", autocommit=True)
             with self.db.cursor() as cur:
                 for statement in cn.MYSQL_SESSION:
@@ -232,6 +232,7 @@ class Reader:
             with self.db.cursor() as cur:
                 yield from cur.stream(sql, size=5000)
             return
+        # lazy: keeps pymysql off the code location's load path
         import pymysql.cursors
 
         with self.db.cursor(pymysql.cursors.SSCursor) as cur:
@@ -454,7 +455,6 @@ def stream_catch_up(bootstrap: str, topic: str, group: str, timeout: float = CAT
     topic's end offset, so the changes the source had made are on the target. With ``grace``, the end
     offset is read only after ``CAPTURE_GRACE_SECONDS``: a change committed just before the source
     was read may not be in the topic yet (Debezium reads the log with a short delay)."""
-    from cdc_platform.quality.counts import CAPTURE_GRACE_SECONDS, topic_offsets
 
     def wait(grace: bool = False) -> None:
         if grace:
@@ -472,9 +472,6 @@ def reconcile_pipeline_table(
 ) -> Reconciliation:
     """Reconcile one table of a pipeline as its specs describe it: the source table as it is now
     (with a key declared in the overrides), against the target columns that exist."""
-    from cdc_platform.db import engine_for
-    from cdc_platform.pipeline.plan import PipelineNames, table_topic
-    from cdc_platform.schema.discovery import column_names, describe_table
 
     source, target = specs.connection(spec.source), specs.connection(spec.target)
     schema, name = qualified_name.split(".", 1)

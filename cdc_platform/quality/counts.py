@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.health.collect import PipelineWatch, TableWatch, kafka_offsets
 from cdc_platform.schema.ddl import qualified
 from cdc_platform.specs.models import ConnectionSpec
@@ -46,11 +47,8 @@ def count_rows(conn: ConnectionSpec, specs_dir: Path, schema: str, table: str) -
     kind = conn.kind.value
     sql = f"SELECT count(*) FROM {qualified(kind, schema, table)}"
     if kind == "postgresql":
-        from cdc_platform.db import pg_connect
-
         with pg_connect(conn, specs_dir, autocommit=True, connect_timeout=10) as db:
             return int(db.execute(sql).fetchone()[0])
-    from cdc_platform.db import mysql_connect
 
     db = mysql_connect(conn, specs_dir, database="", connect_timeout=10)
     try:

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cdc_platform.audit import record
+from cdc_platform.db import engine_for, mysql_connect, pg_connect
+from cdc_platform.pipeline.deployed import deployed_tables
 from cdc_platform.schema.ddl import qualified, quote
+from cdc_platform.schema.discovery import column_names, describe_table
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import render
 
@@ -109,15 +113,12 @@ def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kin
 
 def drift_baseline(pipeline: str, qualified_name: str, catalog_table: Table | None) -> Table | None:
     """What the source is compared with: the table as last deployed, else the stored catalog's."""
-    from cdc_platform.pipeline.deployed import deployed_tables
 
     return deployed_tables(pipeline).get(qualified_name) or catalog_table
 
 
 def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:
     """Read the source table and the target's columns now and compare them with the stored table."""
-    from cdc_platform.db import engine_for
-    from cdc_platform.schema.discovery import column_names, describe_table
 
     source, target = specs.connection(spec.source), specs.connection(spec.target)
     source_engine, target_engine = engine_for(source, specs.directory), engine_for(target, specs.directory)
@@ -132,18 +133,13 @@ def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:
 
 def apply_ddl(specs, spec, statements: list[str]) -> None:
     """Run reviewed statements on the pipeline's target, each recorded in the audit log."""
-    from cdc_platform.audit import record
 
     target = specs.connection(spec.target)
     if target.kind.value == "postgresql":
-        from cdc_platform.db import pg_connect
-
         with pg_connect(target, specs.directory) as db, db.transaction():
             for statement in statements:
                 db.execute(statement)
     else:
-        from cdc_platform.db import mysql_connect
-
         db = mysql_connect(target, specs.directory, database="", autocommit=True)
         try:
             with db.cursor() as cur:

@@ -57,6 +57,7 @@ def _observed(result: dict) -> dict:
 def run_suite(specs, spec, target_table: str, expectations: list[Expectation]) -> list[ExpectationOutcome]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     try:
+        # lazy: Great Expectations (seconds to import) only for pipelines that declare a suite
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
     except ImportError as exc:

@@ -25,6 +25,7 @@ OFFSET_DIGITS = 20
 def s3_client(conn: ConnectionSpec, specs_dir: Path | None):
     """boto3 for every write: one PutObject for a change file, boto3's managed multipart upload for
     a snapshot (Arrow's own multipart completion is refused by S3-compatible servers such as moto)."""
+    # lazy: boto3 only when an S3 bucket is checked or written
     import boto3
 
     kwargs: dict = {"region_name": conn.region}

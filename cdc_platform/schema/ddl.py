@@ -6,6 +6,8 @@ are still quoted (and quote characters doubled) so no name is ever pasted into S
 
 from __future__ import annotations
 
+import zlib
+
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.rules import rule_for
 from cdc_platform.schema.types import render
@@ -67,7 +69,6 @@ def truncate_sql(kind: str, schema: str, target_name: str) -> str:
 
 def shadow_name(name: str, role: str) -> str:
     """A sibling table name for a re-load (``role``: load, old), within MySQL's 64-character limit."""
-    import zlib
 
     candidate = f"{name}__cdc_{role}"
     if len(candidate) <= 64:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from cdc_platform.engines.kinds import COPY_PAIRS, S3_SOURCES
+from cdc_platform.settings import load_stack_settings
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec, SpecFile
 
 SPECS_DIR_VARIABLE = "CDC_SPECS_DIR"
@@ -67,7 +68,6 @@ def default_specs_dir() -> Path:
     configured = os.environ.get(SPECS_DIR_VARIABLE)
     if configured:
         return Path(configured).resolve()
-    from cdc_platform.settings import load_stack_settings
 
     return load_stack_settings().project_root / "resources"
 

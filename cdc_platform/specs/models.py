@@ -377,6 +377,7 @@ class QualitySpec(Strict):
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
         if v is not None:
+            # lazy: the specs load without Dagster (`cdc-platform stack`, `validate --offline`)
             from dagster._utils.schedules import is_valid_cron_string
 
             if not is_valid_cron_string(v):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes.util
+import hashlib
+import importlib.util
 import os
+import pwd
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from cdc_platform.stack.errors import StackError
+from cdc_platform.stack.processes import PidFile
 
 #: Debian package -> why the stack needs it
 DEBIAN_PACKAGES = {
@@ -86,7 +91,6 @@ def _find() -> tuple[dict[str, Path | None], list[str]]:
 
 def _missing_odbc() -> list[str]:
     """SQL Server is reached through pyodbc: unixODBC's libodbc and a registered FreeTDS driver."""
-    import ctypes.util
 
     if ctypes.util.find_library("odbc") is None:
         return ["unixodbc", "tdsodbc"]
@@ -97,7 +101,6 @@ def _missing_odbc() -> list[str]:
 
 def check_python_extras() -> None:
     """The stack's Python parts are an extra (``cdc-platform[stack]``): say so before starting anything."""
-    import importlib.util
 
     missing = [name for name in ("moto", "cryptography") if importlib.util.find_spec(name) is None]
     if missing:
@@ -137,8 +140,6 @@ def service_user() -> str | None:
     if os.geteuid() != 0:
         return None
     try:
-        import pwd
-
         pwd.getpwnam(SERVICE_USER)
     except KeyError:
         result = subprocess.run(
@@ -188,14 +189,11 @@ def reachable_state_dir(state_dir: Path, user: str | None, home: Path = PRIVATE_
     """
     if user is None or traversable_by_others(state_dir):
         return state_dir
-    import hashlib
 
     target = home / f"state-{hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]}"
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o755)
     if state_dir.exists():
-        from cdc_platform.stack.processes import PidFile
-
         running = [p.stem for p in (state_dir / "run").glob("*.pid") if PidFile(p).running_pid()]
         if running:
             raise StackError(
@@ -237,7 +235,6 @@ def database_root(state_dir: Path, user: str | None, home: Path = PRIVATE_CHECKO
         return link.resolve()
     if user is None or traversable_by_others(state_dir):
         return state_dir
-    import hashlib
 
     root = home / hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]
     root.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,10 @@ test suite fit a 2-core, 24 GiB machine together.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -18,6 +21,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from cdc_platform.settings import STACK_DB_USER, StackSettings, worker_service
 from cdc_platform.stack.downloads import jolokia_agent_jar, kafka_libs_dir, plugins_dir
@@ -205,6 +212,7 @@ class Postgres(Service):
 
     def _local(self):
         """A connection over the Unix socket, where the `cdc` user is trusted (initdb --auth-local)."""
+        # lazy: `cdc-platform stack` starts without the drivers; only this probe needs it
         import psycopg
 
         return psycopg.connect(host=str(self.socket_dir), port=self.port, user=STACK_DB_USER, dbname="postgres",
@@ -218,6 +226,7 @@ class Postgres(Service):
     def after_start(self) -> None:
         """Give `cdc` this stack's password: a data directory kept from an earlier state dir at the
         same path (the /var/lib fallback of a private checkout) still holds that stack's password."""
+        # lazy: `cdc-platform stack` starts without the drivers; only this probe needs it
         from psycopg import sql
 
         with self._local() as conn:
@@ -227,13 +236,6 @@ class Postgres(Service):
 
 def self_signed_certificate(common_name: str) -> tuple[bytes, bytes]:
     """(certificate, private key) in PEM, valid ten years for 127.0.0.1 and localhost."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -333,6 +335,7 @@ class MariaDB(Service):
         return cmd
 
     def ready(self) -> bool:
+        # lazy: `cdc-platform stack` starts without the drivers; only this probe needs it
         import pymysql
 
         conn = pymysql.connect(unix_socket=str(self.socket), user=self._socket_user(), connect_timeout=2)
@@ -341,11 +344,11 @@ class MariaDB(Service):
 
     def _socket_user(self) -> str:
         # unix_socket authentication maps the OS account to the MariaDB account of the same name.
-        import pwd
 
         return pwd.getpwuid(os.geteuid()).pw_name
 
     def after_start(self) -> None:
+        # lazy: `cdc-platform stack` starts without the drivers; only this probe needs it
         import pymysql
 
         password = self.settings.password("mariadb")
@@ -487,6 +490,7 @@ class Kafka(_Jvm):
         return self._java("kafka.Kafka", str(self.properties_file))
 
     def ready(self) -> bool:
+        # lazy: `cdc-platform stack` starts without librdkafka; only this probe needs it
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "logger": _QuietLogger()})

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -83,9 +86,6 @@ def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Ite
     releases the other with a non-blocking open of the opposite end, so every path ends, with the
     first side's own error, within seconds.
     """
-    import os
-    import tempfile
-    import threading
 
     t = job.table
     workdir = tempfile.mkdtemp(prefix="cdc-load-")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from cdc_platform.pipeline.full_load.common import Progress
+from cdc_platform.s3.snapshot import write_snapshot
 from cdc_platform.schema.model import CopyJob
 
 
 def to_s3(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
-    from cdc_platform.s3.snapshot import write_snapshot
 
     progress = Progress(job.table.qualified, log)
     return write_snapshot(
