@@ -85,6 +85,7 @@ def test_the_client_and_pymysql_load_the_same_values_and_counts(stack, edge_job,
         assert any(isinstance(v, str) and "\x00" in v for row in client_rows for v in row)
 
 
+@pytest.mark.serial  # sets MariaDB's global sql_mode, which every new session takes
 @pytest.mark.parametrize("edge_job", ["mariadb"], indirect=True)
 def test_a_server_whose_sql_mode_has_no_backslash_escapes_loads_the_same_values(stack, edge_job, monkeypatch):
     """LOAD DATA's format is written with backslashes (tab, newline, the escape character), which

@@ -73,6 +73,7 @@ def _load(stack, specs, job, tgt, monkeypatch, client: str | None):
     return copy_with_reader(stack, specs, job, tgt, monkeypatch, CLIENT_VARIABLE, client)
 
 
+@pytest.mark.serial  # sets MariaDB's global sql_mode, which every new session takes
 @pytest.mark.parametrize("pg_job", ["mariadb"], indirect=True)
 def test_into_mariadb_a_sql_mode_with_no_backslash_escapes_loads_the_same_rows(stack, pg_job, monkeypatch):
     """The CSV format of LOAD DATA is written with a backslash (``LINES TERMINATED BY '\\n'``), which
@@ -93,6 +94,7 @@ def _target_rows(stack, target: str, tgt: str, schema: str) -> list:
         return cur.fetchall()
 
 
+@pytest.mark.serial  # sets MariaDB's global sql_mode, which every new session takes
 @pytest.mark.parametrize("pg_job", ["postgresql", "mariadb"], indirect=True)
 def test_a_load_of_fewer_rows_than_the_source_sent_is_refused_and_the_target_kept(stack, pg_job, monkeypatch):
     """Faults injected where each target drops rows without an error or a warning: PostgreSQL's
