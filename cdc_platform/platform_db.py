@@ -121,6 +121,17 @@ DEPLOYED_TABLES = sa.Table(
     sa.Column("deployed_at", sa.Float, nullable=False),
 )
 
+PIPELINE_CONTROL = sa.Table(
+    "cdc_pipeline_control",
+    METADATA,
+    sa.Column("pipeline", sa.String(64), primary_key=True),
+    #: what a person asked for: running | paused | stopped (nothing undoes it but another request)
+    sa.Column("intent", sa.String(20), nullable=False),
+    sa.Column("changed_at", sa.Float, nullable=False),
+    sa.Column("changed_by", sa.String(300), nullable=False),
+    sa.Column("reason", sa.Text),
+)
+
 
 def _v1(conn: sa.Connection) -> None:
     ALERTS.create(conn, checkfirst=True)
@@ -141,8 +152,18 @@ def _v4(conn: sa.Connection) -> None:
     SAMPLES.create(conn, checkfirst=True)
 
 
+def _v5(conn: sa.Connection) -> None:
+    PIPELINE_CONTROL.create(conn, checkfirst=True)
+
+
 #: (version, migration) in order; a new column or table is a new entry, never an edit of an old one
-MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
+MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
+    (1, _v1),
+    (2, _v2),
+    (3, _v3),
+    (4, _v4),
+    (5, _v5),
+]
 COMPONENT = "platform"
 
 

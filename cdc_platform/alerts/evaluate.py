@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdc_platform.alerts.history import Alert, AlertHistory
-from cdc_platform.alerts.rules import AlertConfig, AlertRule
+from cdc_platform.alerts.rules import MUTED_WHILE_HELD, AlertConfig, AlertRule
 from cdc_platform.health.metrics_store import MetricsStore
 
 ROLE_SUBJECTS = ("sink", "source", "pipeline")
@@ -67,13 +67,22 @@ def message(rule: AlertRule, pipeline: str, subject: str, value: float | None) -
 
 
 def evaluate(
-    config: AlertConfig, pipelines: list[str], store: MetricsStore, history: AlertHistory, now: float
+    config: AlertConfig,
+    pipelines: list[str],
+    store: MetricsStore,
+    history: AlertHistory,
+    now: float,
+    held: frozenset[str] | set[str] = frozenset(),
 ) -> list[Transition]:
+    """``held``: pipelines paused or stopped on purpose; their :data:`MUTED_WHILE_HELD` rules neither
+    open, remind nor resolve until they run again."""
     transitions: list[Transition] = []
     for pipeline in pipelines:
         latest = store.latest(pipeline)
         for rule in config.rules:
             if not rule.applies_to(pipeline):
+                continue
+            if pipeline in held and rule.metric in MUTED_WHILE_HELD:
                 continue
             for subject in subjects(rule, latest):
                 if subject not in ROLE_SUBJECTS and not rule.applies_to(pipeline, subject):

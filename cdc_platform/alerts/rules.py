@@ -140,6 +140,13 @@ def _rule(name: str, metric: str, subject: str, severity: str, description: str,
                                      "description": description, **condition})  # fmt: skip
 
 
+#: metrics a pause or stop makes look bad on purpose: their rules are not evaluated for a pipeline
+#: paused or stopped by a person. The slot and binlog rules still are: a paused pipeline's retained
+#: WAL or purged binlog position is exactly what must still reach someone.
+MUTED_WHILE_HELD = frozenset(
+    {"connector_running", "failed_tasks", "restarts", "recovery_gave_up", "lag_messages", "latency_seconds",
+     "heartbeat_age_seconds", "source_ms_behind"}
+)  # fmt: skip
 #: what every pipeline is watched for unless the alerts file replaces or disables it
 BUILT_IN_RULES: tuple[AlertRule, ...] = (
     _rule("source_connector_failed", "connector_running", "source", "critical",

@@ -11,14 +11,18 @@ from pathlib import Path
 
 import click
 
+from cdc_platform.cli.common import UserError
 from cdc_platform.cli.spec_access import pipeline_tables, read_specs, require_pipeline, specs_option
 from cdc_platform.dagster.connect_health import innermost_cause
 from cdc_platform.engines.kinds import target_traits
 from cdc_platform.health.metrics_store import MetricsStore
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.ops.diagnosis import explain, first_failed_trace
-from cdc_platform.pipeline.deployed import deployed_tables
+from cdc_platform.pipeline import lifecycle
+from cdc_platform.pipeline.deployed import deployed_tables, last_deployed_at
+from cdc_platform.pipeline.lifecycle import connectors_of, controls
 from cdc_platform.pipeline.plan import PipelineNames, build_plan, table_topic
+from cdc_platform.pipeline.state import derive_state
 from cdc_platform.pipeline.teardown import TeardownIncomplete, teardown_pipeline
 from cdc_platform.s3.changes import waiting_changes
 from cdc_platform.settings import load_stack_settings
@@ -83,6 +87,12 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
         store = MetricsStore()
     except Exception:  # noqa: BLE001 - no metrics collected yet (or the store is elsewhere)
         store = None
+    try:
+        intents = controls(names)
+    except Exception as exc:  # noqa: BLE001 - the state is then derived without the recorded intents
+        intents, intents_error = {}, f"{type(exc).__name__}: {exc}"
+    else:
+        intents_error = None
     report, failed = [], False
     for name in names:
         pn = PipelineNames(name)
@@ -119,6 +129,22 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
             row["connectors"][cname] = item
         if to_s3 and specs.pipelines[name].spec.streams:
             row["s3_writer"] = _s3_writer_state(specs, name)
+        deployed_at = last_deployed_at(name)
+        reading = derive_state(
+            streams=specs.pipelines[name].spec.streams,
+            deployed=deployed_at is not None,
+            control=intents.get(name),
+            statuses=None if overview is None else {
+                c: overview[c].get("status") if c in overview else None for c in connectors_of(specs, name)
+            },
+            now=time.time(),
+            last_deployed_at=deployed_at,
+            connect_error=connect_error,
+        )  # fmt: skip
+        row["state"], row["state_reason"] = reading.state.value, reading.reason
+        if intents_error:
+            row["state_reason"] += f" (pause/stop intents unreadable: {intents_error})"
+
         report.append(row)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -148,6 +174,9 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
             if "metrics_at" in row:
                 figures.append(f"measured {time.time() - row['metrics_at']:.0f} s ago")
             click.echo(f"pipeline {row['pipeline']}: {'; '.join(figures) or 'no metrics collected yet'}")
+            click.echo(
+                f"  state: {row['state']}" + (f" ({row['state_reason']})" if row["state_reason"] else "")
+            )
             if isinstance(row["connectors"], str):
                 click.echo(f"  connectors: {row['connectors']}")
                 continue
@@ -199,3 +228,61 @@ def orphans(specs_dir: str | None) -> None:
     if found:
         sys.exit(3)
     click.echo("no orphan connectors")
+
+
+def _act(action: str, pipeline: str, specs_dir: str | None, **options) -> None:
+    specs = read_specs(specs_dir)
+    require_pipeline(specs, pipeline)
+    if not specs.pipelines[pipeline].spec.streams:
+        raise UserError(f"pipeline {pipeline!r} is full_load_only: it has no connectors to {action}")
+    connectors = connectors_of(specs, pipeline)
+    try:
+        if action == "restart":
+            result = lifecycle.restart(pipeline, connectors, connect_resource(), **options)
+        else:
+            result = getattr(lifecycle, action)(pipeline, connectors, connect_resource(), **options)
+    except lifecycle.PipelineHeld as exc:
+        raise UserError(str(exc)) from None
+    click.echo(result.summary())
+
+
+reason_option = click.option(
+    "--reason", default=None, help="Why (recorded with the intent and in the audit log)."
+)
+
+
+@click.command("pause")
+@click.argument("pipeline")
+@specs_option
+@reason_option
+def pause(pipeline: str, specs_dir: str | None, reason: str | None) -> None:
+    """Pause a pipeline on purpose: its connectors pause with their offsets and the slot's position
+    kept; the health sensor and materializations leave it paused until `resume`."""
+    _act("pause", pipeline, specs_dir, reason=reason)
+
+
+@click.command("stop")
+@click.argument("pipeline")
+@specs_option
+@reason_option
+def stop(pipeline: str, specs_dir: str | None, reason: str | None) -> None:
+    """Stop a pipeline on purpose: its connectors' tasks shut down (config and offsets kept)."""
+    _act("stop", pipeline, specs_dir, reason=reason)
+
+
+@click.command("resume")
+@click.argument("pipeline")
+@specs_option
+@reason_option
+def resume(pipeline: str, specs_dir: str | None, reason: str | None) -> None:
+    """Resume a paused or stopped pipeline from where it stopped: no gap, no duplicate."""
+    _act("resume", pipeline, specs_dir, reason=reason)
+
+
+@click.command("restart")
+@click.argument("pipeline")
+@specs_option
+@click.option("--all", "all_tasks", is_flag=True, help="Restart every task, not only the failed ones.")
+def restart(pipeline: str, specs_dir: str | None, all_tasks: bool) -> None:
+    """Restart a pipeline's failed connectors and tasks (--all: every one)."""
+    _act("restart", pipeline, specs_dir, all_tasks=all_tasks)

@@ -21,6 +21,7 @@ from cdc_platform.audit import acting_as, run_actor
 from cdc_platform.dagster.metrics_job import WatchedAssets
 from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.health.metrics_store import MetricsStore
+from cdc_platform.pipeline.lifecycle import held
 
 # What a tick runs (HTTP and SMTP clients, the alert and metrics stores) is imported when it runs:
 # loading the code location only builds the sensor.
@@ -60,7 +61,9 @@ def build_alert_sensor(
         config = load_alert_config(specs_dir)
         history = AlertHistory()
         now = time.time()
-        transitions = evaluate(config, sorted(by_pipeline), MetricsStore(), history, now)
+        transitions = evaluate(
+            config, sorted(by_pipeline), MetricsStore(), history, now, set(held(by_pipeline))
+        )
         events = []
         for t in transitions:
             notice = notice_of(t)

@@ -21,6 +21,7 @@ from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.dagster.run_metadata import connector_metadata, schema_metadata, table_metadata
 from cdc_platform.dagster.translator import CdcTranslator
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline.lifecycle import PipelineHeld, refuse_if_held
 from cdc_platform.pipeline.plan import (
     PipelinePlan,
     build_plan,
@@ -116,6 +117,11 @@ def build_pipeline_assets(
         from cdc_platform.pipeline.execute import run_pipeline
 
         selected = context.selected_asset_keys
+        if spec.streams:
+            try:
+                refuse_if_held(spec.name)
+            except PipelineHeld as exc:
+                raise dg.Failure(description=str(exc)) from None
         with named_errors(loaded):
             tables = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
             check_tables_match_assets(loaded, tables, set(table_specs))

@@ -42,6 +42,7 @@ from cdc_platform.dagster.connection_test_job import (
     build_connection_test_job,
     build_connection_test_schedule,
 )
+from cdc_platform.dagster.lifecycle_jobs import lifecycle_jobs_for
 from cdc_platform.dagster.metrics_job import WatchedAssets, build_metrics_job, build_metrics_schedule
 from cdc_platform.dagster.quality_checks import build_quality_checks, checked_tables
 from cdc_platform.dagster.quality_schedules import CONSISTENCY_CHECKS, check_keys, quality_schedules
@@ -285,6 +286,9 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         sensors, jobs, schedules = [], [], []
         if names:
             jobs.append(teardown_job_for(self.part_name("teardown"), names))
+        streaming = [n for n in names if specs.pipelines[n].spec.streams]
+        if streaming:
+            jobs += lifecycle_jobs_for(self.part_name, streaming)
         quality = [
             build_quality_checks(specs.pipelines[name], specs, catalogs.get(name),
                                  checked_tables(specs.pipelines[name].spec, keys[name]), keys[name].sink_connector)

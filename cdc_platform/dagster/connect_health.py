@@ -21,6 +21,8 @@ from cdc_platform.dagster.check_runs import QUALITY_CHECKS_JOB, checks_request
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.pipeline.lifecycle import Control, controls
+from cdc_platform.pipeline.state import StateReading, derive_state
 from cdc_platform.secrets import mask_secret_values
 
 CHECK_NAME = "connector_running"
@@ -230,6 +232,25 @@ def assess(
     )
 
 
+def assess_held(
+    watched: WatchedConnector, entry: dict | None, memory: ConnectorMemory, control: Control
+) -> Assessment:
+    """A connector of a pipeline paused or stopped on purpose: reported as it is, never restarted or
+    resumed, and no failure (the pause is the operator's, not a fault). Its restart history starts
+    afresh, so a resume is not judged by failures from before the pause."""
+    memory.tasks.clear()
+    memory.unhealthy_since, memory.failed = None, False
+    status = (entry or {}).get("status", {})
+    states = {"connector": status.get("connector", {}).get("state", "MISSING" if entry is None else "UNKNOWN"),
+              **{str(t.get("id")): t.get("state", "UNKNOWN") for t in status.get("tasks", [])}}  # fmt: skip
+    metadata = {"connector": watched.name, "pipeline": watched.pipeline, "state": states["connector"],
+                "task_states": dg.MetadataValue.json(states), "intent": control.intent.value,
+                "intent_by": control.changed_by, "restarts": memory.restarts, "failed_tasks": 0}  # fmt: skip
+    summary = (f"{states['connector']}: {control.intent.value} on purpose ({control.describe()}); the sensor "
+               f"neither restarts nor resumes it (`cdc-platform resume {watched.pipeline}`)")  # fmt: skip
+    return Assessment(watched, True, dg.AssetCheckSeverity.WARN, summary, metadata)
+
+
 def evaluate(
     watched: list[WatchedConnector],
     connect: KafkaConnectResource,
@@ -240,10 +261,13 @@ def evaluate(
     restart: bool = True,
     seen: set[str] | None = None,
     unreachable: list[str] | None = None,
+    held: dict[str, Control] | None = None,
+    statuses: dict[str, dict | None] | None = None,
 ) -> list[Assessment]:
     """One pass: read the worker once, assess every connector, restart the ones due (``restart``).
     ``seen`` receives the names of every connector on the worker; ``unreachable`` the error when the
-    worker could not be read."""
+    worker could not be read; ``statuses`` each watched connector's status (None: not on the worker).
+    Connectors of ``held`` pipelines (paused or stopped on purpose) are reported, never restarted."""
     try:
         overview = connect.overview()
         error = None
@@ -258,6 +282,11 @@ def evaluate(
     results = []
     for w in watched:
         mem = memory.setdefault(w.name, ConnectorMemory())
+        if statuses is not None and error is None:
+            statuses[w.name] = (overview.get(w.name) or {}).get("status") if w.name in overview else None
+        if held and w.pipeline in held and error is None:
+            results.append(assess_held(w, overview.get(w.name), mem, held[w.pipeline]))
+            continue
         result = assess(w, overview.get(w.name), mem, now, settings, error)
         if result.restart and restart:
             try:
@@ -309,6 +338,7 @@ def asset_events(
             r.summary.split(":")[0],
             r.metadata.get("recovery"),
             r.metadata.get("restarts"),
+            r.metadata.get("pipeline_state"),
         )
         signature = "|".join(str(p) for p in parts)
         if signature == mem.signature and now - mem.reported_at < REPORT_EVERY_SECONDS:
@@ -329,6 +359,8 @@ def health_samples(reported: list[Assessment], now: float) -> list[Sample]:
     samples = []
     for r in reported:
         w = r.watched
+        if "intent" in r.metadata:  # paused or stopped on purpose: not a failure, no failure figures
+            continue
         if r.metadata.get("state") == "UNKNOWN":
             # Connect unreachable: the connector is not known to run; its tasks are not known at all
             samples.append(Sample(now, w.pipeline, w.role, "connector_running", 0.0))
@@ -391,9 +423,20 @@ def build_connect_health_sensor(
         live = [w for w in watched if w.asset_key in deployed]
         on_worker: set[str] = set()
         unreachable: list[str] = []
+        statuses: dict[str, dict | None] = {}
+        intents = _intents(context, {w.pipeline for w in live})
+        held = {p: c for p, c in intents.items() if c.holds_still}
         with acting_as(f"sensor {name}"):
             results = evaluate(live, kafka_connect, memory, now, settings, context.log, seen=on_worker,
-                               unreachable=unreachable)  # fmt: skip
+                               unreachable=unreachable, held=held, statuses=statuses)  # fmt: skip
+        states = pipeline_states(
+            live, statuses, intents, deployed, now, unreachable[0] if unreachable else None
+        )
+        for r in results:
+            reading = states[r.watched.pipeline]
+            r.metadata.update(
+                {"pipeline_state": reading.state.value, "pipeline_state_reason": reading.reason}
+            )
         owned = {w.name for w in watched}
         orphans = sorted(on_worker - owned)
         if worker_key is not None and orphans:
@@ -408,7 +451,10 @@ def build_connect_health_sensor(
                                   memory.setdefault(WORKER_MEMORY, ConnectorMemory()), now)  # fmt: skip
             if worker is not None:
                 events.append(worker)
-        _store(context, health_samples(reported, now))
+        _store(context, health_samples(reported, now) + state_samples(states, now))
+        held_now = [f"{p} {states[p]}" for p in sorted(held) if p in states]
+        if held_now:
+            context.log.info("held on purpose, left alone: " + "; ".join(held_now))
         unhealthy = [f"{r.watched.name}: {r.summary}" for r in results if not r.passed]
         if unhealthy:
             context.log.warning("unhealthy connectors:\n" + "\n".join(unhealthy))
@@ -429,10 +475,52 @@ def _store(context: dg.SensorEvaluationContext, samples: list[Sample]) -> None:
         context.log.warning(f"could not store {len(samples)} health figures: {type(exc).__name__}: {exc}")
 
 
-def _ever_materialized(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> set[dg.AssetKey]:
-    """Connectors never deployed are not 'missing': a pipeline nobody materialized yet is not down."""
+def _ever_materialized(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> dict[dg.AssetKey, float]:
+    """Connectors never deployed are not 'missing': a pipeline nobody materialized yet is not down.
+    Each deployed connector asset -> when it was last materialized."""
     records = instance.get_asset_records(keys)
-    return {r.asset_entry.asset_key for r in records if r.asset_entry.last_materialization_record is not None}
+    return {
+        r.asset_entry.asset_key: r.asset_entry.last_materialization_record.timestamp
+        for r in records
+        if r.asset_entry.last_materialization_record is not None
+    }
+
+
+def _intents(context: dg.SensorEvaluationContext, pipelines: set[str]) -> dict[str, Control]:
+    """The recorded intents; when the platform database cannot be read, none (the sensor then keeps
+    pipelines running as it did before pauses existed) and a warning."""
+    try:
+        return controls(pipelines)
+    except Exception as exc:  # noqa: BLE001 - the health sensor must not stop on the platform database
+        context.log.warning(
+            f"could not read the pipelines' intents (pause/stop): {type(exc).__name__}: {exc}"
+        )
+        return {}
+
+
+def pipeline_states(live: list[WatchedConnector], statuses: dict[str, dict | None], intents: dict[str, Control],
+                    deployed: dict[dg.AssetKey, float], now: float, connect_error: str | None) -> dict[str, StateReading]:  # fmt: skip
+    """Each watched pipeline's derived state, from this tick's one read of the worker."""
+    by_pipeline: dict[str, list[WatchedConnector]] = {}
+    for w in live:
+        by_pipeline.setdefault(w.pipeline, []).append(w)
+    return {
+        pipeline: derive_state(
+            streams=True,
+            deployed=True,
+            control=intents.get(pipeline),
+            statuses=None if connect_error else {w.name: statuses.get(w.name) for w in ws},
+            now=now,
+            last_deployed_at=max(deployed.get(w.asset_key, 0.0) for w in ws) or None,
+            connect_error=connect_error,
+        )
+        for pipeline, ws in by_pipeline.items()
+    }
+
+
+def state_samples(states: dict[str, StateReading], now: float) -> list[Sample]:
+    """The state as a time series (``state_code``: 0 RUNNING ... 5 ERROR), one figure a tick."""
+    return [Sample(now, pipeline, "pipeline", "state_code", float(r.code)) for pipeline, r in states.items()]
 
 
 def build_connector_checks(pipeline: str, watched: list[WatchedConnector]) -> dg.AssetChecksDefinition:

@@ -16,6 +16,7 @@ import dagster as dg
 
 from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.pipeline.deployed import deployed_tables
+from cdc_platform.pipeline.lifecycle import held
 from cdc_platform.schema.model import Table
 
 # The writer (Arrow, Parquet, the Kafka consumer, the S3 client) is imported when a tick runs:
@@ -144,7 +145,10 @@ def build_s3_writer_sensor(
         #: tables stopped at a change they cannot write: red on their check, not a failed tick
         stuck: list[str] = []
         notes: list[str] = []
-        live = [p for p in pipelines if p.pipeline in specs.pipelines]
+        paused = held(p.pipeline for p in pipelines)
+        for name, control in sorted(paused.items()):
+            notes.append(f"{name} is {control.describe()}: its changes wait in Kafka until it is resumed")
+        live = [p for p in pipelines if p.pipeline in specs.pipelines and p.pipeline not in paused]
         for p in live:
             try:
                 flushed, waiting = flush_pipeline(p, specs, cdc_settings.kafka_bootstrap, context.log.info,

@@ -211,7 +211,13 @@ class CdcTranslator:
             if p.copies
             else "creates it if missing (cdc_only: no initial copy)"
         )
-        cdc = "; afterwards the sink connector applies every change" if p.streams else ""
+        cdc = (
+            "; afterwards the sink connector applies every change. On a running pipeline this is a re-copy: "
+            "the sink is held while the table is copied and resumes after it, with no change lost. A pipeline "
+            "paused or stopped on purpose (cdc_pause, cdc_stop) is refused until cdc_resume"
+            if p.streams
+            else ""
+        )
         return dg.AssetSpec(
             self.target_table_key(p, props.target_table or ""),
             deps=[source_key, schema_key],

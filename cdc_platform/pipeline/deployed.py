@@ -57,3 +57,13 @@ def deployed_tables(pipeline: str) -> dict[str, Table]:
 def forget_deployed(pipeline: str) -> None:
     with platform_engine().begin() as conn:
         conn.execute(DEPLOYED_TABLES.delete().where(DEPLOYED_TABLES.c.pipeline == pipeline))
+
+
+def last_deployed_at(pipeline: str) -> float | None:
+    """When a run last deployed the pipeline (None: never, or torn down since)."""
+    with platform_engine().connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.max(DEPLOYED_TABLES.c.deployed_at)).where(
+                DEPLOYED_TABLES.c.pipeline == pipeline
+            )
+        ).scalar()

@@ -23,6 +23,7 @@ from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline import handoff
 from cdc_platform.pipeline.deployed import forget_deployed
 from cdc_platform.pipeline.heartbeat import HEARTBEAT_TABLE_KEY, Heartbeat, heartbeat_from_recorded
+from cdc_platform.pipeline.lifecycle import forget_intent
 from cdc_platform.pipeline.plan import PipelineNames
 from cdc_platform.schema.ddl import qualified, quote
 from cdc_platform.specs.models import ConnectionSpec, EnvSecret, FileSecret
@@ -121,6 +122,7 @@ def teardown_pipeline(
         left += left_kafka
     if not left:
         forget_deployed(pipeline)
+        forget_intent(pipeline)
     for line in done:
         log(line)
     if left:

@@ -164,7 +164,24 @@ def test_migrations_upgrade_an_older_database_once(tmp_path, monkeypatch):
         assert conn.execute(sa.select(VERSIONS.c.version)).scalar_one() == newest
         assert conn.execute(sa.select(sa.func.count()).select_from(ALERTS)).scalar_one() == 1  # kept
     tables = set(sa.inspect(engine).get_table_names())
-    assert {"cdc_audit_log", "cdc_connection_tests", "cdc_deployed_tables"} <= tables
+    assert {"cdc_audit_log", "cdc_connection_tests", "cdc_deployed_tables", "cdc_pipeline_control"} <= tables
+
+
+def test_a_paused_pipeline_raises_no_failure_alert_but_its_slot_still_alerts(stores):
+    """Paused on purpose: its connectors not running, lag and latency are not incidents; the slot
+    holding WAL on the source's disk is, and more so while nothing reads it."""
+    store, history = stores
+    config = AlertConfig(AlertsFile.model_validate({}))  # the built-in rules
+    now = 1_000_000.0
+    for pipeline in ("paused", "running"):
+        store.record([Sample(now, pipeline, "sink", "connector_running", 0.0),
+                      Sample(now, pipeline, "sink", "lag_messages", 50_000.0),
+                      Sample(now, pipeline, "source", "slot_wal_status_ok", 0.0)])  # fmt: skip
+    opened = evaluate(config, ["paused", "running"], store, history, now, held={"paused"})
+    rules = {(t.alert.pipeline, t.rule.name) for t in opened if t.kind == "triggered"}
+    assert ("paused", "slot_wal_at_risk") in rules and ("running", "slot_wal_at_risk") in rules
+    assert ("running", "sink_connector_failed") in rules
+    assert not [r for p, r in rules if p == "paused" and r != "slot_wal_at_risk"], rules
 
 
 def test_the_shipped_example_file_is_valid(tmp_path):

@@ -182,6 +182,10 @@ def test_pool_per_source_and_one_teardown_job(specs_dir):
     # the quality checks run in Dagster's asset job: no job of their own
     assert {j.name for j in defs.jobs or []} == {
         "cdc_teardown",
+        "cdc_pause",
+        "cdc_resume",
+        "cdc_stop",
+        "cdc_restart",
         "cdc_collect_metrics",
         "cdc_acknowledge_alert",
         "cdc_test_connections",
@@ -237,7 +241,7 @@ def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
     with pytest.raises(ValueError, match=r"names pipelines \['nope'\]"):
         _defs(specs_dir, CATALOG, pipelines=["nope"])
     only = _defs(specs_dir, CATALOG, pipelines=["orders"])
-    assert {j.name for j in only.jobs or []} == {"cdc_teardown_orders", "cdc_collect_metrics_orders",
+    assert {j.name for j in only.jobs or []} == {"cdc_teardown_orders", "cdc_pause_orders", "cdc_resume_orders", "cdc_stop_orders", "cdc_restart_orders", "cdc_collect_metrics_orders",
                                                  "cdc_acknowledge_alert_orders", "cdc_test_connections_orders"}  # fmt: skip
     assert "cdc_quality_checks_orders_schedule" in {s.name for s in only.schedules or []}
     assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders", "cdc_alerts_orders"]

@@ -1,0 +1,188 @@
+"""A pipeline's life steered by a person, on the real stack: paused under writes through the Dagster
+job (as the launchpad runs it), left alone by the health sensor and refused by a materialization
+while paused, shown as PAUSED by `status`, resumed from the CLI with no gap and no duplicate; a
+failed sink restarted by `cdc-platform restart`. Every action is in the audit log with who did it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from cdc_platform.audit import entries
+from cdc_platform.cli import cli
+from cdc_platform.health.metrics_store import MetricsStore
+from tests.dagster_support import Ticker
+from tests.faults import BLOCKER, SlowWriter, wait_task_state
+from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
+from tests.support import pg_connect, pg_database, pg_inserter, unique, wait_for_equal
+
+pytestmark = pytest.mark.integration
+
+
+def _connector_states(connect, *names: str) -> dict[str, set[str]]:
+    states = {}
+    for name in names:
+        status = connect.status(name) or {}
+        states[name] = {status.get("connector", {}).get("state"), *(t["state"] for t in status.get("tasks", []))}
+    return states
+
+
+def _wait_states(connect, names: tuple[str, ...], state: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(s == {state} for s in _connector_states(connect, *names).values()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not all {state}: {_connector_states(connect, *names)}")
+
+
+def _status(specs, name: str) -> dict:
+    out = CliRunner().invoke(cli, ["status", name, "--specs", str(specs.directory), "--json"])
+    assert out.exit_code == 0, out.output
+    return json.loads(out.output)[0]
+
+
+def test_pause_holds_the_pipeline_against_sensor_and_materialization_and_resume_loses_nothing(
+    stack, connect, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'platform.sqlite'}")
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 300) g")
+        name = unique("life")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
+                                       "tgt": connection(stack, "postgresql", tgt)},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        instance = dg.DagsterInstance.ephemeral()
+        defs = component_defs(specs, restart_first_delay_seconds=0, grace_seconds=0)
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+        source, sink = f"{name}-source", f"{name}-sink"
+        writer = SlowWriter(pg_inserter(stack, src), 1000)
+        src_rows = lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall()  # noqa: E731
+        tgt_rows = lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall()  # noqa: E731
+        try:
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            assert _status(specs, name)["state"] == "RUNNING"
+            writer.start()
+            time.sleep(2)
+
+            # paused from the launchpad's job, by a named user
+            paused = defs.resolve_job_def("cdc_pause").execute_in_process(
+                run_config={"pipeline": name, "reason": "target maintenance"}, instance=instance,
+                tags={"dagster/user": "ops@example.com"},
+            )  # fmt: skip
+            assert paused.success
+            _wait_states(connect, (source, sink), "PAUSED")
+            held_at = len(tgt_rows())
+            row = _status(specs, name)
+            assert row["state"] == "PAUSED", row
+            assert "ops@example.com" in row["state_reason"] and "target maintenance" in row["state_reason"]
+
+            # the sensor reports it and leaves it alone: no restart, no resume, no failure figure
+            ticker = Ticker(defs, instance, connect)
+            for _ in range(3):
+                ticker.tick()
+                time.sleep(1)
+            for role in ("source_connector", "sink_connector"):
+                check = ticker.latest[role]
+                assert check.passed and "paused on purpose" in check.description, check.description
+                assert check.metadata["pipeline_state"].value == "PAUSED"
+            assert ticker.memory(sink)["restarts"] == 0
+            assert _connector_states(connect, source, sink) == {source: {"PAUSED"}, sink: {"PAUSED"}}
+            store = MetricsStore()
+            assert store.series(name, "sink", "connector_running", since=0) == []
+            assert [v for _, v in store.series(name, "pipeline", "state_code", since=0)][-1] == 2.0
+
+            # a materialization does not start it behind the operator's back
+            refused = dg.materialize([assets], instance=instance, resources=defs.resources, raise_on_error=False,
+                                     selection=[dg.AssetKey([name, "sink_connector"])])  # fmt: skip
+            assert not refused.success
+            failure = next(e for e in refused.all_events if e.event_type_value == "STEP_FAILURE")
+            assert "is paused by" in str(failure.event_specific_data.error) and "resume it first" in str(
+                failure.event_specific_data.error
+            )
+            assert _connector_states(connect, source, sink) == {source: {"PAUSED"}, sink: {"PAUSED"}}
+            assert len(tgt_rows()) == held_at, "nothing is applied while paused"
+
+            # resumed from the CLI: every change written meanwhile arrives once, in order
+            resumed = CliRunner().invoke(cli, ["resume", name, "--specs", str(specs.directory)])
+            assert resumed.exit_code == 0, resumed.output
+            assert f"pipeline {name}: resumed {source}, {sink}" in resumed.output
+            time.sleep(3)
+            writer.stop_event.set()
+            writer.join()
+            assert writer.errors == 0 and writer.next_id > 1040
+            wait_for_equal(src_rows, tgt_rows)
+            ticker.until(lambda e: all(e[r].passed and e[r].metadata["pipeline_state"].value == "RUNNING"
+                                       for r in ("source_connector", "sink_connector")))  # fmt: skip
+            assert _status(specs, name)["state"] == "RUNNING"
+
+            actions = {e.action: e.actor for e in entries(pipeline=name)}
+            assert "ops@example.com" in actions["pipeline.paused"]
+            assert actions["pipeline.resumed"].endswith("(cli)")
+            assert "connector.paused" in actions and "connector.resumed" in actions
+        finally:
+            writer.stop_event.set()
+            teardown(stack, connect, specs, name)
+
+
+def test_restart_brings_a_failed_sink_back_and_refuses_a_paused_pipeline(stack, connect, tmp_path, monkeypatch):
+    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'platform.sqlite'}")
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g")
+        name = unique("restart")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
+                                       "tgt": connection(stack, "postgresql", tgt)},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        instance = dg.DagsterInstance.ephemeral()
+        defs = component_defs(specs)
+        assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+        sink = f"{name}-sink"
+        cli_args = ["--specs", str(specs.directory)]
+        try:
+            materialize(stack, specs, name, assets=assets, instance=instance)
+            with pg_connect(stack, tgt) as conn:
+                conn.execute(BLOCKER)
+                conn.execute("INSERT INTO replica.block VALUES ('on')")
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t VALUES (51, 'refused at first')")
+            wait_task_state(connect, sink, "FAILED")
+            row = _status(specs, name)
+            assert row["state"] == "ERROR" and f"{sink} task 0 FAILED" in row["state_reason"], row
+            assert "blocked by the test" in row["state_reason"]
+
+            with pg_connect(stack, tgt) as conn:
+                conn.execute("DELETE FROM replica.block")
+            restarted = CliRunner().invoke(cli, ["restart", name, *cli_args])
+            assert restarted.exit_code == 0, restarted.output
+            assert "restarted the failed tasks of" in restarted.output
+            wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
+                           lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
+            assert _status(specs, name)["state"] == "RUNNING"
+
+            # paused, a restart is refused with what to do instead; stop and resume work from the CLI too
+            assert CliRunner().invoke(cli, ["pause", name, *cli_args]).exit_code == 0
+            refused = CliRunner().invoke(cli, ["restart", name, *cli_args])
+            assert refused.exit_code == 1 and "resume it instead of restarting it" in refused.output
+            assert CliRunner().invoke(cli, ["stop", name, *cli_args]).exit_code == 0
+            _wait_states(connect, (f"{name}-source", sink), "STOPPED")
+            assert _status(specs, name)["state"] == "STOPPED"
+            assert CliRunner().invoke(cli, ["resume", name, *cli_args]).exit_code == 0
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t VALUES (52, 'after the stop')")
+            wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
+                           lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
+            assert [e.action for e in entries(pipeline=name) if e.action.startswith("pipeline.")] == [
+                "pipeline.resumed", "pipeline.stopped", "pipeline.paused", "pipeline.restarted",
+            ]  # fmt: skip
+        finally:
+            teardown(stack, connect, specs, name)
