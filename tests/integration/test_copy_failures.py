@@ -50,8 +50,10 @@ def test_killing_either_side_of_the_fifo_copy_ends_it_with_the_original_error(st
                     return bool(admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                               "WHERE datname = %s AND query LIKE 'COPY%%'", (src,)).fetchall())  # fmt: skip
             with mariadb_connect(stack) as admin, admin.cursor() as cur:
-                cur.execute("SELECT id FROM information_schema.processlist WHERE info LIKE 'LOAD DATA%%' AND db = %s",
-                            (tgt,))
+                cur.execute(
+                    "SELECT id FROM information_schema.processlist WHERE info LIKE 'LOAD DATA%%' AND db = %s",
+                    (tgt,),
+                )
                 found = cur.fetchall()
                 for (conn_id,) in found:
                     cur.execute(f"KILL {int(conn_id)}")
@@ -161,7 +163,10 @@ def test_killing_the_mariadb_source_session_mid_copy_ends_the_copy(stack, tmp_pa
 
         def kill() -> bool:
             with mariadb_connect(stack) as admin, admin.cursor() as cur:
-                cur.execute("SELECT id FROM information_schema.processlist WHERE info LIKE %s", (f"SELECT%`{src}`.`big`",))
+                cur.execute(
+                    "SELECT id FROM information_schema.processlist WHERE info LIKE %s",
+                    (f"SELECT%`{src}`.`big`",),
+                )
                 found = cur.fetchall()
                 for (conn_id,) in found:
                     cur.execute(f"KILL {int(conn_id)}")

@@ -27,7 +27,10 @@ def _connector_states(connect, *names: str) -> dict[str, set[str]]:
     states = {}
     for name in names:
         status = connect.status(name) or {}
-        states[name] = {status.get("connector", {}).get("state"), *(t["state"] for t in status.get("tasks", []))}
+        states[name] = {
+            status.get("connector", {}).get("state"),
+            *(t["state"] for t in status.get("tasks", [])),
+        }
     return states
 
 
@@ -132,7 +135,9 @@ def test_pause_holds_the_pipeline_against_sensor_and_materialization_and_resume_
             teardown(stack, connect, specs, name)
 
 
-def test_restart_brings_a_failed_sink_back_and_refuses_a_paused_pipeline(stack, connect, tmp_path, monkeypatch):
+def test_restart_brings_a_failed_sink_back_and_refuses_a_paused_pipeline(
+    stack, connect, tmp_path, monkeypatch
+):
     monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'platform.sqlite'}")
     with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
         with pg_connect(stack, src) as conn:
