@@ -27,7 +27,7 @@ demo: stack-up
 TEST_WORKERS ?= 3
 test: stack-up
 	@status=0; \
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not serial" --durations=15 || status=1; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not serial" --durations=15 || status=1; \
 	$(PY) -m pytest -q -m serial --durations=15 || status=1; \
 	exit $$status
 

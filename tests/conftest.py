@@ -9,6 +9,24 @@ import pytest
 from cdc_platform.settings import StackSettings, load_stack_settings
 
 
+#: the longest files, started first: with several workers (`make test`), the slowest test would
+#: otherwise start late and run alone at the end
+SLOWEST_FIRST = ("test_daemon.py", "test_checksum_checks.py", "test_quality_checks.py",
+                 "test_pipeline_replication.py", "test_value_fidelity.py", "test_alerts.py", "test_audit.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The slowest integration files first, the rest of the integration tests, then the quick unit
+    tests that fill the gaps at the end (the order within a file is kept)."""
+
+    def weight(item) -> int:
+        if item.path.name in SLOWEST_FIRST:
+            return SLOWEST_FIRST.index(item.path.name)
+        return len(SLOWEST_FIRST) + (0 if item.get_closest_marker("integration") else 1)
+
+    items.sort(key=weight)
+
+
 @pytest.fixture(scope="session")
 def stack() -> StackSettings:
     """Bring the local stack up (a no-op when it runs) and hand its settings to the test."""

@@ -234,10 +234,12 @@ def heartbeat_figures(specs: Specs, name: str, beat: Heartbeat) -> dict[str, flo
     if row is None:
         return {}  # no heartbeat has arrived yet
     ts_ms, applied_ms, now_ms = (int(v) for v in row)
-    return {
-        "latency_seconds": max(applied_ms - ts_ms, 0) / 1000,
-        "heartbeat_age_seconds": max(now_ms - ts_ms, 0) / 1000,
-    }
+    latency, age = max(applied_ms - ts_ms, 0) / 1000, max(now_ms - ts_ms, 0) / 1000
+    # the next heartbeat is overdue: the stream has stalled, and the latency of a change made now is at
+    # least the age of the last one that arrived; the last measured latency would read as current
+    if age > 2 * spec.options.heartbeat_interval_ms / 1000:
+        latency = max(latency, age)
+    return {"latency_seconds": latency, "heartbeat_age_seconds": age}
 
 
 def collect(

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cdc_platform.audit import entries
 from cdc_platform.cli import cli
+from cdc_platform.health.collect import heartbeat_figures, pipeline_watch
 from cdc_platform.health.metrics_store import MetricsStore
 from tests.dagster_support import Ticker
 from tests.faults import BLOCKER, SlowWriter, wait_task_state
@@ -61,7 +62,7 @@ def test_pause_holds_the_pipeline_against_sensor_and_materialization_and_resume_
         specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
                                        "tgt": connection(stack, "postgresql", tgt)},
                             [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+                              "tables": {"names": ["public.t"]}, "options": {"heartbeat_interval_ms": 1000}}])  # fmt: skip
         instance = dg.DagsterInstance.ephemeral()
         defs = component_defs(specs, restart_first_delay_seconds=0, grace_seconds=0)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
@@ -101,6 +102,14 @@ def test_pause_holds_the_pipeline_against_sensor_and_materialization_and_resume_
             store = MetricsStore()
             assert store.series(name, "sink", "connector_running", since=0) == []
             assert [v for _, v in store.series(name, "pipeline", "state_code", since=0)][-1] == 2.0
+
+            # the latency reported while nothing flows is not the last one measured, but the stall's
+            beat = pipeline_watch(specs, name, None).heartbeat
+            deadline = time.monotonic() + 30
+            while (figures := heartbeat_figures(specs, name, beat))["heartbeat_age_seconds"] < 3:
+                assert time.monotonic() < deadline, figures
+                time.sleep(0.5)
+            assert figures["latency_seconds"] >= figures["heartbeat_age_seconds"] >= 3, figures
 
             # a materialization does not start it behind the operator's back
             refused = dg.materialize([assets], instance=instance, resources=defs.resources, raise_on_error=False,
