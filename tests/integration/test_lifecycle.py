@@ -46,7 +46,7 @@ def _wait_states(connect, names: tuple[str, ...], state: str, timeout: float = 6
 
 def _status(specs, name: str) -> dict:
     out = CliRunner().invoke(cli, ["status", name, "--specs", str(specs.directory), "--json"])
-    assert out.exit_code == 0, out.output
+    assert out.exit_code in (0, 4), out.output  # 4: a task failed
     return json.loads(out.output)[0]
 
 
