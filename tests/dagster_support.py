@@ -55,6 +55,8 @@ class Ticker:
         self.requests: list[dg.RunRequest] = []
         #: the newest evaluation per connector, as the UI shows it (a tick writes only changes)
         self.latest: dict[str, dg.AssetCheckEvaluation] = {}
+        #: what the last tick said it saw (the line the sensor's page shows), when it launched no run
+        self.said: str | None = None
 
     def tick(self) -> dict[str, dg.AssetCheckEvaluation]:
         """This tick's evaluations (only connectors whose health changed)."""
@@ -63,6 +65,7 @@ class Ticker:
         result = self.sensor(context)
         self.cursor = result.cursor
         self.requests += result.run_requests or []
+        self.said = result.skip_reason.skip_message if result.skip_reason else None
         events = {
             e.asset_key.path[-1]: e
             for e in result.asset_events or []

@@ -75,17 +75,26 @@ def build_alert_sensor(
                     sent += 1
                 else:
                     context.log.warning(f"alert {t.alert.id}: channel {channel_name} failed: {outcome.error}")
+            channels = config.channels_of(t.rule)
             if t.kind != "resolved" and not sent:
                 history.mark_notified(t.alert.id, now)  # in-app only: reminders still follow the interval
+                context.log.warning(
+                    f"alert #{t.alert.id} ({t.alert.rule}) reached no one: "
+                    + ("every channel failed (see above)" if channels else "no channel is configured for it; "
+                       "add one in the specs' alerts.yaml (`channels:` and the rule's `channels`)")
+                )  # fmt: skip
             log = context.log.info if t.kind == "resolved" else context.log.warning
             log(f"{notice.title}: {t.alert.message}")
+            delivery = f"{sent} of {len(channels)} channel(s)" if channels else "no channel configured"
             events.append(dg.AssetObservation(
                 asset_key=asset_of(by_pipeline[t.alert.pipeline], t.alert.subject),
+                description=f"ALERT {t.kind.upper()} #{t.alert.id} {t.alert.rule} ({t.alert.severity}): "
+                            f"{t.alert.message} [notified: {delivery}]",
                 metadata={"alert_id": t.alert.id, "alert_rule": t.alert.rule, "alert_state": t.kind,
                           "alert_severity": t.alert.severity, "alert_message": dg.MetadataValue.text(t.alert.message),
-                          "alert_channels_sent": sent},
+                          "alert_channels_sent": sent, "alert_delivery": delivery},
             ))  # fmt: skip
-        return dg.SensorResult(asset_events=events)
+        return dg.SensorResult(asset_events=events, skip_reason=open_alerts_line(history, set(by_pipeline)))
 
     return _sensor
 
@@ -110,3 +119,18 @@ def build_acknowledge_job(name: str) -> dg.JobDefinition:
         _ack()
 
     return _job
+
+
+def open_alerts_line(history: AlertHistory, pipelines: set[str]) -> str:
+    """What the tick leaves open, in one line for the sensor's page (e.g. "1 open: sink_connector_failed
+    (critical) on orders sink since 18:15:51 UTC")."""
+    opened = [a for a in history.listing() if a.pipeline in pipelines]
+    if not opened:
+        return f"no open alert on {len(pipelines)} pipeline(s)"
+    shown = "; ".join(
+        f"#{a.id} {a.rule} ({a.severity}) on {a.pipeline} {a.subject} since "
+        f"{time.strftime('%H:%M:%S', time.gmtime(a.triggered_at))} UTC"
+        + (f", acknowledged by {a.acknowledged_by}" if a.acknowledged_by else "")
+        for a in opened[:10]
+    )
+    return f"{len(opened)} open: {shown}" + (" ..." if len(opened) > 10 else "")

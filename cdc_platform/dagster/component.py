@@ -34,6 +34,7 @@ from cdc_platform.dagster.catalog import (
 from cdc_platform.dagster.connect_health import (
     HealthSettings,
     WatchedConnector,
+    WatchedTables,
     build_connect_health_sensor,
     build_connector_checks,
 )
@@ -298,11 +299,19 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             {name: (specs.pipelines[name].spec.quality, q) for name, q in zip(databases, quality, strict=True)},
             self.quality_cron, self.checksum_cron, self.part_name("quality_checks"), self.part_name("checksum_checks"),
         )  # fmt: skip
+        #: every target table of a streaming pipeline shows whether its pipeline keeps it current
+        table_health = {
+            name: WatchedTables(name, tuple(keys[name].target_tables.values()),
+                                specs.pipelines[name].spec.quality.freshness_seconds)
+            for name in watched
+            if keys[name].target_tables
+        }  # fmt: skip
         if watched:
             sensors.append(build_connect_health_sensor(
                 self.sensor_name(), [w for ws in watched.values() for w in ws], self.health.settings(),
                 worker_key=worker.key if worker is not None else None,
                 recovery_checks={name: check_keys(q, CONSISTENCY_CHECKS) for name, q in zip(databases, quality, strict=True)},
+                tables=list(table_health.values()),
             ))  # fmt: skip
         measured = [name for name in watched if traits[name].database_checks]
         if measured:
@@ -330,7 +339,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
                 *([worker] if worker is not None else []),
             ],  # fmt: skip
             asset_checks=[
-                *[build_connector_checks(name, ws) for name, ws in watched.items()],
+                *[build_connector_checks(name, ws, table_health.get(name)) for name, ws in watched.items()],
                 *quality,
                 *[build_s3_writer_checks(w) for w in writers],
             ],  # fmt: skip

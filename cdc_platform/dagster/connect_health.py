@@ -22,7 +22,7 @@ from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.lifecycle import Control, controls
-from cdc_platform.pipeline.state import StateReading, derive_state
+from cdc_platform.pipeline.state import PipelineState, StateReading, derive_state
 from cdc_platform.secrets import mask_secret_values
 
 CHECK_NAME = "connector_running"
@@ -32,6 +32,10 @@ REPORT_EVERY_SECONDS = 300.0
 RUN_TIME_KEYS = re.compile(r"^cdc\.platform\.")
 #: the cursor entry of the worker asset (orphans), beside the connectors' entries
 WORKER_MEMORY = "__worker__"
+#: the check every target table of a streaming pipeline carries: is its pipeline keeping it current
+TABLE_CHECK_NAME = "pipeline_running"
+#: the cursor entry of a pipeline's table checks: ``TABLES_MEMORY + pipeline``
+TABLES_MEMORY = "__tables__:"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,16 @@ class WatchedConnector:
     asset_key: dg.AssetKey
     #: the config the pipeline's plan deploys (from the stored catalog); None: no drift check
     expected_config: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class WatchedTables:
+    """A streaming pipeline's target tables, each carrying the ``pipeline_running`` check."""
+
+    pipeline: str
+    keys: tuple[dg.AssetKey, ...]
+    #: the heartbeat older than this (seconds) fails the tables' check: changes no longer arrive
+    freshness_seconds: float
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,69 @@ def check_specs(watched: list[WatchedConnector]) -> list[dg.AssetCheckSpec]:
         )
         for w in watched
     ]
+
+
+def table_check_specs(tables: list[WatchedTables]) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            TABLE_CHECK_NAME,
+            asset=key,
+            description=f"Pipeline {t.pipeline} keeps this table current: its connectors run (no FAILED or "
+            "missing one, Kafka Connect reachable) and its heartbeat is younger than "
+            f"{t.freshness_seconds:.0f} s. WARN while the pipeline is paused or stopped on purpose. Evaluated "
+            "by the cdc_connect_health sensor every interval, or on demand.",
+        )
+        for t in tables
+        for key in t.keys
+    ]
+
+
+def table_verdict(
+    reading: StateReading, heartbeat_age: float | None, freshness_seconds: float
+) -> tuple[bool, dg.AssetCheckSeverity, str]:
+    """The tables' check from the pipeline's state and the age of its newest heartbeat on the target."""
+    if reading.state in (PipelineState.PAUSED, PipelineState.STOPPED, PipelineState.STOPPING):
+        return False, dg.AssetCheckSeverity.WARN, f"pipeline {reading}: changes wait in Kafka"
+    if reading.state is PipelineState.ERROR:
+        return False, dg.AssetCheckSeverity.ERROR, f"pipeline ERROR: {reading.reason}"
+    if heartbeat_age is not None and heartbeat_age > freshness_seconds:
+        return (
+            False,
+            dg.AssetCheckSeverity.ERROR,
+            (
+                f"pipeline {reading.state.value}, but its newest heartbeat on the target is {heartbeat_age:.0f} s "
+                f"old (limit {freshness_seconds:.0f} s): changes are not arriving"
+            ),
+        )
+    if reading.state is PipelineState.STARTING:
+        return True, dg.AssetCheckSeverity.WARN, f"pipeline STARTING: {reading.reason}"
+    age = f"; heartbeat {heartbeat_age:.0f} s old" if heartbeat_age is not None else ""
+    return True, dg.AssetCheckSeverity.ERROR, f"pipeline {reading.state.value}{age}"
+
+
+def table_events(tables: list[WatchedTables], states: dict[str, StateReading], ages: dict[str, float | None],
+                 memory: dict[str, "ConnectorMemory"], now: float) -> list[dg.AssetCheckEvaluation]:  # fmt: skip
+    """The ``pipeline_running`` evaluations of every table of a pipeline whose verdict changed (or
+    every few minutes): a failed sink turns every table it writes red within one tick."""
+    events = []
+    for t in tables:
+        reading = states.get(t.pipeline)
+        if reading is None:
+            continue
+        passed, severity, summary = table_verdict(reading, ages.get(t.pipeline), t.freshness_seconds)
+        mem = memory.setdefault(TABLES_MEMORY + t.pipeline, ConnectorMemory())
+        signature = f"{passed}|{severity.value}|{reading.state.value}|{summary.split(':')[0]}"
+        if signature == mem.signature and now - mem.reported_at < REPORT_EVERY_SECONDS:
+            continue
+        mem.signature, mem.reported_at = signature, now
+        metadata = {"pipeline": t.pipeline, "pipeline_state": reading.state.value,
+                    "pipeline_state_reason": reading.reason, "summary": summary}  # fmt: skip
+        if ages.get(t.pipeline) is not None:
+            metadata["heartbeat_age_seconds"] = round(ages[t.pipeline], 1)
+        events += [dg.AssetCheckEvaluation(asset_key=key, check_name=TABLE_CHECK_NAME, passed=passed,
+                                           severity=severity, metadata=metadata, description=summary)
+                   for key in t.keys]  # fmt: skip
+    return events
 
 
 def drift(live: dict[str, str] | None, expected: dict[str, str] | None) -> dict[str, dict[str, str | None]]:
@@ -403,6 +480,7 @@ def build_connect_health_sensor(
     settings: HealthSettings,
     worker_key: dg.AssetKey | None = None,
     recovery_checks: dict[str, list[dg.AssetCheckKey]] | None = None,
+    tables: list[WatchedTables] | None = None,
 ) -> dg.SensorDefinition:
     """``worker_key``: this sensor answers for every pipeline of its specs, so a connector on the
     worker that none of them owns is reported, on that asset and in the tick's log."""
@@ -442,10 +520,14 @@ def build_connect_health_sensor(
         if worker_key is not None and orphans:
             context.log.warning(f"connectors on the worker that no pipeline spec owns: {', '.join(orphans)} "
                                 "(see `cdc-platform orphans`)")  # fmt: skip
-        for stale in set(memory) - {w.name for w in live} - {WORKER_MEMORY}:
+        kept = {w.name for w in live} | {TABLES_MEMORY + w.pipeline for w in live} | {WORKER_MEMORY}
+        for stale in set(memory) - kept:
             del memory[stale]
         reported: list[Assessment] = []
         events = asset_events(results, memory, now, reported)
+        if tables:
+            ages = _heartbeat_ages(context, set(states), intents, now)
+            events += table_events(tables, states, ages, memory, now)
         if worker_key is not None:
             worker = worker_event(worker_key, on_worker, owned, not unreachable,
                                   memory.setdefault(WORKER_MEMORY, ConnectorMemory()), now)  # fmt: skip
@@ -461,9 +543,38 @@ def build_connect_health_sensor(
         requests = recovery_requests(results, recovery_checks or {}, now, memory)
         for request in requests:
             context.log.info(f"recovered; running the consistency checks: {request.tags['cdc/recovered']}")
-        return dg.SensorResult(asset_events=events, cursor=dump_cursor(memory), run_requests=requests)
+        seen = tick_summary(states, results, orphans if worker_key is not None else [])
+        if requests:
+            context.log.info(seen)
+            return dg.SensorResult(asset_events=events, cursor=dump_cursor(memory), run_requests=requests)
+        # no run to launch: the tick's line in the UI says what it saw instead of "empty result"
+        return dg.SensorResult(asset_events=events, cursor=dump_cursor(memory), skip_reason=seen)
 
     return _sensor
+
+
+def tick_summary(states: dict[str, StateReading], results: list[Assessment], orphans: list[str]) -> str:
+    """What one tick saw, in a line per pipeline: its state, and each unhealthy connector's verdict
+    (e.g. "sink: FAILED: restart 1 of 5: ...", "restart 2 of 5 due in 30 s")."""
+    if not states:
+        return "no pipeline materialized yet: nothing to watch"
+    lines = []
+    for pipeline, reading in sorted(states.items()):
+        line = f"{pipeline} {reading.state.value}"
+        troubles = [
+            f"{r.watched.role}: {r.summary}"
+            for r in results
+            if r.watched.pipeline == pipeline and not r.passed
+        ]
+        if troubles:
+            line += " - " + "; ".join(t[:300] for t in troubles)
+        elif reading.reason:
+            line += f" ({reading.reason[:300]})"
+        lines.append(line)
+    if orphans:
+        lines.append(f"{len(orphans)} connector(s) no spec owns: {', '.join(orphans[:10])}")
+    healthy = sum(1 for r in states.values() if r.state is PipelineState.RUNNING)
+    return f"{healthy} of {len(states)} pipeline(s) RUNNING. " + " | ".join(lines)
 
 
 def _store(context: dg.SensorEvaluationContext, samples: list[Sample]) -> None:
@@ -518,23 +629,73 @@ def pipeline_states(live: list[WatchedConnector], statuses: dict[str, dict | Non
     }
 
 
+#: a heartbeat figure older than this is no evidence: the metrics schedule may not be running
+HEARTBEAT_FIGURE_MAX_AGE_SECONDS = 300.0
+
+
+def _heartbeat_ages(context, pipelines: set[str], intents: dict[str, Control],
+                    now: float) -> dict[str, float | None]:  # fmt: skip
+    """Each pipeline's heartbeat age now, from the metrics schedule's newest figure (its age then plus
+    the time since). None when there is no recent figure, or none since the pipeline was resumed."""
+    ages: dict[str, float | None] = {}
+    try:
+        store = MetricsStore()
+        for pipeline in pipelines:
+            figure = store.latest(pipeline).get(("pipeline", "heartbeat_age_seconds"))
+            control = intents.get(pipeline)
+            if (
+                figure is None
+                or now - figure[0] > HEARTBEAT_FIGURE_MAX_AGE_SECONDS
+                or (control is not None and figure[0] < control.changed_at)
+            ):
+                ages[pipeline] = None
+                continue
+            ages[pipeline] = figure[1] + max(now - figure[0], 0.0)
+    except Exception as exc:  # noqa: BLE001 - the tables' check then judges by the connectors alone
+        context.log.warning(f"could not read the heartbeat figures: {type(exc).__name__}: {exc}")
+    return ages
+
+
 def state_samples(states: dict[str, StateReading], now: float) -> list[Sample]:
     """The state as a time series (``state_code``: 0 RUNNING ... 5 ERROR), one figure a tick."""
     return [Sample(now, pipeline, "pipeline", "state_code", float(r.code)) for pipeline, r in states.items()]
 
 
-def build_connector_checks(pipeline: str, watched: list[WatchedConnector]) -> dg.AssetChecksDefinition:
-    """``connector_running`` on demand (from the UI or a job): the sensor's judgement, without restarts."""
+def build_connector_checks(
+    pipeline: str, watched: list[WatchedConnector], tables: WatchedTables | None = None
+) -> dg.AssetChecksDefinition:
+    """``connector_running`` and the tables' ``pipeline_running`` on demand (from the UI or a job): the
+    sensor's judgement, without restarts."""
+    specs = check_specs(watched) + (table_check_specs([tables]) if tables else [])
 
-    @dg.multi_asset_check(specs=check_specs(watched), name=f"{pipeline}_connector_running", can_subset=True)
+    @dg.multi_asset_check(specs=specs, name=f"{pipeline}_connector_running", can_subset=True)
     def _checks(context: dg.AssetCheckExecutionContext, kafka_connect: KafkaConnectResource):
-        selected = {key.asset_key for key in context.selected_asset_check_keys}
-        chosen = [w for w in watched if w.asset_key in selected]
-        results = evaluate(chosen, kafka_connect, {}, time.time(), HealthSettings(grace_seconds=0), context.log,
-                           restart=False)  # fmt: skip
+        selected = set(context.selected_asset_check_keys)
+        now = time.time()
+        intents = controls([pipeline]) if tables else {}
+        held = {p: c for p, c in intents.items() if c.holds_still}
+        statuses: dict[str, dict | None] = {}
+        unreachable: list[str] = []
+        results = evaluate(watched, kafka_connect, {}, now, HealthSettings(grace_seconds=0), context.log,
+                           restart=False, held=held, statuses=statuses, unreachable=unreachable)  # fmt: skip
         for r in results:
-            yield dg.AssetCheckResult(asset_key=r.watched.asset_key, check_name=CHECK_NAME, passed=r.passed,
-                                      severity=r.severity, metadata={**r.metadata, "summary": r.summary},
-                                      description=r.summary)  # fmt: skip
+            if dg.AssetCheckKey(r.watched.asset_key, CHECK_NAME) in selected:
+                yield dg.AssetCheckResult(asset_key=r.watched.asset_key, check_name=CHECK_NAME, passed=r.passed,
+                                          severity=r.severity, metadata={**r.metadata, "summary": r.summary},
+                                          description=r.summary)  # fmt: skip
+        if tables is None:
+            return
+        chosen = [k for k in tables.keys if dg.AssetCheckKey(k, TABLE_CHECK_NAME) in selected]
+        if not chosen:
+            return
+        deployed = _ever_materialized(context.instance, [w.asset_key for w in watched])
+        states = pipeline_states(watched, statuses, intents, deployed or {w.asset_key: now for w in watched}, now,
+                                 unreachable[0] if unreachable else None)  # fmt: skip
+        ages = _heartbeat_ages(context, {pipeline}, intents, now)
+        for event in table_events([WatchedTables(pipeline, tuple(chosen), tables.freshness_seconds)], states,
+                                  ages, {}, now):  # fmt: skip
+            yield dg.AssetCheckResult(asset_key=event.asset_key, check_name=TABLE_CHECK_NAME, passed=event.passed,
+                                      severity=event.severity, metadata=event.metadata,
+                                      description=event.description)  # fmt: skip
 
     return _checks

@@ -62,6 +62,13 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
             wait_task_state(connect, sink, "FAILED")
             failed = ticker.tick()["sink_connector"]
             assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+            # the table the sink writes turns red in the same tick, saying why
+            table = ticker.latest["t"]
+            assert table.check_name == "pipeline_running" and not table.passed
+            assert (
+                table.severity == dg.AssetCheckSeverity.ERROR and f"{sink} task 0 FAILED" in table.description
+            )
+            assert f"{name} ERROR - sink: FAILED: restart 1 of" in ticker.said
             assert "blocked by the test" in failed.metadata["last_error"].value
             assert ticker.memory(sink)["restarts"] == 1
             # repaired before the attempts run out: the pipeline recovers and nothing is lost
@@ -69,7 +76,7 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
                 conn.execute("DELETE FROM replica.block")
             with pg_connect(stack, src) as conn:
                 conn.execute("UPDATE t SET v = 'after repair' WHERE id <= 20")
-            ticker.until(lambda e: "sink_connector" in e and e["sink_connector"].passed)
+            ticker.until(lambda e: "sink_connector" in e and e["sink_connector"].passed and e["t"].passed)
             wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
                            lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
 

@@ -97,6 +97,11 @@ def test_pause_holds_the_pipeline_against_sensor_and_materialization_and_resume_
                 check = ticker.latest[role]
                 assert check.passed and "paused on purpose" in check.description, check.description
                 assert check.metadata["pipeline_state"].value == "PAUSED"
+            # every table the pipeline writes shows it is held (a warning, not a failure)
+            table = ticker.latest["t"]
+            assert table.check_name == "pipeline_running" and not table.passed
+            assert table.severity == dg.AssetCheckSeverity.WARN and "PAUSED" in table.description
+            assert ticker.said.startswith("0 of 1 pipeline(s) RUNNING") and f"{name} PAUSED" in ticker.said
             assert ticker.memory(sink)["restarts"] == 0
             assert _connector_states(connect, source, sink) == {source: {"PAUSED"}, sink: {"PAUSED"}}
             store = MetricsStore()
@@ -132,7 +137,8 @@ def test_pause_holds_the_pipeline_against_sensor_and_materialization_and_resume_
             assert writer.errors == 0 and writer.next_id > 1040
             wait_for_equal(src_rows, tgt_rows)
             ticker.until(lambda e: all(e[r].passed and e[r].metadata["pipeline_state"].value == "RUNNING"
-                                       for r in ("source_connector", "sink_connector")))  # fmt: skip
+                                       for r in ("source_connector", "sink_connector", "t")))  # fmt: skip
+            assert ticker.said == f"1 of 1 pipeline(s) RUNNING. {name} RUNNING"
             assert _status(specs, name)["state"] == "RUNNING"
 
             actions = {e.action: e.actor for e in entries(pipeline=name)}

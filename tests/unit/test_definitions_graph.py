@@ -206,12 +206,14 @@ def test_pool_per_source_and_one_teardown_job(specs_dir):
         ("orders/source_connector", "connector_running"),
         ("orders/sink_connector", "connector_running"),
     }
-    # every table: counts, checksums and drift; a streaming pipeline's tables: freshness too
+    # every table: counts, checksums and drift; a streaming pipeline's tables: freshness and whether
+    # the pipeline runs (the health sensor's verdict on every table it writes)
     assert {c for c in checks if c[0] == "dw/dw/sales"} == {
         ("dw/dw/sales", "row_count_parity"),
         ("dw/dw/sales", "checksum_reconciliation"),
         ("dw/dw/sales", "schema_drift"),
         ("dw/dw/sales", "replication_freshness"),
+        ("dw/dw/sales", "pipeline_running"),
     }
     assert ("dw/all_tables/refunds", "replication_freshness") not in checks
     assert ("dw/all_tables/refunds", "row_count_parity") in checks
