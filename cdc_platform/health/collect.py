@@ -195,8 +195,9 @@ def row_estimates(specs: Specs, name: str, tables: tuple[TableWatch, ...]) -> di
     if target.kind.value == "postgresql":
         with pg_connect(target, specs.directory, autocommit=True, connect_timeout=DB_TIMEOUT_SECONDS) as conn:
             rows = conn.execute(
-                "SELECT c.relname, GREATEST(c.reltuples, 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname = ANY(%s)",
+                # reltuples is -1 until the table was first analyzed: no estimate, not a false zero
+                "SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname = ANY(%s) AND c.reltuples >= 0",
                 (spec.target_schema, list(wanted)),
             ).fetchall()
     elif target.kind.value in ("mysql", "mariadb"):
@@ -212,7 +213,7 @@ def row_estimates(specs: Specs, name: str, tables: tuple[TableWatch, ...]) -> di
             conn.close()
     else:
         return {}
-    return {wanted[r[0]]: float(r[1] or 0) for r in rows if r[0] in wanted}
+    return {wanted[r[0]]: float(r[1]) for r in rows if r[0] in wanted and r[1] is not None}
 
 
 def heartbeat_figures(specs: Specs, name: str, beat: Heartbeat) -> dict[str, float]:
