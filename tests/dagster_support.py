@@ -85,7 +85,11 @@ class Ticker:
             if predicate(seen):
                 return seen
             time.sleep(every)
-        statuses = {w: self.connect.status(w) for w in json.loads(self.cursor or "{}").get("connectors", {})}
+        statuses = {
+            w: self.connect.status(w)
+            for w in json.loads(self.cursor or "{}").get("connectors", {})
+            if not w.startswith("__")  # the worker's and the tables' entries are not connectors
+        }
         raise AssertionError(
             f"sensor never reached the expected state; last evaluations: {seen}; "
             f"cursor: {self.cursor}; worker: {statuses}"
