@@ -16,10 +16,11 @@ stack-down:
 stack-status:
 	cdc-platform stack status
 
-# Seed the demo shop, materialize its pipeline, show live changes replicating, then open the UI.
+# Seed the demo shop, materialize its pipeline, show live changes replicating, then open the UI
+# (`dg dev`, Dagster's recommended way; `dagster dev -w workspace.yaml` loads the same location).
 demo: stack-up
 	$(PY) -m cdc_platform.demo
-	dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	dg dev --host 127.0.0.1 --port 3000
 
 # The whole test suite, against the real local stack (started here; a no-op when it runs): the
 # independent tests side by side (pytest-xdist), then alone the few that stop, kill or reconfigure

@@ -178,11 +178,14 @@ def main() -> None:
         sys.exit("The target did not catch up within 120 s; see `cdc-platform stack logs connect`.")
     _show_measured_health(specs)
     print(
-        "\nReplicating. `dagster dev` starts next: http://127.0.0.1:3000\n"
-        f"  Assets > group {PIPELINE}: the tables with column schema and lineage, the connectors beside them.\n"
-        f"  {PIPELINE}/sink_connector > Checks: connector_running, kept current by the cdc_connect_health sensor.\n"
-        "  analytics_pg/shop/orders > Plots: latency_seconds, lag_messages, captured/applied_per_second, row count\n"
-        "    (collected every minute by the cdc_collect_metrics schedule).\n"
+        "\nReplicating. `dg dev` starts next: http://127.0.0.1:3000\n"
+        f"  Catalog > group {PIPELINE}: the tables with column schema and lineage, the connectors beside them.\n"
+        f"  {PIPELINE}/sink_connector > Checks: connector_running, kept current by the cdc_connect_health sensor;\n"
+        "    every table's pipeline_running check turns red with it. Its metadata shows pipeline_state.\n"
+        "  analytics_pg/shop/orders > Overview, at the bottom: Metadata, switch Table to Plots: latency_seconds,\n"
+        "    lag_messages, captured/applied_per_second, row count (collected every minute by the\n"
+        "    cdc_collect_metrics schedule; each observation in Events says what its figures mean, with units).\n"
+        f"  Jobs: cdc_pause, cdc_resume, cdc_stop, cdc_restart (pick {PIPELINE} in the launchpad).\n"
         "  analytics_pg/shop/orders > Checks: row_count_parity, schema_drift, replication_freshness (every 15 min),\n"
         "    checksum_reconciliation (nightly); all ran in the materialization above.\n"
         "  kafka_connect_worker: the worker, and any connector on it that no pipeline spec owns.\n"

@@ -21,13 +21,15 @@ from confluent_kafka.admin import (
 )
 from confluent_kafka.error import KafkaError, KafkaException
 
+from cdc_platform.kafka_log import kafka_client_config
+
 
 class KafkaAdminError(RuntimeError):
     pass
 
 
 def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10_000})
+    return AdminClient(kafka_client_config(bootstrap, **{"socket.timeout.ms": 10_000}))
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], max_message_bytes: int, *,

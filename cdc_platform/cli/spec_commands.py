@@ -143,7 +143,7 @@ def refresh(specs_dir: str | None) -> None:
     write_catalog(catalog, path)
     for name, pipeline in sorted(catalog.pipelines.items()):
         click.echo(f"pipeline {name}: {len(pipeline.tables)} tables")
-    click.echo(f"Stored in {path}; reload the code location (or restart `dagster dev`) to see the assets.")
+    click.echo(f"Stored in {path}; reload the code location (or restart `dg dev`) to see the assets.")
 
 
 @click.command("apply-drift")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from cdc_platform.audit import acting_as
+from cdc_platform.clock import epoch_of, iso_utc
 from cdc_platform.dagster.check_runs import QUALITY_CHECKS_JOB, checks_request
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
@@ -188,13 +189,24 @@ class ConnectorMemory:
     failed: bool = False
 
     def to_json(self) -> dict:
-        return {"signature": self.signature, "reported_at": self.reported_at, "unhealthy_since": self.unhealthy_since,
-                "restarts": self.restarts, "tasks": {k: v.to_json() for k, v in self.tasks.items()},
-                "failed": self.failed}  # fmt: skip
+        """Times in UTC text and only what is set: the cursor is read by people on the sensor's page."""
+        out: dict = {"reported_at": iso_utc(self.reported_at)}
+        if self.signature:
+            out["signature"] = self.signature
+        if self.unhealthy_since is not None:
+            out["unhealthy_since"] = iso_utc(self.unhealthy_since)
+        if self.restarts:
+            out["restarts"] = self.restarts
+        tasks = {k: v.to_json() for k, v in self.tasks.items()}
+        if any(tasks.values()):
+            out["tasks"] = {k: v for k, v in tasks.items() if v}
+        if self.failed:
+            out["failed"] = True
+        return out
 
     @classmethod
     def from_json(cls, raw: dict) -> "ConnectorMemory":
-        return cls(raw.get("signature"), float(raw.get("reported_at", 0.0)), raw.get("unhealthy_since"),
+        return cls(raw.get("signature"), epoch_of(raw.get("reported_at")) or 0.0, epoch_of(raw.get("unhealthy_since")),
                    int(raw.get("restarts", 0)),
                    {k: TaskHistory.from_json(v) for k, v in raw.get("tasks", {}).items()},
                    bool(raw.get("failed", False)))  # fmt: skip
@@ -211,7 +223,9 @@ def load_cursor(cursor: str | None) -> dict[str, ConnectorMemory]:
 
 
 def dump_cursor(memory: dict[str, ConnectorMemory]) -> str:
-    return json.dumps({"connectors": {k: v.to_json() for k, v in sorted(memory.items())}}, sort_keys=True)
+    return json.dumps(
+        {"connectors": {k: v.to_json() for k, v in sorted(memory.items())}}, sort_keys=True, indent=1
+    )
 
 
 @dataclass(frozen=True)

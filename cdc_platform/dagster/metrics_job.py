@@ -13,6 +13,7 @@ import dagster as dg
 
 from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.health.collect import PipelineWatch, collect
+from cdc_platform.health.glossary import legend
 from cdc_platform.health.metrics_store import MetricsStore
 from cdc_platform.kafka_connect import KafkaConnectResource
 
@@ -43,6 +44,13 @@ class WatchedAssets:
     sink_connector: dg.AssetKey
 
 
+def observed(key: dg.AssetKey, metadata: dict) -> dg.AssetObservation:
+    """An observation whose description says what each of its figures is, and in which unit; rates
+    and sizes rounded to what a person reads (the stored series keeps full precision)."""
+    shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in metadata.items()}
+    return dg.AssetObservation(asset_key=key, metadata=shown, description=legend(metadata) or None)
+
+
 def observations(w: WatchedAssets, samples, errors: dict[str, str]) -> list[dg.AssetObservation]:
     values: dict[tuple[str, str], float] = {(s.subject, s.metric): s.value for s in samples}
     events = []
@@ -57,7 +65,7 @@ def observations(w: WatchedAssets, samples, errors: dict[str, str]) -> list[dg.A
         if errors:
             metadata["collection_errors"] = dg.MetadataValue.json(errors)
         if metadata:
-            events.append(dg.AssetObservation(asset_key=key, metadata=metadata))
+            events.append(observed(key, metadata))
     sink: dict = (
         {"lag_messages": int(values[("sink", "lag_messages")])} if ("sink", "lag_messages") in values else {}
     )
@@ -70,12 +78,12 @@ def observations(w: WatchedAssets, samples, errors: dict[str, str]) -> list[dg.A
     if "kafka" in errors:
         sink["collection_error"] = errors["kafka"]
     if sink:
-        events.append(dg.AssetObservation(asset_key=w.sink_connector, metadata=sink))
+        events.append(observed(w.sink_connector, sink))
     source: dict = {m: values[("source", m)] for m in SOURCE_METRICS if ("source", m) in values}
     if "source" in errors:
         source["collection_error"] = errors["source"]
     if source:
-        events.append(dg.AssetObservation(asset_key=w.source_connector, metadata=source))
+        events.append(observed(w.source_connector, source))
     return events
 
 

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.health.jmx import JmxWatch, read_jmx
 from cdc_platform.health.metrics_store import Sample
+from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.pipeline.heartbeat import Heartbeat
 from cdc_platform.pipeline.plan import PipelineNames, heartbeat_of, table_topic, target_table_name
 from cdc_platform.schema.model import Table
@@ -88,7 +89,7 @@ def kafka_offsets(
     """End offsets per topic, committed offsets per sink group and topic (summed over partitions),
     and the messages each dead-letter topic holds (end minus earliest offset)."""
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+    admin = AdminClient(kafka_client_config(bootstrap, **{"socket.timeout.ms": 5000}))
     topics = sorted({t.topic for w in watches for t in w.tables})
     dlqs = sorted({w.dlq_topic for w in watches if w.dlq_topic})
     metadata = admin.list_topics(timeout=5).topics

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from cdc_platform.clock import epoch_of, iso_utc
+
 #: failures a restart cannot fix: retrying them in a loop only hides the cause
 NOT_RETRYABLE = (
     (re.compile(r"password authentication failed|Access denied for user|Login failed for user", re.I),
@@ -49,13 +51,26 @@ class TaskHistory:
     gave_up: bool = False
 
     def to_json(self) -> dict:
-        return {"failed_since": self.failed_since, "attempts": self.attempts, "error": self.error,
-                "gave_up": self.gave_up}  # fmt: skip
+        """Times in UTC text and only what is set: the cursor is read by people on the sensor's page."""
+        out: dict = {}
+        if self.failed_since is not None:
+            out["failed_since"] = iso_utc(self.failed_since)
+        if self.attempts:
+            out["restarted_at"] = [iso_utc(t) for t in self.attempts]
+        if self.error:
+            out["error"] = self.error
+        if self.gave_up:
+            out["gave_up"] = True
+        return out
 
     @classmethod
     def from_json(cls, raw: dict) -> TaskHistory:
+        attempts = raw.get("restarted_at", raw.get("attempts", []))
         return cls(
-            raw.get("failed_since"), list(raw.get("attempts", [])), raw.get("error"), bool(raw.get("gave_up"))
+            epoch_of(raw.get("failed_since")),
+            [epoch_of(t) for t in attempts],
+            raw.get("error"),
+            bool(raw.get("gave_up")),
         )
 
 

@@ -25,6 +25,7 @@ from cdc_platform.db import engine_for, mysql_connect, pg_connect
 from cdc_platform.engines.kinds import target_traits
 from cdc_platform.kafka_admin import ensure_topics
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.pipeline import handoff
 from cdc_platform.pipeline.deployed import record_deployed
 from cdc_platform.pipeline.full_load import CopyStats, copy_tables
@@ -196,7 +197,7 @@ def with_topic_positions(plan: PipelinePlan, jobs: list) -> list:
     merge orders the snapshot after every change captured before it (cdc_platform/s3/snapshot.py)."""
 
     consumer = Consumer(
-        {"bootstrap.servers": plan.kafka_bootstrap, "group.id": f"cdc-{plan.spec.name}-positions"}
+        kafka_client_config(plan.kafka_bootstrap, **{"group.id": f"cdc-{plan.spec.name}-positions"})
     )
     try:
         topics = consumer.list_topics(timeout=10).topics

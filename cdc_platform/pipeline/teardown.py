@@ -20,6 +20,7 @@ from confluent_kafka.error import KafkaException
 from cdc_platform.audit import record
 from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.kafka_connect import KafkaConnectResource
+from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.pipeline import handoff
 from cdc_platform.pipeline.deployed import forget_deployed
 from cdc_platform.pipeline.heartbeat import HEARTBEAT_TABLE_KEY, Heartbeat, heartbeat_from_recorded
@@ -188,7 +189,7 @@ def _postgres_parts(source: ConnectionSpec, specs_dir: Path, names: PipelineName
 
 def _kafka_parts(bootstrap: str, names: PipelineNames, delete_topics: bool):
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_client_config(bootstrap))
     done, left = [], []
     # the JDBC sink's group, and the S3 writer's (cdc_platform/s3/changes.py); whichever exists
     for group in (f"connect-{names.sink_connector}", f"cdc-{names.pipeline}-s3"):

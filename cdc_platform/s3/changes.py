@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.s3.storage import TableLocation, last_written_offset, put_bytes, s3_client, s3_filesystem
 from cdc_platform.s3.values import Substituted, arrow_schema, change_value
 from cdc_platform.schema.model import Table
@@ -108,8 +109,8 @@ def value_form(value, field: dict | None = None) -> str:
 
 def waiting_changes(bootstrap: str, pipeline: str, topics: list[str]) -> dict[str, int]:
     """topic -> changes captured but not yet written (end offsets minus the writer's committed ones)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": consumer_group(pipeline),
-                         "enable.auto.commit": False, "logger": _Quiet()})  # fmt: skip
+    consumer = Consumer(kafka_client_config(bootstrap, **{"group.id": consumer_group(pipeline),
+                                                          "enable.auto.commit": False}))  # fmt: skip
     try:
         metadata = consumer.list_topics(timeout=10).topics
         waiting: dict[str, int] = {}
@@ -177,9 +178,9 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
     pending changes as a flush would, writing and committing nothing (the on-demand check)."""
     fs = s3_filesystem(target, specs_dir)
     client = s3_client(target, specs_dir)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": consumer_group(pipeline),
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "enable.partition.eof": False, "logger": _Quiet()})  # fmt: skip
+    consumer = Consumer(kafka_client_config(bootstrap, **{"group.id": consumer_group(pipeline),
+                                                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                                                          "enable.partition.eof": False}))  # fmt: skip
     results = {t.qualified: TableFlush() for t in tables}
     try:
         plan: dict[tuple[str, int], tuple[S3Table, int, int]] = {}
@@ -313,10 +314,3 @@ def _write_batch(client, consumer: Consumer, t: S3Table, partition: int, batch: 
     result.lag[partition] = max(result.lag.get(partition, 0) - advanced, 0)
     if bad is not None:
         raise bad
-
-
-class _Quiet:
-    """librdkafka's own log lines (connection attempts) belong in the broker's log, not in runs."""
-
-    def log(self, *args, **kwargs) -> None:
-        return None

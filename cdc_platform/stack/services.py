@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.settings import STACK_DB_USER, StackSettings, worker_service
 from cdc_platform.stack.downloads import jolokia_agent_jar, kafka_libs_dir, plugins_dir
 from cdc_platform.stack.errors import StackError
@@ -493,16 +494,9 @@ class Kafka(_Jvm):
         # lazy: `cdc-platform stack` starts without librdkafka; only this probe needs it
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "logger": _QuietLogger()})
+        admin = AdminClient(kafka_client_config(self.settings.kafka_bootstrap))
         metadata = admin.list_topics(timeout=3)
         return bool(metadata.brokers)
-
-
-class _QuietLogger:
-    """librdkafka logs connection refusals while a broker boots; readiness polling expects them."""
-
-    def log(self, *args, **kwargs) -> None:
-        return None
 
 
 #: environment variables a connector config may reference through ${env:...} (a full match)

@@ -102,7 +102,7 @@ def test_postgres_to_postgres_handoff_under_concurrent_writes(stack, connect, tm
             result = materialize(stack, specs, name)
         try:
             meta = materializations(result)
-            assert meta[("tgt", "replica", "big")]["rows"].value >= rows * 0.9
+            assert meta[("tgt", "replica", "big")]["dagster/row_count"].value >= rows * 0.9
             final = wait_for_equal(
                 lambda: _pg_big(stack, src), lambda: _pg_big(stack, tgt, "replica"), timeout=180
             )
@@ -221,7 +221,7 @@ def test_reloading_one_table_of_a_running_pipeline_repairs_it_without_losing_cha
                 materialize(stack, specs, name, selection=[dg.AssetKey(["tgt", "replica", "a"])])
             )
             assert set(result) == {("tgt", "replica", "a")}
-            assert result[("tgt", "replica", "a")]["rows"].value == 500
+            assert result[("tgt", "replica", "a")]["dagster/row_count"].value == 500
             with pg_connect(stack, src) as conn:
                 conn.execute("UPDATE a SET v = 'after reload' WHERE id <= 5")
                 conn.execute("INSERT INTO b VALUES (501, 'b501')")

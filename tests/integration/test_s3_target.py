@@ -145,7 +145,7 @@ def test_postgres_to_s3_full_load_and_changes_merge_to_the_source(
             result = materialize(stack, specs, name, assets=assets, instance=lake.instance)
             table_event = next(e for e in result.get_asset_materialization_events()
                                if e.asset_key.path[-1] == "t").step_materialization_data.materialization  # fmt: skip
-            assert table_event.metadata["rows"].value == 3
+            assert table_event.metadata["dagster/row_count"].value == 3
             # NaN in a decimal column, and dates Parquet readers cannot take, are counted NULLs
             assert table_event.metadata["values_substituted"].value == 4
             assert [i.path.split("/")[-2:] for i in list_files(lake.fs, lake.location.root)] == [

@@ -118,6 +118,28 @@ def test_events_only_on_change_or_every_few_minutes_and_the_cursor_round_trips()
     assert load_cursor("not json") == {}
 
 
+def test_the_cursor_reads_as_utc_times_and_omits_what_is_not_set():
+    """People read the cursor on the sensor's page: wall times, no epoch numbers, no empty fields.
+    A cursor written before (epoch numbers, every field) still loads, so an upgrade forgets nothing."""
+    failing = TaskHistory(failed_since=1796453049.35, attempts=[1796453079.0], error="boom")
+    memory = {
+        W.name: ConnectorMemory(
+            reported_at=1796453049.35, restarts=1, tasks={"0": failing, "1": TaskHistory()}
+        )
+    }
+    text = dump_cursor(memory)
+    assert '"reported_at": "2026-12-05T06:44:09.350Z"' in text
+    assert '"restarted_at": [\n' in text and "2026-12-05T06:44:39.000Z" in text
+    assert '"1"' not in text and "gave_up" not in text and "unhealthy_since" not in text
+    restored = load_cursor(text)[W.name]
+    assert restored.tasks["0"] == failing and restored.restarts == 1 and restored.reported_at == 1796453049.35
+    legacy = ('{"connectors": {"p-sink": {"signature": null, "reported_at": 1796453049.35, "unhealthy_since": null, '
+              '"restarts": 2, "tasks": {"0": {"failed_since": 5.0, "attempts": [6.0], "error": null, '
+              '"gave_up": true}}, "failed": true}}}')  # fmt: skip
+    old = load_cursor(legacy)[W.name]
+    assert old.restarts == 2 and old.failed and old.tasks["0"] == TaskHistory(5.0, [6.0], None, True)
+
+
 def test_secrets_are_masked_in_traces():
     assert mask("url?password=hunter2&x=1 token: abc") == "url?password=******** token: ********"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "cdc_platform"
 #: lowest first; a module may import its own floor and the floors below it
 FLOORS = (
-    ("pure facts and connector builders", ("engines", "connectors")),
+    ("pure facts and connector builders", ("engines", "connectors", "clock", "kafka_log")),
     ("specs and settings", ("specs", "secrets", "settings", "stack")),
     ("clients", ("kafka_connect", "kafka_admin", "db", "platform_db", "audit")),
     ("schema", ("schema",)),
