@@ -2,7 +2,7 @@
 PY ?= python3
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: install stack-up stack-down stack-status demo test lint bench
+.PHONY: install stack-up stack-down stack-status browser demo test lint bench
 
 install:
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -16,6 +16,13 @@ stack-down:
 stack-status:
 	cdc-platform stack status
 
+# Debian's Chromium, which the UI test drives (tests/integration/test_ui.py): installed when missing
+# and run as root, else named. The test fails, never skips, without it.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "The UI test needs Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; }
+
 # Seed the demo shop, materialize its pipeline, show live changes replicating, then open the UI
 # (`dg dev`, Dagster's recommended way; `dagster dev -w workspace.yaml` loads the same location).
 demo: stack-up
@@ -26,7 +33,7 @@ demo: stack-up
 # independent tests side by side (pytest-xdist), then alone the few that stop, kill or reconfigure
 # a service every test shares (marker `serial`). Both phases always run; either failing fails.
 TEST_WORKERS ?= 3
-test: stack-up
+test: stack-up browser
 	@status=0; \
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not serial" --durations=15 || status=1; \
 	$(PY) -m pytest -q -m serial --durations=15 || status=1; \

@@ -10,7 +10,7 @@ from cdc_platform.settings import StackSettings, load_stack_settings
 
 #: the longest files, started first: with several workers (`make test`), the slowest test would
 #: otherwise start late and run alone at the end
-SLOWEST_FIRST = ("test_daemon.py", "test_checksum_checks.py", "test_quality_checks.py",
+SLOWEST_FIRST = ("test_daemon.py", "test_ui.py", "test_checksum_checks.py", "test_quality_checks.py",
                  "test_pipeline_replication.py", "test_value_fidelity.py", "test_alerts.py", "test_audit.py")  # fmt: skip
 
 

@@ -1,0 +1,133 @@
+"""The Dagster UI in a real browser, as an operator watches a pipeline fail and heal.
+
+`dg dev` runs the webserver and the daemon as `make demo` does; nothing is ticked by the test. The
+sink is made to fail (its target refuses writes). A person then sees, on each target table's Checks
+tab, `pipeline_running` failed, and on the sink connector's Events, the opened alert saying who it
+reached; the sensor's page says what it saw. Once the target accepts writes again the daemon's
+sensor restarts the sink, the tables turn green, the alert resolves, and target equals source.
+Each step is asserted twice: on the page Chromium renders, and on the GraphQL answers behind it.
+Screenshots go to the test's tmp dir, or to ``$CDC_UI_SHOTS`` when set.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.faults import BLOCKER, wait_task_state
+from tests.pipeline_support import connection, teardown, write_specs
+from tests.support import pg_connect, pg_database, unique, wait_for_equal
+from tests.ui_support import DagsterUI
+
+pytestmark = pytest.mark.integration
+
+BLOCK_SECOND_TABLE = "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON replica.u FOR EACH ROW EXECUTE FUNCTION replica.refuse()"
+
+
+def test_an_operator_sees_a_failed_sink_on_every_table_and_its_alert_then_the_recovery(
+    stack, connect, tmp_path
+):
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            for table in ("t", "u"):
+                conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
+                conn.execute(f"INSERT INTO {table} SELECT g, 'v' FROM generate_series(1, 50) g")
+        name = unique("ui")
+        specs = write_specs(tmp_path / "specs", {"src": connection(stack, "postgresql", src),
+                                                 "tgt": connection(stack, "postgresql", tgt)},
+                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                              "tables": {"names": ["public.t", "public.u"]}}])  # fmt: skip
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text((stack.project_root / "dagster_home" / "dagster.yaml").read_text())
+        env = {**os.environ, "CDC_SPECS_DIR": str(specs.directory), "DAGSTER_HOME": str(home)}
+        for args in (["-m", "cdc_platform.cli", "refresh"],
+                     ["-m", "dagster", "asset", "materialize", "-m", "cdc_platform.definitions", "--select", f"group:{name}"]):  # fmt: skip
+            done = subprocess.run([sys.executable, *args], env=env, cwd=stack.project_root, capture_output=True,
+                                  text=True, timeout=300)  # fmt: skip
+            assert done.returncode == 0, done.stderr[-3000:]
+        tables = [["tgt", "replica", "t"], ["tgt", "replica", "u"]]
+        sink = [name, "sink_connector"]
+        shots = Path(os.environ.get("CDC_UI_SHOTS") or tmp_path / "shots")
+        try:
+            with DagsterUI(stack.project_root, env, tmp_path / "dg-dev.log", shots) as ui:
+                # healthy: the daemon's health sensor has judged every table
+                for key in tables:
+                    ui.wait_for(lambda key=key: (e := ui.latest_check(key, "pipeline_running")) and e["success"],
+                                f"a passed pipeline_running check on {key}", 120)  # fmt: skip
+                assert (
+                    ui.latest_check(tables[0], "pipeline_running")["metadata"]["pipeline_state"] == "RUNNING"
+                )
+                assert ui.check_status_shown(tables[0], "pipeline_running") == "Succeeded"
+                ui.screenshot("1-healthy-table-checks")
+
+                # the target refuses writes: the sink task fails
+                with pg_connect(stack, tgt) as conn:
+                    conn.execute(BLOCKER)
+                    conn.execute(BLOCK_SECOND_TABLE)
+                    conn.execute("INSERT INTO replica.block VALUES ('on')")
+                with pg_connect(stack, src) as conn:
+                    conn.execute("INSERT INTO t VALUES (51, 'refused for a while')")
+                wait_task_state(connect, f"{name}-sink", "FAILED")
+
+                # every table of the pipeline turns red within a sensor interval, saying why
+                for key in tables:
+                    failed = ui.wait_for(
+                        lambda key=key: (e := ui.latest_check(key, "pipeline_running")) and not e["success"] and e,
+                        f"a failed pipeline_running check on {key}", 120,
+                    )  # fmt: skip
+                    assert (
+                        failed["severity"] == "ERROR"
+                        and f"{name}-sink task 0 FAILED" in failed["description"]
+                    )
+                    assert failed["metadata"]["pipeline_state"] == "ERROR"
+                    assert ui.check_status_shown(key, "pipeline_running") == "Failed"
+                ui.page.get_by_text("pipeline_running", exact=True).first.click()
+                ui.page.wait_for_timeout(1000)
+                assert f"{name}-sink task 0 FAILED" in ui.page.inner_text("body")
+                ui.screenshot("2-failed-table-check")
+                shown = ui.open(f"/assets/{'/'.join(tables[1])}?view=checks")
+                assert "pipeline_running" in shown
+
+                # the alert, on the sink connector's page, saying it reached no one (no channel here)
+                opened = ui.wait_for(
+                    lambda: [o for o in ui.observations(sink) if o["description"].startswith("ALERT TRIGGERED")],
+                    "the sink_connector_failed alert on the sink connector", 120,
+                )[0]  # fmt: skip
+                assert "sink_connector_failed (critical)" in opened["description"]
+                assert "[notified: no channel configured]" in opened["description"]
+                assert "ALERT TRIGGERED #" in ui.event_shown(sink, opened["timestamp"])
+                ui.screenshot("3-alert-on-the-sink")
+                # the sensors' pages say what they saw, not "empty result"
+                lines = ui.sensor_lines("cdc_connect_health") + ui.sensor_lines("cdc_alerts")
+                assert any(f"{name} ERROR" in line for line in lines), lines
+                assert any(
+                    f"sink_connector_failed (critical) on {name} sink since" in line for line in lines
+                ), lines
+
+                # repaired: the daemon's sensor restarts the sink (30 s after it saw the failure)
+                with pg_connect(stack, tgt) as conn:
+                    conn.execute("DELETE FROM replica.block")
+                for key in tables:
+                    ui.wait_for(lambda key=key: (e := ui.latest_check(key, "pipeline_running")) and e["success"],
+                                f"{key} green again after the sensor's restart", 240)  # fmt: skip
+                assert (
+                    ui.latest_check(tables[0], "pipeline_running")["metadata"]["pipeline_state"] == "RUNNING"
+                )
+                assert ui.check_status_shown(tables[0], "pipeline_running") == "Succeeded"
+                ui.screenshot("4-recovered-table-checks")
+                wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
+                               lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
+                # the alert resolves once the sink has run for its resolve_after (60 s)
+                resolved = ui.wait_for(
+                    lambda: [o for o in ui.observations(sink) if o["description"].startswith("ALERT RESOLVED")],
+                    "the resolved alert on the sink connector", 180,
+                )[0]  # fmt: skip
+                assert "ALERT RESOLVED #" in ui.event_shown(sink, resolved["timestamp"])
+                ui.screenshot("5-alert-resolved")
+        finally:
+            teardown(stack, connect, specs, name)
