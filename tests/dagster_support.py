@@ -8,6 +8,7 @@ import time
 import dagster as dg
 
 from cdc_platform.dagster.check_runs import checks_request
+from cdc_platform.dagster.connect_health import ConnectorMemory, load_cursor
 from tests.pipeline_support import run_request
 
 
@@ -74,8 +75,9 @@ class Ticker:
         self.latest.update(events)
         return events
 
-    def memory(self, connector: str) -> dict:
-        return json.loads(self.cursor)["connectors"][connector]
+    def memory(self, connector: str) -> ConnectorMemory:
+        """What the cursor remembers of a connector, read as the sensor reads it."""
+        return load_cursor(self.cursor)[connector]
 
     def until(self, predicate, timeout: float = 90.0, every: float = 1.0) -> dict:
         deadline, seen = time.monotonic() + timeout, {}

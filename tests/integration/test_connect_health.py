@@ -70,7 +70,7 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
             )
             assert f"{name} ERROR - sink: FAILED: restart 1 of" in ticker.said
             assert "blocked by the test" in failed.metadata["last_error"].value
-            assert ticker.memory(sink)["restarts"] == 1
+            assert ticker.memory(sink).restarts == 1
             # repaired before the attempts run out: the pipeline recovers and nothing is lost
             with pg_connect(stack, tgt) as conn:
                 conn.execute("DELETE FROM replica.block")
@@ -90,9 +90,9 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
                                    timeout=120, every=2)["sink_connector"]  # fmt: skip
             assert not gave_up.passed and gave_up.metadata["recovery"].value == "gave_up"
             assert "blocked by the test" in gave_up.metadata["last_error"].value
-            restarts = ticker.memory(sink)["restarts"]
+            restarts = ticker.memory(sink).restarts
             ticker.tick()
-            assert ticker.memory(sink)["restarts"] == restarts, "no restart after giving up"
+            assert ticker.memory(sink).restarts == restarts, "no restart after giving up"
             assert (connect.status(sink) or {})["tasks"][0]["state"] == "FAILED"
             # failures and restarts are a time series too, beside lag and latency
             store = MetricsStore()
@@ -218,7 +218,7 @@ def test_target_database_stopped_for_a_minute_loses_no_row(stack, connect, tmp_p
                            lambda: mariadb_rows(stack, tgt, "SELECT id, v FROM t ORDER BY 1"), timeout=180)  # fmt: skip
             print(
                 f"target stopped 60 s; {writer.next_id - 1} rows written; sink restarts by the sensor: "
-                f"{ticker.memory(f'{name}-sink')['restarts']}"
+                f"{ticker.memory(f'{name}-sink').restarts}"
             )
         finally:
             writer.stop_event.set()

@@ -10,6 +10,7 @@ import time
 
 import dagster as dg
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from cdc_platform.audit import entries
@@ -63,6 +64,13 @@ def test_pause_holds_the_pipeline_against_sensor_and_materialization_and_resume_
                                        "tgt": connection(stack, "postgresql", tgt)},
                             [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
                               "tables": {"names": ["public.t"]}, "options": {"heartbeat_interval_ms": 1000}}])  # fmt: skip
+        # the slot guard at a threshold any paused pipeline under writes crosses, and a lag rule that
+        # would fire too if held pipelines were not muted for everything but their source's log
+        (specs.directory / "alerts.yaml").write_text(yaml.safe_dump({"alerts": {"rules": [
+            {"name": "slot_wal_retained", "metric": "slot_retained_wal_bytes", "subject": "source", "above": 0,
+             "severity": "warning"},
+            {"name": "sink_lag", "metric": "lag_messages", "subject": "sink", "above": 0, "severity": "warning"},
+        ]}}))  # fmt: skip
         instance = dg.DagsterInstance.ephemeral()
         defs = component_defs(specs, restart_first_delay_seconds=0, grace_seconds=0)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
@@ -102,11 +110,24 @@ def test_pause_holds_the_pipeline_against_sensor_and_materialization_and_resume_
             assert table.check_name == "pipeline_running" and not table.passed
             assert table.severity == dg.AssetCheckSeverity.WARN and "PAUSED" in table.description
             assert ticker.said.startswith("0 of 1 pipeline(s) RUNNING") and f"{name} PAUSED" in ticker.said
-            assert ticker.memory(sink)["restarts"] == 0
+            assert ticker.memory(sink).restarts == 0
             assert _connector_states(connect, source, sink) == {source: {"PAUSED"}, sink: {"PAUSED"}}
             store = MetricsStore()
             assert store.series(name, "sink", "connector_running", since=0) == []
             assert [v for _, v in store.series(name, "pipeline", "state_code", since=0)][-1] == 2.0
+
+            # the paused pipeline's slot keeps WAL for it: that still reaches someone; its lag does not
+            assert defs.resolve_job_def("cdc_collect_metrics").execute_in_process(instance=instance).success
+            alerts = defs.get_sensor_def("cdc_alerts")
+            ticked = alerts(
+                dg.build_sensor_context(
+                    instance=instance, resources={"cdc_settings": defs.resources["cdc_settings"]}
+                )
+            )
+            opened = [e for e in ticked.asset_events or [] if isinstance(e, dg.AssetObservation)]
+            assert [o.metadata["alert_rule"].value for o in opened] == ["slot_wal_retained"], opened
+            assert opened[0].asset_key == dg.AssetKey([name, "source_connector"])
+            assert "slot_wal_retained (warning)" in ticked.skip_reason.skip_message
 
             # the latency reported while nothing flows is not the last one measured, but the stall's
             beat = pipeline_watch(specs, name, None).heartbeat
