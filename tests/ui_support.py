@@ -18,6 +18,8 @@ import httpx
 #: the location's name in every loader (pyproject.toml's code_location_name, workspace.yaml)
 LOCATION = "cdc_platform"
 REPOSITORY = "__repository__"
+#: what the Checks tab lists under a check's name once its status has loaded
+STATUSES = ("Succeeded", "Failed", "Warning", "Not evaluated", "Skipped", "Execution failed", "In progress")
 
 
 def chromium() -> str:
@@ -154,21 +156,27 @@ class DagsterUI:
 
     # --- what the page shows --------------------------------------------------------------------
 
-    def open(self, path: str) -> str:
-        """The page's visible text once its data has loaded."""
+    def open(self, path: str, until: str) -> str:
+        """The page's visible text once ``until`` shows on it (the UI renders after its queries
+        answer, later on a loaded machine than networkidle says)."""
         self.page.goto(f"{self.url}{path}", wait_until="networkidle")
-        self.page.wait_for_timeout(1500)
+        self.page.get_by_text(until).first.wait_for(timeout=60_000)
         return self.page.inner_text("body")
 
     def check_status_shown(self, key: list[str], check: str) -> str:
         """The status the asset's Checks tab lists beside ``check`` (Succeeded, Failed, ...)."""
-        lines = [line.strip() for line in self.open(f"/assets/{'/'.join(key)}?view=checks").splitlines()]
-        at = lines.index(check)
-        return next(line for line in lines[at:] if line and line != check)
+        deadline = time.monotonic() + 60
+        while True:
+            text = self.open(f"/assets/{'/'.join(key)}?view=checks", until=check)
+            lines = [line.strip() for line in text.splitlines()]
+            status = next((line for line in lines[lines.index(check) :] if line and line != check), "")
+            if status in STATUSES or time.monotonic() > deadline:
+                return status
+            time.sleep(2)
 
-    def event_shown(self, key: list[str], timestamp: str) -> str:
+    def event_shown(self, key: list[str], timestamp: str, until: str) -> str:
         """The text of the asset's Events tab with one event selected, as a click on it shows it."""
-        return self.open(f"/assets/{'/'.join(key)}?view=events&time={timestamp}")
+        return self.open(f"/assets/{'/'.join(key)}?view=events&time={timestamp}", until=until)
 
     def screenshot(self, name: str) -> Path:
         self.shots.mkdir(parents=True, exist_ok=True)

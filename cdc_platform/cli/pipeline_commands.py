@@ -13,7 +13,7 @@ import click
 
 from cdc_platform.cli.common import UserError
 from cdc_platform.cli.spec_access import pipeline_tables, read_specs, require_pipeline, specs_option
-from cdc_platform.dagster.connect_health import innermost_cause
+from cdc_platform.connectors.traces import innermost_cause
 from cdc_platform.engines.kinds import target_traits
 from cdc_platform.health.metrics_store import MetricsStore
 from cdc_platform.kafka_connect import KafkaConnectResource

@@ -18,7 +18,9 @@ import dagster as dg
 
 from cdc_platform.audit import acting_as
 from cdc_platform.clock import epoch_of, iso_utc
+from cdc_platform.connectors.traces import innermost_cause
 from cdc_platform.dagster.check_runs import QUALITY_CHECKS_JOB, checks_request
+from cdc_platform.health.glossary import legend
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
 from cdc_platform.kafka_connect import KafkaConnectResource
@@ -82,11 +84,6 @@ def cause_chain(trace: str) -> str:
     return "\n".join(
         [lines[0], *(line.strip() for line in lines[1:] if line.strip().startswith("Caused by:"))]
     )
-
-
-def innermost_cause(trace: str) -> str:
-    causes = re.findall(r"Caused by: ([^\n]*)", trace)
-    return (causes[-1] if causes else trace.strip().splitlines()[0]).strip()
 
 
 def check_specs(watched: list[WatchedConnector]) -> list[dg.AssetCheckSpec]:
@@ -154,8 +151,9 @@ def table_events(tables: list[WatchedTables], states: dict[str, StateReading], a
         if signature == mem.signature and now - mem.reported_at < REPORT_EVERY_SECONDS:
             continue
         mem.signature, mem.reported_at = signature, now
+        # state_code plots the pipeline's life on the check (its Plots section), beside the heartbeat's age
         metadata = {"pipeline": t.pipeline, "pipeline_state": reading.state.value,
-                    "pipeline_state_reason": reading.reason, "summary": summary}  # fmt: skip
+                    "pipeline_state_reason": reading.reason, "summary": summary, "state_code": reading.code}  # fmt: skip
         if ages.get(t.pipeline) is not None:
             metadata["heartbeat_age_seconds"] = round(ages[t.pipeline], 1)
         events += [dg.AssetCheckEvaluation(asset_key=key, check_name=TABLE_CHECK_NAME, passed=passed,
@@ -438,7 +436,9 @@ def asset_events(
         metadata = {**r.metadata, "summary": r.summary}
         events.append(dg.AssetCheckEvaluation(asset_key=r.watched.asset_key, check_name=CHECK_NAME, passed=r.passed,
                                               severity=r.severity, metadata=metadata, description=r.summary))  # fmt: skip
-        events.append(dg.AssetObservation(asset_key=r.watched.asset_key, metadata=metadata))
+        # the observation plots the state over time (``state_code``) and reads like the check
+        events.append(dg.AssetObservation(asset_key=r.watched.asset_key, metadata=metadata,
+                                          description=f"{r.summary}\n\n{legend(['state_code'])}"))  # fmt: skip
         if reported is not None:
             reported.append(r)
     return events
@@ -526,9 +526,8 @@ def build_connect_health_sensor(
         )
         for r in results:
             reading = states[r.watched.pipeline]
-            r.metadata.update(
-                {"pipeline_state": reading.state.value, "pipeline_state_reason": reading.reason}
-            )
+            r.metadata.update({"pipeline_state": reading.state.value, "pipeline_state_reason": reading.reason,
+                               "state_code": reading.code})  # fmt: skip
         owned = {w.name for w in watched}
         orphans = sorted(on_worker - owned)
         if worker_key is not None and orphans:

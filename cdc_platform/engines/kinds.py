@@ -14,6 +14,14 @@ DATABASE_KINDS = ("postgresql", "mysql", "mariadb", "sqlserver")
 COPY_PAIRS = frozenset((src, dst) for src in DATABASE_KINDS for dst in DATABASE_KINDS)
 #: sources an S3 (Parquet) target takes: those whose changes the platform's converter carries exactly
 S3_SOURCES = ("postgresql", "mysql", "mariadb")
+#: connection kind -> its name in messages
+NAMES = {
+    "postgresql": "PostgreSQL",
+    "mysql": "MySQL",
+    "mariadb": "MariaDB",
+    "sqlserver": "SQL Server",
+    "s3": "S3",
+}
 #: connection kind -> the kind tag Dagster shows as an engine icon
 ENGINE_KINDS = {
     "postgresql": "postgres", "mysql": "mysql", "mariadb": "mariadb", "sqlserver": "sqlserver", "s3": "s3",
@@ -36,6 +44,15 @@ class TargetTraits:
     database_checks: bool = True
     #: each copy must know its table topic's end offset before it reads (the files' merge orders by it)
     copy_needs_topic_positions: bool = False
+    #: the source kinds it takes (the platform's converter must carry their changes exactly)
+    sources: tuple[str, ...] = DATABASE_KINDS
+    #: one consumer writes it, over one partition per table topic (its merge orders a key's changes
+    #: by offset), so the changes cannot be spread over several sink tasks
+    one_writer: bool = False
+    #: holds a decimal of any precision and scale exactly (no rule narrows wide numerics for it)
+    any_decimal: bool = False
+    #: its full-load path exists for every source it takes (else COPY_PAIRS names the pairs)
+    copies_from_every_source: bool = False
 
 
 TARGETS = {
@@ -44,8 +61,22 @@ TARGETS = {
     "mariadb": TargetTraits("mariadb"),
     "sqlserver": TargetTraits("sqlserver"),
     "s3": TargetTraits("s3", creates_tables=False, sink_connector=False, full_change_events=True,
-                       database_checks=False, copy_needs_topic_positions=True),
+                       database_checks=False, copy_needs_topic_positions=True, sources=S3_SOURCES,
+                       one_writer=True, any_decimal=True, copies_from_every_source=True),
 }  # fmt: skip
+
+
+def named(kinds) -> str:
+    """``PostgreSQL, MySQL or MariaDB``: kinds as a person reads them in an error."""
+    names = [NAMES.get(k, k) for k in kinds]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def has_full_load(source: str, target: str) -> bool:
+    """A full-load path exists for this pair (the copy modes need one)."""
+    traits = TARGETS.get(target)
+    return (source, target) in COPY_PAIRS or (traits is not None and traits.copies_from_every_source
+                                              and source in traits.sources)  # fmt: skip
 
 
 def target_traits(kind: str) -> TargetTraits:

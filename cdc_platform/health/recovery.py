@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from cdc_platform.clock import epoch_of, iso_utc
+from cdc_platform.connectors.traces import innermost_cause
 
 #: failures a restart cannot fix: retrying them in a loop only hides the cause
 NOT_RETRYABLE = (
@@ -83,11 +84,7 @@ class Decision:
 
 def error_signature(trace: str | None) -> str:
     """The first line of the innermost cause, digits blurred: the same fault reads the same every time."""
-    if not trace:
-        return "no trace"
-    causes = re.findall(r"Caused by: ([^\n]*)", trace)
-    line = (causes[-1] if causes else trace.strip().splitlines()[0]).strip()
-    return re.sub(r"\d+", "N", line)[:300]
+    return re.sub(r"\d+", "N", innermost_cause(trace))[:300]
 
 
 def not_retryable(trace: str | None) -> str | None:

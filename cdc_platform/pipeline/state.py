@@ -9,10 +9,10 @@ from the same facts. Pure, so every combination is unit-tested.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
 
+from cdc_platform.connectors.traces import innermost_cause
 from cdc_platform.pipeline.lifecycle import Control, Intent
 
 
@@ -57,13 +57,6 @@ def _units(status: dict) -> dict[str, dict]:
             **{f"task {t.get('id')}": t for t in status.get("tasks", [])}}  # fmt: skip
 
 
-def _first_cause(trace: str | None) -> str:
-    if not trace:
-        return "no trace"
-    causes = re.findall(r"Caused by: ([^\n]*)", trace)
-    return (causes[-1] if causes else trace.strip().splitlines()[0]).strip()[:300]
-
-
 def derive_state(
     *,
     streams: bool,
@@ -104,7 +97,9 @@ def derive_state(
         name, unit = failed[0]
         trace = _units(present[name])[unit].get("trace")
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        return StateReading(PipelineState.ERROR, f"{name} {unit} FAILED{more}: {_first_cause(trace)}")
+        return StateReading(
+            PipelineState.ERROR, f"{name} {unit} FAILED{more}: {innermost_cause(trace)[:300]}"
+        )
     held = sorted({name for (name, _), st in states.items() if st in ("PAUSED", "STOPPED")})
     if held:
         return StateReading(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cdc_platform.engines.kinds import target_traits
 from cdc_platform.schema.types import CanonicalType, mysql_decimal_bounds, sqlserver_decimal_bounds
 
 
@@ -150,7 +151,7 @@ def pg_null_predicate(target_kind: str, column_sql: str, ctype: CanonicalType) -
         return None
     special = f"{column_sql} IN ('NaN', 'Infinity', '-Infinity')"
     beyond = _beyond_sqlserver_decimal if target_kind == "sqlserver" else _beyond_mysql_decimal
-    if ctype.name == "numeric" and target_kind != "s3" and beyond(ctype):
+    if ctype.name == "numeric" and not target_traits(target_kind).any_decimal and beyond(ctype):
         precision, scale = decimal_bounds(target_kind, ctype)
         return (f"{special} OR scale(trim_scale({column_sql})) > {scale} "
                 f"OR abs({column_sql}) >= 1e{precision - scale}")  # fmt: skip

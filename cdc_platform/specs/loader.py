@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cdc_platform.engines.kinds import COPY_PAIRS, S3_SOURCES
+from cdc_platform.engines.kinds import DATABASE_KINDS, TARGETS, has_full_load, named
 from cdc_platform.settings import load_stack_settings
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec, SpecFile
 
@@ -215,23 +215,27 @@ def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
     if errors or broken:
         return errors
     source, target = specs.connections[p.source], specs.connections[p.target]
-    if source.kind.value == "s3":
-        errors.append(SpecError(loaded.file, "S3 is a target only: a pipeline cannot read from it", pipeline=p.name,
-                                field="source"))  # fmt: skip
-    elif target.kind.value == "s3" and source.kind.value not in S3_SOURCES:
-        errors.append(SpecError(loaded.file, f"an S3 target takes PostgreSQL, MySQL or MariaDB sources, not "
-                                f"{source.kind.value}", pipeline=p.name, field="target"))  # fmt: skip
-    elif target.kind.value == "s3" and p.options.sink_tasks != 1:
-        errors.append(SpecError(loaded.file, "an S3 target is written by one consumer over one partition per "
-                                "table (the merge orders a key's changes by offset); remove options.sink_tasks",
-                                pipeline=p.name, field="options.sink_tasks"))  # fmt: skip
-    if target.kind.value == "s3" and p.options.change_events == "lean":
-        errors.append(SpecError(loaded.file, "an S3 target writes each change's source position and commit time "
-                                "(_cdc_position, _cdc_source_ts_ms) from Debezium's source block, which lean change "
-                                "events drop; remove options.change_events or set it to full",
+    traits = TARGETS.get(target.kind.value)
+    if source.kind.value not in DATABASE_KINDS:
+        errors.append(SpecError(loaded.file, f"{named([source.kind.value])} is a target only: a pipeline cannot read from it",
+                                pipeline=p.name, field="source"))  # fmt: skip
+    elif traits is not None and source.kind.value not in traits.sources:
+        errors.append(SpecError(loaded.file, f"{named([target.kind.value])} targets take {named(traits.sources)} "
+                                f"sources, not {named([source.kind.value])}", pipeline=p.name, field="target"))  # fmt: skip
+    elif traits is not None and traits.one_writer and p.options.sink_tasks != 1:
+        errors.append(SpecError(loaded.file, f"{named([target.kind.value])} targets are written by one consumer over one "
+                                "partition per table (the merge orders a key's changes by offset); remove "
+                                "options.sink_tasks", pipeline=p.name, field="options.sink_tasks"))  # fmt: skip
+    if traits is not None and traits.full_change_events and p.options.change_events == "lean":
+        errors.append(SpecError(loaded.file, f"{named([target.kind.value])} targets write each change's source position "
+                                "and commit time (_cdc_position, _cdc_source_ts_ms) from Debezium's source block, "
+                                "which lean change events drop; remove options.change_events or set it to full",
                                 pipeline=p.name, field="options.change_events"))  # fmt: skip
-    s3 = "s3" in (source.kind.value, target.kind.value)
-    if p.copies and not s3 and (source.kind.value, target.kind.value) not in COPY_PAIRS:
+    if (
+        p.copies
+        and source.kind.value in DATABASE_KINDS
+        and not has_full_load(source.kind.value, target.kind.value)
+    ):
         errors.append(SpecError(loaded.file, f"mode {p.mode.value} needs a full load, and there is no full-load "
                                 f"path for {source.kind.value} -> {target.kind.value} yet; use mode cdc_only",
                                 pipeline=p.name, field="mode"))  # fmt: skip

@@ -87,11 +87,8 @@ def test_an_operator_sees_a_failed_sink_on_every_table_and_its_alert_then_the_re
                     assert failed["metadata"]["pipeline_state"] == "ERROR"
                     assert ui.check_status_shown(key, "pipeline_running") == "Failed"
                 ui.page.get_by_text("pipeline_running", exact=True).first.click()
-                ui.page.wait_for_timeout(1000)
-                assert f"{name}-sink task 0 FAILED" in ui.page.inner_text("body")
+                ui.page.get_by_text(f"{name}-sink task 0 FAILED").first.wait_for(timeout=60_000)
                 ui.screenshot("2-failed-table-check")
-                shown = ui.open(f"/assets/{'/'.join(tables[1])}?view=checks")
-                assert "pipeline_running" in shown
 
                 # the alert, on the sink connector's page, saying it reached no one (no channel here)
                 opened = ui.wait_for(
@@ -100,7 +97,9 @@ def test_an_operator_sees_a_failed_sink_on_every_table_and_its_alert_then_the_re
                 )[0]  # fmt: skip
                 assert "sink_connector_failed (critical)" in opened["description"]
                 assert "[notified: no channel configured]" in opened["description"]
-                assert "ALERT TRIGGERED #" in ui.event_shown(sink, opened["timestamp"])
+                assert "[notified: no channel configured]" in ui.event_shown(
+                    sink, opened["timestamp"], "ALERT TRIGGERED #"
+                )
                 ui.screenshot("3-alert-on-the-sink")
                 # the sensors' pages say what they saw, not "empty result"
                 lines = ui.sensor_lines("cdc_connect_health") + ui.sensor_lines("cdc_alerts")
@@ -127,7 +126,9 @@ def test_an_operator_sees_a_failed_sink_on_every_table_and_its_alert_then_the_re
                     lambda: [o for o in ui.observations(sink) if o["description"].startswith("ALERT RESOLVED")],
                     "the resolved alert on the sink connector", 180,
                 )[0]  # fmt: skip
-                assert "ALERT RESOLVED #" in ui.event_shown(sink, resolved["timestamp"])
+                assert "sink_connector_failed" in ui.event_shown(
+                    sink, resolved["timestamp"], "ALERT RESOLVED #"
+                )
                 ui.screenshot("5-alert-resolved")
         finally:
             teardown(stack, connect, specs, name)

@@ -172,3 +172,16 @@ def test_running_again_after_a_failure_requests_the_consistency_checks_once():
     source_back = assess(source, entry(), memory["p-source"], 90, settings)
     assert source_back.recovered and recovery_requests([source_back, sink_down], keys, 90, memory) == []
     assert memory["p-source"].failed
+
+
+def test_every_reader_of_a_task_trace_names_the_same_innermost_cause():
+    """The state's reason, the check's last_error and the restart signature read one function."""
+    from cdc_platform.connectors.traces import innermost_cause
+    from cdc_platform.pipeline.state import derive_state
+
+    assert innermost_cause(TRACE) == "org.postgresql.util.PSQLException: ERROR: blocked row 42"
+    assert innermost_cause("  ") == innermost_cause(None) == "no trace"
+    assert error_signature(TRACE) == "org.postgresql.util.PSQLException: ERROR: blocked row N"
+    failed = {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "FAILED", "trace": TRACE}]}
+    reading = derive_state(streams=True, deployed=True, control=None, statuses={"sink": failed}, now=0.0)
+    assert reading.reason.endswith(": org.postgresql.util.PSQLException: ERROR: blocked row 42"), reading
