@@ -32,6 +32,17 @@ def write_specs(directory: Path, connections: dict, pipelines: list[dict]) -> Sp
     return load_specs(directory)
 
 
+def pg_to_pg_specs(stack: StackSettings, directory: Path, src: str, tgt: str, name: str,
+                   tables: list[str] | dict, **fields) -> Specs:  # fmt: skip
+    """One PostgreSQL -> PostgreSQL pipeline ``name`` from database ``src`` into schema ``replica`` of
+    ``tgt``: the shape most integration tests need. ``tables``: names, or a whole tables spec;
+    ``fields`` adds to the pipeline (``options=``...)."""
+    return write_specs(directory, {"src": connection(stack, "postgresql", src),
+                                   "tgt": connection(stack, "postgresql", tgt)},
+                       [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
+                         "tables": {"names": tables} if isinstance(tables, list) else tables, **fields}])  # fmt: skip
+
+
 def build_assets(specs: Specs, pipeline: str):
     """The pipeline's assets as a code location loads them after `cdc-platform refresh`."""
     catalog = discover_catalog(specs, [pipeline]).pipelines[pipeline]

@@ -14,7 +14,12 @@ from click.testing import CliRunner
 
 from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.cli import cli
-from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
+from tests.pipeline_support import (
+    component_defs,
+    materialize,
+    pg_to_pg_specs,
+    teardown,
+)
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -38,10 +43,7 @@ def test_a_lag_rule_fires_after_its_duration_and_resolves_by_mail_and_webhook(
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
             conn.execute("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g")
         name = unique("alerting")
-        specs = write_specs(tmp_path / "specs", {"src": connection(stack, "postgresql", src),
-                                                 "tgt": connection(stack, "postgresql", tgt)},
-                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        specs = pg_to_pg_specs(stack, tmp_path / "specs", src, tgt, name, ["public.t"])
         (specs.directory / "alerts.yaml").write_text(yaml.safe_dump({"alerts": {
             "defaults": {"channels": ["mail", "hook"], "stale_after": "2m"},
             "channels": {

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from cdc_platform.audit import entries
-from tests.pipeline_support import component_defs, connection, materialize, write_specs
+from tests.pipeline_support import component_defs, materialize, pg_to_pg_specs
 from tests.support import pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
@@ -24,10 +24,7 @@ def test_changes_are_recorded_with_actor_and_masked_diff(stack, connect, tmp_pat
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
         name = unique("audited")
-        specs = write_specs(tmp_path / "specs", {"src": connection(stack, "postgresql", src),
-                                                 "tgt": connection(stack, "postgresql", tgt)},
-                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        specs = pg_to_pg_specs(stack, tmp_path / "specs", src, tgt, name, ["public.t"])
         defs = component_defs(specs)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
         instance = dg.DagsterInstance.ephemeral()

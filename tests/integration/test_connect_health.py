@@ -15,7 +15,15 @@ from cdc_platform.dagster.connect_health import CHECK_NAME
 from cdc_platform.health.metrics_store import MetricsStore
 from tests.dagster_support import Ticker
 from tests.faults import BLOCKER, SlowWriter, wait_task_state
-from tests.pipeline_support import component_defs, connection, materialize, run_request, teardown, write_specs
+from tests.pipeline_support import (
+    component_defs,
+    connection,
+    materialize,
+    pg_to_pg_specs,
+    run_request,
+    teardown,
+    write_specs,
+)
 from tests.support import (
     mariadb_database,
     mariadb_rows,
@@ -38,10 +46,7 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
             conn.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 500) g")
         name = unique("heal")
-        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
-                                       "tgt": connection(stack, "postgresql", tgt)},
-                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        specs = pg_to_pg_specs(stack, tmp_path, src, tgt, name, ["public.t"])
         instance = dg.DagsterInstance.ephemeral()
         defs = component_defs(specs, restart_first_delay_seconds=0, restart_max_attempts=3, grace_seconds=0)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
@@ -125,10 +130,7 @@ def test_connect_killed_fails_every_check_and_recovers_with_no_row_lost(stack, c
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
         name = unique("kill")
-        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
-                                       "tgt": connection(stack, "postgresql", tgt)},
-                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        specs = pg_to_pg_specs(stack, tmp_path, src, tgt, name, ["public.t"])
         instance = dg.DagsterInstance.ephemeral()
         defs = component_defs(specs, grace_seconds=0)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))

@@ -22,7 +22,12 @@ from cdc_platform.stack.manager import up
 from cdc_platform.stack.processes import stop
 from cdc_platform.stack.services import Connect
 from tests.dagster_support import Ticker, observations
-from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
+from tests.pipeline_support import (
+    component_defs,
+    materialize,
+    pg_to_pg_specs,
+    teardown,
+)
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial]  # a second worker or cluster
@@ -89,10 +94,7 @@ def test_a_killed_worker_hands_its_tasks_over_and_no_row_is_lost(stack, two_work
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
         name = unique("workers")
-        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
-                                       "tgt": connection(stack, "postgresql", tgt)},
-                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        specs = pg_to_pg_specs(stack, tmp_path, src, tgt, name, ["public.t"])
         writer = MixedWriter(stack, src)
         # the code location as `CDC_CONNECT_WORKERS=2` configures it: both workers' URLs and agents
         monkeypatch.setenv("CDC_CONNECT_WORKERS", "2")

@@ -21,7 +21,7 @@ import yaml
 from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.audit import entries
 from tests.faults import BLOCKER, wait_task_state
-from tests.pipeline_support import connection, teardown, write_specs
+from tests.pipeline_support import pg_to_pg_specs, teardown
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -55,10 +55,7 @@ def test_the_daemon_runs_the_health_sensor_and_the_metrics_schedule(
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
             conn.execute("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g")
         name = unique("daemon")
-        specs = write_specs(tmp_path / "specs", {"src": connection(stack, "postgresql", src),
-                                                 "tgt": connection(stack, "postgresql", tgt)},
-                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        specs = pg_to_pg_specs(stack, tmp_path / "specs", src, tgt, name, ["public.t"])
         controller, inbox, _ = smtp
         httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
         (specs.directory / "alerts.yaml").write_text(yaml.safe_dump({"alerts": {

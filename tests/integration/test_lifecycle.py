@@ -19,7 +19,12 @@ from cdc_platform.health.collect import heartbeat_figures, pipeline_watch
 from cdc_platform.health.metrics_store import MetricsStore
 from tests.dagster_support import Ticker
 from tests.faults import BLOCKER, SlowWriter, wait_task_state
-from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
+from tests.pipeline_support import (
+    component_defs,
+    materialize,
+    pg_to_pg_specs,
+    teardown,
+)
 from tests.support import pg_connect, pg_database, pg_inserter, unique, wait_for_equal
 
 pytestmark = pytest.mark.integration
@@ -60,10 +65,9 @@ def test_pause_holds_the_pipeline_against_sensor_and_materialization_and_resume_
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
             conn.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 300) g")
         name = unique("life")
-        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
-                                       "tgt": connection(stack, "postgresql", tgt)},
-                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}, "options": {"heartbeat_interval_ms": 1000}}])  # fmt: skip
+        specs = pg_to_pg_specs(
+            stack, tmp_path, src, tgt, name, ["public.t"], options={"heartbeat_interval_ms": 1000}
+        )
         # the slot guard at a threshold any paused pipeline under writes crosses, and a lag rule that
         # would fire too if held pipelines were not muted for everything but their source's log
         (specs.directory / "alerts.yaml").write_text(yaml.safe_dump({"alerts": {"rules": [
@@ -181,10 +185,7 @@ def test_restart_brings_a_failed_sink_back_and_refuses_a_paused_pipeline(
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
             conn.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g")
         name = unique("restart")
-        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
-                                       "tgt": connection(stack, "postgresql", tgt)},
-                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        specs = pg_to_pg_specs(stack, tmp_path, src, tgt, name, ["public.t"])
         instance = dg.DagsterInstance.ephemeral()
         defs = component_defs(specs)
         assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))

@@ -19,13 +19,22 @@ from pathlib import Path
 import pytest
 
 from tests.faults import BLOCKER, wait_task_state
-from tests.pipeline_support import connection, teardown, write_specs
+from tests.pipeline_support import pg_to_pg_specs, teardown
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
 from tests.ui_support import DagsterUI
 
 pytestmark = pytest.mark.integration
 
 BLOCK_SECOND_TABLE = "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON replica.u FOR EACH ROW EXECUTE FUNCTION replica.refuse()"
+
+
+def running_on_every_table(ui: DagsterUI, tables: list[list[str]], when: str, timeout: float) -> None:
+    """Every table's pipeline_running check passed with the state RUNNING, on the server and on the page."""
+    for key in tables:
+        passed = ui.wait_for(lambda key=key: (e := ui.latest_check(key, "pipeline_running")) and e["success"] and e,
+                             f"a passed pipeline_running check on {key} ({when})", timeout)  # fmt: skip
+        assert passed["metadata"]["pipeline_state"] == "RUNNING"
+        assert ui.check_status_shown(key, "pipeline_running") == "Succeeded"
 
 
 def test_an_operator_sees_a_failed_sink_on_every_table_and_its_alert_then_the_recovery(
@@ -37,10 +46,7 @@ def test_an_operator_sees_a_failed_sink_on_every_table_and_its_alert_then_the_re
                 conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
                 conn.execute(f"INSERT INTO {table} SELECT g, 'v' FROM generate_series(1, 50) g")
         name = unique("ui")
-        specs = write_specs(tmp_path / "specs", {"src": connection(stack, "postgresql", src),
-                                                 "tgt": connection(stack, "postgresql", tgt)},
-                            [{"name": name, "source": "src", "target": "tgt", "target_schema": "replica",
-                              "tables": {"names": ["public.t", "public.u"]}}])  # fmt: skip
+        specs = pg_to_pg_specs(stack, tmp_path / "specs", src, tgt, name, ["public.t", "public.u"])
         home = tmp_path / "home"
         home.mkdir()
         (home / "dagster.yaml").write_text((stack.project_root / "dagster_home" / "dagster.yaml").read_text())
@@ -56,13 +62,7 @@ def test_an_operator_sees_a_failed_sink_on_every_table_and_its_alert_then_the_re
         try:
             with DagsterUI(stack.project_root, env, tmp_path / "dg-dev.log", shots) as ui:
                 # healthy: the daemon's health sensor has judged every table
-                for key in tables:
-                    ui.wait_for(lambda key=key: (e := ui.latest_check(key, "pipeline_running")) and e["success"],
-                                f"a passed pipeline_running check on {key}", 120)  # fmt: skip
-                assert (
-                    ui.latest_check(tables[0], "pipeline_running")["metadata"]["pipeline_state"] == "RUNNING"
-                )
-                assert ui.check_status_shown(tables[0], "pipeline_running") == "Succeeded"
+                running_on_every_table(ui, tables, "the first judgement", 120)
                 ui.screenshot("1-healthy-table-checks")
 
                 # the target refuses writes: the sink task fails
@@ -111,13 +111,7 @@ def test_an_operator_sees_a_failed_sink_on_every_table_and_its_alert_then_the_re
                 # repaired: the daemon's sensor restarts the sink (30 s after it saw the failure)
                 with pg_connect(stack, tgt) as conn:
                     conn.execute("DELETE FROM replica.block")
-                for key in tables:
-                    ui.wait_for(lambda key=key: (e := ui.latest_check(key, "pipeline_running")) and e["success"],
-                                f"{key} green again after the sensor's restart", 240)  # fmt: skip
-                assert (
-                    ui.latest_check(tables[0], "pipeline_running")["metadata"]["pipeline_state"] == "RUNNING"
-                )
-                assert ui.check_status_shown(tables[0], "pipeline_running") == "Succeeded"
+                running_on_every_table(ui, tables, "green again after the sensor's restart", 240)
                 ui.screenshot("4-recovered-table-checks")
                 wait_for_equal(lambda: pg_connect(stack, src).execute("SELECT * FROM t ORDER BY 1").fetchall(),
                                lambda: pg_connect(stack, tgt).execute("SELECT * FROM replica.t ORDER BY 1").fetchall())  # fmt: skip
