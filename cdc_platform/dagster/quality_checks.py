@@ -89,7 +89,11 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
 
 def _record_outcome(context, pipeline: str, table: str, check: str, result: dg.AssetCheckResult) -> None:
     """Each outcome as a time series (``<check>_ok`` = 1 or 0 on the table), so alert rules see
-    quality like they see lag; built-in rules watch counts and checksums."""
+    quality like they see lag; built-in rules watch counts and checksums. A check that could not
+    read a side measured nothing: a 0 would open "row counts differ" on tables nobody compared (the
+    check itself fails and names the error; Connect and connection alerts cover the outage)."""
+    if "error" in (result.metadata or {}):
+        return
     try:
         MetricsStore().record(
             [Sample(time.time(), pipeline, table, f"{check}_ok", float(bool(result.passed)))]
