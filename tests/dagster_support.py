@@ -8,7 +8,7 @@ import time
 import dagster as dg
 
 from cdc_platform.dagster.check_runs import checks_request
-from cdc_platform.dagster.connect_health import ConnectorMemory, load_cursor
+from cdc_platform.dagster.health_memory import ConnectorMemory, load_cursor
 from tests.pipeline_support import run_request
 
 

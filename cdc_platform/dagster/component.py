@@ -34,7 +34,6 @@ from cdc_platform.dagster.catalog import (
 from cdc_platform.dagster.connect_health import (
     HealthSettings,
     WatchedConnector,
-    WatchedTables,
     build_connect_health_sensor,
     build_connector_checks,
 )
@@ -54,6 +53,7 @@ from cdc_platform.dagster.s3_writer import (
     build_s3_writer_checks,
     build_s3_writer_sensor,
 )
+from cdc_platform.dagster.table_health import WatchedTables
 from cdc_platform.dagster.teardown_job import teardown_job_for
 from cdc_platform.dagster.translator import CdcTranslator
 from cdc_platform.engines.kinds import target_traits

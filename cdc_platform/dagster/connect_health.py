@@ -9,7 +9,6 @@ connector runs again after a failure (or after Connect was unreachable), the pip
 and checksums, so a recovery is followed by proof that nothing was lost or applied twice.
 """
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -17,9 +16,23 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from cdc_platform.audit import acting_as
-from cdc_platform.clock import epoch_of, iso_utc
 from cdc_platform.connectors.traces import innermost_cause
 from cdc_platform.dagster.check_runs import QUALITY_CHECKS_JOB, checks_request
+from cdc_platform.dagster.health_memory import (
+    REPORT_EVERY_SECONDS,
+    TABLES_MEMORY,
+    WORKER_MEMORY,
+    ConnectorMemory,
+    dump_cursor,
+    load_cursor,
+)
+from cdc_platform.dagster.table_health import (
+    TABLE_CHECK_NAME,
+    WatchedTables,
+    heartbeat_ages,
+    table_check_specs,
+    table_events,
+)
 from cdc_platform.health.glossary import legend
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.health.recovery import Decision, RecoveryPolicy, TaskHistory, decide
@@ -29,16 +42,8 @@ from cdc_platform.pipeline.state import PipelineState, StateReading, derive_stat
 from cdc_platform.secrets import mask_secret_values
 
 CHECK_NAME = "connector_running"
-#: re-report an unchanged state this often, so the UI's "last evaluated" stays fresh
-REPORT_EVERY_SECONDS = 300.0
 #: config keys the platform adds at run time (recorded replica identity): never drift
 RUN_TIME_KEYS = re.compile(r"^cdc\.platform\.")
-#: the cursor entry of the worker asset (orphans), beside the connectors' entries
-WORKER_MEMORY = "__worker__"
-#: the check every target table of a streaming pipeline carries: is its pipeline keeping it current
-TABLE_CHECK_NAME = "pipeline_running"
-#: the cursor entry of a pipeline's table checks: ``TABLES_MEMORY + pipeline``
-TABLES_MEMORY = "__tables__:"
 
 
 @dataclass(frozen=True)
@@ -51,16 +56,6 @@ class WatchedConnector:
     asset_key: dg.AssetKey
     #: the config the pipeline's plan deploys (from the stored catalog); None: no drift check
     expected_config: dict[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class WatchedTables:
-    """A streaming pipeline's target tables, each carrying the ``pipeline_running`` check."""
-
-    pipeline: str
-    keys: tuple[dg.AssetKey, ...]
-    #: the heartbeat older than this (seconds) fails the tables' check: changes no longer arrive
-    freshness_seconds: float
 
 
 @dataclass(frozen=True)
@@ -98,70 +93,6 @@ def check_specs(watched: list[WatchedConnector]) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def table_check_specs(tables: list[WatchedTables]) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            TABLE_CHECK_NAME,
-            asset=key,
-            description=f"Pipeline {t.pipeline} keeps this table current: its connectors run (no FAILED or "
-            "missing one, Kafka Connect reachable) and its heartbeat is younger than "
-            f"{t.freshness_seconds:.0f} s. WARN while the pipeline is paused or stopped on purpose. Evaluated "
-            "by the cdc_connect_health sensor every interval, or on demand.",
-        )
-        for t in tables
-        for key in t.keys
-    ]
-
-
-def table_verdict(
-    reading: StateReading, heartbeat_age: float | None, freshness_seconds: float
-) -> tuple[bool, dg.AssetCheckSeverity, str]:
-    """The tables' check from the pipeline's state and the age of its newest heartbeat on the target."""
-    if reading.state in (PipelineState.PAUSED, PipelineState.STOPPED, PipelineState.STOPPING):
-        return False, dg.AssetCheckSeverity.WARN, f"pipeline {reading}: changes wait in Kafka"
-    if reading.state is PipelineState.ERROR:
-        return False, dg.AssetCheckSeverity.ERROR, f"pipeline ERROR: {reading.reason}"
-    if heartbeat_age is not None and heartbeat_age > freshness_seconds:
-        return (
-            False,
-            dg.AssetCheckSeverity.ERROR,
-            (
-                f"pipeline {reading.state.value}, but its newest heartbeat on the target is {heartbeat_age:.0f} s "
-                f"old (limit {freshness_seconds:.0f} s): changes are not arriving"
-            ),
-        )
-    if reading.state is PipelineState.STARTING:
-        return True, dg.AssetCheckSeverity.WARN, f"pipeline STARTING: {reading.reason}"
-    age = f"; heartbeat {heartbeat_age:.0f} s old" if heartbeat_age is not None else ""
-    return True, dg.AssetCheckSeverity.ERROR, f"pipeline {reading.state.value}{age}"
-
-
-def table_events(tables: list[WatchedTables], states: dict[str, StateReading], ages: dict[str, float | None],
-                 memory: dict[str, "ConnectorMemory"], now: float) -> list[dg.AssetCheckEvaluation]:  # fmt: skip
-    """The ``pipeline_running`` evaluations of every table of a pipeline whose verdict changed (or
-    every few minutes): a failed sink turns every table it writes red within one tick."""
-    events = []
-    for t in tables:
-        reading = states.get(t.pipeline)
-        if reading is None:
-            continue
-        passed, severity, summary = table_verdict(reading, ages.get(t.pipeline), t.freshness_seconds)
-        mem = memory.setdefault(TABLES_MEMORY + t.pipeline, ConnectorMemory())
-        signature = f"{passed}|{severity.value}|{reading.state.value}|{summary.split(':')[0]}"
-        if signature == mem.signature and now - mem.reported_at < REPORT_EVERY_SECONDS:
-            continue
-        mem.signature, mem.reported_at = signature, now
-        # state_code plots the pipeline's life on the check (its Plots section), beside the heartbeat's age
-        metadata = {"pipeline": t.pipeline, "pipeline_state": reading.state.value,
-                    "pipeline_state_reason": reading.reason, "summary": summary, "state_code": reading.code}  # fmt: skip
-        if ages.get(t.pipeline) is not None:
-            metadata["heartbeat_age_seconds"] = round(ages[t.pipeline], 1)
-        events += [dg.AssetCheckEvaluation(asset_key=key, check_name=TABLE_CHECK_NAME, passed=passed,
-                                           severity=severity, metadata=metadata, description=summary)
-                   for key in t.keys]  # fmt: skip
-    return events
-
-
 def drift(live: dict[str, str] | None, expected: dict[str, str] | None) -> dict[str, dict[str, str | None]]:
     """Keys whose live value differs from what the plan deploys (a hand edit, or a stale catalog)."""
     if live is None or expected is None:
@@ -172,58 +103,6 @@ def drift(live: dict[str, str] | None, expected: dict[str, str] | None) -> dict[
         for k in sorted(keys)
         if live.get(k) != expected.get(k)
     }
-
-
-@dataclass
-class ConnectorMemory:
-    """The cursor's record of one connector."""
-
-    signature: str | None = None
-    reported_at: float = 0.0
-    unhealthy_since: float | None = None
-    restarts: int = 0
-    tasks: dict[str, TaskHistory] = field(default_factory=dict)
-    #: it failed (or Connect was unreachable) since it last ran: running again is a recovery
-    failed: bool = False
-
-    def to_json(self) -> dict:
-        """Times in UTC text and only what is set: the cursor is read by people on the sensor's page."""
-        out: dict = {"reported_at": iso_utc(self.reported_at)}
-        if self.signature:
-            out["signature"] = self.signature
-        if self.unhealthy_since is not None:
-            out["unhealthy_since"] = iso_utc(self.unhealthy_since)
-        if self.restarts:
-            out["restarts"] = self.restarts
-        tasks = {k: v.to_json() for k, v in self.tasks.items()}
-        if any(tasks.values()):
-            out["tasks"] = {k: v for k, v in tasks.items() if v}
-        if self.failed:
-            out["failed"] = True
-        return out
-
-    @classmethod
-    def from_json(cls, raw: dict) -> "ConnectorMemory":
-        return cls(raw.get("signature"), epoch_of(raw.get("reported_at")) or 0.0, epoch_of(raw.get("unhealthy_since")),
-                   int(raw.get("restarts", 0)),
-                   {k: TaskHistory.from_json(v) for k, v in raw.get("tasks", {}).items()},
-                   bool(raw.get("failed", False)))  # fmt: skip
-
-
-def load_cursor(cursor: str | None) -> dict[str, ConnectorMemory]:
-    if not cursor:
-        return {}
-    try:
-        raw = json.loads(cursor)
-    except ValueError:
-        return {}
-    return {name: ConnectorMemory.from_json(v) for name, v in raw.get("connectors", {}).items()}
-
-
-def dump_cursor(memory: dict[str, ConnectorMemory]) -> str:
-    return json.dumps(
-        {"connectors": {k: v.to_json() for k, v in sorted(memory.items())}}, sort_keys=True, indent=1
-    )
 
 
 @dataclass(frozen=True)
@@ -539,7 +418,7 @@ def build_connect_health_sensor(
         reported: list[Assessment] = []
         events = asset_events(results, memory, now, reported)
         if tables:
-            ages = _heartbeat_ages(context, set(states), intents, now)
+            ages = heartbeat_ages(context, set(states), intents, now)
             events += table_events(tables, states, ages, memory, now)
         if worker_key is not None:
             worker = worker_event(worker_key, on_worker, owned, not unreachable,
@@ -642,33 +521,6 @@ def pipeline_states(live: list[WatchedConnector], statuses: dict[str, dict | Non
     }
 
 
-#: a heartbeat figure older than this is no evidence: the metrics schedule may not be running
-HEARTBEAT_FIGURE_MAX_AGE_SECONDS = 300.0
-
-
-def _heartbeat_ages(context, pipelines: set[str], intents: dict[str, Control],
-                    now: float) -> dict[str, float | None]:  # fmt: skip
-    """Each pipeline's heartbeat age now, from the metrics schedule's newest figure (its age then plus
-    the time since). None when there is no recent figure, or none since the pipeline was resumed."""
-    ages: dict[str, float | None] = {}
-    try:
-        store = MetricsStore()
-        for pipeline in pipelines:
-            figure = store.latest(pipeline).get(("pipeline", "heartbeat_age_seconds"))
-            control = intents.get(pipeline)
-            if (
-                figure is None
-                or now - figure[0] > HEARTBEAT_FIGURE_MAX_AGE_SECONDS
-                or (control is not None and figure[0] < control.changed_at)
-            ):
-                ages[pipeline] = None
-                continue
-            ages[pipeline] = figure[1] + max(now - figure[0], 0.0)
-    except Exception as exc:  # noqa: BLE001 - the tables' check then judges by the connectors alone
-        context.log.warning(f"could not read the heartbeat figures: {type(exc).__name__}: {exc}")
-    return ages
-
-
 def state_samples(states: dict[str, StateReading], now: float) -> list[Sample]:
     """The state as a time series (``state_code``: 0 RUNNING ... 5 ERROR), one figure a tick."""
     return [Sample(now, pipeline, "pipeline", "state_code", float(r.code)) for pipeline, r in states.items()]
@@ -704,7 +556,7 @@ def build_connector_checks(
         deployed = _ever_materialized(context.instance, [w.asset_key for w in watched])
         states = pipeline_states(watched, statuses, intents, deployed or {w.asset_key: now for w in watched}, now,
                                  unreachable[0] if unreachable else None)  # fmt: skip
-        ages = _heartbeat_ages(context, {pipeline}, intents, now)
+        ages = heartbeat_ages(context, {pipeline}, intents, now)
         for event in table_events([WatchedTables(pipeline, tuple(chosen), tables.freshness_seconds)], states,
                                   ages, {}, now):  # fmt: skip
             yield dg.AssetCheckResult(asset_key=event.asset_key, check_name=TABLE_CHECK_NAME, passed=event.passed,

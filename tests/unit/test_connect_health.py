@@ -7,18 +7,16 @@ from __future__ import annotations
 import dagster as dg
 
 from cdc_platform.dagster.connect_health import (
-    ConnectorMemory,
     HealthSettings,
     WatchedConnector,
     assess,
     asset_events,
     drift,
-    dump_cursor,
     evaluate,
-    load_cursor,
     mask,
     recovery_requests,
 )
+from cdc_platform.dagster.health_memory import ConnectorMemory, dump_cursor, load_cursor
 from cdc_platform.health.recovery import RecoveryPolicy, TaskHistory, decide, error_signature, not_retryable
 from cdc_platform.kafka_connect import KafkaConnectResource
 
