@@ -152,13 +152,17 @@ def assess(
     failed = {k: d for k, d in decisions.items() if units[k].get("state") == "FAILED"}
     states = {k: u.get("state", "UNKNOWN") for k, u in units.items()}
     trace = next((units[k].get("trace") for k in failed), None)
+    failed_tasks = sum(1 for state in states.values() if state == "FAILED")
     metadata = {
         **base,
-        "state": connector_state,
+        # the connector's own state says RUNNING while a task has FAILED: "state" is the worse of the
+        # two, so the asset's overview never reads RUNNING during an outage
+        "state": "FAILED" if failed_tasks else connector_state,
+        "connector_state": connector_state,
         "task_states": dg.MetadataValue.json(states),
         "worker": status.get("connector", {}).get("worker_id", ""),
         "restarts": memory.restarts,
-        "failed_tasks": sum(1 for state in states.values() if state == "FAILED"),
+        "failed_tasks": failed_tasks,
     }
     if trace:
         metadata["last_error"] = dg.MetadataValue.text(mask(innermost_cause(trace)) or "")

@@ -183,3 +183,13 @@ def test_every_reader_of_a_task_trace_names_the_same_innermost_cause():
     failed = {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "FAILED", "trace": TRACE}]}
     reading = derive_state(streams=True, deployed=True, control=None, statuses={"sink": failed}, now=0.0)
     assert reading.reason.endswith(": org.postgresql.util.PSQLException: ERROR: blocked row 42"), reading
+
+
+def test_a_failed_task_makes_the_reported_state_failed_though_the_connector_runs():
+    """Connect reports the connector RUNNING while its only task has FAILED; the asset must not."""
+    memory = ConnectorMemory()
+    failed = assess(W, entry("FAILED", TRACE), memory, 0, HealthSettings(policy=POLICY))
+    assert failed.metadata["state"] == "FAILED" and failed.metadata["connector_state"] == "RUNNING"
+    assert failed.metadata["failed_tasks"] == 1 and not failed.passed
+    running = assess(W, entry(), ConnectorMemory(), 0, HealthSettings(policy=POLICY))
+    assert running.metadata["state"] == running.metadata["connector_state"] == "RUNNING"
