@@ -3,8 +3,13 @@ its last run; the stored catalog for a deploy older than that record), and again
 
 - A column **added** on the source (nullable) is a WARN, with the exact ``ALTER TABLE`` that gives
   the target the platform's mapping of it. The platform never applies it by itself.
-- A column added NOT NULL, a **type change**, and a column that became NULL-able while the target's
-  twin is NOT NULL are ERRORs. The sink cannot apply them, or would apply them with another mapping.
+- A column **widened** on the source (a longer string, a wider integer or numeric, real to double;
+  ``schema/evolution.py``) is an ERROR with the ``ALTER`` that widens the target's column the same
+  way, until it is applied: the sink refuses the values that no longer fit. When the target's type
+  already holds them (both map to text, say), it is a WARN with no DDL.
+- A column added NOT NULL, any other **type change**, and a column that became NULL-able while the
+  target's twin is NOT NULL are ERRORs. The sink cannot apply them, or would apply them with another
+  mapping.
 - A **dropped** column is a WARN: updates stop touching the target's column, which keeps its last
   values. A dropped and an added column of the same type look like a **rename**, and are reported
   as one.
@@ -23,6 +28,7 @@ from cdc_platform.db import engine_for, mysql_connect, pg_connect
 from cdc_platform.pipeline.deployed import deployed_tables
 from cdc_platform.schema.ddl import qualified, quote
 from cdc_platform.schema.discovery import column_names, describe_table
+from cdc_platform.schema.evolution import widen_column_ddl, widens
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import render
 
@@ -87,9 +93,19 @@ def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kin
         old, new = before[name], after[name]
         if old.type != new.type:
             drift.type_changed.append(name)
-            drift.errors.append(
-                f"column {name!r} changed type on the source: {_type_text(old)} -> {_type_text(new)}"
-            )
+            change = f"{_type_text(old)} -> {_type_text(new)}"
+            widening = widen_column_ddl(target_kind, target_schema, target_table, old, new)
+            if widening is not None:
+                drift.proposed_ddl.append(widening)
+                drift.errors.append(f"column {name!r} was widened on the source ({change}): the target's column "
+                                    "refuses the values that no longer fit until it is widened the same way "
+                                    "(proposed DDL; `cdc-platform apply-drift`)")  # fmt: skip
+            elif widens(old.type, new.type):
+                drift.warnings.append(f"column {name!r} was widened on the source ({change}); the target's "
+                                      "column already holds every value")  # fmt: skip
+            else:
+                drift.errors.append(f"column {name!r} changed type on the source: {change} (not a widening: "
+                                    "review it, the target's rows may not convert)")  # fmt: skip
         if old.nullable != new.nullable:
             drift.nullability_changed.append(name)
             if new.nullable:
