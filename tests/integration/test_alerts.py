@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.cli import cli
+from tests.faults import wait_task_state
 from tests.pipeline_support import (
     component_defs,
     materialize,
@@ -72,6 +73,7 @@ def test_a_lag_rule_fires_after_its_duration_and_resolves_by_mail_and_webhook(
 
             # the sink paused while the source writes: the lag rises above the threshold
             connect.pause(sink)
+            wait_task_state(connect, sink, "PAUSED")  # a pause takes effect a moment later
             with pg_connect(stack, src) as conn:
                 conn.execute("INSERT INTO t SELECT g, 'late' FROM generate_series(101, 400) g")
             time.sleep(2)
