@@ -11,7 +11,8 @@ its last run; the stored catalog for a deploy older than that record), and again
   target's twin is NOT NULL are ERRORs. The sink cannot apply them, or would apply them with another
   mapping.
 - A **dropped** column is a WARN: updates stop touching the target's column, which keeps its last
-  values. A dropped and an added column of the same type look like a **rename**, and are reported
+  values. A dropped column that is NOT NULL on the target is an ERROR with the DDL that lets it take
+  NULL: rows inserted from then on have no value for it. A dropped and an added column of the same type look like a **rename**, and are reported
   as one.
 - A target that lacks a column the catalog has is an ERROR.
 
@@ -55,6 +56,16 @@ def _type_text(c: Column) -> str:
     return f"{c.native_type} ({c.type.name})"
 
 
+def _allow_null(target_kind: str, target_schema: str, target_table: str, column: Column) -> str:
+    """The statement that lets the target's column take NULL, keeping its type and values."""
+    where, name = qualified(target_kind, target_schema, target_table), quote(target_kind, column.name)
+    if target_kind == "postgresql":
+        return f"ALTER TABLE {where} ALTER COLUMN {name} DROP NOT NULL"
+    if target_kind == "sqlserver":
+        return f"ALTER TABLE {where} ALTER COLUMN {name} {render(target_kind, column.type)} NULL"
+    return f"ALTER TABLE {where} MODIFY {name} {render(target_kind, column.type)} NULL"
+
+
 def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kind: str, target_schema: str,
                  target_table: str) -> Drift:  # fmt: skip
     drift = Drift()
@@ -86,9 +97,16 @@ def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kin
                                 "rows already on the target have no value for it")  # fmt: skip
     for column in dropped:
         drift.dropped.append(column.name)
-        drift.warnings.append(
-            f"column {column.name!r} was dropped on the source: the target keeps its last values"
-        )
+        if column.nullable:
+            drift.warnings.append(
+                f"column {column.name!r} was dropped on the source: the target keeps its last values"
+            )
+            continue
+        # the target keeps the column, but rows inserted from now on have no value for it
+        drift.errors.append(f"column {column.name!r} was dropped on the source and is NOT NULL on the target: "
+                            "new rows are refused until it accepts NULL (proposed DDL; the target keeps the "
+                            "values it has)")  # fmt: skip
+        drift.proposed_ddl.append(_allow_null(target_kind, target_schema, target_table, column))
     for name in sorted(set(before) & set(after)):
         old, new = before[name], after[name]
         if old.type != new.type:
@@ -112,11 +130,7 @@ def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kin
                 drift.errors.append(
                     f"column {name!r} became NULL-able on the source; the target's column is NOT NULL"
                 )
-                drift.proposed_ddl.append(
-                    f"ALTER TABLE {qualified(target_kind, target_schema, target_table)} "
-                    + (f"ALTER COLUMN {quote(target_kind, name)} DROP NOT NULL" if target_kind == "postgresql"
-                       else f"MODIFY {quote(target_kind, name)} {render(target_kind, new.type)} NULL")
-                )  # fmt: skip
+                drift.proposed_ddl.append(_allow_null(target_kind, target_schema, target_table, new))
             else:
                 drift.warnings.append(
                     f"column {name!r} became NOT NULL on the source (the target accepts it)"

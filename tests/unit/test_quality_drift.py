@@ -43,3 +43,15 @@ def test_a_rename_is_recognised_and_became_nullable_proposes_dropping_not_null()
     loose = schema_drift(_table(ID, strict), _table(ID, NAME), {"id", "name"}, "postgresql", "replica", "t")
     assert loose.nullability_changed == ["name"] and loose.errors
     assert loose.proposed_ddl == ['ALTER TABLE "replica"."t" ALTER COLUMN "name" DROP NOT NULL']
+
+
+def test_a_dropped_not_null_column_proposes_letting_the_target_take_null():
+    """The target keeps the column; rows inserted after the drop have no value for it."""
+    price = Column("price", CanonicalType("numeric", precision=10, scale=2), False, "numeric")
+    note = Column("note", CanonicalType("text"), True, "text")
+    d = schema_drift(_table(ID, NAME, price, note), _table(ID, NAME), {"id", "name", "price", "note"},
+                     "postgresql", "replica", "t")  # fmt: skip
+    assert d.dropped == ["price", "note"] and len(d.errors) == 1 and "NOT NULL on the target" in d.errors[0]
+    assert d.proposed_ddl == ['ALTER TABLE "replica"."t" ALTER COLUMN "price" DROP NOT NULL']
+    on_mariadb = schema_drift(_table(ID, price), _table(ID), {"id", "price"}, "mariadb", "dw", "t")
+    assert on_mariadb.proposed_ddl == ["ALTER TABLE `dw`.`t` MODIFY `price` DECIMAL(10,2) NULL"]
