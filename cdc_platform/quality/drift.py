@@ -31,6 +31,7 @@ from cdc_platform.schema.ddl import qualified, quote
 from cdc_platform.schema.discovery import column_names, describe_table
 from cdc_platform.schema.evolution import widen_column_ddl, widens
 from cdc_platform.schema.model import Column, Table
+from cdc_platform.schema.rules import rule_for
 from cdc_platform.schema.types import render
 
 
@@ -67,7 +68,9 @@ def _allow_null(target_kind: str, target_schema: str, target_table: str, column:
 
 
 def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kind: str, target_schema: str,
-                 target_table: str) -> Drift:  # fmt: skip
+                 target_table: str, source_kind: str | None = None) -> Drift:  # fmt: skip
+    """``source_kind`` given, a column a value rule may turn into NULL counts as NULL-able on the
+    target, as the target's DDL created it (``create_table_sql``)."""
     drift = Drift()
     before = {c.name: c for c in stored.columns}
     after = {c.name: c for c in now.columns}
@@ -97,7 +100,7 @@ def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kin
                                 "rows already on the target have no value for it")  # fmt: skip
     for column in dropped:
         drift.dropped.append(column.name)
-        if column.nullable:
+        if column.nullable or (source_kind is not None and rule_for(source_kind, target_kind, column.type)):
             drift.warnings.append(
                 f"column {column.name!r} was dropped on the source: the target keeps its last values"
             )
@@ -158,7 +161,8 @@ def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:
     finally:
         source_engine.dispose()
         target_engine.dispose()
-    return schema_drift(stored, now, target_columns, target.kind.value, spec.target_schema, target_table)
+    return schema_drift(stored, now, target_columns, target.kind.value, spec.target_schema, target_table,
+                        source.kind.value)  # fmt: skip
 
 
 def apply_ddl(specs, spec, statements: list[str]) -> None:

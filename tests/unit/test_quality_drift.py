@@ -55,3 +55,11 @@ def test_a_dropped_not_null_column_proposes_letting_the_target_take_null():
     assert d.proposed_ddl == ['ALTER TABLE "replica"."t" ALTER COLUMN "price" DROP NOT NULL']
     on_mariadb = schema_drift(_table(ID, price), _table(ID), {"id", "price"}, "mariadb", "dw", "t")
     assert on_mariadb.proposed_ddl == ["ALTER TABLE `dw`.`t` MODIFY `price` DECIMAL(10,2) NULL"]
+
+
+def test_a_dropped_column_the_target_created_null_able_is_only_a_warning():
+    """PostgreSQL numerics into MariaDB are created NULL-able (NaN has no MariaDB form), so a dropped
+    NOT NULL numeric stops nothing there: no DDL, a warning."""
+    price = Column("price", CanonicalType("numeric", precision=10, scale=2), False, "numeric")
+    d = schema_drift(_table(ID, price), _table(ID), {"id", "price"}, "mariadb", "dw", "t", "postgresql")
+    assert d.dropped == ["price"] and d.errors == [] and d.warnings and d.proposed_ddl == []
