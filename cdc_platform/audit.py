@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from cdc_platform.clock import utc_text
 from cdc_platform.platform_db import AUDIT, platform_engine
 from cdc_platform.secrets import mask_secret_values
 
@@ -98,7 +99,7 @@ def audit_table(rows: list[AuditEntry]) -> str:
     """Markdown of audit entries (newest first), for asset metadata."""
     lines = ["| when (UTC) | who | what | detail |", "|---|---|---|---|"]
     for e in rows:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at))
+        when = utc_text(e.at)
         detail = (e.detail or (f"{len(json.loads(e.diff))} key(s) changed" if e.diff else "")).replace(
             "|", "/"
         )

@@ -10,9 +10,9 @@ import datetime as dt
 import time
 
 
-def utc_text(epoch: float, *, seconds: bool = True) -> str:
-    """``2026-12-05 06:44:09`` (UTC), the form the CLI, alerts and audit lines print."""
-    return time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.gmtime(epoch))
+def utc_text(epoch: float) -> str:
+    """``2026-12-05 06:44:09`` (UTC), the form the CLI, alerts, audit lines and held pipelines print."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
 def iso_utc(epoch: float | None) -> str | None:

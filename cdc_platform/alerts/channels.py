@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from cdc_platform.alerts.rules import Channel, EmailChannel, TlsMode, WebhookChannel
+from cdc_platform.clock import utc_text
 from cdc_platform.secrets import resolve_secret
 
 
@@ -47,10 +48,10 @@ class Notice:
         return {**self.__dict__, "title": self.title}
 
     def text(self) -> str:
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.triggered_at))
+        when = f"{utc_text(self.triggered_at)} UTC"
         lines = [self.title, "", self.message, "", f"alert id {self.alert_id}, triggered {when}"]
         if self.resolved_at:
-            lines.append(f"resolved {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(self.resolved_at))}")
+            lines.append(f"resolved {utc_text(self.resolved_at)} UTC")
         else:
             lines.append(f"acknowledge: cdc-platform alerts ack {self.alert_id} --by <name>")
         return "\n".join(lines)

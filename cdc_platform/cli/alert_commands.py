@@ -12,6 +12,7 @@ from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.alerts.rules import seconds
 from cdc_platform.audit import entries
 from cdc_platform.cli.common import UserError
+from cdc_platform.clock import utc_text
 
 
 @click.command("audit")
@@ -36,7 +37,7 @@ def audit(pipeline: str | None, since: str, as_json: bool) -> None:
     if not rows:
         click.echo(f"no audit entries in the last {since}")
     for e in rows:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at))
+        when = utc_text(e.at)
         click.echo(
             f"{when} UTC  {e.actor}  {e.action}  {e.target}" + (f"  [{e.pipeline}]" if e.pipeline else "")
         )
@@ -62,7 +63,7 @@ def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         click.echo("no open alerts" if not show_all else "no alerts recorded")
         return
     for a in listed:
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(a.triggered_at))
+        since = utc_text(a.triggered_at)
         extra = f", acknowledged by {a.acknowledged_by}" if a.acknowledged_by else ""
         if a.resolved_at:
             extra += f", resolved {time.strftime('%H:%M:%S', time.gmtime(a.resolved_at))}"

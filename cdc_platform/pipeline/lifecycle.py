@@ -21,6 +21,7 @@ from enum import Enum
 import sqlalchemy as sa
 
 from cdc_platform.audit import current_actor, record
+from cdc_platform.clock import utc_text
 from cdc_platform.engines.kinds import target_traits
 from cdc_platform.kafka_connect import KafkaConnectError, KafkaConnectResource
 from cdc_platform.pipeline.plan import PipelineNames
@@ -50,7 +51,7 @@ class Control:
         return self.intent is not Intent.RUNNING
 
     def describe(self) -> str:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.changed_at))
+        when = utc_text(self.changed_at)
         why = f": {self.reason}" if self.reason else ""
         return f"{self.intent.value} by {self.changed_by} at {when} UTC{why}"
 
