@@ -181,6 +181,10 @@ BUILT_IN_RULES: tuple[AlertRule, ...] = (
     _rule("rows_differ", "checksum_reconciliation_ok", "table", "critical",
           "Rows of the table differ between source and target (checksum_reconciliation names the keys).",
           below=1),
+    _rule("schema_change_held", "schema_change_held", "table", "critical",
+          "A source schema change the platform does not apply by itself (schema_changes policy) is held for "
+          "review; the alert names the change and the proposed target DDL. Opened and resolved by the "
+          "schema_changes sensor and apply-drift.", above=0),
     _rule("target_connection_test_failed", "target_connection_ok", "sink", "critical",
           "The target connection's test failed: see `cdc-platform test-connection` for the check and its fix.",
           below=1),

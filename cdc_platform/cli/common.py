@@ -3,6 +3,8 @@ purpose: the ``stack`` commands import this and nothing heavier)."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from cdc_platform.settings import StackSettings, load_stack_settings
@@ -20,3 +22,13 @@ def settings() -> StackSettings:
         return load_stack_settings()
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+
+
+def connect_resource():
+    """Kafka Connect as the CLI reaches it: ``CDC_CONNECT_URL``, else the stack's cluster URL."""
+    # lazy: the stack commands load without Dagster
+    from cdc_platform.kafka_connect import KafkaConnectResource
+
+    return KafkaConnectResource(
+        url=os.environ.get("CDC_CONNECT_URL", load_stack_settings().connect_cluster_url)
+    )

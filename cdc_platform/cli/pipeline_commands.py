@@ -4,19 +4,17 @@ task explained), ``teardown`` (by name, even without the spec) and ``orphans``."
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from cdc_platform.cli.common import UserError
+from cdc_platform.cli.common import UserError, connect_resource
 from cdc_platform.cli.spec_access import pipeline_tables, read_specs, require_pipeline, specs_option
 from cdc_platform.connectors.traces import innermost_cause
 from cdc_platform.engines.kinds import target_traits
 from cdc_platform.health.metrics_store import MetricsStore
-from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.ops.diagnosis import explain, first_failed_trace
 from cdc_platform.pipeline import lifecycle
 from cdc_platform.pipeline.deployed import deployed_tables, last_deployed_at
@@ -27,12 +25,6 @@ from cdc_platform.pipeline.teardown import TeardownIncomplete, teardown_pipeline
 from cdc_platform.s3.changes import waiting_changes
 from cdc_platform.settings import load_stack_settings
 from cdc_platform.specs.loader import SpecErrors, default_specs_dir, load_specs
-
-
-def connect_resource():
-    return KafkaConnectResource(
-        url=os.environ.get("CDC_CONNECT_URL", load_stack_settings().connect_cluster_url)
-    )
 
 
 @click.command("teardown")

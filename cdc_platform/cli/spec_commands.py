@@ -8,22 +8,21 @@ import json
 import click
 import sqlalchemy as sa
 
-from cdc_platform.cli.common import UserError
+from cdc_platform.cli.common import UserError, connect_resource
 from cdc_platform.cli.spec_access import pipeline_tables, read_specs, require_pipeline, specs_option
 from cdc_platform.connectors.diff import mask
 from cdc_platform.dagster.catalog import (
     CatalogRefreshError,
-    StoredCatalog,
     discover_catalog,
-    read_catalog,
+    follow_catalog,
     stored_catalog_path,
     write_catalog,
 )
 from cdc_platform.db import engine_for
 from cdc_platform.engines.kinds import target_traits
-from cdc_platform.pipeline.deployed import deployed_tables, update_deployed
-from cdc_platform.pipeline.plan import build_plan, target_name, target_table_name, value_rule_warnings
-from cdc_platform.quality.drift import apply_ddl, measure_drift
+from cdc_platform.pipeline.deployed import deployed_tables
+from cdc_platform.pipeline.plan import build_plan, target_name, value_rule_warnings
+from cdc_platform.quality.schema_follow import apply_review, review
 from cdc_platform.s3.changes import consumer_group
 from cdc_platform.s3.storage import TableLocation
 from cdc_platform.schema.discovery import describe_table
@@ -152,60 +151,40 @@ def refresh(specs_dir: str | None) -> None:
 @click.option("--table", "tables", multiple=True, help="Only this source schema.table (repeatable).")
 @click.option("--yes", is_flag=True, help="Run the statements; without it they are only shown.")
 def apply_drift(pipeline: str, specs_dir: str | None, tables: tuple[str, ...], yes: bool) -> None:
-    """Show, then on --yes apply, the target DDL the schema_drift check proposes.
+    """Show, then on --yes apply, the source schema changes the platform did not apply by itself.
 
-    Nothing changes the target schema by itself: the check proposes, a person reviews and runs this.
-    After applying, the tables are recorded as deployed with their new columns (and the stored
-    catalog, if any, is refreshed), so the check passes and the new columns' values replicate (the
-    sink writes every column the source sends).
+    Safe changes are applied by the schema_changes sensor; this is the review of the rest (a type
+    change, a rename, ...), or of every change when the pipeline's policy is ``safe: review``. After
+    applying, the tables are recorded as deployed with their new columns (and the stored catalog, if
+    any, is refreshed), the held-change alerts resolve, and a pipeline the platform paused for the
+    change resumes from where it stopped.
     """
     specs = read_specs(specs_dir)
     require_pipeline(specs, pipeline)
-    spec = specs.pipelines[pipeline].spec
-    path = stored_catalog_path(specs.directory)
-    stored = read_catalog(path)
-    catalog = stored.pipelines.get(pipeline) if stored else None
-    baseline = {t.qualified: t for t in catalog.tables} if catalog else {}
-    baseline.update(deployed_tables(pipeline))  # what was deployed wins over the catalog
-    if not baseline:
+    if not deployed_tables(pipeline):
         raise UserError(
             f"pipeline {pipeline!r} has not been deployed: materialize it first (there is nothing to compare with)"
         )
-    unknown = sorted(set(tables) - set(baseline))
+    unknown = sorted(set(tables) - set(deployed_tables(pipeline)))
     if unknown:
         raise UserError(f"pipeline {pipeline!r} does not replicate {', '.join(unknown)}")
-    statements: list[str] = []
-    #: tables whose drift this run settles: DDL to apply, or only warnings (a dropped column)
-    touched: list[str] = []
-    for qualified_name, table in sorted(baseline.items()):
-        if tables and qualified_name not in tables:
-            continue
-        drift = measure_drift(specs, spec, table, target_table_name(spec, qualified_name))
-        for problem in drift.errors + drift.warnings:
-            click.echo(f"-- {qualified_name}: {problem}")
-        statements += drift.proposed_ddl
-        if drift.proposed_ddl or (drift.warnings and not drift.errors):
-            touched.append(qualified_name)
-    if not touched:
+    reviewed = review(specs, pipeline, list(tables) or None)
+    for table in reviewed.tables:
+        for change in table.drift.changes:
+            click.echo(f"-- {table.qualified}: {change.description}")
+    if not reviewed.tables:
         click.echo(f"pipeline {pipeline}: no DDL to apply")
         return
-    for statement in statements:
+    for statement in reviewed.statements:
         click.echo(statement + ";")
     if not yes:
         click.echo("-- not applied: review the statements, then run again with --yes")
         return
-    if statements:
-        try:
-            apply_ddl(specs, spec, statements)
-        except Exception as exc:  # noqa: BLE001 - the database's own words, and nothing half-applied on PostgreSQL
-            raise UserError(
-                f"applying the DDL on {spec.target!r} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-    refreshed = discover_catalog(specs, [pipeline]).pipelines[pipeline]
-    for table in refreshed.tables:
-        if table.qualified in touched:
-            update_deployed(pipeline, table)
-    if stored is not None and catalog is not None:
-        write_catalog(StoredCatalog({**stored.pipelines, pipeline: refreshed}), path)
-    click.echo(f"applied {len(statements)} statement(s); {', '.join(touched)} recorded as deployed with the "
-               "source's columns now" + (" and the stored catalog refreshed (reload the code location)" if catalog else ""))  # fmt: skip
+    try:
+        refreshed = apply_review(specs, pipeline, connect_resource(), reviewed)
+    except Exception as exc:  # noqa: BLE001 - the database's own words, and nothing half-applied on PostgreSQL
+        raise UserError(f"applying the DDL for {pipeline!r} failed: {type(exc).__name__}: {exc}") from exc
+    in_catalog = follow_catalog(specs, pipeline, refreshed)
+    touched = ", ".join(t.qualified for t in reviewed.tables)
+    click.echo(f"applied {len(reviewed.statements)} statement(s); {touched} recorded as deployed with the "
+               "source's columns now" + (" and the stored catalog refreshed (reload the code location)" if in_catalog else ""))  # fmt: skip

@@ -132,3 +132,16 @@ def stored_catalog_path(specs_dir: Path) -> Path:
     ``specs_dir``: the local state file ``dg utils refresh-defs-state`` writes for it."""
 
     return get_local_state_path(state_key(str(specs_dir.resolve())), load_stack_settings().project_root)
+
+
+def follow_catalog(specs: Specs, pipeline: str, tables: list[Table]) -> bool:
+    """After a schema change was applied, the stored catalog (if the pipeline has one) takes the
+    tables as the source has them now, so the assets' column metadata and code versions follow on
+    the next load of the code location. Returns whether it changed."""
+    path = stored_catalog_path(specs.directory)
+    stored = read_catalog(path)
+    if stored is None or pipeline not in stored.pipelines or not tables:
+        return False
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_catalog(StoredCatalog({**stored.pipelines, pipeline: PipelineCatalog(tuple(tables), now)}), path)
+    return True

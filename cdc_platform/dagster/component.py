@@ -53,6 +53,7 @@ from cdc_platform.dagster.s3_writer import (
     build_s3_writer_checks,
     build_s3_writer_sensor,
 )
+from cdc_platform.dagster.schema_sensor import build_apply_drift_job, build_schema_changes_sensor
 from cdc_platform.dagster.table_health import WatchedTables
 from cdc_platform.dagster.teardown_job import teardown_job_for
 from cdc_platform.dagster.translator import CdcTranslator
@@ -325,6 +326,11 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             sensors.append(
                 build_s3_writer_sensor(self.part_name("s3_writer"), writers, self.s3_flush_seconds)
             )
+        followed = {name: dict(keys[name].target_tables) for name in watched
+                    if keys[name].target_tables and traits[name].sink_connector}  # fmt: skip
+        if followed:
+            sensors.append(build_schema_changes_sensor(self.part_name("schema_changes"), followed))
+            jobs.append(build_apply_drift_job(self.part_name("apply_drift")))
         if watched:
             jobs.append(build_acknowledge_job(self.part_name("acknowledge_alert")))
         if names:

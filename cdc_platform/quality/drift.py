@@ -1,23 +1,17 @@
 """Schema drift: the source table now, against the table the pipeline was deployed with (recorded by
 its last run; the stored catalog for a deploy older than that record), and against the target table.
 
-- A column **added** on the source (nullable) is a WARN, with the exact ``ALTER TABLE`` that gives
-  the target the platform's mapping of it. The platform never applies it by itself.
-- A column **widened** on the source (a longer string, a wider integer or numeric, real to double;
-  ``schema/evolution.py``) is an ERROR with the ``ALTER`` that widens the target's column the same
-  way, until it is applied: the sink refuses the values that no longer fit. When the target's type
-  already holds them (both map to text, say), it is a WARN with no DDL.
-- A column added NOT NULL, any other **type change**, and a column that became NULL-able while the
-  target's twin is NOT NULL are ERRORs. The sink cannot apply them, or would apply them with another
-  mapping.
-- A **dropped** column is a WARN: updates stop touching the target's column, which keeps its last
-  values. A dropped column that is NOT NULL on the target is an ERROR with the DDL that lets it take
-  NULL: rows inserted from then on have no value for it. A dropped and an added column of the same type look like a **rename**, and are reported
-  as one.
-- A target that lacks a column the catalog has is an ERROR.
+What each change means is decided in one place, ``schema/policy.py``: safe (the platform applies it
+when the pipeline's ``schema_changes.safe`` is ``apply``) or unsafe (held for review), with the target
+DDL derived by the platform's own mapping. This check reports what is not applied yet:
 
-Once ``cdc-platform apply-drift`` has applied a change, it records the table as deployed anew, and
-the check passes.
+- an ERROR for an unsafe change, and for a safe one the sink cannot run without (a widened column, a
+  dropped NOT NULL column), until it is applied;
+- a WARN for the other safe changes (a new NULL-able column, a dropped column the target keeps);
+- passing once applied, naming the target's columns the source no longer has as *kept*: the target
+  keeps a dropped column and its values on purpose.
+
+``cdc-platform apply-drift`` applies what is proposed and records the table as deployed anew.
 """
 
 from __future__ import annotations
@@ -27,121 +21,75 @@ from dataclasses import dataclass, field
 from cdc_platform.audit import record
 from cdc_platform.db import engine_for, mysql_connect, pg_connect
 from cdc_platform.pipeline.deployed import deployed_tables
-from cdc_platform.schema.ddl import qualified, quote
-from cdc_platform.schema.discovery import column_names, describe_table
-from cdc_platform.schema.evolution import widen_column_ddl, widens
-from cdc_platform.schema.model import Column, Table
-from cdc_platform.schema.rules import rule_for
-from cdc_platform.schema.types import render
+from cdc_platform.schema.discovery import DiscoveryError, column_defaults, column_names, describe_table
+from cdc_platform.schema.model import Table
+from cdc_platform.schema.policy import SchemaChange, TargetSide, classify, unreadable
 
 
 @dataclass
 class Drift:
-    added: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
-    renamed: list[tuple[str, str]] = field(default_factory=list)
-    type_changed: list[str] = field(default_factory=list)
-    nullability_changed: list[str] = field(default_factory=list)
-    missing_on_target: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    #: the statements that would bring the target in line (for review; never run by the check)
-    proposed_ddl: list[str] = field(default_factory=list)
+    changes: list[SchemaChange] = field(default_factory=list)
+    #: target columns the source no longer has: kept on purpose, with their last values
+    kept: list[str] = field(default_factory=list)
+
+    def _named(self, *kinds: str) -> list[str]:
+        return [c.column for c in self.changes if c.kind in kinds]
+
+    @property
+    def added(self) -> list[str]:
+        return self._named("added")
+
+    @property
+    def dropped(self) -> list[str]:
+        return self._named("dropped")
+
+    @property
+    def renamed(self) -> list[tuple[str, str]]:
+        return [(c.previous or "", c.column) for c in self.changes if c.kind == "renamed"]
+
+    @property
+    def type_changed(self) -> list[str]:
+        return self._named("widened", "type_changed")
+
+    @property
+    def nullability_changed(self) -> list[str]:
+        return self._named("became_nullable", "became_not_null")
+
+    @property
+    def missing_on_target(self) -> list[str]:
+        return self._named("missing_on_target")
+
+    @property
+    def errors(self) -> list[str]:
+        return [c.description for c in self.changes if not c.safe or c.stalls_sink]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [c.description for c in self.changes if c.safe and not c.stalls_sink]
+
+    @property
+    def proposed_ddl(self) -> list[str]:
+        """The statements that bring the target in line (never run by the check)."""
+        return [s for c in self.changes for s in c.ddl]
+
+    @property
+    def unsafe(self) -> list[SchemaChange]:
+        return [c for c in self.changes if not c.safe]
 
     @property
     def clean(self) -> bool:
-        return not (self.errors or self.warnings)
-
-
-def _type_text(c: Column) -> str:
-    return f"{c.native_type} ({c.type.name})"
-
-
-def _allow_null(target_kind: str, target_schema: str, target_table: str, column: Column) -> str:
-    """The statement that lets the target's column take NULL, keeping its type and values."""
-    where, name = qualified(target_kind, target_schema, target_table), quote(target_kind, column.name)
-    if target_kind == "postgresql":
-        return f"ALTER TABLE {where} ALTER COLUMN {name} DROP NOT NULL"
-    if target_kind == "sqlserver":
-        return f"ALTER TABLE {where} ALTER COLUMN {name} {render(target_kind, column.type)} NULL"
-    return f"ALTER TABLE {where} MODIFY {name} {render(target_kind, column.type)} NULL"
+        return not self.changes
 
 
 def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kind: str, target_schema: str,
-                 target_table: str, source_kind: str | None = None) -> Drift:  # fmt: skip
+                 target_table: str, source_kind: str | None = None,
+                 defaults: dict[str, str | None] | None = None) -> Drift:  # fmt: skip
     """``source_kind`` given, a column a value rule may turn into NULL counts as NULL-able on the
     target, as the target's DDL created it (``create_table_sql``)."""
-    drift = Drift()
-    before = {c.name: c for c in stored.columns}
-    after = {c.name: c for c in now.columns}
-    added = [after[n] for n in after if n not in before]
-    dropped = [before[n] for n in before if n not in after]
-    for old in list(dropped):
-        twin = next((new for new in added if new.type == old.type and new.nullable == old.nullable), None)
-        if twin is not None:
-            drift.renamed.append((old.name, twin.name))
-            drift.errors.append(f"column {old.name!r} looks renamed to {twin.name!r} (same type): the sink would "
-                                f"add {twin.name!r} and leave {old.name!r} stale; rename the target column to match")  # fmt: skip
-            drift.proposed_ddl.append(
-                f"ALTER TABLE {qualified(target_kind, target_schema, target_table)} RENAME COLUMN "
-                f"{quote(target_kind, old.name)} TO {quote(target_kind, twin.name)}"
-            )
-            dropped.remove(old)
-            added.remove(twin)
-    for column in added:
-        drift.added.append(column.name)
-        ddl = (f"ALTER TABLE {qualified(target_kind, target_schema, target_table)} ADD COLUMN "
-               f"{quote(target_kind, column.name)} {render(target_kind, column.type)}")  # fmt: skip
-        drift.proposed_ddl.append(ddl)
-        if column.nullable:
-            drift.warnings.append(f"column {column.name!r} {_type_text(column)} was added on the source")
-        else:
-            drift.errors.append(f"column {column.name!r} {_type_text(column)} was added NOT NULL on the source: "
-                                "rows already on the target have no value for it")  # fmt: skip
-    for column in dropped:
-        drift.dropped.append(column.name)
-        if column.nullable or (source_kind is not None and rule_for(source_kind, target_kind, column.type)):
-            drift.warnings.append(
-                f"column {column.name!r} was dropped on the source: the target keeps its last values"
-            )
-            continue
-        # the target keeps the column, but rows inserted from now on have no value for it
-        drift.errors.append(f"column {column.name!r} was dropped on the source and is NOT NULL on the target: "
-                            "new rows are refused until it accepts NULL (proposed DDL; the target keeps the "
-                            "values it has)")  # fmt: skip
-        drift.proposed_ddl.append(_allow_null(target_kind, target_schema, target_table, column))
-    for name in sorted(set(before) & set(after)):
-        old, new = before[name], after[name]
-        if old.type != new.type:
-            drift.type_changed.append(name)
-            change = f"{_type_text(old)} -> {_type_text(new)}"
-            widening = widen_column_ddl(target_kind, target_schema, target_table, old, new)
-            if widening is not None:
-                drift.proposed_ddl.append(widening)
-                drift.errors.append(f"column {name!r} was widened on the source ({change}): the target's column "
-                                    "refuses the values that no longer fit until it is widened the same way "
-                                    "(proposed DDL; `cdc-platform apply-drift`)")  # fmt: skip
-            elif widens(old.type, new.type):
-                drift.warnings.append(f"column {name!r} was widened on the source ({change}); the target's "
-                                      "column already holds every value")  # fmt: skip
-            else:
-                drift.errors.append(f"column {name!r} changed type on the source: {change} (not a widening: "
-                                    "review it, the target's rows may not convert)")  # fmt: skip
-        if old.nullable != new.nullable:
-            drift.nullability_changed.append(name)
-            if new.nullable:
-                drift.errors.append(
-                    f"column {name!r} became NULL-able on the source; the target's column is NOT NULL"
-                )
-                drift.proposed_ddl.append(_allow_null(target_kind, target_schema, target_table, new))
-            else:
-                drift.warnings.append(
-                    f"column {name!r} became NOT NULL on the source (the target accepts it)"
-                )
-    for name in sorted(set(before) - target_columns):
-        drift.missing_on_target.append(name)
-        drift.errors.append(f"the target table lacks column {name!r} that the pipeline writes")
-    return drift
+    target = TargetSide(target_kind, target_schema, target_table, frozenset(target_columns), source_kind)
+    changes = classify(stored, now, target, source_kind, defaults).changes
+    present = {c.name for c in now.columns}
+    return Drift(changes, sorted(target_columns - present - {c.column for c in changes}))
 
 
 def drift_baseline(pipeline: str, qualified_name: str, catalog_table: Table | None) -> Table | None:
@@ -156,17 +104,25 @@ def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:
     source, target = specs.connection(spec.source), specs.connection(spec.target)
     source_engine, target_engine = engine_for(source, specs.directory), engine_for(target, specs.directory)
     try:
-        now = describe_table(source_engine, source.kind.value, stored.schema, stored.name)
+        try:
+            now = describe_table(source_engine, source.kind.value, stored.schema, stored.name)
+        except DiscoveryError as exc:
+            return Drift([unreadable(str(exc))])
+        added = {c.name for c in now.columns} - {c.name for c in stored.columns}
+        defaults = (
+            column_defaults(source_engine, source.kind.value, stored.schema, stored.name) if added else {}
+        )
         target_columns = set(column_names(target_engine, target.kind.value, spec.target_schema, target_table))
     finally:
         source_engine.dispose()
         target_engine.dispose()
     return schema_drift(stored, now, target_columns, target.kind.value, spec.target_schema, target_table,
-                        source.kind.value)  # fmt: skip
+                        source.kind.value, defaults)  # fmt: skip
 
 
-def apply_ddl(specs, spec, statements: list[str]) -> None:
-    """Run reviewed statements on the pipeline's target, each recorded in the audit log."""
+def apply_ddl(specs, spec, statements: list[str], why: str | None = None) -> None:
+    """Run statements on the pipeline's target (in one transaction on PostgreSQL), each recorded in the
+    audit log with ``why`` (the source change it follows)."""
 
     target = specs.connection(spec.target)
     if target.kind.value == "postgresql":
@@ -182,4 +138,9 @@ def apply_ddl(specs, spec, statements: list[str]) -> None:
         finally:
             db.close()
     for statement in statements:
-        record("apply_ddl", f"connection {spec.target}", pipeline=spec.name, detail=statement)
+        record(
+            "apply_ddl",
+            f"connection {spec.target}",
+            pipeline=spec.name,
+            detail=f"{statement} -- {why}" if why else statement,
+        )

@@ -64,6 +64,18 @@ def _canonical(kind: str, row) -> CanonicalType:
     return from_sqlserver(data_type, length=length, precision=precision, scale=scale)
 
 
+def column_defaults(engine: sa.Engine, kind: str, schema: str, table: str) -> dict[str, str | None]:
+    """Each column's default as the source writes it (``7``, ``'x'::text``, ``now()``; None: none).
+    Read only when a column was added: whether the target can give its existing rows the same value."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT column_name, column_default FROM information_schema.columns "
+                    "WHERE table_schema = :schema AND table_name = :table"),
+            {"schema": schema, "table": table},
+        ).fetchall()  # fmt: skip
+    return {row[0]: row[1] for row in rows}
+
+
 def list_tables(engine: sa.Engine, schema: str) -> list[str]:
     return sorted(sa.inspect(engine).get_table_names(schema=schema))
 

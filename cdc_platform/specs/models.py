@@ -353,6 +353,31 @@ class Expectation(Strict):
     kwargs: dict = Field(default_factory=dict)
 
 
+class SafeChanges(str, Enum):
+    apply = "apply"
+    review = "review"
+
+
+class UnsafeChanges(str, Enum):
+    pause = "pause"
+    alert = "alert"
+
+
+class SchemaChangePolicy(Strict):
+    """What the platform does when a captured source table's columns change (schema/policy.py says
+    which changes are safe)."""
+
+    safe: SafeChanges = Field(
+        default=SafeChanges.apply,
+        description="apply: the platform runs the target DDL within seconds (audited); review: like unsafe",
+    )
+    unsafe: UnsafeChanges = Field(
+        default=UnsafeChanges.pause,
+        description="pause: the pipeline is paused with an alert until `cdc-platform apply-drift --yes` (or the "
+        "cdc_apply_drift job); alert: only the alert, the pipeline runs on (its sink may fail)",
+    )
+
+
 class QualitySpec(Strict):
     checks: dict[QualityCheckName, CheckPolicyOverride] = Field(
         default_factory=dict, description="Per check: enabled, severity (ERROR/WARN), blocking"
@@ -410,6 +435,7 @@ class PipelineSpec(Strict):
     )
     options: PipelineOptions = Field(default_factory=PipelineOptions)
     quality: QualitySpec = Field(default_factory=QualitySpec)
+    schema_changes: SchemaChangePolicy = Field(default_factory=SchemaChangePolicy)
     description: str | None = None
     owners: list[str] = Field(
         default_factory=list, description="Dagster asset owners: e-mail addresses or team:<name>"

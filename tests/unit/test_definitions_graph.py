@@ -188,12 +188,13 @@ def test_pool_per_source_and_one_teardown_job(specs_dir):
         "cdc_restart",
         "cdc_collect_metrics",
         "cdc_acknowledge_alert",
+        "cdc_apply_drift",
         "cdc_test_connections",
     }
     assert set(defs.resources or {}) == {"kafka_connect", "cdc_settings"}
-    # automation: the health and alert sensors and the metrics schedule, all running by default
+    # automation: the health, alert and schema sensors and the metrics schedule, all running by default
     sensors = {s.name: s for s in defs.sensors or []}
-    assert set(sensors) == {"cdc_connect_health", "cdc_alerts"}
+    assert set(sensors) == {"cdc_connect_health", "cdc_alerts", "cdc_schema_changes"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     schedules = {s.name: s for s in defs.schedules or []}
     assert schedules["cdc_collect_metrics_schedule"].cron_schedule == "* * * * *"
@@ -244,9 +245,13 @@ def test_a_component_names_only_pipelines_the_specs_define(specs_dir):
         _defs(specs_dir, CATALOG, pipelines=["nope"])
     only = _defs(specs_dir, CATALOG, pipelines=["orders"])
     assert {j.name for j in only.jobs or []} == {"cdc_teardown_orders", "cdc_pause_orders", "cdc_resume_orders", "cdc_stop_orders", "cdc_restart_orders", "cdc_collect_metrics_orders",
-                                                 "cdc_acknowledge_alert_orders", "cdc_test_connections_orders"}  # fmt: skip
+                                                 "cdc_acknowledge_alert_orders", "cdc_apply_drift_orders", "cdc_test_connections_orders"}  # fmt: skip
     assert "cdc_quality_checks_orders_schedule" in {s.name for s in only.schedules or []}
-    assert [s.name for s in only.sensors or []] == ["cdc_connect_health_orders", "cdc_alerts_orders"]
+    assert [s.name for s in only.sensors or []] == [
+        "cdc_connect_health_orders",
+        "cdc_alerts_orders",
+        "cdc_schema_changes_orders",
+    ]
 
 
 def test_a_component_can_leave_out_the_pipelines_another_location_defines(specs_dir):
@@ -415,7 +420,7 @@ def test_a_key_changed_in_get_asset_spec_moves_every_asset_check_sensor_and_job(
         *PIPELINES, {"name": "to_lake", "source": "shop", "target": "lake", "target_schema": "raw",
                      "tables": {"names": ["public.orders"]}}]}))  # fmt: skip
     handed: dict[str, list[dg.AssetKey]] = {}
-    for builder in ("build_connect_health_sensor", "build_metrics_job", "build_alert_sensor",
+    for builder in ("build_connect_health_sensor", "build_metrics_job", "build_alert_sensor", "build_schema_changes_sensor",
                     "build_s3_writer_sensor", "build_connection_test_job", "build_s3_writer_checks",
                     "build_quality_checks", "build_connector_checks"):  # fmt: skip
         original = getattr(component_module, builder)
@@ -438,7 +443,7 @@ def test_a_key_changed_in_get_asset_spec_moves_every_asset_check_sensor_and_job(
         assert all(dep.asset_key.to_user_string() in assets for dep in spec.deps), spec.key
     checked = {key.asset_key.to_user_string() for c in defs.asset_checks or [] for key in c.check_keys}
     assert checked and checked <= set(assets)
-    for builder in ("build_connect_health_sensor", "build_metrics_job", "build_alert_sensor",
+    for builder in ("build_connect_health_sensor", "build_metrics_job", "build_alert_sensor", "build_schema_changes_sensor",
                     "build_s3_writer_sensor", "build_connection_test_job"):  # fmt: skip
         keys = {k.to_user_string() for k in handed[builder]}
         assert keys and keys <= set(assets), (builder, sorted(keys - set(assets)))

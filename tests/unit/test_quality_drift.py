@@ -23,7 +23,7 @@ def test_a_nullable_added_column_warns_with_the_mapped_alter():
     note = Column("note", CanonicalType("text"), True, "text")
     d = schema_drift(_table(ID, NAME), _table(ID, NAME, note), {"id", "name"}, "mariadb", "dw", "t")
     assert d.added == ["note"] and not d.errors and d.warnings
-    assert d.proposed_ddl == ["ALTER TABLE `dw`.`t` ADD COLUMN `note` LONGTEXT"]
+    assert d.proposed_ddl == ["ALTER TABLE `dw`.`t` ADD COLUMN IF NOT EXISTS `note` LONGTEXT"]
 
 
 def test_type_change_not_null_addition_and_a_missing_target_column_are_errors():
