@@ -150,12 +150,15 @@ def drift_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
     metadata = {"added": dg.MetadataValue.json(d.added), "dropped": dg.MetadataValue.json(d.dropped),
                 "renamed": dg.MetadataValue.json(d.renamed), "type_changed": dg.MetadataValue.json(d.type_changed),
                 "nullability_changed": dg.MetadataValue.json(d.nullability_changed),
-                "missing_on_target": dg.MetadataValue.json(d.missing_on_target)}  # fmt: skip
+                "missing_on_target": dg.MetadataValue.json(d.missing_on_target),
+                "kept_on_target": dg.MetadataValue.json(d.kept)}  # fmt: skip
     if d.proposed_ddl:
         metadata["proposed_ddl"] = dg.MetadataValue.md("```sql\n" + ";\n".join(d.proposed_ddl) + ";\n```")
     if d.clean:
         return dg.AssetCheckResult(asset_key=t.asset_key, check_name=DRIFT_CHECK, passed=True, metadata=metadata,
-                                   description="the source's columns match what was deployed and the target")  # fmt: skip
+                                   description="the source's columns match what was deployed and the target"
+                                   + (f"; kept on the target on purpose (dropped on the source): {', '.join(d.kept)}"
+                                      if d.kept else ""))  # fmt: skip
     severity = dg.AssetCheckSeverity.ERROR if d.errors else _severity(quality, DRIFT_CHECK)
     return dg.AssetCheckResult(asset_key=t.asset_key, check_name=DRIFT_CHECK, passed=False, severity=severity,
                                metadata=metadata, description="; ".join(d.errors + d.warnings))  # fmt: skip

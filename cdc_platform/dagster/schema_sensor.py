@@ -5,6 +5,8 @@ Each applied change and each held one is an observation on the affected table as
 page says what the platform did to it and why; the tick's line names the pipelines it looked at.
 """
 
+import json
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -18,12 +20,16 @@ from cdc_platform.quality.schema_follow import (
     apply_review,
     follow_schema,
     followed_pipelines,
+    restart_failed_sink,
     review,
 )
 from cdc_platform.specs.loader import load_specs
 
 #: how often the source's columns are read: the time a widened column can wait for its target
 SCHEMA_INTERVAL_SECONDS = 5
+#: for this long after a change was applied, a FAILED sink task is restarted by this sensor (its
+#: failure is the change it met in the same moment as the DDL, not a fault for the health sensor)
+SETTLE_SECONDS = 60
 
 
 def _observations(outcome: FollowOutcome, tables: dict[str, dg.AssetKey]) -> list[dg.AssetObservation]:
@@ -63,6 +69,10 @@ def build_schema_changes_sensor(name: str, tables: dict[str, dict[str, dg.AssetK
         kafka_connect: KafkaConnectResource,
     ) -> dg.SensorResult:
         specs = load_specs(Path(cdc_settings.specs_dir))
+        now = time.time()
+        applied_at: dict[str, float] = {
+            p: at for p, at in json.loads(context.cursor or "{}").items() if now - at < SETTLE_SECONDS
+        }
         events: list[dg.AssetObservation] = []
         lines: list[str] = []
         for pipeline in [p for p in followed_pipelines(specs) if p in tables]:
@@ -74,12 +84,22 @@ def build_schema_changes_sensor(name: str, tables: dict[str, dict[str, dg.AssetK
                 continue
             if outcome.refreshed:
                 follow_catalog(specs, pipeline, outcome.refreshed)
+                applied_at[pipeline] = now
+            elif (
+                pipeline in applied_at
+                and not outcome.skipped
+                and restart_failed_sink(pipeline, kafka_connect)
+            ):
+                context.log.info(
+                    f"{pipeline}: restarted the sink task that failed on the change just applied"
+                )
             if outcome.tables:
                 log = context.log.warning if outcome.held else context.log.info
                 log(outcome.summary())
             events += _observations(outcome, tables[pipeline])
             lines.append(outcome.summary())
-        return dg.SensorResult(asset_events=events, skip_reason="; ".join(lines) or "no streaming pipeline")
+        return dg.SensorResult(asset_events=events, cursor=json.dumps(applied_at),
+                               skip_reason="; ".join(lines) or "no streaming pipeline")  # fmt: skip
 
     return _sensor
 

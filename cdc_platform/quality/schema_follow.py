@@ -27,8 +27,8 @@ from cdc_platform.audit import acting_as, record
 from cdc_platform.engines.kinds import target_traits
 from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.deployed import deployed_tables, update_deployed
-from cdc_platform.pipeline.lifecycle import Intent, connectors_of, control_of, pause, restart, resume
-from cdc_platform.pipeline.plan import target_table_name
+from cdc_platform.pipeline.lifecycle import Intent, connectors_of, control_of, pause, resume
+from cdc_platform.pipeline.plan import PipelineNames, target_table_name
 from cdc_platform.quality.drift import Drift, apply_ddl, measure_drift
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import Table
@@ -145,12 +145,35 @@ def follow_schema(specs: Specs, pipeline: str, connect: KafkaConnectResource,
         settled.append(table.qualified)
     if settled:
         outcome.refreshed = _record_deployed(specs, pipeline, settled)
-        with acting_as(PLATFORM_ACTOR):
-            # a sink that met the change before the DDL did failed on it: run it again now
-            restart(pipeline, connectors_of(specs, pipeline), connect)
+        retyped = any(c.kind == "widened" and c.ddl for t in outcome.applied for c in t.drift.changes)
+        if retyped:
+            renew_sink(pipeline, connect)
+        else:
+            restart_failed_sink(pipeline, connect)
     if outcome.held:
         _hold(specs, pipeline, connect, outcome, alerts or load_alert_config(specs.directory))
     return outcome
+
+
+def renew_sink(pipeline: str, connect: KafkaConnectResource) -> None:
+    """Restart every sink task after a column changed type on the target: its pooled connections hold
+    prepared statements whose parameter types the server fixed from the old column type (a bigint
+    parameter refuses the text a column turned varchar now holds), and new tasks prepare them anew."""
+    with acting_as(PLATFORM_ACTOR):
+        connect.restart(PipelineNames(pipeline).sink_connector, only_failed=False, include_tasks=True)
+
+
+def restart_failed_sink(pipeline: str, connect: KafkaConnectResource) -> bool:
+    """A sink that met a change before its DDL was applied (a value written in the same moment as the
+    DDL, or its own ``ADD COLUMN`` racing the platform's) failed on it; once the target follows, it
+    runs again at once instead of waiting for the health sensor's backoff. Returns whether it did."""
+    sink = PipelineNames(pipeline).sink_connector
+    status = connect.status(sink) or {}
+    if not any(t.get("state") == "FAILED" for t in status.get("tasks", [])):
+        return False
+    with acting_as(PLATFORM_ACTOR):
+        connect.restart(sink, only_failed=True, include_tasks=True)
+    return True
 
 
 def _hold_text(table: TableFollow) -> str:
@@ -232,7 +255,11 @@ def apply_review(
     names = [t.qualified for t in reviewed.tables]
     now = _record_deployed(specs, pipeline, names)
     _resolve_alerts(pipeline, names)
-    if connect is not None and held_for_schema(pipeline):
-        resume(pipeline, connectors_of(specs, pipeline), connect, reason="schema change applied after review")
-        restart(pipeline, connectors_of(specs, pipeline), connect)  # a sink that failed meanwhile
+    if connect is not None:
+        if held_for_schema(pipeline):
+            resume(
+                pipeline, connectors_of(specs, pipeline), connect, reason="schema change applied after review"
+            )
+        if reviewed.statements and target_traits(specs.connection(spec.target).kind.value).sink_connector:
+            renew_sink(pipeline, connect)  # also a sink that failed on the change meanwhile
     return now

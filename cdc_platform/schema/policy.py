@@ -154,6 +154,18 @@ def allow_null_ddl(target: TargetSide, column: Column) -> str:
     return f"ALTER TABLE {target.where} MODIFY {name} {render(target.kind, column.type)} NULL"
 
 
+def retype_ddl(target: TargetSide, new: Column) -> str:
+    """The target's column converted to the new type's mapping, for review: the target's rows may
+    not convert (the statement then fails and changes nothing)."""
+    name, rendered = quote(target.kind, new.name), render(target.kind, new.type)
+    if target.kind == "postgresql":
+        return f"ALTER TABLE {target.where} ALTER COLUMN {name} TYPE {rendered} USING {name}::{rendered}"
+    null = "NULL" if target.may_hold_null(new) else "NOT NULL"
+    if target.kind == "sqlserver":
+        return f"ALTER TABLE {target.where} ALTER COLUMN {name} {rendered} {null}"
+    return f"ALTER TABLE {target.where} MODIFY {name} {rendered} {null}"
+
+
 def rename_ddl(target: TargetSide, old: str, new: str) -> str:
     return f"ALTER TABLE {target.where} RENAME COLUMN {quote(target.kind, old)} TO {quote(target.kind, new)}"
 
@@ -199,7 +211,8 @@ def _retyped(target: TargetSide, old: Column, new: Column) -> SchemaChange:
         return SchemaChange(new.name, "widened", f"column {new.name!r} was widened on the source ({change}); the "
                             "target's column already holds every value", safe=True)  # fmt: skip
     return SchemaChange(new.name, "type_changed", f"column {new.name!r} changed type on the source: {change} (not "
-                        "a widening: the target's rows may not convert)", safe=False, stalls_sink=True)  # fmt: skip
+                        "a widening: the target's rows may not convert)", safe=False, stalls_sink=True,
+                        ddl=(retype_ddl(target, new),))  # fmt: skip
 
 
 def classify(

@@ -74,4 +74,7 @@ def test_drift_proposes_the_widening_and_calls_other_type_changes_for_review():
     assert "was widened on the source" in widened.errors[0]
     changed = schema_drift(table(_col(T("integer"))), table(_col(T("varchar", length=20))),
                            {"id", "note"}, "postgresql", "replica", "t")  # fmt: skip
-    assert changed.proposed_ddl == [] and "not a widening" in changed.errors[0]
+    assert "not a widening" in changed.errors[0] and changed.unsafe
+    assert changed.proposed_ddl == [
+        'ALTER TABLE "replica"."t" ALTER COLUMN "note" TYPE varchar(20) USING "note"::varchar(20)'
+    ]

@@ -83,7 +83,7 @@ def test_a_narrowing_or_any_other_type_change_is_unsafe(old, new):
     c = _only(
         _table(ID, Column("note", old, True, str(old))), _table(ID, Column("note", new, True, str(new)))
     )
-    assert not c.safe and c.kind == "type_changed" and c.ddl == ()
+    assert not c.safe and c.kind == "type_changed" and len(c.ddl) == 1  # proposed for review only
 
 
 def test_a_dropped_column_is_safe_the_target_keeps_it_and_a_not_null_one_takes_null():
@@ -126,3 +126,16 @@ def test_a_column_the_target_lost_is_unsafe():
 )  # fmt: skip
 def test_only_constant_defaults_are_carried_to_the_target(kind, written, literal):
     assert constant_default(kind, written) == literal
+
+
+def test_a_type_change_proposes_converting_the_target_column_for_review():
+    old, new = (
+        Column("qty", T("bigint"), True, "bigint"),
+        Column("qty", T("varchar", length=30), True, "varchar"),
+    )
+    c = _only(_table(ID, old), _table(ID, new), _target("postgresql", "id", "qty"))
+    assert c.ddl == (
+        'ALTER TABLE "replica"."t" ALTER COLUMN "qty" TYPE varchar(30) USING "qty"::varchar(30)',
+    )
+    on_mariadb = _only(_table(ID, old), _table(ID, new), _target("mariadb", "id", "qty"))
+    assert on_mariadb.ddl == ("ALTER TABLE `replica`.`t` MODIFY `qty` VARCHAR(30) NULL",)
