@@ -43,7 +43,8 @@ def quality_check_specs(pipeline: str, tables: list[CheckedTable], streams: bool
         CHECKSUM_CHECK: "Every row of {t} is on the target with the same values (chunked hashes in both "
                         "databases, differing chunks narrowed to keys: missing, extra or changed columns).",
         DRIFT_CHECK: "{t}'s columns now match what the pipeline deployed and the target; differences are shown with "
-                     "the DDL that would apply them (applied only by `cdc-platform apply-drift`).",
+                     "the DDL that would apply them: safe changes are applied by the cdc_schema_changes sensor, the rest "
+                     "by `cdc-platform apply-drift --yes` after review.",
         FRESHNESS_CHECK: f"Pipeline {pipeline}'s latest heartbeat reached the target less than "
                          f"{quality.freshness_seconds:.0f} s ago (from the metrics schedule).",
     }  # fmt: skip
