@@ -326,8 +326,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             sensors.append(
                 build_s3_writer_sensor(self.part_name("s3_writer"), writers, self.s3_flush_seconds)
             )
-        followed = {name: dict(keys[name].target_tables) for name in watched
-                    if keys[name].target_tables and traits[name].sink_connector}  # fmt: skip
+        followed = {name: dict(keys[name].target_tables) for name in watched if keys[name].target_tables}
         if followed:
             sensors.append(build_schema_changes_sensor(self.part_name("schema_changes"), followed))
             jobs.append(build_apply_drift_job(self.part_name("apply_drift")))

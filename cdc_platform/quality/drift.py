@@ -120,6 +120,29 @@ def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:
                         source.kind.value, defaults)  # fmt: skip
 
 
+def measure_file_drift(specs, spec, stored: Table) -> Drift:
+    """The same comparison for an S3 target: its files hold the deployed columns (a dropped column is
+    kept in the older files, NULL in the newer); no DDL, only the new shape for the next files."""
+
+    source = specs.connection(spec.source)
+    engine = engine_for(source, specs.directory)
+    try:
+        try:
+            now = describe_table(engine, source.kind.value, stored.schema, stored.name)
+        except DiscoveryError as exc:
+            return Drift([unreadable(str(exc))])
+        added = {c.name for c in now.columns} - {c.name for c in stored.columns}
+        defaults = column_defaults(engine, source.kind.value, stored.schema, stored.name) if added else {}
+    finally:
+        engine.dispose()
+    columns = {c.name for c in stored.columns}
+    drift = schema_drift(
+        stored, now, columns, "s3", spec.target_schema, stored.name, source.kind.value, defaults
+    )
+    drift.kept = []
+    return drift
+
+
 def apply_ddl(specs, spec, statements: list[str], why: str | None = None) -> None:
     """Run statements on the pipeline's target (in one transaction on PostgreSQL), each recorded in the
     audit log with ``why`` (the source change it follows)."""

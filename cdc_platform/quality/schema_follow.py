@@ -18,7 +18,7 @@ statement goes to the audit log with its reason; the tables are recorded as depl
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cdc_platform.alerts.channels import Notice, send
 from cdc_platform.alerts.history import AlertHistory
@@ -29,7 +29,7 @@ from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.deployed import deployed_tables, update_deployed
 from cdc_platform.pipeline.lifecycle import Intent, connectors_of, control_of, pause, resume
 from cdc_platform.pipeline.plan import PipelineNames, target_table_name
-from cdc_platform.quality.drift import Drift, apply_ddl, measure_drift
+from cdc_platform.quality.drift import Drift, apply_ddl, measure_drift, measure_file_drift
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import Table
 from cdc_platform.specs.loader import Specs
@@ -77,14 +77,14 @@ class FollowOutcome:
 
 
 def followed_pipelines(specs: Specs) -> list[str]:
-    """Pipelines whose target the platform can follow: streaming into a database (an S3 target's
-    files carry each change's columns themselves)."""
-    return sorted(
-        name
-        for name, loaded in specs.pipelines.items()
-        if loaded.spec.streams
-        and target_traits(specs.connection(loaded.spec.target).kind.value).sink_connector
-    )
+    """Streaming pipelines: their source schemas are followed (into a database by DDL, into S3 by the
+    columns the writer's next files carry)."""
+    return sorted(name for name, loaded in specs.pipelines.items() if loaded.spec.streams)
+
+
+def _to_files(specs: Specs, pipeline: str) -> bool:
+    spec = specs.pipelines[pipeline].spec
+    return not target_traits(specs.connection(spec.target).kind.value).sink_connector
 
 
 def held_for_schema(pipeline: str) -> bool:
@@ -102,18 +102,26 @@ def _measure(specs: Specs, pipeline: str, tables: list[str] | None = None) -> li
     for qualified, stored in sorted(deployed_tables(pipeline).items()):
         if tables and qualified not in tables:
             continue
-        drift = measure_drift(specs, spec, stored, target_table_name(spec, qualified))
+        if _to_files(specs, pipeline):
+            drift = measure_file_drift(specs, spec, stored)
+        else:
+            drift = measure_drift(specs, spec, stored, target_table_name(spec, qualified))
         measured.append(TableFollow(qualified, drift))
     return measured
 
 
 def _record_deployed(specs: Specs, pipeline: str, tables: list[str]) -> list[Table]:
-    """The tables as the source has them now (declared keys applied) become the deployed record."""
+    """The tables as the source has them now (declared keys applied) become the deployed record. For
+    an S3 target, the columns the source dropped stay in it as *kept*: the files go on carrying them."""
     spec = specs.pipelines[pipeline].spec
     now = discover_pipeline_tables(spec, specs.connection(spec.source), specs.directory)
+    before = deployed_tables(pipeline) if _to_files(specs, pipeline) else {}
     for table in now:
         if table.qualified in tables:
-            update_deployed(pipeline, table)
+            present = {c.name for c in table.columns}
+            kept = tuple(replace(c, nullable=True, kept=True) for c in before[table.qualified].columns
+                         if c.name not in present) if table.qualified in before else ()  # fmt: skip
+            update_deployed(pipeline, replace(table, columns=table.columns + kept))
     return now
 
 
@@ -146,7 +154,9 @@ def follow_schema(specs: Specs, pipeline: str, connect: KafkaConnectResource,
     if settled:
         outcome.refreshed = _record_deployed(specs, pipeline, settled)
         retyped = any(c.kind == "widened" and c.ddl for t in outcome.applied for c in t.drift.changes)
-        if retyped:
+        if _to_files(specs, pipeline):
+            pass  # the platform's writer reads the new record at its next flush
+        elif retyped:
             renew_sink(pipeline, connect)
         else:
             restart_failed_sink(pipeline, connect)

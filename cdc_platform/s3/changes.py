@@ -148,6 +148,13 @@ def _row(
     for part in (event.get("schema") or {}).get("fields", []) if isinstance(event, dict) else []:
         if part.get("field") == side:
             fields = {f["field"]: f for f in part.get("fields", [])}
+    unknown = [name for name in values if name not in {c.name for c in table.columns}]
+    if unknown:
+        # a column added on the source after the deploy: writing the row without it would lose its
+        # values silently; the table waits here until the schema_changes sensor records the new shape
+        raise UnwritableValue(unknown[0], offset, value_form(values[unknown[0]], fields.get(unknown[0])),
+                              "the source added this column after the deploy; the writer goes on once the "
+                              "cdc_schema_changes sensor has recorded the table's new columns")  # fmt: skip
     row: dict = {}
     for column in table.columns:
         raw, field = values.get(column.name), fields.get(column.name, {})

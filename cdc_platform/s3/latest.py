@@ -24,8 +24,17 @@ CDC_NAMES = [f.name for f in CDC_COLUMNS]
 
 
 def all_rows(fs: pafs.FileSystem, location: TableLocation) -> pa.Table:
-    """Every snapshot and change row of the table (empty when nothing was written yet)."""
+    """Every snapshot and change row of the table (empty when nothing was written yet).
+
+    Files written before and after a source schema change differ: a new column is absent from the
+    older ones (read as NULL there), a widened decimal or integer is narrower in them. The files'
+    schemas are unified with Arrow's permissive promotion, so every value reads exactly in the
+    widest type (DuckDB: ``read_parquet(..., union_by_name = true)``)."""
     dataset = ds.dataset(location.root, filesystem=fs, format="parquet")
+    schemas = {f.physical_schema for f in dataset.get_fragments()}
+    if len(schemas) > 1:
+        unified = pa.unify_schemas(list(schemas), promote_options="permissive")
+        dataset = ds.dataset(location.root, filesystem=fs, format="parquet", schema=unified)
     return dataset.to_table()
 
 

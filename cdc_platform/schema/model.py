@@ -29,6 +29,9 @@ class Column:
     type: CanonicalType
     nullable: bool
     native_type: str
+    #: dropped on the source, kept on an S3 target: the files still carry it (NULL in newer rows), so
+    #: the changes captured before the drop keep their values
+    kept: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,13 @@ class CopyJob:
 # -- stored forms (the catalog, the deployed schema): plain JSON, stable across versions --------
 def column_to_json(c: Column) -> dict:
     t = c.type
-    return {
+    raw = {
         "name": c.name, "nullable": c.nullable, "native_type": c.native_type,
         "type": {"name": t.name, "length": t.length, "precision": t.precision, "scale": t.scale},
     }  # fmt: skip
+    if c.kept:
+        raw["kept"] = True
+    return raw
 
 
 def table_to_json(t: Table) -> dict:
@@ -78,7 +84,9 @@ def table_to_json(t: Table) -> dict:
 
 def table_from_json(raw: dict) -> Table:
     columns = tuple(
-        Column(c["name"], CanonicalType(**c["type"]), bool(c["nullable"]), c["native_type"])
+        Column(
+            c["name"], CanonicalType(**c["type"]), bool(c["nullable"]), c["native_type"], bool(c.get("kept"))
+        )
         for c in raw["columns"]
     )
     return Table(raw["schema"], raw["name"], columns, tuple(raw["primary_key"]), bool(raw["declared_key"]))

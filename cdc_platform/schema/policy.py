@@ -24,7 +24,7 @@ they are applied.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cdc_platform.schema.ddl import qualified, quote
 from cdc_platform.schema.evolution import widen_column_ddl, widens
@@ -225,8 +225,13 @@ def classify(
     """The changes from ``stored`` (the table as deployed) to ``now`` (the source table today).
 
     ``defaults``: the source's column defaults as written (only added columns' are read)."""
+    if target.kind == "s3":  # verdicts as for a database; the files need no statement (``_as_files``)
+        files = classify(stored, now, replace(target, kind="postgresql"), source_kind, defaults)
+        after = {c.name: c for c in now.columns}
+        files.changes = [_as_files(c, after.get(c.column), defaults or {}) for c in files.changes]
+        return files
     result = Classified()
-    before = {c.name: c for c in stored.columns}
+    before = {c.name: c for c in stored.columns if not c.kept}
     after = {c.name: c for c in now.columns}
     added = [after[n] for n in after if n not in before]
     dropped = [before[n] for n in before if n not in after]
@@ -265,6 +270,19 @@ def classify(
         result.changes.append(SchemaChange(name, "missing_on_target", f"the target table lacks column {name!r} "
                               "that the pipeline writes", safe=False, stalls_sink=True))  # fmt: skip
     return result
+
+
+def _as_files(change: SchemaChange, column: Column | None, defaults: dict[str, str | None]) -> SchemaChange:
+    """An S3 target has no DDL: the files written from now on carry the new shape, and readers unify
+    old and new files (a new column is NULL in the older ones). So a new column whose default filled
+    the source's existing rows is unsafe there (the older files cannot show that value: the table
+    needs a re-load); the rest keeps its verdict."""
+    if change.kind == "added" and column is not None and defaults.get(column.name) is not None:
+        return SchemaChange(change.column, "added", f"{change.description}, with a default that filled the "
+                            "source's existing rows: the files written before cannot show it (re-load the "
+                            "table: materialize its asset)", safe=False, stalls_sink=True)  # fmt: skip
+    return SchemaChange(change.column, change.kind, change.description, change.safe,
+                        stalls_sink=not change.safe, previous=change.previous)  # fmt: skip
 
 
 def unreadable(problem: str) -> SchemaChange:

@@ -26,6 +26,7 @@ from cdc_platform.s3.snapshot import source_rows
 from cdc_platform.s3.storage import TableLocation, list_files, s3_filesystem
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
+from tests.faults import SlowWriter
 from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
 
@@ -413,4 +414,80 @@ def test_a_change_the_writer_cannot_write_stops_only_its_table_and_says_so(stack
             (evaluation,) = run.get_asset_check_evaluations()
             assert not evaluation.passed and "column 'price'" in evaluation.description
         finally:
+            teardown(stack, connect, specs, name)
+
+
+def test_schema_changes_reach_s3_files_and_readers_see_one_table(
+    stack, connect, tmp_path, bucket, monkeypatch
+):
+    """Under a writer of ~150 rows/s: a new column, a widened numeric and a dropped column are followed
+    by the cdc_schema_changes sensor (no DDL; the deployed record changes, so the writer's next files
+    carry the new shape). Rows written between a change and the sensor's tick wait in Kafka (the
+    writer refuses to drop a column it does not know yet) and none is lost; the older files read with
+    NULL for the new column and the widened decimals exactly; the latest view equals the source."""
+    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'metrics.sqlite'}")
+    with pg_database(stack, "src") as src:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, amount numeric(10,2), price int)")
+            conn.execute("INSERT INTO t SELECT g, g / 100.0, g FROM generate_series(1, 100) g")
+        name = unique("lake")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": bucket},
+                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        lake = Lake(stack, specs, name, "t")
+        assets = next(a for a in lake.defs.assets if isinstance(a, dg.AssetsDefinition))
+        schema_sensor = lake.defs.get_sensor_def("cdc_schema_changes")
+        resources = {"kafka_connect": connect, "cdc_settings": lake.settings}
+
+        def follow() -> str:
+            result = schema_sensor(dg.build_sensor_context(instance=lake.instance, resources=resources))
+            return result.skip_reason.skip_message if result.skip_reason else ""
+
+        def write(i: int) -> None:
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t (id, amount) SELECT g, g / 100.0 FROM generate_series(%s::bigint, "
+                             "%s::bigint + 9) g", (1000 + i * 10, 1000 + i * 10))  # fmt: skip
+
+        writer = SlowWriter(write, 0)
+        try:
+            materialize(stack, specs, name, assets=assets, instance=lake.instance)
+            writer.start()
+            lake.tick()
+            with pg_connect(stack, src) as conn:
+                conn.execute("ALTER TABLE t ADD COLUMN note text")
+                conn.execute("UPDATE t SET note = 'n' || id WHERE id % 3 = 0")
+            lake.tick()  # the writer meets the new column before the sensor: it waits, writing nothing wrong
+            assert "applied" in follow()
+            with pg_connect(stack, src) as conn:
+                conn.execute("ALTER TABLE t ALTER COLUMN amount TYPE numeric(16,4)")
+            assert "applied" in follow()
+            with pg_connect(stack, src) as conn:
+                conn.execute("UPDATE t SET amount = 123456789012.3456 WHERE id % 4 = 0")
+                conn.execute("ALTER TABLE t DROP COLUMN price")
+            assert "applied" in follow()
+            writer.stop_event.set()
+            writer.join()
+            assert writer.errors == 0 and writer.next_id > 5
+
+            def source_rows() -> list[dict]:
+                return lake.source_now("src", "public.t")
+
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                lake.tick()
+                expected = source_rows()
+                got = [{k: v for k, v in row.items() if k != "price"} for row in lake.latest()]
+                if got == expected:
+                    break
+                time.sleep(1)
+            assert got == expected, [r for r in expected if r not in got][:5]
+            assert len(got) == 100 + writer.next_id * 10
+            rows = all_rows(lake.fs, lake.location)
+            assert {"note", "price", "amount"} <= set(rows.column_names)
+            # the dropped column is kept in the files: values before the drop, NULL after it
+            prices = {r["id"]: r["price"] for r in lake.latest()}
+            assert prices[7] == 7 and all(prices[i] is None for i in prices if i >= 1000)
+            assert str(rows.schema.field("amount").type) == "decimal128(16, 4)"
+        finally:
+            writer.stop_event.set()
             teardown(stack, connect, specs, name)

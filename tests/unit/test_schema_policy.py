@@ -139,3 +139,16 @@ def test_a_type_change_proposes_converting_the_target_column_for_review():
     )
     on_mariadb = _only(_table(ID, old), _table(ID, new), _target("mariadb", "id", "qty"))
     assert on_mariadb.ddl == ("ALTER TABLE `replica`.`t` MODIFY `qty` VARCHAR(30) NULL",)
+
+
+def test_an_s3_target_gets_no_ddl_and_a_default_filled_column_needs_a_re_load():
+    """Files carry the new shape from the next flush; the older files cannot show a default the source
+    wrote into its existing rows."""
+    s3 = TargetSide("s3", "raw", "t", frozenset({"id", "note"}), "postgresql")
+    note2 = Column("note2", T("text"), True, "text")
+    widened = Column("note", T("varchar", length=200), True, "character varying")
+    changes = classify(_table(ID, NOTE), _table(ID, widened, note2), s3, "postgresql").changes
+    assert all(c.safe and c.ddl == () and not c.stalls_sink for c in changes), changes
+    flag = Column("flag", T("integer"), False, "integer")
+    (filled,) = classify(_table(ID, NOTE), _table(ID, NOTE, flag), s3, "postgresql", {"flag": "7"}).changes
+    assert not filled.safe and "materialize" in filled.description
