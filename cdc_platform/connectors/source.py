@@ -140,6 +140,11 @@ def debezium_source_config(
                 # running pipeline has a known schema when its first change arrives
                 "schema.history.internal.store.only.captured.tables.ddl": "false",
                 "schema.history.internal.store.only.captured.databases.ddl": "true",
+                # a statement the DDL parser cannot read (MariaDB's INET4/INET6, new syntax) must not
+                # stop capture: on a table no pipeline captures it does not matter, and a captured
+                # table's new shape is read from the catalog by the schema_changes sensor, which holds
+                # the pipeline when the platform cannot map it (and ``plan`` refuses such a table)
+                "schema.history.internal.skip.unparseable.ddl": "true",
                 "include.schema.changes": "true",
             }
         )
