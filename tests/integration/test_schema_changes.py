@@ -259,8 +259,20 @@ def test_safe_changes_are_followed_and_an_unsafe_one_pauses_until_applied(
             assert not drift.passed and drift.severity == dg.AssetCheckSeverity.ERROR
             on_source("UPDATE t SET qty = CONCAT('q', id) WHERE id % 9 = 0")  # held in Kafka meanwhile
 
-            applied = CliRunner().invoke(cli, ["apply-drift", name, "--specs", str(specs.directory), "--yes"])
-            assert applied.exit_code == 0 and "applied 1 statement(s)" in applied.output, applied.output
+            if pg_target:  # reviewed from the CLI
+                applied = CliRunner().invoke(cli, ["apply-drift", name, "--specs", str(specs.directory)])
+                assert applied.exit_code == 0 and "not applied" in applied.output and "qty" in applied.output
+                applied = CliRunner().invoke(
+                    cli, ["apply-drift", name, "--specs", str(specs.directory), "--yes"]
+                )
+                assert applied.exit_code == 0 and "applied 1 statement(s)" in applied.output, applied.output
+            else:  # from the UI's job
+                job = defs.resolve_job_def("cdc_apply_drift")
+                run = job.execute_in_process(instance=instance, run_config={"ops": {"cdc_apply_drift_op": {
+                    "config": {"pipeline": name}}}})  # fmt: skip
+                assert run.success
+                assert any(e.action == "apply_ddl" and "reviewed" in (e.detail or "") and "run" in e.actor
+                           for e in entries(name)), entries(name)[:5]  # fmt: skip
             assert control_of(name).intent is Intent.RUNNING
             assert AlertHistory().open_alert(HELD_RULE, name, table) is None
             wait_task_state(connect, sink, "RUNNING")
