@@ -260,6 +260,16 @@ def apply_review(
     """Run the reviewed statements, record the tables as deployed anew, resolve their held-change
     alerts, and resume the pipeline when the platform had paused it for a schema change."""
     spec = specs.pipelines[pipeline].spec
+    if _to_files(specs, pipeline):
+        retyped = [c.description for t in reviewed.tables for c in t.drift.unsafe if c.kind != "added"]
+        if retyped:
+            raise ValueError(
+                "an S3 target's files cannot change a column's type or name (readers could no longer merge the "
+                "older files with the newer): "
+                + "; ".join(retyped)
+                + ". Keep the pipeline paused, or tear it "
+                "down and deploy it again into a new prefix"
+            )
     if reviewed.statements:
         apply_ddl(specs, spec, reviewed.statements, why="reviewed source change (apply-drift)")
     names = [t.qualified for t in reviewed.tables]

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from cdc_platform.cli import cli
 from cdc_platform.dagster.resources import CdcSettingsResource
+from cdc_platform.pipeline.lifecycle import Intent, control_of
 from cdc_platform.pipeline.plan import PipelineNames, table_topic
 from cdc_platform.s3.changes import S3Table
 from cdc_platform.s3.latest import all_rows, read_latest
@@ -26,7 +27,7 @@ from cdc_platform.s3.snapshot import source_rows
 from cdc_platform.s3.storage import TableLocation, list_files, s3_filesystem
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
-from tests.faults import SlowWriter
+from tests.faults import SlowWriter, wait_task_state
 from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
 
@@ -428,8 +429,11 @@ def test_schema_changes_reach_s3_files_and_readers_see_one_table(
     monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'metrics.sqlite'}")
     with pg_database(stack, "src") as src:
         with pg_connect(stack, src) as conn:
-            conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, amount numeric(10,2), price int)")
-            conn.execute("INSERT INTO t SELECT g, g / 100.0, g FROM generate_series(1, 100) g")
+            conn.execute(
+                "CREATE TABLE t (id bigint PRIMARY KEY, amount numeric(10,2), price int, qty int, "
+                "label varchar(10))"
+            )
+            conn.execute("INSERT INTO t SELECT g, g / 100.0, g, g, 'l' FROM generate_series(1, 100) g")
         name = unique("lake")
         specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": bucket},
                             [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
@@ -463,6 +467,12 @@ def test_schema_changes_reach_s3_files_and_readers_see_one_table(
             assert "applied" in follow()
             with pg_connect(stack, src) as conn:
                 conn.execute("UPDATE t SET amount = 123456789012.3456 WHERE id % 4 = 0")
+                conn.execute(
+                    "ALTER TABLE t ALTER COLUMN qty TYPE bigint, ALTER COLUMN label TYPE varchar(200)"
+                )
+            assert "applied" in follow()
+            with pg_connect(stack, src) as conn:
+                conn.execute("UPDATE t SET qty = 5000000000000, label = repeat('x', 150) WHERE id % 6 = 0")
                 conn.execute("ALTER TABLE t DROP COLUMN price")
             assert "applied" in follow()
             writer.stop_event.set()
@@ -488,6 +498,18 @@ def test_schema_changes_reach_s3_files_and_readers_see_one_table(
             prices = {r["id"]: r["price"] for r in lake.latest()}
             assert prices[7] == 7 and all(prices[i] is None for i in prices if i >= 1000)
             assert str(rows.schema.field("amount").type) == "decimal128(16, 4)"
+            assert str(rows.schema.field("qty").type) == "int64"
+
+            # a change that is not a widening is held: the source connector pauses, the writer waits
+            with pg_connect(stack, src) as conn:
+                conn.execute("ALTER TABLE t ALTER COLUMN amount TYPE text")
+            assert "held" in follow()
+            assert control_of(name).intent is Intent.PAUSED
+            wait_task_state(connect, f"{name}-source", "PAUSED")
+            refused = CliRunner().invoke(cli, ["apply-drift", name, "--specs", str(specs.directory), "--yes"])
+            assert refused.exit_code != 0 and "cannot change a column's type" in refused.output, (
+                refused.output
+            )
         finally:
             writer.stop_event.set()
             teardown(stack, connect, specs, name)
