@@ -165,7 +165,7 @@ def test_counts_drift_and_freshness(stack, connect, tmp_path, monkeypatch):
                 conn.execute("ALTER TABLE t ADD COLUMN note text")
             drift = cheap()["schema_drift"]
             assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
-            ddl = 'ALTER TABLE "replica"."t" ADD COLUMN "note" text'
+            ddl = 'ALTER TABLE "replica"."t" ADD COLUMN IF NOT EXISTS "note" text'
             assert ddl in drift.metadata["proposed_ddl"].value
             shown = runner.invoke(cli, ["apply-drift", name, "--specs", str(specs.directory)])
             assert shown.exit_code == 0 and ddl + ";" in shown.output and "not applied" in shown.output, (
