@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from cdc_platform.audit import record
 from cdc_platform.db import engine_for, mysql_connect, pg_connect
 from cdc_platform.pipeline.deployed import deployed_tables
-from cdc_platform.schema.discovery import DiscoveryError, column_defaults, column_names, describe_table
+from cdc_platform.schema.discovery import (
+    DiscoveryError,
+    column_defaults,
+    column_names,
+    describe_table,
+    not_null_columns,
+)
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.policy import SchemaChange, TargetSide, classify, unreadable
 
@@ -83,10 +89,12 @@ class Drift:
 
 def schema_drift(stored: Table, now: Table, target_columns: set[str], target_kind: str, target_schema: str,
                  target_table: str, source_kind: str | None = None,
-                 defaults: dict[str, str | None] | None = None) -> Drift:  # fmt: skip
-    """``source_kind`` given, a column a value rule may turn into NULL counts as NULL-able on the
-    target, as the target's DDL created it (``create_table_sql``)."""
-    target = TargetSide(target_kind, target_schema, target_table, frozenset(target_columns), source_kind)
+                 defaults: dict[str, str | None] | None = None,
+                 target_not_null: set[str] | None = None) -> Drift:  # fmt: skip
+    """``target_not_null``: the target's NOT NULL columns as read from it (None: as the platform's DDL
+    creates them, only the key)."""
+    target = TargetSide(target_kind, target_schema, target_table, frozenset(target_columns), source_kind,
+                        None if target_not_null is None else frozenset(target_not_null))  # fmt: skip
     changes = classify(stored, now, target, source_kind, defaults).changes
     present = {c.name for c in now.columns}
     return Drift(changes, sorted(target_columns - present - {c.column for c in changes}))
@@ -113,11 +121,12 @@ def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:
             column_defaults(source_engine, source.kind.value, stored.schema, stored.name) if added else {}
         )
         target_columns = set(column_names(target_engine, target.kind.value, spec.target_schema, target_table))
+        not_null = not_null_columns(target_engine, target.kind.value, spec.target_schema, target_table)
     finally:
         source_engine.dispose()
         target_engine.dispose()
     return schema_drift(stored, now, target_columns, target.kind.value, spec.target_schema, target_table,
-                        source.kind.value, defaults)  # fmt: skip
+                        source.kind.value, defaults, not_null)  # fmt: skip
 
 
 def measure_file_drift(specs, spec, stored: Table) -> Drift:

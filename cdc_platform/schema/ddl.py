@@ -9,7 +9,6 @@ from __future__ import annotations
 import zlib
 
 from cdc_platform.schema.model import Table
-from cdc_platform.schema.rules import rule_for
 from cdc_platform.schema.types import render
 
 
@@ -43,13 +42,15 @@ def create_schema_sql(kind: str, schema: str) -> str:
 def create_table_sql(
     kind: str, schema: str, target_name: str, table: Table, *, source_kind: str | None = None
 ) -> str:
-    """``source_kind`` given, a column whose values a rule may turn into NULL is created NULL-able."""
+    """Key columns are NOT NULL; every other column is created NULL-able, whatever the source says.
+
+    The source enforces its own NOT NULL; the target's copy only has to hold what arrives. A target
+    NOT NULL would turn routine source changes into a stopped sink (a dropped NOT NULL column: every
+    later insert lacks it) and a value rule's NULL into a refused row, so the platform leaves it out,
+    as managed CDC services do. ``source_kind`` is kept for callers; it no longer changes the DDL."""
     lines = []
     for column in table.columns:
-        may_be_null = column.nullable or (
-            source_kind is not None and rule_for(source_kind, kind, column.type) is not None
-        )
-        null = "" if may_be_null and column.name not in table.primary_key else " NOT NULL"
+        null = " NOT NULL" if column.name in table.primary_key else ""
         lines.append(f"  {quote(kind, column.name)} {render(kind, column.type)}{null}")
     lines.append(f"  PRIMARY KEY ({', '.join(quote(kind, c) for c in table.primary_key)})")
     body = ",\n".join(lines)

@@ -80,6 +80,13 @@ def list_tables(engine: sa.Engine, schema: str) -> list[str]:
     return sorted(sa.inspect(engine).get_table_names(schema=schema))
 
 
+def not_null_columns(engine: sa.Engine, kind: str, schema: str, table: str) -> set[str]:
+    """A table's NOT NULL columns (the target's own, whatever created them)."""
+    with engine.connect() as conn:
+        rows = conn.execute(_columns_query(kind), {"schema": schema, "table": table}).fetchall()
+    return {row[0] for row in rows if row[3] != "YES"}
+
+
 def column_names(engine: sa.Engine, kind: str, schema: str, table: str) -> list[str]:
     """A table's column names, whatever their types (a target's types need no source mapping)."""
     with engine.connect() as conn:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, replace
 from cdc_platform.schema.ddl import qualified, quote
 from cdc_platform.schema.evolution import widen_column_ddl, widens
 from cdc_platform.schema.model import Column, Table
-from cdc_platform.schema.rules import rule_for
 from cdc_platform.schema.types import render
 
 #: kinds whose ADD COLUMN takes IF NOT EXISTS: the sink may add a NULL-able column itself first
@@ -63,16 +62,21 @@ class TargetSide:
     table: str
     columns: frozenset[str]
     source_kind: str | None = None
+    #: the target's columns that are NOT NULL, as read from it (None: not read; then as the platform's
+    #: DDL creates them: only the key)
+    not_null: frozenset[str] | None = None
+    key: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
         return qualified(self.kind, self.schema, self.table)
 
     def may_hold_null(self, column: Column) -> bool:
-        """The target created this column NULL-able (a value rule may turn its values into NULL)."""
-        return column.nullable or (
-            self.source_kind is not None and rule_for(self.source_kind, self.kind, column.type) is not None
-        )
+        """The target's column takes NULL (the platform creates every non-key column NULL-able; a target
+        deployed before that rule is read as it is)."""
+        if self.not_null is not None:
+            return column.name not in self.not_null
+        return column.name not in self.key
 
 
 @dataclass
@@ -203,7 +207,8 @@ def _dropped(target: TargetSide, column: Column) -> SchemaChange:
 
 def _retyped(target: TargetSide, old: Column, new: Column) -> SchemaChange:
     change = f"{type_text(old)} -> {type_text(new)}"
-    statement = widen_column_ddl(target.kind, target.schema, target.table, old, new)
+    held = replace(old, nullable=target.may_hold_null(old))  # MODIFY keeps the target's own nullability
+    statement = widen_column_ddl(target.kind, target.schema, target.table, held, new)
     if statement is not None:
         return SchemaChange(new.name, "widened", f"column {new.name!r} was widened on the source ({change})",
                             safe=True, stalls_sink=True, ddl=(statement,))  # fmt: skip
@@ -225,6 +230,8 @@ def classify(
     """The changes from ``stored`` (the table as deployed) to ``now`` (the source table today).
 
     ``defaults``: the source's column defaults as written (only added columns' are read)."""
+    if not target.key:
+        target = replace(target, key=stored.primary_key)
     if target.kind == "s3":  # verdicts as for a database; the files need no statement (``_as_files``)
         files = classify(stored, now, replace(target, kind="postgresql"), source_kind, defaults)
         after = {c.name: c for c in now.columns}

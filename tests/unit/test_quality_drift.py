@@ -40,7 +40,15 @@ def test_a_rename_is_recognised_and_became_nullable_proposes_dropping_not_null()
     assert d.renamed == [("name", "full_name")] and d.added == [] and d.dropped == []
     assert d.proposed_ddl == ['ALTER TABLE "replica"."t" RENAME COLUMN "name" TO "full_name"']
     strict = Column("name", CanonicalType("varchar", length=80), False, "character varying")
-    loose = schema_drift(_table(ID, strict), _table(ID, NAME), {"id", "name"}, "postgresql", "replica", "t")
+    loose = schema_drift(
+        _table(ID, strict),
+        _table(ID, NAME),
+        {"id", "name"},
+        "postgresql",
+        "replica",
+        "t",
+        target_not_null={"id", "name"},
+    )  # a target deployed with NOT NULL columns
     assert loose.nullability_changed == ["name"] and loose.errors
     assert loose.proposed_ddl == ['ALTER TABLE "replica"."t" ALTER COLUMN "name" DROP NOT NULL']
 
@@ -50,11 +58,16 @@ def test_a_dropped_not_null_column_proposes_letting_the_target_take_null():
     price = Column("price", CanonicalType("numeric", precision=10, scale=2), False, "numeric")
     note = Column("note", CanonicalType("text"), True, "text")
     d = schema_drift(_table(ID, NAME, price, note), _table(ID, NAME), {"id", "name", "price", "note"},
-                     "postgresql", "replica", "t")  # fmt: skip
+                     "postgresql", "replica", "t", target_not_null={"id", "price"})  # fmt: skip
     assert d.dropped == ["price", "note"] and len(d.errors) == 1 and "NOT NULL on the target" in d.errors[0]
     assert d.proposed_ddl == ['ALTER TABLE "replica"."t" ALTER COLUMN "price" DROP NOT NULL']
-    on_mariadb = schema_drift(_table(ID, price), _table(ID), {"id", "price"}, "mariadb", "dw", "t")
+    on_mariadb = schema_drift(_table(ID, price), _table(ID), {"id", "price"}, "mariadb", "dw", "t",
+                              target_not_null={"id", "price"})  # fmt: skip
     assert on_mariadb.proposed_ddl == ["ALTER TABLE `dw`.`t` MODIFY `price` DECIMAL(10,2) NULL"]
+    # a target the platform created has every non-key column NULL-able: nothing to run, the sink goes on
+    created = schema_drift(_table(ID, price), _table(ID), {"id", "price"}, "postgresql", "replica", "t",
+                           target_not_null={"id"})  # fmt: skip
+    assert created.proposed_ddl == [] and created.errors == [] and created.dropped == ["price"]
 
 
 def test_a_dropped_column_the_target_created_null_able_is_only_a_warning():

@@ -17,8 +17,11 @@ def _table(*columns: Column, key: tuple[str, ...] = ("id",)) -> Table:
     return Table("public", "t", columns, key)
 
 
-def _target(kind: str = "postgresql", *columns: str, source_kind: str = "postgresql") -> TargetSide:
-    return TargetSide(kind, "replica", "t", frozenset(columns or ("id", "note")), source_kind)
+def _target(
+    kind: str = "postgresql", *columns: str, source_kind: str = "postgresql", not_null=None
+) -> TargetSide:
+    return TargetSide(kind, "replica", "t", frozenset(columns or ("id", "note")), source_kind,
+                      None if not_null is None else frozenset(not_null))  # fmt: skip
 
 
 def _only(stored: Table, now: Table, target: TargetSide | None = None, defaults=None):
@@ -40,13 +43,11 @@ def test_a_new_not_null_column_with_a_constant_default_is_safe_and_keeps_the_def
     flag = Column("flag", T("integer"), False, "integer")
     c = _only(_table(ID, NOTE), _table(ID, NOTE, flag), defaults={"flag": "7"})
     assert c.safe and c.ddl == (
-        'ALTER TABLE "replica"."t" ADD COLUMN IF NOT EXISTS "flag" integer DEFAULT 7 NOT NULL',
+        'ALTER TABLE "replica"."t" ADD COLUMN IF NOT EXISTS "flag" integer DEFAULT 7',
     )
     on_mariadb = classify(_table(ID, NOTE), _table(ID, NOTE, flag), _target("mariadb", source_kind="postgresql"),
                           "postgresql", {"flag": "7"}).changes[0]  # fmt: skip
-    assert on_mariadb.ddl == (
-        "ALTER TABLE `replica`.`t` ADD COLUMN IF NOT EXISTS `flag` INT DEFAULT 7 NOT NULL",
-    )
+    assert on_mariadb.ddl == ("ALTER TABLE `replica`.`t` ADD COLUMN IF NOT EXISTS `flag` INT DEFAULT 7",)
 
 
 @pytest.mark.parametrize("default", [None, "now()", "nextval('t_seq'::regclass)"])
@@ -88,8 +89,15 @@ def test_a_narrowing_or_any_other_type_change_is_unsafe(old, new):
 
 def test_a_dropped_column_is_safe_the_target_keeps_it_and_a_not_null_one_takes_null():
     price = Column("price", T("numeric", precision=10, scale=2), False, "numeric")
-    c = _only(_table(ID, NOTE, price), _table(ID, NOTE), _target("postgresql", "id", "note", "price"))
-    assert c.safe and c.ddl == ('ALTER TABLE "replica"."t" ALTER COLUMN "price" DROP NOT NULL',)
+    deployed_earlier = _target("postgresql", "id", "note", "price", not_null={"id", "price"})
+    c = _only(_table(ID, NOTE, price), _table(ID, NOTE), deployed_earlier)
+    assert (
+        c.safe
+        and c.stalls_sink
+        and c.ddl == ('ALTER TABLE "replica"."t" ALTER COLUMN "price" DROP NOT NULL',)
+    )
+    created = _only(_table(ID, NOTE, price), _table(ID, NOTE), _target("postgresql", "id", "note", "price"))
+    assert created.safe and not created.stalls_sink and created.ddl == ()  # NULL-able already
     kept = _only(_table(ID, NOTE), _table(ID))
     assert kept.safe and kept.ddl == () and "keeps it" in kept.description
 
@@ -108,8 +116,9 @@ def test_a_key_change_is_unsafe():
 
 def test_a_column_that_became_null_able_is_safe_and_the_target_follows():
     strict = Column("note", NOTE.type, False, NOTE.native_type)
-    c = _only(_table(ID, strict), _table(ID, NOTE))
+    c = _only(_table(ID, strict), _table(ID, NOTE), _target(not_null={"id", "note"}))
     assert c.safe and c.ddl == ('ALTER TABLE "replica"."t" ALTER COLUMN "note" DROP NOT NULL',)
+    assert classify(_table(ID, strict), _table(ID, NOTE), _target(), "postgresql").changes == []
 
 
 def test_a_column_the_target_lost_is_unsafe():

@@ -67,8 +67,9 @@ def test_rules_exist_only_where_the_target_cannot_hold_the_value():
     assert "'NaN'" in counted and "\"x\"::text = '-0'" in counted
 
 
-def test_a_column_a_rule_can_null_is_created_nullable_on_that_target_only():
+def test_only_key_columns_are_created_not_null_so_a_rule_s_null_is_always_accepted():
     table = Table("public", "m", (Column("id", CanonicalType("integer"), False, "integer"),
                                   Column("d", CanonicalType("date"), False, "date")), ("id",))  # fmt: skip
-    assert '"d" date NOT NULL' in create_table_sql("postgresql", "r", "m", table, source_kind="postgresql")
+    assert '"d" date,\n' in create_table_sql("postgresql", "r", "m", table, source_kind="postgresql")
     assert "`d` DATE,\n" in create_table_sql("mariadb", "r", "m", table, source_kind="postgresql")
+    assert '"id" integer NOT NULL' in create_table_sql("postgresql", "r", "m", table)
