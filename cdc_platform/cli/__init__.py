@@ -36,6 +36,7 @@ COMMANDS = {
     "check": "check_commands:check",
     "audit": "alert_commands:audit",
     "alerts": "alert_commands:alerts",
+    "users": "user_commands:users",
 }
 
 

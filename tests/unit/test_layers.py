@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "cdc_platform"
 #: lowest first; a module may import its own floor and the floors below it
 FLOORS = (
     ("pure facts and connector builders", ("engines", "connectors", "clock", "kafka_log")),
-    ("specs and settings", ("specs", "secrets", "settings", "stack")),
+    ("specs and settings", ("specs", "secrets", "settings", "stack", "access")),
     ("clients", ("kafka_connect", "kafka_admin", "db", "platform_db", "audit")),
     ("schema", ("schema",)),
     ("pipeline and the S3 target", ("pipeline", "s3")),

@@ -1,0 +1,1 @@
+"""Who may use a shared deployment: users, their roles and their password hashes."""
