@@ -24,9 +24,8 @@ from cdc_platform.pipeline.deployed import deployed_tables
 from cdc_platform.schema.discovery import (
     DiscoveryError,
     column_defaults,
-    column_names,
     describe_table,
-    not_null_columns,
+    target_nullability,
 )
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.policy import SchemaChange, TargetSide, classify, unreadable
@@ -106,32 +105,9 @@ def drift_baseline(pipeline: str, qualified_name: str, catalog_table: Table | No
     return deployed_tables(pipeline).get(qualified_name) or catalog_table
 
 
-def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:
-    """Read the source table and the target's columns now and compare them with the stored table."""
-
-    source, target = specs.connection(spec.source), specs.connection(spec.target)
-    source_engine, target_engine = engine_for(source, specs.directory), engine_for(target, specs.directory)
-    try:
-        try:
-            now = describe_table(source_engine, source.kind.value, stored.schema, stored.name)
-        except DiscoveryError as exc:
-            return Drift([unreadable(str(exc))])
-        added = {c.name for c in now.columns} - {c.name for c in stored.columns}
-        defaults = (
-            column_defaults(source_engine, source.kind.value, stored.schema, stored.name) if added else {}
-        )
-        target_columns = set(column_names(target_engine, target.kind.value, spec.target_schema, target_table))
-        not_null = not_null_columns(target_engine, target.kind.value, spec.target_schema, target_table)
-    finally:
-        source_engine.dispose()
-        target_engine.dispose()
-    return schema_drift(stored, now, target_columns, target.kind.value, spec.target_schema, target_table,
-                        source.kind.value, defaults, not_null)  # fmt: skip
-
-
-def measure_file_drift(specs, spec, stored: Table) -> Drift:
-    """The same comparison for an S3 target: its files hold the deployed columns (a dropped column is
-    kept in the older files, NULL in the newer); no DDL, only the new shape for the next files."""
+def _source_now(specs, spec, stored: Table) -> tuple[Table, dict[str, str | None]] | Drift:
+    """The source table now and, when a column was added, the source's column defaults; a Drift
+    when the table can no longer be read as the platform maps it."""
 
     source = specs.connection(spec.source)
     engine = engine_for(source, specs.directory)
@@ -141,9 +117,38 @@ def measure_file_drift(specs, spec, stored: Table) -> Drift:
         except DiscoveryError as exc:
             return Drift([unreadable(str(exc))])
         added = {c.name for c in now.columns} - {c.name for c in stored.columns}
-        defaults = column_defaults(engine, source.kind.value, stored.schema, stored.name) if added else {}
+        return now, column_defaults(engine, source.kind.value, stored.schema, stored.name) if added else {}
     finally:
         engine.dispose()
+
+
+def measure_drift(specs, spec, stored: Table, target_table: str) -> Drift:
+    """Read the source table and the target's columns now and compare them with the stored table."""
+
+    found = _source_now(specs, spec, stored)
+    if isinstance(found, Drift):
+        return found
+    now, defaults = found
+    source, target = specs.connection(spec.source), specs.connection(spec.target)
+    target_engine = engine_for(target, specs.directory)
+    try:
+        nullable = target_nullability(target_engine, target.kind.value, spec.target_schema, target_table)
+    finally:
+        target_engine.dispose()
+    not_null = {name for name, may_be_null in nullable.items() if not may_be_null}
+    return schema_drift(stored, now, set(nullable), target.kind.value, spec.target_schema, target_table,
+                        source.kind.value, defaults, not_null)  # fmt: skip
+
+
+def measure_file_drift(specs, spec, stored: Table) -> Drift:
+    """The same comparison for an S3 target: its files hold the deployed columns (a dropped column is
+    kept in the older files, NULL in the newer); no DDL, only the new shape for the next files."""
+
+    found = _source_now(specs, spec, stored)
+    if isinstance(found, Drift):
+        return found
+    now, defaults = found
+    source = specs.connection(spec.source)
     columns = {c.name for c in stored.columns}
     drift = schema_drift(
         stored, now, columns, "s3", spec.target_schema, stored.name, source.kind.value, defaults

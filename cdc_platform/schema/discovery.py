@@ -80,22 +80,21 @@ def list_tables(engine: sa.Engine, schema: str) -> list[str]:
     return sorted(sa.inspect(engine).get_table_names(schema=schema))
 
 
-def not_null_columns(engine: sa.Engine, kind: str, schema: str, table: str) -> set[str]:
-    """A table's NOT NULL columns (the target's own, whatever created them)."""
-    with engine.connect() as conn:
-        rows = conn.execute(_columns_query(kind), {"schema": schema, "table": table}).fetchall()
-    return {row[0] for row in rows if row[3] != "YES"}
-
-
-def column_names(engine: sa.Engine, kind: str, schema: str, table: str) -> list[str]:
-    """A table's column names, whatever their types (a target's types need no source mapping)."""
+def target_nullability(engine: sa.Engine, kind: str, schema: str, table: str) -> dict[str, bool]:
+    """A table's columns in order, each with whether it takes NULL, whatever their types (a target's
+    types need no source mapping)."""
     with engine.connect() as conn:
         rows = conn.execute(_columns_query(kind), {"schema": schema, "table": table}).fetchall()
     if not rows:
         raise DiscoveryError(
             f"table {schema}.{table} does not exist (or has no columns visible to this user)"
         )
-    return [row[0] for row in rows]
+    return {row[0]: row[3] == "YES" for row in rows}
+
+
+def column_names(engine: sa.Engine, kind: str, schema: str, table: str) -> list[str]:
+    """A table's column names, whatever their types."""
+    return list(target_nullability(engine, kind, schema, table))
 
 
 def describe_table(engine: sa.Engine, kind: str, schema: str, table: str) -> Table:
