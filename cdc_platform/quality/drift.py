@@ -153,7 +153,7 @@ def measure_file_drift(specs, spec, stored: Table) -> Drift:
     drift = schema_drift(
         stored, now, columns, "s3", spec.target_schema, stored.name, source.kind.value, defaults
     )
-    drift.kept = []
+    drift.kept = sorted(c.name for c in stored.columns if c.kept)  # dropped on the source, kept in the files
     return drift
 
 
