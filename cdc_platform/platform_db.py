@@ -1,6 +1,7 @@
 """The platform's own tables beside the metrics (alerts, notifications, audit log, connection tests),
 in the metrics store's database: SQLite under ``$DAGSTER_HOME`` by default, ``CDC_METRICS_URL``
-(PostgreSQL in production) otherwise.
+(PostgreSQL in production) otherwise; beside a stack started with ``--profile production``, its
+PostgreSQL's ``cdc_platform`` database.
 
 The schema is versioned in ``cdc_schema_versions``; each migration runs once, in order, inside one
 transaction, so an existing database is upgraded in place when a newer platform opens it.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from cdc_platform.settings import load_stack_settings
+from cdc_platform.settings import PLATFORM_DB, load_stack_settings
 
 
 def metrics_url() -> str:
@@ -25,7 +26,10 @@ def metrics_url() -> str:
         return configured
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        home = str(load_stack_settings().project_root / "dagster_home")
+        stack = load_stack_settings()
+        if stack.production:  # the CLI beside a production-profile stack reads what its services write
+            return stack.postgres_url(PLATFORM_DB)
+        home = str(stack.project_root / "dagster_home")
     return f"sqlite:///{Path(home) / 'cdc_metrics.sqlite'}"
 
 

@@ -27,7 +27,18 @@ PORT_VARIABLES: dict[str, tuple[str, int]] = {
     #: the optional second Connect cluster for busy pipelines (``CDC_CONNECT_BULK``) and its agent
     "connect-bulk": ("CDC_CONNECT_BULK_PORT", 18093),
     "jolokia-bulk": ("CDC_JOLOKIA_BULK_PORT", 18788),
+    #: the production profile's HTTPS entry point (nginx) and its sign-in service (oauth2-proxy)
+    "proxy": ("CDC_PROXY_PORT", 18443),
+    "auth": ("CDC_AUTH_PORT", 14180),
 }
+
+#: ``stack up --profile``: ``local`` (the default) or ``production``; ``up`` records it in the state
+#: dir so every later command (``status``, ``down``, the users CLI) sees the same services
+PROFILES = ("local", "production")
+PROFILE_FILE_NAME = "profile"
+#: the production profile's databases on the stack PostgreSQL: Dagster's instance, the platform's tables
+DAGSTER_DB = "dagster"
+PLATFORM_DB = "cdc_platform"
 
 #: Debezium release and the Kafka release it is built against (see resources/stack/kafka-pom.xml).
 DEBEZIUM_VERSION = "3.5.0.Final"
@@ -84,6 +95,13 @@ class StackSettings:
     connect_bulk_nice: int = 0
     connect_bulk_port: int = PORT_VARIABLES["connect-bulk"][1]
     jolokia_bulk_port: int = PORT_VARIABLES["jolokia-bulk"][1]
+    proxy_port: int = PORT_VARIABLES["proxy"][1]
+    auth_port: int = PORT_VARIABLES["auth"][1]
+    profile: str = "local"
+
+    @property
+    def production(self) -> bool:
+        return self.profile == "production"
 
     # -- paths ---------------------------------------------------------------------------------
     @property
@@ -135,6 +153,8 @@ class StackSettings:
             "jolokia": self.jolokia_port,
             "connect-bulk": self.connect_bulk_port,
             "jolokia-bulk": self.jolokia_bulk_port,
+            "proxy": self.proxy_port,
+            "auth": self.auth_port,
         }[service]
 
     # -- endpoints -----------------------------------------------------------------------------
@@ -186,6 +206,11 @@ class StackSettings:
                 f"{self.secrets_file} has no {key}; run `cdc-platform stack up` to create the stack first"
             )
         return values[key]
+
+    def postgres_url(self, database: str) -> str:
+        """SQLAlchemy URL of a database on the stack PostgreSQL, as its ``cdc`` user."""
+        return (f"postgresql+psycopg://{STACK_DB_USER}:{self.password('postgres')}@{self.host}:"
+                f"{self.postgres_port}/{database}")  # fmt: skip
 
     def secret_reference(self, service: str) -> str:
         """Kafka Connect config-provider reference that resolves to the service's password on the worker."""
@@ -240,9 +265,19 @@ def _bulk_nice() -> int:
     return _bounded_int("CDC_CONNECT_BULK_NICE", 0, 0, 19, "a niceness (0..19)")
 
 
+def recorded_profile(state_dir: Path) -> str:
+    """The profile ``stack up`` last started in ``state_dir`` (``local`` when none was recorded)."""
+    try:
+        profile = (state_dir / PROFILE_FILE_NAME).read_text().strip()
+    except OSError:
+        return "local"
+    return profile if profile in PROFILES else "local"
+
+
 def load_stack_settings() -> StackSettings:
     root = _project_root()
     state = Path(os.environ.get("CDC_STACK_DIR") or root / ".stack").resolve()
+    profile = recorded_profile(state)
     return StackSettings(
         state_dir=state,
         project_root=root,
@@ -253,11 +288,15 @@ def load_stack_settings() -> StackSettings:
         connect_port=_port("connect"),
         s3_port=_port("s3"),
         jolokia_port=_port("jolokia"),
-        connect_workers=_workers(),
+        # the production profile runs two Connect workers in one group, so a worker can be lost
+        connect_workers=max(_workers(), 2 if profile == "production" else 1),
         connect_bulk=_bulk(),
         connect_bulk_nice=_bulk_nice(),
         connect_bulk_port=_port("connect-bulk"),
         jolokia_bulk_port=_port("jolokia-bulk"),
+        proxy_port=_port("proxy"),
+        auth_port=_port("auth"),
+        profile=profile,
     )
 
 

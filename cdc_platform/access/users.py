@@ -1,10 +1,11 @@
 """The users of a shared deployment, each with a role, in one htpasswd file.
 
-Each line is ``name:bcrypt-hash:role``. That is the format nginx's ``auth_basic_user_file`` (and
-Apache's) reads, which treats a third field as a comment, so the reverse proxy checks passwords
-against this very file while the platform reads the role from it. Nothing else stores a password:
-the file is written atomically, readable by its owner only (0600), and lives outside git (the
-stack's secrets directory, or ``CDC_USERS_FILE``).
+Each line is ``name:bcrypt-hash:role``. Every change also writes the two files the proxy reads
+(``publish``): ``<file>.htpasswd``, a standard two-field htpasswd file that oauth2-proxy checks
+passwords against (and re-reads when it changes), and ``<file>.roles``, nginx ``map`` lines that
+send each signed-in user to their role's webserver. Nothing else stores a password: the files are
+written atomically, readable by their owner only (0600), and live outside git (the stack's secrets
+directory, or ``CDC_USERS_FILE``).
 
 Roles:
 
@@ -26,6 +27,8 @@ import bcrypt
 from cdc_platform.settings import load_stack_settings
 
 NAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+#: words nginx's ``map`` block reads as its own keywords: a user so named would break the roles map
+RESERVED_NAMES = frozenset({"default", "hostnames", "include", "volatile"})
 MIN_PASSWORD = 12
 #: bcrypt's cost: about a quarter second per check on this machine kind, which also slows guessing
 ROUNDS = 12
@@ -58,7 +61,17 @@ def users_file() -> Path:
     configured = os.environ.get("CDC_USERS_FILE")
     if configured:
         return Path(configured)
-    return load_stack_settings().secrets_file.parent / "users.htpasswd"
+    return load_stack_settings().secrets_file.parent / "users"
+
+
+def htpasswd_file(path: Path | None = None) -> Path:
+    path = path or users_file()
+    return path.with_name(path.name + ".htpasswd")
+
+
+def roles_file(path: Path | None = None) -> Path:
+    path = path or users_file()
+    return path.with_name(path.name + ".roles")
 
 
 def hash_password(password: str) -> str:
@@ -84,20 +97,38 @@ def read_users(path: Path | None = None) -> dict[str, User]:
     return users
 
 
-def _write(users: dict[str, User], path: Path) -> None:
+def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write("".join(u.line() + "\n" for u in sorted(users.values(), key=lambda u: u.name)))
+        out.write(text)
     os.chmod(tmp, 0o600)
     tmp.replace(path)
+
+
+def publish(users: dict[str, User], path: Path) -> None:
+    """The proxy's two files, from ``users``: password hashes, and each user's role for nginx."""
+    ordered = sorted(users.values(), key=lambda u: u.name)
+    # roles first: a new user's password never works before their role is known
+    _write_private(roles_file(path), "".join(f"{u.name} {u.role.value};\n" for u in ordered))
+    _write_private(htpasswd_file(path), "".join(f"{u.name}:{u.password_hash}\n" for u in ordered))
+
+
+def _write(users: dict[str, User], path: Path) -> None:
+    ordered = sorted(users.values(), key=lambda u: u.name)
+    _write_private(path, "".join(u.line() + "\n" for u in ordered))
+    publish(users, path)
 
 
 def add_user(name: str, role: Role, password: str, path: Path | None = None) -> User:
     path = path or users_file()
     if not NAME.fullmatch(name):
         raise UsersError(f"user name {name!r}: lower-case letters, digits, . _ -, starting with a letter")
+    if name in RESERVED_NAMES:
+        raise UsersError(
+            f"user name {name!r} is reserved ({', '.join(sorted(RESERVED_NAMES))}); choose another"
+        )
     users = read_users(path)
     if name in users:
         raise UsersError(f"user {name!r} exists; change the password with `cdc-platform users passwd {name}`")

@@ -13,11 +13,10 @@ import tempfile
 import click
 
 from cdc_platform.cli.common import UserError, settings
-from cdc_platform.settings import STACK_DB_USER
+from cdc_platform.settings import PROFILES, STACK_DB_USER
 from cdc_platform.stack.errors import StackError
-from cdc_platform.stack.manager import down, reset, status, up
+from cdc_platform.stack.manager import down, reset, stack_services, status, up
 from cdc_platform.stack.processes import tail
-from cdc_platform.stack.services import all_services
 
 
 @click.group()
@@ -26,10 +25,15 @@ def stack() -> None:
 
 
 @stack.command("up")
-def stack_up() -> None:
+@click.option("--profile", type=click.Choice(PROFILES), default=None,
+              help="local (default): the services on loopback, an open UI for one person. production: adds "
+                   "Dagster on dagster-postgres (code servers, daemon with a run queue, one webserver per "
+                   "role), two Connect workers and a signed-in TLS proxy; needs an admin user first. "
+                   "Without it, the profile the stack last started.")  # fmt: skip
+def stack_up(profile: str | None) -> None:
     """Install what is missing, then start every service and wait until each is ready."""
     try:
-        up(settings(), echo=click.echo)
+        up(settings(), echo=click.echo, profile=profile)
     except StackError as exc:
         raise UserError(str(exc)) from exc
 
@@ -55,9 +59,10 @@ def stack_status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return
-    click.echo(f"{'SERVICE':10} {'STATE':8} {'PID':>8}  {'ADDRESS':40} LOG")
+    click.echo(f"{'SERVICE':18} {'STATE':8} {'HEALTH':10} {'PID':>8}  {'ADDRESS':40} LOG")
     for r in rows:
-        click.echo(f"{r.name:10} {r.state:8} {r.pid or '-':>8}  {r.url or f'{r.host}:{r.port}':40} {r.log}")
+        address = r.url or f"{r.host}:{r.port}"
+        click.echo(f"{r.name:18} {r.state:8} {r.health:10} {r.pid or '-':>8}  {address:40} {r.log}")
 
 
 @stack.command("logs")
@@ -65,7 +70,7 @@ def stack_status(as_json: bool) -> None:
 @click.option("-n", "--lines", default=50, show_default=True, help="How many trailing lines.")
 def stack_logs(service: str, lines: int) -> None:
     """Print the last lines of a service's log."""
-    services = {s.name: s for s in all_services(settings())}
+    services = {s.name: s for s in stack_services(settings())}
     if service not in services:
         raise UserError(f"unknown service {service!r}; choose one of {', '.join(services)}")
     match = services[service]

@@ -12,25 +12,42 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc_platform.settings import StackSettings, ensure_stack_secrets, port_variable
+from cdc_platform.settings import (
+    PROFILE_FILE_NAME,
+    PROFILES,
+    StackSettings,
+    ensure_stack_secrets,
+    load_stack_settings,
+    port_variable,
+)
 from cdc_platform.stack.converters import converters_current, ensure_converters
 from cdc_platform.stack.downloads import ensure_debezium_plugins, ensure_jolokia, ensure_kafka
 from cdc_platform.stack.errors import StackError
 from cdc_platform.stack.prerequisites import (
     check_python_extras,
     ensure_binaries,
+    ensure_production_binaries,
     reachable_state_dir,
     service_user,
     share_with_service_user,
 )
 from cdc_platform.stack.processes import port_in_use, spawn, stop, wait_until
+from cdc_platform.stack.production import Auth, oauth2_proxy_binary, production_services, require_admin
 from cdc_platform.stack.services import Connect, Service, all_services
+
+
+def stack_services(settings: StackSettings, binaries=None, user: str | None = None) -> list[Service]:
+    """Every service of the settings' profile, in start order."""
+    services = all_services(settings, binaries, user)
+    return services + production_services(settings) if settings.production else services
 
 
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
     state: str  # running | stopped
+    #: the service's own readiness probe, asked now: ok | not ready | - (stopped)
+    health: str
     host: str
     port: int
     url: str | None
@@ -41,6 +58,7 @@ class ServiceStatus:
         return {
             "name": self.name,
             "state": self.state,
+            "health": self.health,
             "host": self.host,
             "port": self.port,
             "url": self.url,
@@ -94,9 +112,31 @@ def _check_ports(settings: StackSettings, services: list[Service]) -> None:
         raise StackError("Cannot start the local stack: " + "; ".join(busy) + ".")
 
 
-def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
+def record_profile(settings: StackSettings, profile: str | None) -> StackSettings:
+    """Switch the state dir to ``profile`` (None keeps the recorded one); the settings that follow."""
+    if profile is None or profile == settings.profile:
+        return settings
+    if profile not in PROFILES:
+        raise StackError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if profile == "production":
+        require_admin(settings)
+    running = [s.name for s in stack_services(settings) if s.pid_file.running_pid() is not None]
+    if running and settings.production:
+        raise StackError(
+            f"The stack runs the {settings.profile} profile ({', '.join(running)}): "
+            "`cdc-platform stack down` first, then start the other profile."
+        )
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / PROFILE_FILE_NAME).write_text(profile + "\n")
+    return dataclasses.replace(load_stack_settings(), state_dir=settings.state_dir)
+
+
+def up(settings: StackSettings, echo=print, profile: str | None = None) -> list[ServiceStatus]:
     started_at = time.monotonic()
-    skeleton = all_services(settings)
+    settings = record_profile(settings, profile)
+    if settings.production:
+        require_admin(settings)
+    skeleton = stack_services(settings)
     if all(s.pid_file.running_pid() is not None for s in skeleton) and converters_current(settings):
         try:
             if all(s.ready() for s in skeleton):
@@ -127,8 +167,13 @@ def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
     ensure_debezium_plugins(settings, binaries.mvn, echo)
     ensure_jolokia(settings, binaries.mvn, echo)
     converters_changed = ensure_converters(settings, binaries.javac, echo)
+    services = stack_services(settings, binaries, user)
+    if settings.production:
+        ensure_production_binaries(echo)
+        auth = next(s for s in services if isinstance(s, Auth))
+        auth.binary = oauth2_proxy_binary(settings, echo)
 
-    for service in all_services(settings, binaries, user):
+    for service in services:
         if isinstance(service, Connect) and converters_changed and stop(service.pid_file):
             echo("  connect   restarting: the converter was rebuilt")
         elif (
@@ -159,12 +204,15 @@ def up(settings: StackSettings, echo=print) -> list[ServiceStatus]:
                    log_file=service.log_file, pid_file=service.pid_file)  # fmt: skip
         service.after_start()
         echo(f"  {service.name:9} ready in {time.monotonic() - t0:5.1f} s  ({service.url or service.port})")
-    echo(f"The local stack is up ({time.monotonic() - started_at:.1f} s).")
+    echo(f"The local stack is up ({time.monotonic() - started_at:.1f} s), profile {settings.profile}.")
+    if settings.production:
+        proxy = next(s for s in services if s.name == "proxy")
+        echo(f"Sign in at {proxy.url}/ (certificate: {settings.config_dir / 'proxy.crt'}).")
     return status(settings)
 
 
 def down(settings: StackSettings, echo=print) -> None:
-    for service in reversed(all_services(settings)):
+    for service in reversed(stack_services(settings)):
         if stop(service.pid_file):
             echo(f"  {service.name:9} stopped")
         else:
@@ -173,12 +221,13 @@ def down(settings: StackSettings, echo=print) -> None:
 
 def status(settings: StackSettings) -> list[ServiceStatus]:
     rows = []
-    for service in all_services(settings):
+    for service in stack_services(settings):
         pid = service.pid_file.running_pid()
         rows.append(
             ServiceStatus(
                 name=service.name,
                 state="running" if pid is not None else "stopped",
+                health="-" if pid is None else _health(service),
                 host=settings.host,
                 port=service.port,
                 url=service.url,
@@ -187,6 +236,13 @@ def status(settings: StackSettings) -> list[ServiceStatus]:
             )
         )
     return rows
+
+
+def _health(service: Service) -> str:
+    try:
+        return "ok" if service.ready() else "not ready"
+    except Exception as exc:  # noqa: BLE001 - a failing probe is the answer, with its reason
+        return f"not ready ({type(exc).__name__})"
 
 
 def reset(settings: StackSettings, echo=print) -> None:

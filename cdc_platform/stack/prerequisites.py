@@ -99,6 +99,32 @@ def _missing_odbc() -> list[str]:
     return [] if registered else ["tdsodbc"]
 
 
+def ensure_production_binaries(echo=print) -> None:
+    """The production profile's proxy: Debian's nginx, installed (as root) without starting the
+    distribution's own nginx service, which would take port 80."""
+    if _which("nginx") is not None:
+        return
+    if os.geteuid() != 0:
+        raise StackError("The production profile needs nginx: sudo apt-get install -y nginx")
+    echo("Installing Debian package: nginx")
+    guard = Path("/usr/sbin/policy-rc.d")
+    existed = guard.exists()
+    if not existed:
+        guard.write_text("#!/bin/sh\n# cdc-platform: install nginx without starting it\nexit 101\n")
+        guard.chmod(0o755)
+    try:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "nginx"]):
+            result = subprocess.run(step, capture_output=True, text=True, env=env)
+            if result.returncode != 0:
+                raise StackError(
+                    f"`{' '.join(step)}` failed (exit {result.returncode}):\n{result.stderr[-2000:]}"
+                )
+    finally:
+        if not existed:
+            guard.unlink(missing_ok=True)
+
+
 def check_python_extras() -> None:
     """The stack's Python parts are an extra (``cdc-platform[stack]``): say so before starting anything."""
 

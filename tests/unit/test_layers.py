@@ -15,7 +15,7 @@ FLOORS = (
     ("schema", ("schema",)),
     ("pipeline and the S3 target", ("pipeline", "s3")),
     ("operations and quality", ("health", "alerts", "ops", "quality")),
-    ("Dagster wiring", ("dagster", "definitions", "defs")),
+    ("Dagster wiring", ("dagster", "definitions", "definitions_operator", "defs")),
     ("entry points", ("cli", "demo", "__init__")),
 )
 
