@@ -51,10 +51,18 @@ def acting_as(actor: str) -> Iterator[None]:
         _actor.reset(token)
 
 
+def run_user(context) -> str | None:
+    """The user who launched the run, where Dagster knows: behind the production profile's proxy every
+    run launched from the UI or GraphQL carries the signed-in user (``dagster/user``, set by the
+    proxy's webservers and by no client); sensors', schedules' and CLI runs carry none."""
+    run = getattr(context, "run", None)
+    return (run.tags or {}).get("dagster/user") if run else None
+
+
 def run_actor(context) -> str:
     """A Dagster run as an actor: its id, and the launching user where the run's tags say."""
     run = getattr(context, "run", None)
-    user = (run.tags or {}).get("dagster/user") if run else None
+    user = run_user(context)
     return f"dagster run {run.run_id if run else context.run_id}" + (f" by {user}" if user else "")
 
 

@@ -17,7 +17,7 @@ from cdc_platform.alerts.channels import Notice, send
 from cdc_platform.alerts.evaluate import evaluate
 from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.alerts.rules import load_alert_config
-from cdc_platform.audit import acting_as, run_actor
+from cdc_platform.audit import acting_as, run_actor, run_user
 from cdc_platform.dagster.metrics_job import WatchedAssets
 from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.health.metrics_store import MetricsStore
@@ -101,19 +101,24 @@ def build_alert_sensor(
 
 class AcknowledgeConfig(dg.Config):
     alert_id: int
-    by: str
+    #: who acknowledges; a run launched through the production proxy is acknowledged by its signed-in
+    #: user whatever this says (nobody acknowledges in another's name)
+    by: str = ""
 
 
 def build_acknowledge_job(name: str) -> dg.JobDefinition:
     @dg.op(name=f"{name}_op")
     def _ack(context: dg.OpExecutionContext, config: AcknowledgeConfig) -> None:
 
+        by = run_user(context) or config.by
+        if not by:
+            raise dg.Failure("say who acknowledges the alert: config `by` (a signed-in user's run needs none)")
         with acting_as(run_actor(context)):
-            alert = AlertHistory().acknowledge(config.alert_id, config.by)
+            alert = AlertHistory().acknowledge(config.alert_id, by)
         context.log.info(f"alert {alert.id} ({alert.rule}, {alert.pipeline} {alert.subject}) acknowledged by "
-                         f"{config.by}: no reminders until it resolves")  # fmt: skip
+                         f"{by}: no reminders until it resolves")  # fmt: skip
 
-    @dg.job(name=name, description="Acknowledge an open alert (config: alert_id, by); it stops re-notifying "
+    @dg.job(name=name, description="Acknowledge an open alert (config: alert_id, and by unless signed in); it stops re-notifying "
             "until it resolves.", tags={"cdc/kind": "alerts"})  # fmt: skip
     def _job():
         _ack()
