@@ -1,6 +1,7 @@
 """The code location an operator's webserver loads: the platform's, without the admin-only jobs.
 
-It keeps the location name ``cdc_platform`` (``deploy/workspaces/operator.yaml``), so the runs an
+It is served by the operator's own code server, under the location name ``cdc_platform``
+(``stack/production.py``; ``code-operator`` in docker-compose.yml), so the runs an
 operator launches are the same jobs the daemon knows, and the sensors and schedules it shows are the
 same ones (their state is keyed by location, repository and name). Teardown and apply-drift simply
 do not exist here: a launch of either by name, from the UI or straight through GraphQL, finds no job.

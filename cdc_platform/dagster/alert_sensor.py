@@ -112,7 +112,9 @@ def build_acknowledge_job(name: str) -> dg.JobDefinition:
 
         by = run_user(context) or config.by
         if not by:
-            raise dg.Failure("say who acknowledges the alert: config `by` (a signed-in user's run needs none)")
+            raise dg.Failure(
+                "say who acknowledges the alert: config `by` (a signed-in user's run needs none)"
+            )
         with acting_as(run_actor(context)):
             alert = AlertHistory().acknowledge(config.alert_id, by)
         context.log.info(f"alert {alert.id} ({alert.rule}, {alert.pipeline} {alert.subject}) acknowledged by "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -361,7 +362,8 @@ class Proxy(Service):
                 "-e", str(self.settings.logs_dir / "proxy-error.log"), "-g", "daemon off;"]  # fmt: skip
 
     def ready(self) -> bool:
-        response = httpx.get(f"{self.url}/oauth2/sign_in", verify=str(self.certificate), timeout=3)
+        trust = ssl.create_default_context(cafile=str(self.certificate))
+        response = httpx.get(f"{self.url}/oauth2/sign_in", verify=trust, timeout=3)
         return response.status_code == 200
 
     def reload(self) -> bool:

@@ -43,10 +43,12 @@ class ProxyLayout:
     logs_dir: Path
     pid_path: Path
     no_role_socket: Path
+    #: where oauth2-proxy listens, seen from nginx (the same host in the local stack; ``auth`` in compose)
+    auth_host: str | None = None
 
 
 def nginx_conf(layout: ProxyLayout, worker_user: str | None = None) -> str:
-    auth = f"http://{layout.host}:{layout.auth_port}"
+    auth = f"http://{layout.auth_host or layout.host}:{layout.auth_port}"
     upstreams = "\n".join(
         f"    upstream cdc_{role.value} {{ server unix:{path}; }}" for role, path in layout.sockets.items()
     )
@@ -142,12 +144,12 @@ http {{
 
 
 def oauth2_proxy_args(*, host: str, auth_port: int, htpasswd: Path, cookie_secret_file: Path,
-                      templates: Path) -> list[str]:  # fmt: skip
+                      templates: Path, trusted_proxy: str | None = None) -> list[str]:  # fmt: skip
     """oauth2-proxy with the htpasswd users only; single sign-on adds a provider's flags to these."""
     return [
         f"--http-address={host}:{auth_port}",
         "--reverse-proxy",
-        f"--trusted-proxy-ip={host}",
+        f"--trusted-proxy-ip={trusted_proxy or host}",
         "--set-xauthrequest",
         f"--htpasswd-file={htpasswd}",
         "--display-htpasswd-form=true",

@@ -10,5 +10,5 @@ MARIADB_PASSWORD="$(value mariadb.password)"
 export POSTGRES_PASSWORD MARIADB_PASSWORD MARIADB_ROOT_PASSWORD="$MARIADB_PASSWORD"
 export DAGSTER_PG_PASSWORD="$POSTGRES_PASSWORD"
 # the PostgreSQL password goes into a URL here: keep it URL-safe (the stack generates such ones)
-export CDC_METRICS_URL="postgresql+psycopg://cdc:${POSTGRES_PASSWORD}@postgres:5432/dagster"
+export CDC_METRICS_URL="postgresql+psycopg://cdc:${POSTGRES_PASSWORD}@postgres:5432/cdc_platform"
 exec "$@"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -73,7 +74,9 @@ class Stack:
                               input=stdin, capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, verify=str(self.certificate), timeout=60)
+        return httpx.Client(
+            base_url=self.url, verify=ssl.create_default_context(cafile=str(self.certificate)), timeout=60
+        )
 
     def sign_in(self, user: str) -> httpx.Client:
         session = self.client()

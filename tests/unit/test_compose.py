@@ -22,9 +22,17 @@ TOP_KEYS = {"services", "volumes", "secrets", "networks", "configs", "name"}
 SERVICE_KEYS = {"image", "build", "command", "entrypoint", "environment", "volumes", "ports", "depends_on",
                 "secrets", "healthcheck", "restart", "user", "working_dir"}  # fmt: skip
 #: what each service listens on inside the compose network
-CONTAINER_PORTS = {"postgres": 5432, "mariadb": 3306, "kafka": 9092, "connect": 8083, "s3": 5000,
-                   "dagster-webserver": 3000}  # fmt: skip
-PLATFORM = ("dagster-webserver", "dagster-daemon")
+CONTAINER_PORTS = {"postgres": 5432, "mariadb": 3306, "kafka": 9092, "connect": 8083, "connect-2": 8083,
+                   "s3": 5000, "code-admin": 4000, "code-operator": 4000, "proxy": 443}  # fmt: skip
+#: the services built from the project's Dockerfile (Dagster and the platform's code)
+PLATFORM = (
+    "code-admin",
+    "code-operator",
+    "dagster-daemon",
+    "webserver-admin",
+    "webserver-operator",
+    "webserver-viewer",
+)
 
 
 def _mounts(service: str) -> dict[str, str]:
@@ -58,6 +66,9 @@ def test_published_ports_are_the_local_stacks_and_reach_the_container_ports():
                  for name, s in SERVICES.items()}  # fmt: skip
     assert published["postgres"] == {15432: 5432} and published["mariadb"] == {13306: 3306}
     assert published["connect"] == {18083: 8083} and published["s3"] == {15000: 5000}
+    assert published["connect-2"] == {18084: 8083} and published["proxy"] == {18443: 443}
+    # the UI is reached through the signed-in proxy only: no webserver or code server publishes a port
+    assert not any(published[name] for name in (*PLATFORM, "auth"))
     assert published["kafka"] == {19092: 19092}
     assert "HOST://:19092" in SERVICES["kafka"]["environment"]["KAFKA_LISTENERS"]
 
@@ -65,6 +76,7 @@ def test_published_ports_are_the_local_stacks_and_reach_the_container_ports():
 def test_bind_mounted_files_exist_except_the_documented_prerequisites(tmp_path):
     prerequisites = {
         "./.stack/secrets",
+        "./.stack/config/proxy.crt",
         "./connect-plugins/cdc-platform-converters/target/cdc-platform-converters-0.1.0.jar",
     }
     for name in SERVICES:
@@ -79,7 +91,8 @@ def test_bind_mounted_files_exist_except_the_documented_prerequisites(tmp_path):
 def test_the_shipped_specs_resolve_to_compose_services_inside_the_network(monkeypatch):
     for key, value in SERVICES["dagster-daemon"]["environment"].items():
         monkeypatch.setenv(key, str(value))
-    assert SERVICES["dagster-webserver"]["environment"] == SERVICES["dagster-daemon"]["environment"]
+    for service in PLATFORM:
+        assert SERVICES[service]["environment"] == SERVICES["dagster-daemon"]["environment"], service
     specs = load_specs(ROOT / "resources")
     secrets_dir = "/cdc-stack/secrets"
     for name, conn in specs.connections.items():
@@ -107,9 +120,9 @@ def test_the_dagster_instance_is_dagster_postgres_on_the_postgres_service():
     assert db["hostname"] == "postgres" and db["port"] == CONTAINER_PORTS["postgres"]
     assert db["password"] == {"env": "DAGSTER_PG_PASSWORD"}
     init = (ROOT / "deploy/compose/postgres-init.sql").read_text()
-    assert f"CREATE DATABASE {db['db_name']};" in init
+    assert f"CREATE DATABASE {db['db_name']};" in init and "CREATE DATABASE cdc_platform;" in init
     script = (ROOT / "deploy/compose/with-secrets.sh").read_text()
-    assert "export DAGSTER_PG_PASSWORD" in script and f"@postgres:5432/{db['db_name']}" in script
+    assert "export DAGSTER_PG_PASSWORD" in script and "@postgres:5432/cdc_platform" in script
     for service in PLATFORM:
         assert SERVICES[service]["build"]["dockerfile"] == "deploy/compose/Dockerfile"
     assert "dagster.yaml /opt/dagster/home/dagster.yaml" in (ROOT / "deploy/compose/Dockerfile").read_text()
@@ -144,7 +157,7 @@ def test_with_secrets_exports_each_programs_password(tmp_path):
     env = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
     assert env["POSTGRES_PASSWORD"] == env["DAGSTER_PG_PASSWORD"] == "pg-secret"
     assert env["MARIADB_PASSWORD"] == env["MARIADB_ROOT_PASSWORD"] == "my=secret"
-    assert env["CDC_METRICS_URL"] == "postgresql+psycopg://cdc:pg-secret@postgres:5432/dagster"
+    assert env["CDC_METRICS_URL"] == "postgresql+psycopg://cdc:pg-secret@postgres:5432/cdc_platform"
 
 
 def test_connect_matches_the_local_workers_settings():
@@ -154,3 +167,61 @@ def test_connect_matches_the_local_workers_settings():
     assert environment["CONNECT_VALUE_CONVERTER_REPLACE_NULL_WITH_DEFAULT"] == "false"
     assert SERVICES["connect"]["image"] == f"quay.io/debezium/connect:{DEBEZIUM_VERSION}"
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+
+
+def test_compose_runs_the_production_profiles_services_with_the_same_settings():
+    """The production profile (cdc_platform/stack/production.py) and this file describe one deployment."""
+    import sys
+
+    from cdc_platform.access.users import Role
+    from cdc_platform.settings import StackSettings
+    from cdc_platform.stack.manager import stack_services
+    from cdc_platform.stack.production import INSTANCE_YAML, OAUTH2_PROXY_VERSION
+    from cdc_platform.stack.proxy_config import oauth2_proxy_args
+
+    settings = StackSettings(state_dir=ROOT / ".stack-never-created", project_root=ROOT, postgres_port=1,
+                             mariadb_port=2, kafka_port=3, kafka_controller_port=4, connect_port=5, s3_port=6,
+                             connect_workers=2, profile="production")  # fmt: skip
+    assert [s.name for s in stack_services(settings)] == list(SERVICES)
+    # the same Dagster instance: dagster-postgres, the run queue and its limit, run monitoring
+    local, compose = (
+        yaml.safe_load(INSTANCE_YAML),
+        yaml.safe_load((ROOT / "deploy/compose/dagster.yaml").read_text()),
+    )
+    for key in ("run_coordinator", "run_monitoring", "telemetry", "nux"):
+        assert local[key] == compose[key], key
+    assert set(local["storage"]["postgres"]["postgres_db"]) == set(
+        compose["storage"]["postgres"]["postgres_db"]
+    )
+    # the same code servers, role webservers and workspaces
+    for which, module in (
+        ("admin", "cdc_platform.definitions"),
+        ("operator", "cdc_platform.definitions_operator"),
+    ):
+        command = SERVICES[f"code-{which}"]["command"]
+        assert command[command.index("-m") + 1] == module and "cdc_platform" in command
+        workspace = yaml.safe_load((ROOT / f"deploy/compose/workspace-{which}.yaml").read_text())
+        assert workspace["load_from"][0]["grpc_server"] == {"host": f"code-{which}", "port": 4000,
+                                                            "location_name": "cdc_platform"}  # fmt: skip
+    for role in Role:
+        command = SERVICES[f"webserver-{role.value}"]["command"]
+        assert command[:3] == ["python", "-m", "cdc_platform.access.webserver"]
+        assert command[command.index("--role") + 1] == role.value
+        which = "operator" if role is Role.operator else "admin"
+        assert command[command.index("--workspace") + 1].endswith(f"workspace-{which}.yaml")
+    local_commands = {
+        s.name: s.command() for s in stack_services(settings) if s.name.startswith("webserver-")
+    }
+    for name, command in local_commands.items():
+        assert command[0] == sys.executable and command[1:3] == SERVICES[name]["command"][1:3]
+    # the same sign-in service and proxy configuration
+    assert SERVICES["auth"]["command"] == oauth2_proxy_args(
+        host="0.0.0.0", auth_port=4180, htpasswd=Path("/cdc-stack/secrets/users.htpasswd"),
+        cookie_secret_file=Path("/cdc-stack/secrets/session-cookie.secret"), templates=Path("/templates"),
+        trusted_proxy="0.0.0.0/0",
+    )  # fmt: skip
+    assert SERVICES["auth"]["image"].endswith(OAUTH2_PROXY_VERSION)
+    import runpy
+
+    rendered = runpy.run_path(str(ROOT / "deploy/compose/render.py"))["render"]()
+    assert (ROOT / "deploy/compose/nginx.conf").read_text() == rendered, "run python deploy/compose/render.py"
