@@ -19,7 +19,16 @@ from cdc_platform.access.users import (
     set_password,
     users_file,
 )
-from cdc_platform.cli.common import UserError
+from cdc_platform.cli.common import UserError, settings
+from cdc_platform.stack.production import Proxy
+
+
+def _proxy_follows() -> None:
+    """A running production proxy re-reads the roles at once: a removed user's session gets 403 from
+    the next request, a new user can sign in. oauth2-proxy re-reads the password file by itself."""
+    stack = settings()
+    if stack.production and Proxy(stack).reload():
+        click.echo("the running proxy re-read the users' roles")
 
 
 def _password(from_stdin: bool) -> str:
@@ -44,6 +53,7 @@ def add(name: str, role: str, password_stdin: bool) -> None:
     except UsersError as exc:
         raise UserError(str(exc)) from exc
     click.echo(f"user {user.name} added as {user.role.value} ({users_file()})")
+    _proxy_follows()
 
 
 @users.command("passwd")
@@ -54,7 +64,9 @@ def passwd(name: str, password_stdin: bool) -> None:
         set_password(name, _password(password_stdin))
     except UsersError as exc:
         raise UserError(str(exc)) from exc
-    click.echo(f"password of {name} changed")
+    click.echo(
+        f"password of {name} changed (sessions already signed in last until they expire, at most 12 h)"
+    )
 
 
 @users.command("remove")
@@ -65,6 +77,7 @@ def remove(name: str) -> None:
     except UsersError as exc:
         raise UserError(str(exc)) from exc
     click.echo(f"user {name} removed")
+    _proxy_follows()
 
 
 @users.command("list")

@@ -302,13 +302,24 @@ def test_production_profile_roles_sign_in_and_restarts(stack: Stack) -> None:
         finally:
             browser.close()
 
-    # -- 11. guessing passwords is rate limited ------------------------------------------------------
+    # -- 11. a removed user's session is refused at the next request ------------------------------
+    removed = stack.cli("users", "remove", "vera")
+    assert removed.returncode == 0 and "the running proxy re-read the users' roles" in removed.stdout, removed
+    deadline = time.monotonic() + 10
+    while (refused := vera.post("/graphql", json={"query": "{ version }"})).status_code != 403:
+        assert time.monotonic() < deadline, (
+            f"vera's session still answers after her removal: {refused.status_code}"
+        )
+        time.sleep(0.5)
+    assert "has no role" in refused.text
+
+    # -- 12. guessing passwords is rate limited ------------------------------------------------------
     with stack.client() as guesser:
         codes = [guesser.post("/oauth2/sign_in", data={"username": "ada", "password": f"guess-{n}"}).status_code
                  for n in range(25)]  # fmt: skip
     assert codes[0] == 401 and 429 in codes, codes
 
-    # -- 12. the admin tears the pipeline down; the stack stops cleanly ------------------------------
+    # -- 13. the admin tears the pipeline down; the stack stops cleanly ------------------------------
     torn = launch(ada, "cdc_teardown", {"pipeline": PIPELINE})
     assert torn["__typename"] == "LaunchRunSuccess", torn
     assert wait_for_run(ada, torn["run"]["runId"])["status"] == "SUCCESS"
