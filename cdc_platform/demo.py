@@ -178,7 +178,8 @@ def main() -> None:
         sys.exit("The target did not catch up within 120 s; see `cdc-platform stack logs connect`.")
     _show_measured_health(specs)
     print(
-        "\nReplicating. `dg dev` starts next: http://127.0.0.1:3000\n"
+        "\nReplicating. `dg dev` starts next: http://127.0.0.1:3000 (loopback only, no sign-in: for a team,\n"
+        '  `cdc-platform stack up --profile production`, README "A shared deployment")\n'
         f"  Catalog > group {PIPELINE}: the tables with column schema and lineage, the connectors beside them.\n"
         f"  {PIPELINE}/sink_connector > Checks: connector_running, kept current by the cdc_connect_health sensor;\n"
         "    every table's pipeline_running check turns red with it. Its metadata shows pipeline_state.\n"
