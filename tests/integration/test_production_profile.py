@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -143,6 +144,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         for session in built.sessions.values():
             session.close()
         built.cli("stack", "down", timeout=300)
+        # a private clone's state lives under /var/lib/cdc-platform (stack/prerequisites.py): remove it all
+        state = (clone / ".stack").resolve()
+        if state.is_relative_to(Path("/var/lib/cdc-platform")):
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def test_production_profile_roles_sign_in_and_restarts(stack: Stack) -> None:
@@ -326,6 +331,17 @@ def test_production_profile_roles_sign_in_and_restarts(stack: Stack) -> None:
     with stack.pg("shop") as shop:
         assert shop.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
     assert f"dagster run {torn['run']['runId']} by ada" in _actors(stack)
+    # no password of the stack or of a user in any service's log or in the proxy's config
+    state = (stack.clone / ".stack").resolve()
+    secrets = [
+        v
+        for k, v in read_properties(state / "secrets" / "stack.properties").items()
+        if k.endswith("password")
+    ]
+    for log in [*(state / "logs").glob("*"), *(state / "config").glob("*")]:
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        for secret in [*secrets, *PASSWORDS.values()]:
+            assert secret not in text, f"a password is in {log}"
     down = stack.cli("stack", "down", timeout=300)
     assert down.returncode == 0, down.stderr
     after = json.loads(stack.cli("stack", "status", "--json").stdout)
