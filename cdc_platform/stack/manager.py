@@ -198,6 +198,7 @@ def up(settings: StackSettings, echo=print, profile: str | None = None) -> list[
             log_file=service.log_file,
             pid_file=service.pid_file,
             env=service.environment(),
+            cwd=service.working_directory(),
             user=service.run_as(),
         )
         wait_until(service.ready, service=service.name, timeout=service.timeout,

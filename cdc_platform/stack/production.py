@@ -162,6 +162,11 @@ class _DagsterService(Service):
     def run_as(self) -> str | None:
         return None
 
+    def working_directory(self) -> Path:
+        # `python -m` puts the working directory first on sys.path: a stray module where `stack up`
+        # was run must not shadow a library (a `gql.py` there did); the instance's home holds none
+        return dagster_home(self.settings)
+
     def environment(self) -> dict[str, str]:
         return dagster_environment(self.settings)
 

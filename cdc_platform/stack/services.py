@@ -101,6 +101,10 @@ class Service(ABC):
     def run_as(self) -> str | None:
         return None
 
+    def working_directory(self) -> Path | None:
+        """Where the process starts (None: wherever `stack up` was run)."""
+        return None
+
 
 class Postgres(Service):
     name = "postgres"
