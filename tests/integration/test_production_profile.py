@@ -290,7 +290,7 @@ def test_production_profile_roles_sign_in_and_restarts(stack: Stack) -> None:
                 page.get_by_text("cdc_schema_changes").first.wait_for(timeout=60_000)
                 # the page follows the role's permissions: the sensor's Running switch is the admin's only
                 switch = page.locator("input[type=checkbox]").first
-                switch.wait_for(timeout=60_000)
+                switch.wait_for(state="attached", timeout=60_000)
                 assert switch.is_disabled() is (user != "ada"), user
                 # what the page's session may do, from the server, then a launch straight past the page
                 answer = page.request.post(
