@@ -145,6 +145,7 @@ def _rule(name: str, metric: str, subject: str, severity: str, description: str,
 #: WAL or purged binlog position is exactly what must still reach someone.
 MUTED_WHILE_HELD = frozenset(
     {"connector_running", "failed_tasks", "restarts", "recovery_gave_up", "lag_messages", "latency_seconds",
+     "sink_stalled",
      "heartbeat_age_seconds", "source_ms_behind"}
 )  # fmt: skip
 #: what every pipeline is watched for unless the alerts file replaces or disables it
@@ -156,6 +157,9 @@ BUILT_IN_RULES: tuple[AlertRule, ...] = (
     _rule("recovery_gave_up", "recovery_gave_up", "sink", "critical",
           "The health sensor stopped restarting the sink: it failed again after the last attempt, or "
           "with an error a restart cannot fix.", above=0),
+    _rule("sink_stalled", "sink_stalled", "sink", "critical",
+          "Changes wait in Kafka and the sink applied none of them between two collections, although it may "
+          "show RUNNING (a consumer group that has not rebalanced, a hung task).", above=0, **{"for": "1m"}),
     _rule("sink_lag", "lag_messages", "sink", "warning",
           "Changes wait in Kafka for the sink.", above=10_000, **{"for": "5m"}),
     _rule("latency", "latency_seconds", "pipeline", "warning",

@@ -13,7 +13,13 @@ from cdc_platform.connectors.common import (
 )
 from cdc_platform.connectors.tls import jdbc_tls_params
 
-SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
+#: Debezium's JDBC sink with tasks that reconnect after a lost connection instead of failing
+#: (connect-plugins/cdc-platform-sink: the stack builds it into Debezium's JDBC plugin directory)
+SINK_CLASS = "io.cdcplatform.connect.ResilientJdbcSinkConnector"
+#: how long a sink task keeps reconnecting to an unreachable target before it fails for the health
+#: sensor to restart and alert on
+SINK_RECONNECT_WINDOW_MS = 300_000
+SINK_SESSION_TIMEOUT_MS = 10_000
 SINK_FLUSH_RETRIES = 12
 SINK_FLUSH_RETRY_DELAY_MS = 5000
 
@@ -81,9 +87,19 @@ def jdbc_sink_config(
         # the platform creates the topics with their size limit; a subscription must never create
         # one with the broker's defaults first
         "consumer.override.allow.auto.create.topics": "false",
-        # a target that is back within about a minute costs no FAILED task: the sink retries the
-        # flush on connection errors (12 x 5 s, reconnecting); longer outages are the health
-        # sensor's restarts. Connect's own retries cover converter/transform errors.
+        # a worker that dies (kill -9, a lost machine) leaves its consumers in the group until their
+        # session expires; the new ones cannot take the partitions before. Kafka's 45 s default was
+        # a 45 s stall after every Connect crash (issue 34); 10 s is the broker's minimum (6 s) with
+        # room for a long GC pause. Static membership would need one id per task, which a
+        # connector-wide override cannot give; the cooperative protocol does not expire members sooner.
+        "consumer.override.session.timeout.ms": str(SINK_SESSION_TIMEOUT_MS),
+        "consumer.override.heartbeat.interval.ms": str(SINK_SESSION_TIMEOUT_MS // 3),
+        # a target that goes away costs no FAILED task: Debezium retries a failed write (12 x 5 s),
+        # and the platform's task reconnects after a connection lost anywhere else (a rollback, the
+        # table's metadata, the session) and has Connect deliver the batch again, for up to 5
+        # minutes; longer outages are the health sensor's restarts. Connect's own retries cover
+        # converter/transform errors.
+        "cdc.platform.sink.reconnect.window.ms": str(SINK_RECONNECT_WINDOW_MS),
         "flush.max.retries": str(SINK_FLUSH_RETRIES),
         "flush.retry.delay.ms": str(SINK_FLUSH_RETRY_DELAY_MS),
         "connection.restart.on.errors": "true",

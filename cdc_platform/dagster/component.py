@@ -107,15 +107,21 @@ class HealthConfig(dg.Model, dg.Resolvable):
         default=30, ge=0, description="First restart of a FAILED task."
     )
     restart_max_attempts: int = Field(
-        default=5, ge=0, description="Restarts within the window before giving up."
+        default=5, ge=0, description="Restarts in a row that each failed again at once before giving up."
     )
     restart_window_seconds: float = Field(
-        default=3600, gt=0, description="Window the attempts are counted in."
+        default=3600, gt=0, description="Restarts older than this are forgotten."
+    )
+    restart_relapse_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="A failure this soon after a restart counts against the budget; a later one is a new "
+        "incident with the whole budget.",
     )
 
     def settings(self) -> HealthSettings:
         policy = RecoveryPolicy(self.restart_first_delay_seconds, 2.0, self.restart_max_attempts,
-                                self.restart_window_seconds)  # fmt: skip
+                                self.restart_window_seconds, relapse=self.restart_relapse_seconds)  # fmt: skip
         return HealthSettings(self.interval_seconds, self.grace_seconds, policy)
 
 

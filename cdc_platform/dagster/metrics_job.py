@@ -31,7 +31,7 @@ SOURCE_METRICS = ("slot_active", "slot_retained_wal_bytes", "slot_flush_lag_byte
                   "source_ms_since_last_event")  # fmt: skip
 #: the sink's task figures from Connect's MBeans
 SINK_METRICS = ("sink_record_errors", "sink_record_failures", "sink_records_skipped", "sink_dlq_produced",
-                "sink_put_batch_avg_ms", "sink_records_per_second")  # fmt: skip
+                "sink_put_batch_avg_ms", "sink_records_per_second", "sink_stalled")  # fmt: skip
 
 
 @dataclass(frozen=True)

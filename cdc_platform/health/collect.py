@@ -244,6 +244,10 @@ def heartbeat_figures(specs: Specs, name: str, beat: Heartbeat) -> dict[str, flo
     return {"latency_seconds": latency, "heartbeat_age_seconds": age}
 
 
+#: no change applied for at least this long while changes wait: the sink is stalled
+STALL_AFTER_SECONDS = 30.0
+
+
 def collect(
     specs: Specs,
     watches: list[PipelineWatch],
@@ -290,6 +294,13 @@ def collect(
                         (current - before[1]) / (now - before[0]),
                     )
         add(w.pipeline, "sink", "lag_messages", total_lag)
+        applied_total = sum(done.get(t.topic, 0) for t in w.tables)
+        add(w.pipeline, "sink", "applied_total", applied_total)
+        before = previous.get(w.pipeline, {}).get(("sink", "applied_total"))
+        if before is not None and now - before[0] >= STALL_AFTER_SECONDS:
+            # changes wait, and not one was applied since the last collection: stalled, whatever
+            # the connector's state says (after a worker crash every task showed RUNNING, issue 34)
+            add(w.pipeline, "sink", "sink_stalled", float(total_lag > 0 and applied_total <= before[1]))
         if w.dlq_topic:
             add(w.pipeline, "sink", "dlq_messages", dlq_sizes.get(w.dlq_topic, 0))
 

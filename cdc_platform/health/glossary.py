@@ -15,6 +15,11 @@ GLOSSARY: dict[str, tuple[str, str]] = {
         "rows on the target (the database's estimate; absent until it has statistics)",
     ),
     "lag_messages": ("changes", "changes in Kafka the sink has not applied yet"),
+    "applied_total": ("changes", "the sink's committed position, summed over its topics"),
+    "sink_stalled": (
+        "0/1",
+        "1 when changes wait and the sink applied none since the previous collection (even if it shows RUNNING)",
+    ),
     "captured_per_second": ("changes/s", "changes the source connector wrote to Kafka, over the last minute"),
     "applied_per_second": ("changes/s", "changes the sink consumed from Kafka, over the last minute"),
     "captured_bytes_per_second": ("bytes/s", "change events written to Kafka by the source connector"),

@@ -27,8 +27,12 @@ NOT_RETRYABLE = (
 
 @dataclass(frozen=True)
 class RecoveryPolicy:
-    """Restart a FAILED task after ``first_delay``, then twice as long each time, at most
-    ``max_attempts`` times within ``window`` seconds; then give up and leave it to a human."""
+    """Restart a FAILED task after ``first_delay``, then twice as long each time. Give up (and
+    alert) only when ``max_attempts`` restarts in a row each failed again at once: within
+    ``relapse`` seconds of the restart. A task that ran longer than that after its last restart
+    recovered; its next failure is a new incident with the whole budget again, so a target restarted
+    for maintenance a few times an hour never leaves its pipelines "gave up" (issue 34). Restarts
+    older than ``window`` are forgotten in any case."""
 
     first_delay: float = 30.0
     factor: float = 2.0
@@ -36,6 +40,8 @@ class RecoveryPolicy:
     window: float = 3600.0
     #: a restart takes effect asynchronously: never judge it sooner than this
     settle: float = 10.0
+    #: a failure this soon after a restart is the same error coming back, not a new incident
+    relapse: float = 120.0
 
     def delay(self, attempts_so_far: int) -> float:
         backoff = self.first_delay * self.factor**attempts_so_far
@@ -105,6 +111,9 @@ def decide(
     signature = error_signature(trace)
     if history.failed_since is None:
         history.failed_since = now
+        if history.attempts and now - history.attempts[-1] > policy.relapse:
+            # it ran cleanly after the last restart: the budget is earned back
+            history.attempts = []
     history.error = signature
     reason = not_retryable(trace)
     if reason:
@@ -113,7 +122,8 @@ def decide(
         history.gave_up = True
         return Decision(
             "gave_up",
-            f"gave up after {len(history.attempts)} restarts within {policy.window:.0f} s; last error: {signature}",
+            f"gave up: the error came back within {policy.relapse:.0f} s of each of {len(history.attempts)} restarts; "
+            f"last error: {signature}",
         )
     since = max([history.failed_since, *history.attempts])
     due = since + policy.delay(len(history.attempts))

@@ -39,6 +39,8 @@ REQUIRED_PLUGINS = (
     "io.debezium.connector.mariadb.MariaDbConnector",
     "io.debezium.connector.sqlserver.SqlServerConnector",
     "io.debezium.connector.jdbc.JdbcSinkConnector",
+    # the platform's reconnecting JDBC sink (cdc_platform/stack/converters.py builds it in)
+    "io.cdcplatform.connect.ResilientJdbcSinkConnector",
 )
 
 

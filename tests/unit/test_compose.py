@@ -78,6 +78,7 @@ def test_bind_mounted_files_exist_except_the_documented_prerequisites(tmp_path):
         "./.stack/secrets",
         "./.stack/config/proxy.crt",
         "./connect-plugins/cdc-platform-converters/target/cdc-platform-converters-0.1.0.jar",
+        "./connect-plugins/cdc-platform-sink/target/cdc-platform-sink-0.1.0.jar",
     }
     for name in SERVICES:
         for source in _mounts(name).values():
@@ -86,6 +87,12 @@ def test_bind_mounted_files_exist_except_the_documented_prerequisites(tmp_path):
     # the jar is what the converter's Maven build produces
     pom = (ROOT / "connect-plugins/cdc-platform-converters/pom.xml").read_text()
     assert "<artifactId>cdc-platform-converters</artifactId>" in pom and "<version>0.1.0</version>" in pom
+    sink_pom = (ROOT / "connect-plugins/cdc-platform-sink/pom.xml").read_text()
+    assert "<artifactId>cdc-platform-sink</artifactId>" in sink_pom and "<version>0.1.0</version>" in sink_pom
+    for worker in ("connect", "connect-2"):
+        assert _mounts(worker)["/kafka/connect/debezium-connector-jdbc/cdc-platform-sink.jar"].endswith(
+            "cdc-platform-sink-0.1.0.jar"
+        )
 
 
 def test_the_shipped_specs_resolve_to_compose_services_inside_the_network(monkeypatch):

@@ -33,7 +33,7 @@ def entry(task_state: str = "RUNNING", trace: str | None = None, config: dict | 
             "info": {"config": config or {"name": "p-sink", "batch.size": "10"}}}  # fmt: skip
 
 
-def test_backoff_doubles_then_gives_up_within_the_window():
+def test_backoff_doubles_then_gives_up_when_each_restart_fails_again_at_once():
     h, t0 = TaskHistory(), 1000.0
     assert decide(h, "FAILED", TRACE, t0, POLICY).action == "wait"  # first seen: wait 30 s
     assert decide(h, "FAILED", TRACE, t0 + 30, POLICY).action == "restart"
@@ -43,10 +43,23 @@ def test_backoff_doubles_then_gives_up_within_the_window():
     assert decide(h, "FAILED", TRACE, t0 + 210, POLICY).action == "restart"
     gave_up = decide(h, "FAILED", TRACE, t0 + 1000, POLICY)
     assert gave_up.action == "gave_up" and "blocked row N" in gave_up.reason and h.gave_up
-    # running again clears "gave up"; the attempts stay counted until they leave the window
+    assert "came back within 120 s of each of 3 restarts" in gave_up.reason
+    # running again clears "gave up"; it ran long after the last restart, so its next failure is a
+    # new incident with the whole budget
     assert decide(h, "RUNNING", None, t0 + 1100, POLICY).action == "running" and not h.gave_up
-    assert decide(h, "FAILED", TRACE, t0 + 1200, POLICY).action == "gave_up"
-    assert decide(h, "FAILED", TRACE, t0 + 30 + 3600 + 1, POLICY).action in ("wait", "restart")
+    assert decide(h, "FAILED", TRACE, t0 + 1200, POLICY).action == "wait" and h.attempts == []
+    assert decide(h, "FAILED", TRACE, t0 + 1230, POLICY).action == "restart"
+
+
+def test_a_target_restarted_often_for_maintenance_never_exhausts_the_budget():
+    """Ten outages in an hour, each cured by one restart that then runs cleanly for minutes."""
+    h, t = TaskHistory(), 1000.0
+    for _ in range(10):
+        assert decide(h, "FAILED", TRACE, t, POLICY).action == "wait"
+        assert decide(h, "FAILED", TRACE, t + 30, POLICY).action == "restart"
+        assert decide(h, "RUNNING", None, t + 60, POLICY).action == "running"
+        t += 360  # the next outage, six minutes later
+    assert not h.gave_up and len(h.attempts) == 1
 
 
 def test_errors_a_restart_cannot_fix_are_not_retried():
