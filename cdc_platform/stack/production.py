@@ -33,7 +33,6 @@ import httpx
 from cdc_platform.access.users import Role, htpasswd_file, publish, read_users, roles_file, users_file
 from cdc_platform.settings import DAGSTER_DB, PLATFORM_DB, STACK_DB_USER, StackSettings
 from cdc_platform.stack.errors import StackError
-from cdc_platform.stack.processes import PidFile
 from cdc_platform.stack.proxy_config import ProxyLayout, nginx_conf, oauth2_proxy_args
 from cdc_platform.stack.services import Service, self_signed_certificate
 
@@ -373,7 +372,7 @@ class Proxy(Service):
 
     def reload(self) -> bool:
         """Re-read the roles map (after a user change); False when the proxy is not running."""
-        pid = PidFile(self.pid_file.path).running_pid()
+        pid = self.pid_file.running_pid()
         if pid is None:
             return False
         os.kill(pid, 1)  # SIGHUP: nginx re-reads its configuration and the included roles map
