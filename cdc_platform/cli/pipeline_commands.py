@@ -15,12 +15,13 @@ from cdc_platform.cli.spec_access import pipeline_tables, read_specs, require_pi
 from cdc_platform.connectors.traces import innermost_cause
 from cdc_platform.engines.kinds import target_traits
 from cdc_platform.health.metrics_store import MetricsStore
+from cdc_platform.health.stall import sink_stall
 from cdc_platform.ops.diagnosis import explain, first_failed_trace
 from cdc_platform.pipeline import lifecycle
 from cdc_platform.pipeline.deployed import deployed_tables, last_deployed_at
 from cdc_platform.pipeline.lifecycle import connectors_of, controls
 from cdc_platform.pipeline.plan import PipelineNames, build_plan, table_topic
-from cdc_platform.pipeline.state import derive_state
+from cdc_platform.pipeline.state import PipelineState, derive_state
 from cdc_platform.pipeline.teardown import TeardownIncomplete, teardown_pipeline
 from cdc_platform.s3.changes import waiting_changes
 from cdc_platform.settings import load_stack_settings
@@ -63,7 +64,7 @@ def teardown(pipeline: str, specs_dir: str | None, delete_topics: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per pipeline.")
 def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
     """Connector and task states, lag and slot WAL of one or every pipeline; a failed task is
-    explained (exit 4 when one failed)."""
+    explained, a stalled sink said (exit 4 when a task failed or a sink is stalled)."""
     specs = read_specs(specs_dir)
     if pipeline is not None:
         require_pipeline(specs, pipeline)
@@ -136,6 +137,12 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
         row["state"], row["state_reason"] = reading.state.value, reading.reason
         if intents_error:
             row["state_reason"] += f" (pause/stop intents unreadable: {intents_error})"
+        control = intents.get(name)
+        stall = sink_stall(latest, time.time(), control.changed_at if control else None)
+        row["sink_stalled"] = stall is not None and reading.state is PipelineState.RUNNING
+        if row["sink_stalled"]:
+            failed = True
+            row["stall"] = stall.describe(time.time())
 
         report.append(row)
     if as_json:
@@ -169,6 +176,8 @@ def status(pipeline: str | None, specs_dir: str | None, as_json: bool) -> None:
             click.echo(
                 f"  state: {row['state']}" + (f" ({row['state_reason']})" if row["state_reason"] else "")
             )
+            if row["sink_stalled"]:
+                click.echo(f"  SINK STALLED: {row['stall']}")
             if isinstance(row["connectors"], str):
                 click.echo(f"  connectors: {row['connectors']}")
                 continue

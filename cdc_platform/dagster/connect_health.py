@@ -29,7 +29,7 @@ from cdc_platform.dagster.health_memory import (
 from cdc_platform.dagster.table_health import (
     TABLE_CHECK_NAME,
     WatchedTables,
-    heartbeat_ages,
+    stream_readings,
     table_check_specs,
     table_events,
 )
@@ -422,8 +422,8 @@ def build_connect_health_sensor(
         reported: list[Assessment] = []
         events = asset_events(results, memory, now, reported)
         if tables:
-            ages = heartbeat_ages(context, set(states), intents, now)
-            events += table_events(tables, states, ages, memory, now)
+            streams = stream_readings(context, set(states), intents, now)
+            events += table_events(tables, states, streams, memory, now)
         if worker_key is not None:
             worker = worker_event(worker_key, on_worker, owned, not unreachable,
                                   memory.setdefault(WORKER_MEMORY, ConnectorMemory()), now)  # fmt: skip
@@ -560,9 +560,9 @@ def build_connector_checks(
         deployed = _ever_materialized(context.instance, [w.asset_key for w in watched])
         states = pipeline_states(watched, statuses, intents, deployed or {w.asset_key: now for w in watched}, now,
                                  unreachable[0] if unreachable else None)  # fmt: skip
-        ages = heartbeat_ages(context, {pipeline}, intents, now)
+        streams = stream_readings(context, {pipeline}, intents, now)
         for event in table_events([WatchedTables(pipeline, tuple(chosen), tables.freshness_seconds)], states,
-                                  ages, {}, now):  # fmt: skip
+                                  streams, {}, now):  # fmt: skip
             yield dg.AssetCheckResult(asset_key=event.asset_key, check_name=TABLE_CHECK_NAME, passed=event.passed,
                                       severity=event.severity, metadata=event.metadata,
                                       description=event.description)  # fmt: skip

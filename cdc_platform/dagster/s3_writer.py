@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 TICK_BUDGET_SECONDS = 40.0
 #: the check on every S3 table: its captured changes are written (none stuck behind one that cannot be)
 CHECK_NAME = "changes_written"
+#: the outcome remembered for a pipeline whose flush failed as a whole (the endpoint or Kafka unreachable)
+FLUSH_FAILED = "flush failed"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,17 @@ def evaluation(
     return dg.AssetCheckEvaluation(asset_key=asset.key, check_name=CHECK_NAME, passed=True, metadata=metadata,
                                    description=f"every captured change is written or pending "
                                    f"({sum(result.lag.values()):,} waiting for the next flush)")  # fmt: skip
+
+
+def flush_failed(asset: S3TableAsset, message: str) -> dg.AssetCheckEvaluation:
+    """A flush that failed as a whole (S3 or Kafka unreachable): nothing is lost, nothing committed;
+    the changes wait in Kafka and the first tick that reaches both writes them."""
+    return dg.AssetCheckEvaluation(
+        asset_key=asset.key, check_name=CHECK_NAME, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        description=f"the S3 writer's flush failed ({message}); the changes wait in Kafka, uncommitted, and "
+        "the next tick that reaches the endpoint writes them",
+        metadata={"state": FLUSH_FAILED, "error": message},
+    )  # fmt: skip
 
 
 def resolve_tables(p: S3Pipeline) -> tuple[list, str | None]:
@@ -158,6 +171,10 @@ def build_s3_writer_sensor(
                 context.log.error(
                     f"S3 writer, pipeline {p.pipeline} (group {consumer_group(p.pipeline)}): {exc}"
                 )
+                for t in p.tables:  # red on the tables once, when it starts; green at the next good flush
+                    if reported.get(t.key.to_user_string()) != FLUSH_FAILED:
+                        reported[t.key.to_user_string()] = FLUSH_FAILED
+                        events.append(flush_failed(t, f"{type(exc).__name__}: {exc}"))
                 continue
             if waiting:
                 notes.append(waiting)

@@ -3,8 +3,9 @@
 A connector's failure is shown on the connector's asset, but people watch the tables. Each tick of
 the health sensor (and the check on demand) turns the pipeline's derived state and the age of its
 newest heartbeat on the target into one verdict for every table the pipeline writes: ERROR when the
-pipeline is in ERROR or its heartbeat is older than the freshness limit, WARN while it is held on
-purpose, passed while it runs.
+pipeline is in ERROR, its heartbeat is older than the freshness limit, or its sink applies nothing
+while changes wait (stalled, though every task shows RUNNING), WARN while it is held on purpose,
+passed while it runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dagster as dg
 
 from cdc_platform.dagster.health_memory import REPORT_EVERY_SECONDS, TABLES_MEMORY, ConnectorMemory
 from cdc_platform.health.metrics_store import MetricsStore
+from cdc_platform.health.stall import FIGURE_MAX_AGE_SECONDS, SinkStall, sink_stall
 from cdc_platform.pipeline.lifecycle import Control
 from cdc_platform.pipeline.state import PipelineState, StateReading
 
@@ -38,8 +40,8 @@ def table_check_specs(tables: list[WatchedTables]) -> list[dg.AssetCheckSpec]:
             TABLE_CHECK_NAME,
             asset=key,
             description=f"Pipeline {t.pipeline} keeps this table current: its connectors run (no FAILED or "
-            "missing one, Kafka Connect reachable) and its heartbeat is younger than "
-            f"{t.freshness_seconds:.0f} s. WARN while the pipeline is paused or stopped on purpose. Evaluated "
+            "missing one, Kafka Connect reachable), its sink applies the changes that wait (not stalled), "
+            f"and its heartbeat is younger than {t.freshness_seconds:.0f} s. WARN while the pipeline is paused or stopped on purpose. Evaluated "
             "by the cdc_connect_health sensor every interval, or on demand.",
         )
         for t in tables
@@ -47,10 +49,22 @@ def table_check_specs(tables: list[WatchedTables]) -> list[dg.AssetCheckSpec]:
     ]
 
 
+@dataclass(frozen=True)
+class StreamReading:
+    """What the metrics collection says of a pipeline's stream now."""
+
+    #: the newest heartbeat's age on the target (seconds), None without a recent figure
+    heartbeat_age: float | None = None
+    #: the sink measured stalled by the newest collection, None when it was not
+    stall: SinkStall | None = None
+
+
 def table_verdict(
-    reading: StateReading, heartbeat_age: float | None, freshness_seconds: float
-) -> tuple[bool, dg.AssetCheckSeverity, str]:
-    """The tables' check from the pipeline's state and the age of its newest heartbeat on the target."""
+    reading: StateReading, heartbeat_age: float | None, freshness_seconds: float,
+    stall: SinkStall | None = None, now: float = 0.0,
+) -> tuple[bool, dg.AssetCheckSeverity, str]:  # fmt: skip
+    """The tables' check from the pipeline's state, the age of its newest heartbeat on the target and
+    whether its sink was measured stalled."""
     if reading.state in (PipelineState.PAUSED, PipelineState.STOPPED, PipelineState.STOPPING):
         return False, dg.AssetCheckSeverity.WARN, f"pipeline {reading}: changes wait in Kafka"
     if reading.state is PipelineState.ERROR:
@@ -64,13 +78,15 @@ def table_verdict(
                 f"old (limit {freshness_seconds:.0f} s): changes are not arriving"
             ),
         )
+    if stall is not None and reading.state is PipelineState.RUNNING:
+        return False, dg.AssetCheckSeverity.ERROR, f"pipeline RUNNING, but {stall.describe(now)}"
     if reading.state is PipelineState.STARTING:
         return True, dg.AssetCheckSeverity.WARN, f"pipeline STARTING: {reading.reason}"
     age = f"; heartbeat {heartbeat_age:.0f} s old" if heartbeat_age is not None else ""
     return True, dg.AssetCheckSeverity.ERROR, f"pipeline {reading.state.value}{age}"
 
 
-def table_events(tables: list[WatchedTables], states: dict[str, StateReading], ages: dict[str, float | None],
+def table_events(tables: list[WatchedTables], states: dict[str, StateReading], streams: dict[str, StreamReading],
                  memory: dict[str, ConnectorMemory], now: float) -> list[dg.AssetCheckEvaluation]:  # fmt: skip
     """The ``pipeline_running`` evaluations of every table of a pipeline whose verdict changed (or
     every few minutes): a failed sink turns every table it writes red within one tick."""
@@ -79,7 +95,9 @@ def table_events(tables: list[WatchedTables], states: dict[str, StateReading], a
         reading = states.get(t.pipeline)
         if reading is None:
             continue
-        passed, severity, summary = table_verdict(reading, ages.get(t.pipeline), t.freshness_seconds)
+        stream = streams.get(t.pipeline, StreamReading())
+        passed, severity, summary = table_verdict(reading, stream.heartbeat_age, t.freshness_seconds,
+                                                  stream.stall, now)  # fmt: skip
         mem = memory.setdefault(TABLES_MEMORY + t.pipeline, ConnectorMemory())
         signature = f"{passed}|{severity.value}|{reading.state.value}|{summary.split(':')[0]}"
         if signature == mem.signature and now - mem.reported_at < REPORT_EVERY_SECONDS:
@@ -88,36 +106,36 @@ def table_events(tables: list[WatchedTables], states: dict[str, StateReading], a
         # state_code plots the pipeline's life on the check (its Plots section), beside the heartbeat's age
         metadata = {"pipeline": t.pipeline, "pipeline_state": reading.state.value,
                     "pipeline_state_reason": reading.reason, "summary": summary, "state_code": reading.code}  # fmt: skip
-        if ages.get(t.pipeline) is not None:
-            metadata["heartbeat_age_seconds"] = round(ages[t.pipeline], 1)
+        if stream.heartbeat_age is not None:
+            metadata["heartbeat_age_seconds"] = round(stream.heartbeat_age, 1)
+        metadata["sink_stalled"] = stream.stall is not None
         events += [dg.AssetCheckEvaluation(asset_key=key, check_name=TABLE_CHECK_NAME, passed=passed,
                                            severity=severity, metadata=metadata, description=summary)
                    for key in t.keys]  # fmt: skip
     return events
 
 
-#: a heartbeat figure older than this is no evidence: the metrics schedule may not be running
-HEARTBEAT_FIGURE_MAX_AGE_SECONDS = 300.0
-
-
-def heartbeat_ages(context, pipelines: set[str], intents: dict[str, Control],
-                    now: float) -> dict[str, float | None]:  # fmt: skip
+def stream_readings(context, pipelines: set[str], intents: dict[str, Control],
+                    now: float) -> dict[str, StreamReading]:  # fmt: skip
     """Each pipeline's heartbeat age now, from the metrics schedule's newest figure (its age then plus
-    the time since). None when there is no recent figure, or none since the pipeline was resumed."""
-    ages: dict[str, float | None] = {}
+    the time since), and its sink's stall. Neither without a recent figure, or one since the pipeline
+    was resumed."""
+    readings: dict[str, StreamReading] = {}
     try:
         store = MetricsStore()
         for pipeline in pipelines:
-            figure = store.latest(pipeline).get(("pipeline", "heartbeat_age_seconds"))
+            latest = store.latest(pipeline)
             control = intents.get(pipeline)
+            since = control.changed_at if control is not None else None
+            figure = latest.get(("pipeline", "heartbeat_age_seconds"))
+            age = None
             if (
-                figure is None
-                or now - figure[0] > HEARTBEAT_FIGURE_MAX_AGE_SECONDS
-                or (control is not None and figure[0] < control.changed_at)
+                figure is not None
+                and now - figure[0] <= FIGURE_MAX_AGE_SECONDS
+                and (since is None or figure[0] >= since)
             ):
-                ages[pipeline] = None
-                continue
-            ages[pipeline] = figure[1] + max(now - figure[0], 0.0)
+                age = figure[1] + max(now - figure[0], 0.0)
+            readings[pipeline] = StreamReading(age, sink_stall(latest, now, since))
     except Exception as exc:  # noqa: BLE001 - the tables' check then judges by the connectors alone
-        context.log.warning(f"could not read the heartbeat figures: {type(exc).__name__}: {exc}")
-    return ages
+        context.log.warning(f"could not read the heartbeat and stall figures: {type(exc).__name__}: {exc}")
+    return readings

@@ -20,6 +20,13 @@ from cdc_platform.specs.models import ConnectionSpec
 
 #: the key width of offsets in change-file names (sorts by name = sorts by offset)
 OFFSET_DIGITS = 20
+#: seconds to open a connection to the endpoint: an unreachable one fails a flush in seconds, inside
+#: the writer sensor's tick, instead of after the SDKs' 60 s defaults (the changes wait in Kafka)
+CONNECT_TIMEOUT_SECONDS = 5.0
+#: seconds to wait for an answer to one request (a snapshot part's upload included)
+REQUEST_TIMEOUT_SECONDS = 60.0
+#: attempts per request, retries with the SDKs' standard backoff
+REQUEST_ATTEMPTS = 3
 
 
 def s3_client(conn: ConnectionSpec, specs_dir: Path | None):
@@ -27,8 +34,12 @@ def s3_client(conn: ConnectionSpec, specs_dir: Path | None):
     a snapshot (Arrow's own multipart completion is refused by S3-compatible servers such as moto)."""
     # lazy: boto3 only when an S3 bucket is checked or written
     import boto3
+    from botocore.config import Config
 
-    kwargs: dict = {"region_name": conn.region}
+    kwargs: dict = {"region_name": conn.region, "config": Config(
+        connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=REQUEST_TIMEOUT_SECONDS,
+        retries={"mode": "standard", "max_attempts": REQUEST_ATTEMPTS},
+    )}  # fmt: skip
     if conn.endpoint_url:
         kwargs["endpoint_url"] = conn.endpoint_url
     if conn.access_key_id is not None and conn.secret_access_key is not None:
@@ -55,7 +66,9 @@ def put_file(client, path: str, local: Path) -> None:
 
 def s3_filesystem(conn: ConnectionSpec, specs_dir: Path | None) -> pafs.S3FileSystem:
     """Keys resolved from their references at the moment of use; never logged or stored."""
-    kwargs: dict = {"region": conn.region}
+    kwargs: dict = {"region": conn.region, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                    "request_timeout": REQUEST_TIMEOUT_SECONDS,
+                    "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=REQUEST_ATTEMPTS)}  # fmt: skip
     if conn.access_key_id is not None and conn.secret_access_key is not None:
         kwargs["access_key"] = resolve_secret(conn.access_key_id, specs_dir)
         kwargs["secret_key"] = resolve_secret(conn.secret_access_key, specs_dir)

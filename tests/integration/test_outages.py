@@ -1,7 +1,8 @@
 """Issue 34: a short outage of a database costs no FAILED task, on its own, with nobody restarting
-anything (no health sensor ticks here): the stack's PostgreSQL is shut down for 30 s under writers
-while it is the target of one pipeline (MariaDB -> PostgreSQL, whose sink must reconnect) and the
-source of another (PostgreSQL -> MariaDB, whose Debezium source must reconnect)."""
+anything (no health sensor ticks here). Two pipelines run under writers, MariaDB -> PostgreSQL and
+PostgreSQL -> MariaDB, and one database is shut down for 30 s: the stack's PostgreSQL (fast shutdown)
+or its MariaDB, each being the target of one pipeline (whose sink must reconnect) and the source of
+the other (whose Debezium source must reconnect)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from cdc_platform.settings import load_stack_settings
 from cdc_platform.stack.manager import up
 from cdc_platform.stack.processes import PidFile
-from cdc_platform.stack.services import Postgres
+from cdc_platform.stack.services import MariaDB, Postgres
 from tests.faults import SlowWriter
 from tests.pipeline_support import connection, materialize, teardown, write_specs
 from tests.support import (
@@ -62,7 +63,21 @@ def _task_states(connect, names: list[str]) -> dict[str, str]:
     return states
 
 
-def test_a_postgresql_outage_of_30_s_fails_no_task_and_loses_no_row(stack, connect, tmp_path):
+def _shut_down(stack, database: str) -> None:
+    """PostgreSQL's fast shutdown (every session cut at once) or MariaDB's normal one (SIGTERM)."""
+    service, sig = (
+        (Postgres(stack), signal.SIGINT) if database == "postgresql" else (MariaDB(stack), signal.SIGTERM)
+    )
+    pid = PidFile(service.pid_file.path).running_pid()
+    assert pid is not None, f"{database} is not running"
+    os.kill(pid, sig)
+    deadline = time.monotonic() + 30
+    while PidFile(service.pid_file.path).running_pid() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("database", ["postgresql", "mariadb"])
+def test_a_database_outage_of_30_s_fails_no_task_and_loses_no_row(stack, connect, tmp_path, database):
     with (
         mariadb_database(stack, "osrc") as msrc,
         pg_database(stack, "otgt") as ptgt,
@@ -95,9 +110,7 @@ def test_a_postgresql_outage_of_30_s_fails_no_task_and_loses_no_row(stack, conne
             for writer in writers:
                 writer.start()
             time.sleep(3)
-            pid = PidFile(Postgres(stack).pid_file.path).running_pid()
-            assert pid is not None
-            os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown: every session is cut at once
+            _shut_down(stack, database)
             down_until = time.monotonic() + OUTAGE_SECONDS
             while time.monotonic() < down_until:
                 for name, state in _task_states(connect, connectors).items():
@@ -122,8 +135,8 @@ def test_a_postgresql_outage_of_30_s_fails_no_task_and_loses_no_row(stack, conne
                            timeout=180)  # fmt: skip
             wait_for_equal(pg_rows(psrc, "public"), lambda: mariadb_rows(stack, mtgt, "SELECT id, v FROM t ORDER BY 1"),
                            timeout=180)  # fmt: skip
-            print(f"PostgreSQL down {OUTAGE_SECONDS} s; rows written: MariaDB {writers[0].next_id - 1}, "
-                  f"PostgreSQL {writers[1].next_id - 1} ({writers[1].errors} refused while it was down); "
+            print(f"{database} down {OUTAGE_SECONDS} s; rows written: MariaDB {writers[0].next_id - 1} "
+                  f"({writers[0].errors} refused), PostgreSQL {writers[1].next_id - 1} ({writers[1].errors} refused); "
                   f"task states seen: {seen}")  # fmt: skip
         finally:
             for writer in writers:

@@ -27,9 +27,9 @@ from cdc_platform.s3.snapshot import source_rows
 from cdc_platform.s3.storage import TableLocation, list_files, s3_filesystem
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import CopyJob
-from tests.faults import SlowWriter, wait_task_state
+from tests.faults import SlowWriter, TcpRelay, wait_task_state
 from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
-from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
+from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, pg_inserter, unique
 
 pytestmark = pytest.mark.integration
 
@@ -69,10 +69,15 @@ class Lake:
         self.location = TableLocation.of(specs.connection("lake"), spec.target_schema, table)
         self.fs = s3_filesystem(specs.connection("lake"), specs.directory)
         self.materializations: list[dg.AssetMaterialization] = []
+        self.cursor: str | None = None
 
-    def tick(self):
-        context = dg.build_sensor_context(instance=self.instance, resources={"cdc_settings": self.settings})
+    def tick(self, carry_cursor: bool = False):
+        """One tick; ``carry_cursor``: with the previous tick's cursor, as the daemon ticks it."""
+        context = dg.build_sensor_context(instance=self.instance, resources={"cdc_settings": self.settings},
+                                          cursor=self.cursor if carry_cursor else None)  # fmt: skip
         result = self.sensor(context)
+        if isinstance(result, dg.SensorResult) and result.cursor is not None:
+            self.cursor = result.cursor
         if isinstance(result, dg.SensorResult):
             self.materializations += [
                 e for e in result.asset_events if isinstance(e, dg.AssetMaterialization)
@@ -513,3 +518,75 @@ def test_schema_changes_reach_s3_files_and_readers_see_one_table(
         finally:
             writer.stop_event.set()
             teardown(stack, connect, specs, name)
+
+
+S3_OUTAGE_SECONDS = 30
+
+
+def test_an_s3_endpoint_outage_of_30_s_loses_no_change_and_writes_none_twice(
+    stack, connect, tmp_path, bucket
+):
+    """Issue 34: the S3 endpoint unreachable for 30 s under a writer (the connection refused, open ones
+    cut, as when it restarts; moto keeps its objects behind the relay). Each tick fails within seconds,
+    the tables' check says why, nothing is committed, and the first tick after it writes every change
+    once."""
+    host, port = stack.s3_url.removeprefix("http://").split(":")
+    relay = TcpRelay(host, int(port))
+    with pg_database(stack, "src") as src:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g")
+        name = unique("lake")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src),
+                                       "lake": {**bucket, "endpoint_url": relay.url}},
+                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        lake = Lake(stack, specs, name, "t")
+        assets = next(a for a in lake.defs.assets if isinstance(a, dg.AssetsDefinition))
+        writer = SlowWriter(pg_inserter(stack, src), 101)
+        try:
+            materialize(stack, specs, name, assets=assets, instance=lake.instance)
+            writer.start()
+            time.sleep(2)
+            lake.tick(carry_cursor=True)
+            relay.cut()
+            cut_until, outcomes, longest = time.monotonic() + S3_OUTAGE_SECONDS, [], 0.0
+            while time.monotonic() < cut_until:
+                started = time.monotonic()
+                try:
+                    result = lake.tick(carry_cursor=True)
+                except Exception as exc:  # noqa: BLE001 - a failed tick is what the daemon records too
+                    outcomes.append(f"tick failed: {exc}")
+                else:
+                    outcomes += [e.description for e in result.asset_events or []
+                                 if isinstance(e, dg.AssetCheckEvaluation)]  # fmt: skip
+                longest = max(longest, time.monotonic() - started)
+                time.sleep(2)
+            relay.restore()
+            restored = time.monotonic()
+            assert longest < 30, (
+                f"a tick took {longest:.1f} s with the endpoint down (the sensor's limit is 60 s)"
+            )
+            assert any("the S3 writer's flush failed" in o for o in outcomes), outcomes
+            assert any("tick failed: the S3 writer wrote nothing" in o for o in outcomes), outcomes
+            assert "testing" not in " ".join(outcomes), "no key in what the writer reports"
+            result = lake.tick(carry_cursor=True)
+            first_tick_after = time.monotonic() - restored
+            back = [e for e in result.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
+            assert back and back[0].passed, "the first tick after the outage writes, and says so"
+            assert any(m.metadata["rows"].value > 0 for m in result.asset_events
+                       if isinstance(m, dg.AssetMaterialization)), "changes written at the first tick"  # fmt: skip
+            writer.stop_event.set()
+            writer.join()
+            lake.until_equal("src", "public.t")
+            rows = [r for r in all_rows(lake.fs, lake.location).to_pylist() if r["_cdc_op"] != "r"]
+            seqs = [r["_cdc_seq"] for r in rows]
+            assert len(seqs) == len(set(seqs)) == writer.next_id - 101, "every change exactly once"
+            print(f"S3 down {S3_OUTAGE_SECONDS} s: {writer.next_id - 101} changes; longest tick while down "
+                  f"{longest:.1f} s; written {first_tick_after:.1f} s after it came back")  # fmt: skip
+        finally:
+            writer.stop_event.set()
+            if not relay.listening:
+                relay.restore()
+            teardown(stack, connect, specs, name)
+            relay.cut()
