@@ -1,8 +1,11 @@
 """End-to-end CDC latency on the local stack: commit on the source -> row visible on the target.
 
 For each pair, a pipeline replicates three tables. A writer commits a steady ``--rate`` of changes
-per second (60 % inserts, 30 % updates, 10 % deletes, spread over the tables), each insert or
-update carrying a new sequence number ``seq``; the client clock is read right after each commit.
+per second, each its own transaction, spread over the tables, each insert or update carrying a new
+sequence number ``seq``; the client clock is read right after each commit. ``--mix oltp`` (the
+default, ``bench/workload_mix.py``): 50 % inserts, 40 % updates, 10 % deletes of six-column rows
+(bigint, bigint, int, numeric(12,2), varchar(64), a timestamp); ``--mix bulk``: the first
+benchmarks' 60 % inserts, 30 % updates, 10 % deletes of three-column rows.
 A poller reads ``seq > last seen`` on every target table every few milliseconds; the time it
 first sees a ``seq`` minus its commit time is that change's latency. Deletes load the pipeline but
 are not timed; an update overwritten before the poller saw it is not timed either. Measured from
@@ -10,8 +13,8 @@ the databases, not from connector metrics. Not a test: figures vary with the mac
 With ``--burst N``, a second pipeline (PostgreSQL -> PostgreSQL, on the same worker) receives N
 inserts at once a third of the way into the run, and the figures are also given for the changes
 committed while that burst was draining: how well one pipeline is isolated from a busy one.
-Run: ``python bench/cdc_latency.py [--rate 1000] [--seconds 300] [--pairs postgresql-postgresql,...]
-[--burst 100000]``; writes bench/cdc_latency.md.
+Run: ``python bench/cdc_latency.py [--mix oltp|bulk] [--rate 1000] [--seconds 300]
+[--pairs postgresql-postgresql,...] [--burst 100000]``; writes bench/cdc_latency.md.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from workload_mix import MIXES, create_table  # noqa: E402
 
 from cdc_platform.kafka_connect import KafkaConnectResource  # noqa: E402
 from cdc_platform.pipeline.teardown import teardown_pipeline  # noqa: E402
@@ -59,9 +65,10 @@ class Db:
 
 
 class Workload(threading.Thread):
-    def __init__(self, db: Db, rate: int, seconds: float):
+    def __init__(self, db: Db, rate: int, seconds: float, mix: str = "oltp"):
         super().__init__(daemon=True)
-        self.db, self.rate, self.seconds = db, rate, seconds
+        self.db, self.rate, self.seconds, self.mix = db, rate, seconds, mix
+        self.shares = (0.1, 0.5) if mix == "oltp" else (0.1, 0.4)  # (deletes, deletes + updates)
         self.committed: dict[int, float] = {}  # seq -> client time right after the commit
         self.live: dict[str, list[int]] = {t: [] for t in TABLES}
         self.next_id, self.seq, self.behind = 1, 0, 0.0
@@ -82,17 +89,29 @@ class Workload(threading.Thread):
         table = random.choice(TABLES)
         ids, roll = self.live[table], random.random()
         self.seq += 1
-        if roll < 0.1 and len(ids) > 10:
+        deletes, updates = self.shares
+        if roll < deletes and len(ids) > 10:
             victim = ids.pop(random.randrange(len(ids)))
             self.db.run(f"DELETE FROM {table} WHERE id = ?", (victim,))
             return
-        if roll < 0.4 and ids:
-            self.db.run(f"UPDATE {table} SET seq = ?, payload = ? WHERE id = ?",
-                        (self.seq, f"update {self.seq}", random.choice(ids)))  # fmt: skip
+        now = "now()" if self.db.kind == "postgresql" else "now(6)"
+        if roll < updates and ids:
+            if self.mix == "oltp":
+                self.db.run(f"UPDATE {table} SET seq = ?, qty = qty + 1, amount = amount + 0.01, label = ?, "
+                            f"at = {now} WHERE id = ?", (self.seq, f"upd {self.seq}", random.choice(ids)))  # fmt: skip
+            else:
+                self.db.run(f"UPDATE {table} SET seq = ?, payload = ? WHERE id = ?",
+                            (self.seq, f"update {self.seq}", random.choice(ids)))  # fmt: skip
         else:
-            self.db.run(
-                f"INSERT INTO {table} (id, seq, payload) VALUES (?, ?, ?)", (self.next_id, self.seq, "insert")
-            )
+            if self.mix == "oltp":
+                self.db.run(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, {now})",
+                            (self.next_id, self.seq, random.randrange(1000), round(random.random() * 100000, 2),
+                             f"item {self.next_id}"))  # fmt: skip
+            else:
+                self.db.run(
+                    f"INSERT INTO {table} (id, seq, payload) VALUES (?, ?, ?)",
+                    (self.next_id, self.seq, "insert"),
+                )
             ids.append(self.next_id)
             self.next_id += 1
         self.committed[self.seq] = time.time()
@@ -147,7 +166,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_rows: int = 0,
              meter: Callable[[str], None] | None = None, burst_options: dict | None = None,
-             burst_connect: str | None = None) -> dict:  # fmt: skip
+             burst_connect: str | None = None, mix: str = "oltp") -> dict:  # fmt: skip
     """``meter("start")`` / ``meter("stop")`` are called around the workload (``cost.py``);
     ``burst_connect``: the Kafka Connect cluster of the burst's pipeline (default: the stack's)."""
     source_kind, target_kind = pair.split("-")
@@ -162,9 +181,7 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_r
         tgt_schema = "replica" if target_kind == "postgresql" else tgt_db
         source = Db(stack, source_kind, src_db, src_schema)
         for table in TABLES:
-            source.run(
-                f"CREATE TABLE {table} (id bigint PRIMARY KEY, seq bigint NOT NULL, payload varchar(100))"
-            )
+            source.run(create_table(source_kind, table, mix))
         name, noisy = unique("lat"), unique("noisy")
         connections = {
             "src": connection(stack, source_kind, src_db),
@@ -197,7 +214,7 @@ def run_pair(stack, pair: str, rate: int, seconds: float, options: dict, burst_r
                         if target_kind == "postgresql"
                         else f"ANALYZE TABLE {table}"
                     )
-                poller, workload = Poller(target), Workload(source, rate, seconds)
+                poller, workload = Poller(target), Workload(source, rate, seconds, mix)
                 if burst_rows:
                     burst = Burst(Db(stack, "postgresql", burst_src, "public"),
                                   Db(stack, "postgresql", burst_tgt, "replica"), burst_rows, seconds / 3)  # fmt: skip
@@ -261,6 +278,7 @@ def pipeline_options(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--mix", choices=MIXES, default="oltp", help="the workload (bench/workload_mix.py)")
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=300)
     add_setting_args(parser)
@@ -280,9 +298,9 @@ def main() -> None:
     for pair in args.pairs.split(","):
         burst_options = {"sink_overrides": dict(o.split("=", 1) for o in args.burst_sink)}
         r = run_pair(stack, pair, args.rate, args.seconds, options, args.burst, burst_options=burst_options,
-                     burst_connect=args.burst_connect)  # fmt: skip
+                     burst_connect=args.burst_connect, mix=args.mix)  # fmt: skip
         results.append(r)
-        print(f"{args.label:14} {pair:24} {r['changes']:8,} changes ({r['rate']:,.0f}/s, {r['timed']:,} timed): "
+        print(f"{args.mix} {args.label:14} {pair:24} {r['changes']:8,} changes ({r['rate']:,.0f}/s, {r['timed']:,} timed): "
               f"p50 {r['p50'] * 1000:6.0f} ms  p95 {r['p95'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "
               f"max {r['max'] * 1000:6.0f} ms  (writer at most {r['behind'] * 1000:.0f} ms behind schedule)")  # fmt: skip
         if "burst" in r:
@@ -299,7 +317,7 @@ def main() -> None:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for r in results:
-        lines.append(f"| {time.strftime('%Y-%m-%d')} | {args.label} | {r['pair']} | {r['rate']:,.0f} | {args.seconds:.0f} | "
+        lines.append(f"| {time.strftime('%Y-%m-%d')} | {args.mix}: {args.label} | {r['pair']} | {r['rate']:,.0f} | {args.seconds:.0f} | "
                      f"{r['timed']:,} | {r['p50'] * 1000:.0f} | {r['p95'] * 1000:.0f} | {r['p99'] * 1000:.0f} | "
                      f"{r['max'] * 1000:.0f} |")  # fmt: skip
         if "burst" in r:
