@@ -9,7 +9,10 @@ from contextlib import contextmanager
 
 import dagster as dg
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
+from cdc_platform.health.collect import PipelineWatch, TableWatch, kafka_offsets
+from cdc_platform.pipeline.plan import PipelineNames, table_topic
 from tests.pipeline_support import connection, materializations, materialize, teardown, write_specs
 from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique, wait_for_equal
 
@@ -307,3 +310,102 @@ def test_a_failed_first_deploy_is_rolled_back(stack, connect, tmp_path):
         with pg_connect(stack, src) as conn:
             assert conn.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s",
                                 (f"cdc_{name}",)).fetchone()[0] == 0  # fmt: skip
+
+
+#: many changes of the same keys, committed while the sink is paused so that they reach it in one
+#: batch: the reduction buffer keeps the last change of each key (issue 35); the target must end
+#: exactly as the changes applied one by one would leave it
+CHURN = [
+    "INSERT INTO churn SELECT g, 'new ' || g, 0 FROM generate_series(1, 50) g",
+    "UPDATE churn SET n = n + 1, v = 'first update'",
+    "UPDATE churn SET n = n + 1, v = 'second update' WHERE id % 3 = 0",
+    "DELETE FROM churn WHERE id % 2 = 1",
+    "INSERT INTO churn SELECT g, 'back ' || g, 7 FROM generate_series(1, 19, 2) g",
+    "UPDATE churn SET id = 1002 WHERE id = 2",
+    "UPDATE churn SET id = 2002, v = 'moved twice' WHERE id = 1002",
+    "INSERT INTO churn VALUES (1001, 'short-lived', 0)",
+    "DELETE FROM churn WHERE id = 1001",
+    "UPDATE churn SET v = 'before its delete' WHERE id = 4",
+    "DELETE FROM churn WHERE id = 4",
+    "INSERT INTO churn VALUES (4, 'reborn', 1)",
+    "UPDATE churn SET n = 42 WHERE id = 4",
+    "DELETE FROM churn WHERE id BETWEEN 40 AND 50",
+]
+
+
+@pytest.mark.parametrize("target_kind", ["postgresql", "mariadb"])
+def test_changes_of_one_key_in_one_sink_batch_end_as_applied_one_by_one(
+    stack, connect, tmp_path, target_kind
+):
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as pg_tgt, \
+            mariadb_database(stack, "tgt") as my_tgt:  # fmt: skip
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE churn (id bigint PRIMARY KEY, v text NOT NULL, n int NOT NULL)")
+        tgt = pg_tgt if target_kind == "postgresql" else my_tgt
+        name = unique("churn")
+        specs = write_specs(
+            tmp_path,
+            {"src": connection(stack, "postgresql", src), "tgt": connection(stack, target_kind, tgt)},
+            [{"name": name, "source": "src", "target": "tgt", "tables": {"names": ["public.churn"]},
+              "target_schema": "replica" if target_kind == "postgresql" else tgt}],
+        )  # fmt: skip
+        materialize(stack, specs, name)
+        sink = PipelineNames(name).sink_connector
+        read_source = lambda: _pg_rows(stack, src, "SELECT id, v, n FROM churn ORDER BY id")  # noqa: E731
+        if target_kind == "postgresql":
+            read_target = lambda: _pg_rows(stack, tgt, "SELECT id, v, n FROM replica.churn ORDER BY id")  # noqa: E731
+        else:
+            read_target = lambda: [tuple(r) for r in _mariadb_churn(stack, tgt)]  # noqa: E731
+        try:
+            connect.pause(sink)
+            with pg_connect(stack, src) as conn:
+                for statement in CHURN:
+                    conn.execute(statement)
+                    conn.commit()
+                conn.execute("INSERT INTO churn VALUES (9999, 'last', 0)")
+                conn.commit()
+                conn.execute("DELETE FROM churn WHERE id = 9999")
+            topic = table_topic(specs.connection("src"), PipelineNames(name), "public.churn")
+            _wait_until_topic_holds_tombstone(stack, topic, 9999)
+            connect.resume(sink)
+            final = wait_for_equal(read_source, read_target, timeout=120)
+            # the topic ends with a tombstone, which the sink drops: its offset is committed all the
+            # same, or the pipeline would show one change waiting forever
+            watch = PipelineWatch(
+                name, (TableWatch("public.churn", topic, "churn"),), f"connect-{sink}", None
+            )
+            deadline = time.monotonic() + 30
+            while True:
+                ends, committed, _ = kafka_offsets(stack.kafka_bootstrap, [watch])
+                if committed.get(name, {}).get(topic) == ends[topic] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert committed[name][topic] == ends[topic], (committed, ends)
+            assert (4, "reborn", 42) in final and (2002, "moved twice", 1) in final
+            assert (1, "back 1", 7) in final and not {r[0] for r in final} & {2, 1001, 1002, 45}
+        finally:
+            teardown(stack, connect, specs, name)
+
+
+def _mariadb_churn(stack, db):
+    with mariadb_connect(stack, db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, v, n FROM churn ORDER BY id")
+        return cur.fetchall()
+
+
+def _wait_until_topic_holds_tombstone(stack, topic: str, key: int, timeout: float = 60) -> None:
+    """The source has the last change in Kafka: the paused sink will receive the churn at once."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": unique("peek"),
+                         "enable.auto.commit": False})  # fmt: skip
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        while time.monotonic() < deadline:
+            message = consumer.poll(1)
+            if message is None or message.error() or message.value() is not None:
+                continue
+            if message.key() and f'"id":{key}'.encode() in message.key().replace(b" ", b""):
+                return
+        raise AssertionError(f"the tombstone of key {key} never reached {topic}")
+    finally:
+        consumer.close()

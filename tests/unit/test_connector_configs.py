@@ -77,6 +77,13 @@ def test_sink_subscribes_only_to_table_topics_and_upserts_deletes():
     assert cfg["connection.url"] == "jdbc:postgresql://db.internal:5432/wh?stringtype=unspecified"
 
 
+def test_sink_reduces_by_key():
+    """A batch ends when full or when the schema changes, not at each delete (issue 35)."""
+    cfg = jdbc_sink_config("p-sink", _ep("postgresql", "wh"), "shop", {"p.public.a": "a", "p.public.b": "b"})
+    assert cfg["use.reduction.buffer"] == "true"
+    assert cfg["transforms"] == "route0,route1" and "predicates" not in cfg
+
+
 def test_mariadb_and_sqlserver_sinks():
     my = jdbc_sink_config("s", _ep("mariadb", "ignored"), "shop", {"t": "x"})
     assert (

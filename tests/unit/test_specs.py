@@ -78,7 +78,14 @@ def test_duplicate_pipeline_names(tmp_path):
             "names a secret",
         ),
         (
-            {"options": {"sink_overrides": {"dialect.postgres.unnest.insert.enabled": "true"}}},
+            {
+                "options": {
+                    "sink_overrides": {
+                        "dialect.postgres.unnest.insert.enabled": "true",
+                        "use.reduction.buffer": "false",
+                    }
+                }
+            },
             "options.sink_overrides",
             "needs use.reduction.buffer",
         ),
