@@ -13,8 +13,10 @@ the databases, not from connector metrics. Not a test: figures vary with the mac
 With ``--burst N``, a second pipeline (PostgreSQL -> PostgreSQL, on the same worker) receives N
 inserts at once a third of the way into the run, and the figures are also given for the changes
 committed while that burst was draining: how well one pipeline is isolated from a busy one.
+By default the demo pipeline replicates and ``dagster-daemon`` runs the platform's sensors and
+schedules beside the run, as on a user's machine (``bench/user_instance.py``; ``--alone`` without).
 Run: ``python bench/cdc_latency.py [--mix oltp|bulk] [--rate 1000] [--seconds 300]
-[--pairs postgresql-postgresql,...] [--burst 100000]``; writes bench/cdc_latency.md.
+[--pairs postgresql-postgresql,...] [--burst 100000] [--alone]``; writes bench/cdc_latency.md.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from user_instance import beside_a_user_instance  # noqa: E402
 from workload_mix import MIXES, create_table  # noqa: E402
 
 from cdc_platform.kafka_connect import KafkaConnectResource  # noqa: E402
@@ -291,23 +294,39 @@ def main() -> None:
     parser.add_argument(
         "--burst-connect", help="the burst pipeline's Kafka Connect URL (default: the stack's)"
     )
+    parser.add_argument(
+        "--alone",
+        action="store_true",
+        help="without the demo pipeline and dagster-daemon beside the run (bench/user_instance.py)",
+    )
     args = parser.parse_args()
     options = pipeline_options(args)
     stack = load_stack_settings()
     results = []
-    for pair in args.pairs.split(","):
-        burst_options = {"sink_overrides": dict(o.split("=", 1) for o in args.burst_sink)}
-        r = run_pair(stack, pair, args.rate, args.seconds, options, args.burst, burst_options=burst_options,
-                     burst_connect=args.burst_connect, mix=args.mix)  # fmt: skip
-        results.append(r)
-        print(f"{args.mix} {args.label:14} {pair:24} {r['changes']:8,} changes ({r['rate']:,.0f}/s, {r['timed']:,} timed): "
-              f"p50 {r['p50'] * 1000:6.0f} ms  p95 {r['p95'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "
-              f"max {r['max'] * 1000:6.0f} ms  (writer at most {r['behind'] * 1000:.0f} ms behind schedule)")  # fmt: skip
-        if "burst" in r:
-            b = r["burst"]
-            print(f"{'':14} {'':24} while {b['rows']:,} inserts drained on another pipeline ({b['seconds']:.1f} s, "
-                  f"{b['timed']:,} changes): p50 {b['p50'] * 1000:6.0f} ms  p99 {b['p99'] * 1000:6.0f} ms  "
-                  f"max {b['max'] * 1000:6.0f} ms", flush=True)  # fmt: skip
+    beside = contextlib.nullcontext() if args.alone else beside_a_user_instance(stack.logs_dir)
+    label = args.label if args.alone else f"{args.label}, beside the demo and dagster-daemon"
+    with beside:
+        for pair in args.pairs.split(","):
+            burst_options = {"sink_overrides": dict(o.split("=", 1) for o in args.burst_sink)}
+            r = run_pair(stack, pair, args.rate, args.seconds, options, args.burst, burst_options=burst_options,
+                         burst_connect=args.burst_connect, mix=args.mix)  # fmt: skip
+            results.append(r)
+            _print_result(args.mix, label, pair, r)
+    _write_results(args, label, results)
+
+
+def _print_result(mix: str, label: str, pair: str, r: dict) -> None:
+    print(f"{mix} {label:14} {pair:24} {r['changes']:8,} changes ({r['rate']:,.0f}/s, {r['timed']:,} timed): "
+          f"p50 {r['p50'] * 1000:6.0f} ms  p95 {r['p95'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "
+          f"max {r['max'] * 1000:6.0f} ms  (writer at most {r['behind'] * 1000:.0f} ms behind schedule)")  # fmt: skip
+    if "burst" in r:
+        b = r["burst"]
+        print(f"{'':14} {'':24} while {b['rows']:,} inserts drained on another pipeline ({b['seconds']:.1f} s, "
+              f"{b['timed']:,} changes): p50 {b['p50'] * 1000:6.0f} ms  p99 {b['p99'] * 1000:6.0f} ms  "
+              f"max {b['max'] * 1000:6.0f} ms", flush=True)  # fmt: skip
+
+
+def _write_results(args: argparse.Namespace, label: str, results: list[dict]) -> None:
     out = ROOT / "bench" / "cdc_latency.md"
     lines = out.read_text().splitlines() if out.exists() else [
         "# CDC latency benchmark", "",
@@ -317,12 +336,12 @@ def main() -> None:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for r in results:
-        lines.append(f"| {time.strftime('%Y-%m-%d')} | {args.mix}: {args.label} | {r['pair']} | {r['rate']:,.0f} | {args.seconds:.0f} | "
+        lines.append(f"| {time.strftime('%Y-%m-%d')} | {args.mix}: {label} | {r['pair']} | {r['rate']:,.0f} | {args.seconds:.0f} | "
                      f"{r['timed']:,} | {r['p50'] * 1000:.0f} | {r['p95'] * 1000:.0f} | {r['p99'] * 1000:.0f} | "
                      f"{r['max'] * 1000:.0f} |")  # fmt: skip
         if "burst" in r:
             b = r["burst"]
-            lines.append(f"| {time.strftime('%Y-%m-%d')} | {args.label}: only changes committed while {b['rows']:,} "
+            lines.append(f"| {time.strftime('%Y-%m-%d')} | {label}: only changes committed while {b['rows']:,} "
                          f"inserts drained on another pipeline ({b['seconds']:.0f} s) | {r['pair']} | {r['rate']:,.0f} | "
                          f"{b['seconds']:.0f} | {b['timed']:,} | {b['p50'] * 1000:.0f} | | {b['p99'] * 1000:.0f} | "
                          f"{b['max'] * 1000:.0f} |")  # fmt: skip
