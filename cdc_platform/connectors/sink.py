@@ -85,8 +85,9 @@ def jdbc_sink_config(
         # one buffer per table, keyed by primary key, holding upserts and deletes alike: a batch is
         # flushed when full or when the value schema changes, not at every switch between an upsert
         # and a delete. Without it, a mix of 10 % deletes flushed every ~10 records: 5,219 changes/s
-        # PG->PG on the OLTP mix; with it (and the tombstones dropped by the platform's sink task) 11,531 (issue 35,
-        # bench/catch_up.md). The last change of each key in a batch is the one applied, which
+        # PG->PG on the OLTP mix; with it, and tombstones kept from Debezium's task by the platform's
+        # task, 19,457/s (issue 35, bench/catch_up.md). The last change of each key in a batch is the
+        # one applied, which
         # leaves the target in the same state the changes one by one would.
         "use.reduction.buffer": "true",
         "consumer.override.max.poll.records": str(batch_size),
