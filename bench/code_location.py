@@ -45,9 +45,12 @@ print(json.dumps({"import": imported - started, "build": built - imported, "reso
 """
 
 
-def generate(directory: Path, pipelines: int, tables: int) -> Path:
-    """Specs and a stored catalog of ``pipelines`` x ``tables`` (PostgreSQL -> MariaDB, 6 columns each)."""
+def generate(directory: Path, pipelines: int, tables: int, split: int = 0) -> Path:
+    """Specs and a stored catalog of ``pipelines`` x ``tables`` (PostgreSQL -> MariaDB, 6 columns each);
+    with ``split``, also the catalog each shard's location stores (``state_1`` .. ``state_<split>``: only
+    its pipelines, as ``dg utils refresh-defs-state`` writes it for that instance)."""
     from cdc_platform.dagster.catalog import PipelineCatalog, StoredCatalog, write_catalog
+    from cdc_platform.dagster.component import pipeline_shard
     from cdc_platform.schema.model import Column, Table
     from cdc_platform.schema.types import CanonicalType
 
@@ -77,6 +80,9 @@ def generate(directory: Path, pipelines: int, tables: int) -> Path:
     (directory / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": specs}))
     state = directory / "state"
     write_catalog(StoredCatalog(catalogs), state)
+    for k in range(1, split + 1):
+        write_catalog(StoredCatalog({n: c for n, c in catalogs.items() if pipeline_shard(n, split) == k}),
+                      directory / f"state_{k}")  # fmt: skip
     return state
 
 
@@ -85,8 +91,8 @@ import sys
 from pathlib import Path
 from cdc_platform.dagster.component import CdcPipelineComponent
 here = Path(__file__).parent
-defs = CdcPipelineComponent.from_attributes_dict(attributes={"specs_dir": str(here)}).build_defs_from_state(
-    None, here / "state")
+defs = CdcPipelineComponent.from_attributes_dict(attributes={{"specs_dir": str(here), **{attributes!r}}}).build_defs_from_state(
+    None, here / {state!r})
 """
 
 FLOOR_MODULE = """
@@ -100,8 +106,9 @@ defs = dg.Definitions(assets=[one])
 """
 
 #: the same graph in plain Dagster: per pipeline 20 source specs, one multi-asset (schema, two
-#: connectors, the target tables), four checks a table and one a connector; no metadata, no code of
-#: ours; the garbage collector handled as our component handles it. What Dagster alone costs.
+#: connectors, the target tables), four quality checks a table in one op, and one check a connector
+#: and one a table (whether the pipeline keeps it current) in another; no metadata, no code of ours;
+#: the garbage collector handled as our component handles it. What Dagster alone costs.
 BARE_MODULE = """
 import gc, sys
 import dagster as dg
@@ -127,8 +134,9 @@ for p in range(P):
         pass
 
     @dg.multi_asset_check(specs=[dg.AssetCheckSpec("running", asset=[f"p{{p}}", r])
-                                 for r in ("source_connector", "sink_connector")], name=f"p{{p}}_health",
-                          can_subset=True)
+                                 for r in ("source_connector", "sink_connector")]
+                                + [dg.AssetCheckSpec("current", asset=["dw", f"d{{p}}", f"t{{t}}"]) for t in range(T)],
+                          name=f"p{{p}}_health", can_subset=True)
     def _health():
         pass
 
@@ -165,26 +173,35 @@ def validate(module: Path) -> tuple[float, float]:
     return float(seconds), int(kb) / 1024
 
 
-def measure(pipelines: int, tables: int) -> dict:
+def measure(pipelines: int, tables: int, split: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        state = generate(Path(tmp), pipelines, tables)
+        state = generate(Path(tmp), pipelines, tables, split)
         out = subprocess.run([sys.executable, "-c", CHILD, tmp, str(state)], capture_output=True, text=True,
                              env=_env(), check=False)  # fmt: skip
         if out.returncode != 0:
             raise RuntimeError(out.stderr[-2000:])
         module = Path(tmp) / "generated_defs.py"
-        module.write_text(DEFS_MODULE)
+        module.write_text(DEFS_MODULE.format(attributes={}, state="state"))
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result["validate"], result["validate_mb"] = validate(module)
         bare = Path(tmp) / "bare_defs.py"
         bare.write_text(BARE_MODULE.format(pipelines=pipelines, tables=tables))
         result["bare"], result["bare_mb"] = validate(bare)
+        # the same pipelines over `split` code locations (`shard: K/N`), each validated on its own, as
+        # each location's code server loads it
+        result["shards"] = []
+        for k in range(1, split + 1):
+            shard = Path(tmp) / f"shard_{k}_defs.py"
+            shard.write_text(DEFS_MODULE.format(attributes={"shard": f"{k}/{split}"}, state=f"state_{k}"))
+            result["shards"].append(validate(shard))
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1x5,100x20,500x20")
+    parser.add_argument("--split", type=int, default=5,
+                        help="also validate each size's pipelines split over this many code locations (0: not)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         floor = Path(tmp) / "one_asset.py"
@@ -196,13 +213,15 @@ def main() -> None:
     for size in args.sizes.split(","):
         p, t = (int(x) for x in size.split("x"))
         started = time.monotonic()
-        r = measure(p, t)
+        r = measure(p, t, args.split if p >= args.split else 0)
         rows.append((p, t, r))
         print(f"{p:4} pipelines x {t:3} tables: import {r['import']:.2f} s + build {r['build']:.2f} s + "
               f"resolve {r['resolve']:.2f} s = {r['total']:.2f} s; {r['assets']:,} assets, {r['checks']:,} checks, "
               f"peak {r['peak_mb']:.0f} MB; dagster definitions validate {r['validate']:.2f} s, "
               f"peak {r['validate_mb']:.0f} MB; the same graph in plain Dagster {r['bare']:.2f} s, "
-              f"peak {r['bare_mb']:.0f} MB (wall {time.monotonic() - started:.1f} s)")  # fmt: skip
+              f"peak {r['bare_mb']:.0f} MB; ratio {r['validate'] / r['bare']:.2f}x; split "
+              f"{len(r['shards'])} ways: {', '.join(f'{s:.2f} s' for s, _ in r['shards'])} "
+              f"(wall {time.monotonic() - started:.1f} s)")  # fmt: skip
     lines = ["# Code location scale benchmark", "",
              f"Written by `python bench/code_location.py --sizes {args.sizes}` on {time.strftime('%Y-%m-%d')}. "
              "Each size in a fresh interpreter; specs with a stored catalog, PostgreSQL -> MariaDB, 6 columns a table.",
@@ -212,12 +231,17 @@ def main() -> None:
              f"`dagster definitions validate` of a one-asset file: {floor_s:.2f} s, peak {floor_mb:.0f} MB.",
              "`plain Dagster`: `dagster definitions validate` of the same graph (assets, deps, checks) built from "
              "bare AssetSpecs and AssetCheckSpecs, no metadata and no code of ours: what Dagster alone "
-             "costs for that many definitions.", "",
+             "costs for that many definitions. `ratio`: validate / plain Dagster (target <= 1.1x).",
+             f"`split {args.split} ways`: the same specs as {args.split} code locations (`shard: 1/{args.split}` .. "
+             f"`{args.split}/{args.split}`), each validated on its own as its code server loads it "
+             "(target: each < 8 s at 500 x 20).", "",
              "| pipelines x tables | import s | build s | resolve s | phases total s | validate s "
-             "| plain Dagster validate s | assets | checks | peak RSS MB (phases / validate / plain) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             "| plain Dagster validate s | ratio | split: each location's validate s | assets | checks "
+             "| peak RSS MB (phases / validate / plain) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]  # fmt: skip
     lines += [f"| {p} x {t} | {r['import']:.2f} | {r['build']:.2f} | {r['resolve']:.2f} | {r['total']:.2f} | "
-              f"{r['validate']:.2f} | {r['bare']:.2f} | {r['assets']:,} | {r['checks']:,} | "
+              f"{r['validate']:.2f} | {r['bare']:.2f} | {r['validate'] / r['bare']:.2f}x | "
+              f"{' / '.join(f'{s:.2f}' for s, _ in r['shards']) or '-'} | {r['assets']:,} | {r['checks']:,} | "
               f"{r['peak_mb']:.0f} / {r['validate_mb']:.0f} / {r['bare_mb']:.0f} |"
               for p, t, r in rows]  # fmt: skip
     (ROOT / "bench" / "code_location.md").write_text("\n".join(lines) + "\n")

@@ -118,12 +118,19 @@ def read_catalog(path: Path | None) -> StoredCatalog | None:
     return loads(path.read_text())
 
 
-def state_key(specs_dir: str, pipelines: list[str] | None = None, exclude: list[str] | None = None) -> str:
+def state_key(
+    specs_dir: str,
+    pipelines: list[str] | None = None,
+    exclude: list[str] | None = None,
+    shard: str | None = None,
+) -> str:
     """The defs-state key of a component instance: it names the specs directory and the selection, so
     two directories or selections never share a stored catalog."""
     selected = ",".join(pipelines) if pipelines else "*"
     if exclude:
         selected += " except " + ",".join(exclude)
+    if shard:
+        selected += f" shard {shard}"
     return f"CdcPipelineComponent[{specs_dir}:{selected}]"
 
 

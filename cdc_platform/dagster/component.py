@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +65,12 @@ from cdc_platform.kafka_connect import KafkaConnectResource
 from cdc_platform.pipeline.plan import PipelineNames, PipelinePlan, table_topic, target_table_name
 from cdc_platform.settings import load_stack_settings
 from cdc_platform.specs.loader import Specs, default_specs_dir, load_specs
+
+
+def pipeline_shard(name: str, count: int) -> int:
+    """The shard (1..count) of a pipeline: a hash of its name alone, so it stays put when pipelines are
+    added or removed (CRC-32, the same in every process, unlike Python's ``hash``)."""
+    return zlib.crc32(name.encode()) % count + 1
 
 
 @functools.cache
@@ -169,6 +176,13 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         description="With `pipelines` omitted: pipelines not to define here, because another code location "
         "defines them (e.g. on a Connect cluster of their own). New pipelines of the specs then still land here.",
     )
+    shard: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]*/[1-9][0-9]*$",
+        description="`K/N`: define only the pipelines whose name hashes to the K-th of N shards, so N code "
+        "locations with `1/N` .. `N/N` and the same specs split every pipeline between them, each exactly once; a "
+        "pipeline keeps its shard when others are added or removed. Combines with `exclude_pipelines`.",
+    )
     connect_url: str | None = Field(
         default=None,
         description="Kafka Connect REST URL(s), comma-separated (default: $CDC_CONNECT_URL, else the local stack).",
@@ -225,6 +239,9 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         specs = load_specs(self.resolved_specs_dir())
         if self.pipelines is not None and self.exclude_pipelines:
             raise ValueError("CdcPipelineComponent takes `pipelines` or `exclude_pipelines`, not both")
+        if self.pipelines is not None and self.shard is not None:
+            raise ValueError("CdcPipelineComponent takes `pipelines` or `shard`, not both")
+        self.shard_of()  # a shard outside 1..N fails here, before anything is built
         unknown = sorted(set(self.pipelines or []) - set(specs.pipelines))
         unknown_excluded = sorted(set(self.exclude_pipelines) - set(specs.pipelines))
         for attribute, names in (("pipelines", unknown), ("exclude_pipelines", unknown_excluded)):
@@ -239,7 +256,22 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         """The pipelines this instance defines."""
         if self.pipelines is not None:
             return list(self.pipelines)
-        return [name for name in sorted(specs.pipelines) if name not in self.exclude_pipelines]
+        shard = self.shard_of()
+        return [
+            name
+            for name in sorted(specs.pipelines)
+            if name not in self.exclude_pipelines
+            and (shard is None or pipeline_shard(name, shard[1]) == shard[0])
+        ]
+
+    def shard_of(self) -> tuple[int, int] | None:
+        """``shard`` as (K, N), 1-based."""
+        if self.shard is None:
+            return None
+        index, count = (int(x) for x in self.shard.split("/"))
+        if index > count:
+            raise ValueError(f"CdcPipelineComponent's shard {self.shard!r}: K must be 1..{count}")
+        return index, count
 
     def get_translator(self) -> CdcTranslator:
         """Override to change keys or attributes of the assets."""
@@ -250,7 +282,8 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         # the key names the specs directory, so two directories never share a stored catalog
         specs_dir = self.specs_dir or str(default_specs_dir().resolve())
         return DefsStateConfig.from_args(
-            self.defs_state, default_key=state_key(specs_dir, self.pipelines, self.exclude_pipelines)
+            self.defs_state,
+            default_key=state_key(specs_dir, self.pipelines, self.exclude_pipelines, self.shard),
         )
 
     def write_state_to_path(self, state_path: Path) -> None:
@@ -290,7 +323,9 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         }
         to_s3 = [n for n in names if not traits[n].sink_connector]
         databases = [n for n in names if traits[n].database_checks]
-        worker = translator.worker_spec() if watched and self.pipelines is None else None
+        # one location owns the worker's asset: the one not limited to named pipelines, or shard 1
+        owns_worker = self.pipelines is None and (self.shard_of() or (1, 1))[0] == 1
+        worker = translator.worker_spec() if watched and owns_worker else None
         sensors, jobs, schedules = [], [], []
         if names:
             jobs.append(teardown_job_for(self.part_name("teardown"), names))
@@ -367,7 +402,10 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
 
     def part_name(self, part: str) -> str:
         """A sensor, job or schedule of this instance: ``cdc_<part>``, and for an instance limited to
-        some pipelines, their names after it (so two instances never define the same name)."""
+        some pipelines, their names after it, for a shard ``_shard<K>of<N>`` (so two instances never
+        define the same name)."""
+        if self.shard is not None:
+            return f"cdc_{part}_shard" + self.shard.replace("/", "of")
         return f"cdc_{part}" + ("" if not self.pipelines else "_" + "_".join(self.pipelines))[:100]
 
     def sensor_name(self) -> str:

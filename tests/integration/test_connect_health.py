@@ -94,6 +94,21 @@ def test_a_failed_sink_is_restarted_with_backoff_recovers_and_finally_gives_up(
             gave_up = ticker.until(lambda e: "sink_connector" in e and "gave up" in e["sink_connector"].description,
                                    timeout=120, every=2)["sink_connector"]  # fmt: skip
             assert not gave_up.passed and gave_up.metadata["recovery"].value == "gave_up"
+            restarts = ticker.memory(sink).restarts
+            # on demand (the UI's "Execute" on a check): the pipeline's check op, narrowed to the
+            # sink's and the table's checks, gives the same verdict and restarts nothing
+            wanted = {
+                dg.AssetCheckKey(gave_up.asset_key, CHECK_NAME),
+                dg.AssetCheckKey(table.asset_key, "pipeline_running"),
+            }
+            on_demand = defs.resolve_implicit_global_asset_job_def().get_subset(
+                asset_selection=set(), asset_check_selection=wanted
+            )
+            result = on_demand.execute_in_process(instance=instance, raise_on_error=False)
+            evaluations = {e.asset_check_key: e for e in result.get_asset_check_evaluations()}
+            assert set(evaluations) == wanted
+            assert not any(e.passed for e in evaluations.values())
+            assert ticker.memory(sink).restarts == restarts
             assert "blocked by the test" in gave_up.metadata["last_error"].value
             restarts = ticker.memory(sink).restarts
             ticker.tick()

@@ -269,6 +269,46 @@ def test_a_component_can_leave_out_the_pipelines_another_location_defines(specs_
         _defs(specs_dir, CATALOG, pipelines=["orders"], exclude_pipelines=["everything"])
 
 
+def test_shards_split_many_pipelines_over_code_locations_each_exactly_once(tmp_path, monkeypatch):
+    """Five locations with ``shard: 1/5`` .. ``5/5`` over the same specs: every pipeline is defined in
+    exactly one, no two define an asset, job, schedule or sensor of the same name (so they load side by
+    side in one workspace), one owns the worker asset, and a pipeline keeps its shard when others are
+    added."""
+    monkeypatch.setenv("SHOP_PG_PASSWORD", "x")
+    monkeypatch.setenv("DW_PASSWORD", "y")
+    (tmp_path / "connections.yaml").write_text(yaml.safe_dump({"connections": {"shop": PG, "dw": MARIA}}))
+
+    def write_specs(count: int) -> None:
+        pipelines = [{"name": f"team{p:02d}", "source": "shop", "target": "dw", "target_schema": f"dw{p:02d}",
+                      "tables": {"names": [f"s{p:02d}.orders"]}} for p in range(count)]  # fmt: skip
+        (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": pipelines}))
+
+    def split(count: int) -> dict[str, dg.Definitions]:
+        write_specs(count)
+        return {f"{k}/5": _defs(tmp_path, None, shard=f"{k}/5") for k in range(1, 6)}
+
+    def pipelines_of(defs: dg.Definitions) -> set[str]:
+        return set(teardown_choices(next(j for j in defs.jobs or [] if j.name.startswith("cdc_teardown"))))
+
+    shards = split(20)
+    owned = {shard: pipelines_of(defs) for shard, defs in shards.items()}
+    assert sorted(p for names in owned.values() for p in names) == [f"team{p:02d}" for p in range(20)]
+    assert all(owned.values()), owned  # 20 names over 5 shards: none empty
+    for kind in ("jobs", "schedules", "sensors"):
+        names = [d.name for defs in shards.values() for d in getattr(defs, kind) or []]
+        assert len(names) == len(set(names)), kind
+    asset_keys = [k for defs in shards.values() for k in _specs_by_key(defs)]
+    assert len(asset_keys) == len(set(asset_keys))
+    assert [s for s, defs in shards.items() if "kafka_connect_worker" in _specs_by_key(defs)] == ["1/5"]
+    assert "cdc_connect_health_shard3of5" in {s.name for s in shards["3/5"].sensors or []}
+    grown = {shard: pipelines_of(defs) for shard, defs in split(30).items()}
+    assert all(owned[s] <= grown[s] for s in owned)  # the first 20 did not move
+    with pytest.raises(ValueError, match=r"shard '6/5': K must be 1..5"):
+        _defs(tmp_path, None, shard="6/5")
+    with pytest.raises(ValueError, match="`pipelines` or `shard`, not both"):
+        _defs(tmp_path, None, shard="1/5", pipelines=["team01"])
+
+
 def test_the_whole_project_loads_and_validates():
     """The dg project's defs folder loads into one valid Definitions (same as `dagster definitions validate`)."""
     from cdc_platform.definitions import defs
