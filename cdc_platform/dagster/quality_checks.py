@@ -38,13 +38,11 @@ def quality_check_specs(pipeline: str, tables: list[CheckedTable], streams: bool
                         quality: QualitySpec | None = None) -> list[dg.AssetCheckSpec]:  # fmt: skip
     quality = quality or QualitySpec()
     descriptions = {
-        COUNT_CHECK: "{t} and its target hold the same number of rows, allowing only for changes in flight "
-                     "between the two counts (bounded by Kafka offsets; an idle table must match exactly).",
-        CHECKSUM_CHECK: "Every row of {t} is on the target with the same values (chunked hashes in both "
-                        "databases, differing chunks narrowed to keys: missing, extra or changed columns).",
-        DRIFT_CHECK: "{t}'s columns now match what the pipeline deployed and the target; differences are shown with "
-                     "the DDL that would apply them: safe changes are applied by the cdc_schema_changes sensor, the rest "
-                     "by `cdc-platform apply-drift --yes` after review.",
+        # every description is in the code location's snapshot once per table: short, the README says more
+        COUNT_CHECK: "{t} and its target hold as many rows, but for changes in flight (bounded by Kafka offsets).",
+        CHECKSUM_CHECK: "Every row of {t} is on the target with the same values (chunked hashes, narrowed to keys).",
+        DRIFT_CHECK: "{t}'s columns match what was deployed and the target; differences with the DDL that applies "
+                     "them (safe ones by the cdc_schema_changes sensor, the rest by `cdc-platform apply-drift`).",
         FRESHNESS_CHECK: f"Pipeline {pipeline}'s latest heartbeat reached the target less than "
                          f"{quality.freshness_seconds:.0f} s ago (from the metrics schedule).",
     }  # fmt: skip

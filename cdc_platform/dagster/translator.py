@@ -206,15 +206,13 @@ class CdcTranslator:
             lineage,
         )
         copy = (
-            f"copies {p.source} {qualified} into it in one consistent read (a re-load goes through a shadow "
-            "table, so a failed one leaves the previous rows in place)"
+            "copies it in one consistent read (a re-load through a shadow table: a failed one keeps the old rows)"
             if p.copies
-            else "creates it if missing (cdc_only: no initial copy)"
+            else "creates it if missing (cdc_only: no copy)"
         )
         cdc = (
-            "; afterwards the sink connector applies every change. On a running pipeline this is a re-copy: "
-            "the sink is held while the table is copied and resumes after it, with no change lost. A pipeline "
-            "paused or stopped on purpose (cdc_pause, cdc_stop) is refused until cdc_resume"
+            "; then the sink applies every change. On a running pipeline: a re-copy, the sink held meanwhile, no "
+            "change lost; refused while paused or stopped (cdc_resume first)"
             if p.streams
             else ""
         )
