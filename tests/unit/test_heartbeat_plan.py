@@ -69,7 +69,8 @@ def test_teardown_reads_the_recorded_table_back_and_discovery_skips_heartbeats()
 
 
 def test_tuning_overrides_land_on_top_of_the_generated_connector_configs(tmp_path, monkeypatch):
-    assert _plan(tmp_path, monkeypatch, "postgresql", "mariadb").source_config["poll.interval.ms"] == "50"
+    assert _plan(tmp_path, monkeypatch, "postgresql", "mariadb").source_config["poll.interval.ms"] == "10"
+    assert _plan(tmp_path, monkeypatch, "mariadb", "postgresql").source_config["poll.interval.ms"] == "50"
     plan = _plan(tmp_path, monkeypatch, "postgresql", "mariadb",
                  source_overrides={"poll.interval.ms": "50", "producer.override.linger.ms": "1"},
                  sink_overrides={"batch.size": "4000", "consumer.override.fetch.max.wait.ms": "20"})  # fmt: skip
