@@ -51,26 +51,32 @@ class CdcMetadataSet(NamespacedMetadataSet):
 _CDC_FIELDS = frozenset(CdcMetadataSet.model_fields)
 
 
-def cdc_metadata(**fields: str | None) -> dict[str, str]:
-    """The same dict as ``dict(CdcMetadataSet(**fields))``, without a pydantic model per asset.
+#: Metadata values are given already wrapped: Dagster normalizes a raw value each time it reads a spec's
+#: metadata (the asset's op output, its snapshot, deps by table name), about three times an asset; a
+#: wrapped value passes through. 272,000 normalizations at 500 x 20, 1.2 s under the profiler.
+_text = dg.MetadataValue.text
+
+
+def cdc_metadata(**fields: str | None) -> dict[str, dg.MetadataValue]:
+    """The entries of ``dict(CdcMetadataSet(**fields))``, as text values, without a pydantic model per asset.
 
     Built for thousands of assets at every code-location load, where the model's validation was a
     measurable share of the load time; ``CdcMetadataSet.extract`` still reads it back."""
     unknown = set(fields) - _CDC_FIELDS
     if unknown:
         raise TypeError(f"not CdcMetadataSet fields: {sorted(unknown)}")
-    return {f"cdc/{key}": value for key, value in fields.items() if value is not None}
+    return {f"cdc/{key}": _text(value) for key, value in fields.items() if value is not None}
 
 
 def table_metadata(
     table_name: str, schema: dg.TableSchema | None, lineage: dg.TableColumnLineage | None = None
 ) -> dict:
     """``dict(TableMetadataSet(...))`` for the keys we set, built directly for the same reason."""
-    out: dict = {"dagster/table_name": table_name}
+    out: dict = {"dagster/table_name": _text(table_name)}
     if schema is not None:
-        out["dagster/column_schema"] = schema
+        out["dagster/column_schema"] = dg.MetadataValue.table_schema(schema)
     if lineage is not None:
-        out["dagster/column_lineage"] = lineage
+        out["dagster/column_lineage"] = dg.MetadataValue.column_lineage(lineage)
     return out
 
 
