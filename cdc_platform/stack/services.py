@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 
 from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.settings import STACK_DB_USER, StackSettings, worker_service
+from cdc_platform.stack.class_archive import archive_flags
 from cdc_platform.stack.downloads import jolokia_agent_jar, kafka_libs_dir, plugins_dir
 from cdc_platform.stack.errors import StackError
 from cdc_platform.stack.prerequisites import Binaries, chown_tree, database_root
@@ -42,6 +43,17 @@ REQUIRED_PLUGINS = (
     # the platform's reconnecting JDBC sink (cdc_platform/stack/converters.py builds it in)
     "io.cdcplatform.connect.ResilientJdbcSinkConnector",
 )
+
+
+#: how fast the Connect group moves a lost worker's share (the compose workers set the same):
+#: at once for a worker that stops (no 5-minute wait for it to return), and after 6 s for one that
+#: dies, the broker's minimum session instead of 10 s, heartbeats from the worker's own thread every
+#: 2 s; a restarted worker's tasks also wait for its dead predecessor's session (issue 34)
+WORKER_RECOVERY_SETTINGS = {
+    "scheduled.rebalance.max.delay.ms": "0",
+    "session.timeout.ms": "6000",
+    "heartbeat.interval.ms": "2000",
+}
 
 
 @dataclass
@@ -380,23 +392,40 @@ class _Jvm(Service):
     def run_as(self) -> str | None:
         return self.user
 
-    def _java(self, main_class: str, *args: str, agents: tuple[str, ...] = ()) -> list[str]:
+    def _java(
+        self, main_class: str, *args: str, agents: tuple[str, ...] = (), class_archive: bool = False
+    ) -> list[str]:
+        """``class_archive``: the long-running service starts from its class-data-sharing archive
+        (cdc_platform/stack/class_archive.py), not a one-off tool."""
         assert self.binaries is not None
         libs = kafka_libs_dir(self.settings)
+        flags = ["-Xms128m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                 "-Djava.awt.headless=true"]  # fmt: skip
+        classpath = f"{libs}/*"
+        if class_archive:
+            flags += archive_flags(
+                cache_dir=self.settings.cache_dir / "class-archives",
+                service=self.name,
+                java=self.binaries.java,
+                base_flags=flags,
+                classpath=classpath,
+                roots=(libs, *self.archive_roots()),
+                owner=self.run_as(),
+            )
         return [
             str(self.binaries.java),
-            "-Xms128m",
-            f"-Xmx{self.heap}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true",
+            *flags,
             *agents,
             f"-Dlog4j2.configurationFile={self._log4j_config()}",
             "-cp",
-            f"{libs}/*",
+            classpath,
             main_class,
             *args,
         ]
+
+    def archive_roots(self) -> tuple[Path, ...]:
+        """Jars beyond the class path that the service loads (Connect's plugins)."""
+        return ()
 
     def _log4j_config(self) -> Path:
         path = self.settings.config_dir / "log4j2.properties"
@@ -494,7 +523,7 @@ class Kafka(_Jvm):
                 )
 
     def command(self) -> list[str]:
-        return self._java("kafka.Kafka", str(self.properties_file))
+        return self._java("kafka.Kafka", str(self.properties_file), class_archive=True)
 
     def ready(self) -> bool:
         # lazy: `cdc-platform stack` starts without librdkafka; only this probe needs it
@@ -618,7 +647,7 @@ class Connect(_Jvm):
                     f"config.providers.dir.param.allowed.paths={allowed_paths}",
                     f"config.providers.env.param.allowlist.pattern={ENV_ALLOWLIST}",
                     "connector.client.config.override.policy=All",
-                    "scheduled.rebalance.max.delay.ms=0",
+                    *(f"{key}={value}" for key, value in WORKER_RECOVERY_SETTINGS.items()),
                     "task.shutdown.graceful.timeout.ms=10000",
                 ]
             )
@@ -632,7 +661,10 @@ class Connect(_Jvm):
                  f"port={self.jolokia_port},policyLocation=file://{self.jolokia_policy_file},"
                  "discoveryEnabled=false")  # fmt: skip
         return self._java("org.apache.kafka.connect.cli.ConnectDistributed", str(self.properties_file),
-                          agents=(agent,))  # fmt: skip
+                          agents=(agent,), class_archive=True)  # fmt: skip
+
+    def archive_roots(self) -> tuple[Path, ...]:
+        return (plugins_dir(self.settings), jolokia_agent_jar(self.settings))
 
     def ready(self) -> bool:
         response = httpx.get(f"{self.url}/connector-plugins", timeout=3)

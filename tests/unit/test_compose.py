@@ -232,3 +232,14 @@ def test_compose_runs_the_production_profiles_services_with_the_same_settings():
 
     rendered = runpy.run_path(str(ROOT / "deploy/compose/render.py"))["render"]()
     assert (ROOT / "deploy/compose/nginx.conf").read_text() == rendered, "run python deploy/compose/render.py"
+
+
+def test_compose_workers_move_a_lost_workers_share_as_fast_as_the_stacks():
+    """The Debezium image maps ``CONNECT_<KEY>`` to the worker property ``<key>``."""
+    from cdc_platform.stack.services import WORKER_RECOVERY_SETTINGS
+
+    for worker in ("connect", "connect-2"):
+        environment = SERVICES[worker]["environment"]
+        for key, value in WORKER_RECOVERY_SETTINGS.items():
+            variable = "CONNECT_" + key.upper().replace(".", "_")
+            assert str(environment.get(variable)) == value, (worker, variable)
