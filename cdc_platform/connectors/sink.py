@@ -19,7 +19,7 @@ SINK_CLASS = "io.cdcplatform.connect.ResilientJdbcSinkConnector"
 #: how long a sink task keeps reconnecting to an unreachable target before it fails for the health
 #: sensor to restart and alert on
 SINK_RECONNECT_WINDOW_MS = 300_000
-SINK_SESSION_TIMEOUT_MS = 10_000
+SINK_SESSION_TIMEOUT_MS = 6_000
 SINK_FLUSH_RETRIES = 12
 SINK_FLUSH_RETRY_DELAY_MS = 5000
 
@@ -97,8 +97,9 @@ def jdbc_sink_config(
         "consumer.override.allow.auto.create.topics": "false",
         # a worker that dies (kill -9, a lost machine) leaves its consumers in the group until their
         # session expires; the new ones cannot take the partitions before. Kafka's 45 s default was
-        # a 45 s stall after every Connect crash (issue 34); 10 s is the broker's minimum (6 s) with
-        # room for a long GC pause. Static membership would need one id per task, which a
+        # a 45 s stall after every Connect crash (issue 34); 6 s is the broker's minimum. Heartbeats
+        # come from the consumer's own thread every 2 s, so neither a long batch nor a GC pause of
+        # the JVM's 20 ms target misses one. Static membership would need one id per task, which a
         # connector-wide override cannot give; the cooperative protocol does not expire members sooner.
         "consumer.override.session.timeout.ms": str(SINK_SESSION_TIMEOUT_MS),
         "consumer.override.heartbeat.interval.ms": str(SINK_SESSION_TIMEOUT_MS // 3),
@@ -111,6 +112,12 @@ def jdbc_sink_config(
         "flush.max.retries": str(SINK_FLUSH_RETRIES),
         "flush.retry.delay.ms": str(SINK_FLUSH_RETRY_DELAY_MS),
         "connection.restart.on.errors": "true",
+        # the task writes through one connection at a time. Debezium's pool opens 5 at every task
+        # start (each a TLS/SCRAM handshake on a cold JVM, for every sink at once after a worker
+        # restart) and holds them on the target for good, and grows by 32 at a time; one to start
+        # and one more when needed keep a target's connection count to about one per pipeline
+        "connection.pool.min_size": "1",
+        "connection.pool.acquire_increment": "1",
         "errors.retry.timeout": "60000",
         "errors.retry.delay.max.ms": "5000",
         **consumer_size_overrides(max_event_bytes),

@@ -63,6 +63,7 @@ class SourceOptions:
 #: (2026-12-06, OLTP mix, bench/cdc_latency.md)
 SOURCE_POLL_INTERVAL_MS = {"postgresql": 10}
 DEFAULT_POLL_INTERVAL_MS = 50
+SOURCE_RETRY_WAIT_MS = 2000
 
 #: the value fields a lean change event drops. ``before`` stays: the Debezium JDBC sink reads it
 #: (without it, the replication test's sink task failed with "before is not a valid field name")
@@ -117,6 +118,11 @@ def debezium_source_config(
         # measured at 1,000 changes/s, p50 0.80 s -> 0.33 s and p99 1.27 s -> 0.74 s PG->PG with
         # 50 ms (bench/cdc_latency.md); see SOURCE_POLL_INTERVAL_MS
         "poll.interval.ms": str(SOURCE_POLL_INTERVAL_MS.get(endpoint.kind, DEFAULT_POLL_INTERVAL_MS)),
+        # a source database that went away: Debezium restarts the task in place after this wait,
+        # for as long as the error is retriable. Its default, 10 s, was the whole of the recovery
+        # after a PostgreSQL source came back (bench/recovery.py, 9.6-10.1 s); a try every 2 s
+        # costs one refused connection each
+        "retriable.restart.connector.wait.ms": str(SOURCE_RETRY_WAIT_MS),
         **producer_size_overrides(options.max_event_bytes),
         **json_converter_settings(),
         **source_tls_config(endpoint.kind, endpoint.tls_mode, endpoint.tls_root_cert),

@@ -130,3 +130,19 @@ def test_database_targets_get_lean_change_events_on_table_topics_only(tmp_path, 
     assert cfg["predicates.changeTopics.pattern"] == "\\Qp.\\E.+"
     full = _plan(tmp_path, monkeypatch, source_kind, "mariadb", change_events="full").source_config
     assert not {k for k in full if k.startswith(("transforms", "predicates"))}
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb", "mysql", "sqlserver"])
+def test_recovery_settings_of_sources_and_sinks(kind):
+    """Issue 34: a source retries every 2 s after its database comes back; a sink's consumer leaves a
+    dead worker's group within 6 s and its task opens one connection, not five."""
+    options = SourceOptions(topic_prefix="p", slot_name="s", publication_name="s", server_id=1,
+                            kafka_bootstrap="k:9092", schema_history_topic="p.h")  # fmt: skip
+    source = debezium_source_config("p-source", _ep(kind), [TableRef("shop", "orders")], options)
+    assert source["retriable.restart.connector.wait.ms"] == "2000"
+    if kind == "mysql":
+        return
+    sink = jdbc_sink_config("p-sink", _ep(kind, "wh"), "shop", {"p.shop.orders": "orders"})
+    assert sink["consumer.override.session.timeout.ms"] == "6000"
+    assert sink["consumer.override.heartbeat.interval.ms"] == "2000"
+    assert (sink["connection.pool.min_size"], sink["connection.pool.acquire_increment"]) == ("1", "1")
