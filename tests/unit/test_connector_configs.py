@@ -134,8 +134,9 @@ def test_database_targets_get_lean_change_events_on_table_topics_only(tmp_path, 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb", "mysql", "sqlserver"])
 def test_recovery_settings_of_sources_and_sinks(kind):
-    """Issue 34: a source retries every 2 s after its database comes back; a sink's consumer leaves a
-    dead worker's group within 6 s and its task opens one connection, not five."""
+    """Issue 34: a source retries every 2 s after its database comes back; a sink retries its write
+    every second, its consumer leaves a dead worker's group within 6 s, and its task opens one
+    connection, not five."""
     options = SourceOptions(topic_prefix="p", slot_name="s", publication_name="s", server_id=1,
                             kafka_bootstrap="k:9092", schema_history_topic="p.h")  # fmt: skip
     source = debezium_source_config("p-source", _ep(kind), [TableRef("shop", "orders")], options)
@@ -146,3 +147,5 @@ def test_recovery_settings_of_sources_and_sinks(kind):
     assert sink["consumer.override.session.timeout.ms"] == "6000"
     assert sink["consumer.override.heartbeat.interval.ms"] == "2000"
     assert (sink["connection.pool.min_size"], sink["connection.pool.acquire_increment"]) == ("1", "1")
+    # a returning target is written to within a second; the whole minute of retries stays
+    assert (sink["flush.max.retries"], sink["flush.retry.delay.ms"]) == ("60", "1000")
