@@ -92,8 +92,9 @@ def _usable(java: Path, base_flags: list[str], classpath: str, archive: Path) ->
     """The JVM maps the archive for this class path (``-Xshare:on`` fails rather than ignore it)."""
     try:
         result = subprocess.run(
+            # a cut-short dump crashes the check's JVM (SIGBUS while mapping it): no crash report
             [str(java), *base_flags, *AGENT_FLAGS, "-Xshare:on", f"-XX:SharedArchiveFile={archive}",
-             "-cp", classpath, "-version"],
+             "-XX:ErrorFile=/dev/null", "-XX:-CreateCoredumpOnCrash", "-cp", classpath, "-version"],
             capture_output=True, timeout=60,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
