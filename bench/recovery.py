@@ -8,7 +8,11 @@ faults is injected, one every ``--every`` seconds, for ``--minutes``:
 - ``broker-kill``: Kafka killed with ``kill -9``, started again;
 - ``postgres-stop`` / ``mariadb-stop``: the database shut down (fast) for ``--outage`` seconds;
 - ``sink-pause``: one sink paused for ``--outage`` seconds, then resumed;
-- ``target-restarts``: the PostgreSQL target restarted three times, 20 s apart.
+- ``target-restarts``: the PostgreSQL target restarted three times, 20 s apart;
+- ``worker-kill`` (with ``CDC_CONNECT_WORKERS=2`` or more, as the production profile runs): the
+  worker running most of the run's tasks killed with ``kill -9`` and left dead, so the recovery is
+  from the kill itself, the others taking its share; then it is started again and the return of
+  its share is measured as ``worker-rejoin``.
 
 For each fault it prints the recovery time: from the fault's end to the first change *committed
 after that end* seen on every target (a target whose source was down counts from when its source
@@ -16,8 +20,8 @@ took writes again), and the tasks seen FAILED (connector statuses polled every s
 the writers stop and every table is compared row by row with its source. No health sensor runs:
 what recovers, recovers by itself. Not a test; figures vary with the machine.
 
-Run: ``python bench/recovery.py [--minutes 30] [--every 120] [--outage 30] [--rate 150] [--seed 34]``;
-writes bench/recovery.md.
+Run: ``python bench/recovery.py [--minutes 30] [--every 120] [--outage 30] [--rate 150] [--seed 34]
+[--faults K,...] [--report recovery.md]``; writes bench/recovery.md (or ``--report``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_data
 
 PAIRS = (("postgresql", "postgresql"), ("postgresql", "mariadb"), ("mariadb", "postgresql"))
 FAULTS = ("connect-kill", "broker-kill", "postgres-stop", "mariadb-stop", "sink-pause", "target-restarts")
+#: only with several workers (``CDC_CONNECT_WORKERS``); not in the default sequence
+MULTI_WORKER_FAULTS = ("worker-kill",)
 
 
 def _connect(stack, kind: str, database: str):
@@ -161,10 +167,26 @@ def _restart_stack(stack) -> None:
     up(load_stack_settings(), echo=lambda *_: None)
 
 
+def busiest_worker(stack, connect, pipes: list[Pipe]) -> Connect:
+    """The worker that runs most of the run's tasks (workers are named by their REST port)."""
+    counts: dict[int, int] = {}
+    for pipe in pipes:
+        for part in ("source", "sink"):
+            for task in (connect.status(f"{pipe.name}-{part}") or {}).get("tasks", []):
+                port = int(task["worker_id"].rsplit(":", 1)[1])
+                counts[port] = counts.get(port, 0) + 1
+    workers = [Connect(stack, worker=k) for k in range(1, stack.connect_workers + 1)]
+    return max(workers, key=lambda w: counts.get(w.port, 0))
+
+
 def inject(fault: str, stack, connect, pipes: list[Pipe], outage: float) -> tuple[float, set[str]]:
     """Run one fault; returns its end time (monotonic) and the sources that were down."""
     down: set[str] = set()
-    if fault == "connect-kill":
+    if fault == "worker-kill":
+        if stack.connect_workers < 2:
+            raise SystemExit("worker-kill needs CDC_CONNECT_WORKERS=2 or more (and a stack started so)")
+        _kill(busiest_worker(stack, connect, pipes).pid_file)
+    elif fault == "connect-kill":
         _kill(Connect(stack).pid_file)
         time.sleep(2)
         _restart_stack(stack)
@@ -242,7 +264,10 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=30)
     parser.add_argument("--rate", type=int, default=150)
     parser.add_argument("--seed", type=int, default=34)
-    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated kinds (default: all)")
+    parser.add_argument("--report", default="recovery.md", help="file under bench/ the report is written to")
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help=f"comma-separated kinds (default: all of {', '.join(FAULTS)}; "
+                             f"with several workers also {', '.join(MULTI_WORKER_FAULTS)})")  # fmt: skip
     args = parser.parse_args()
     kinds = args.faults.split(",")
     stack = load_stack_settings()
@@ -289,11 +314,14 @@ def main() -> None:
                 ended, _down = inject(fault, stack, connect, pipes, args.outage)
                 recovered = recovery_seconds(stack, pipes, ended)
                 failed = sorted({name for _, name in watch.failed[before:]})
-                results.append((fault, ended - began, recovered, failed))
-                worst = max((v for v in recovered.values() if v is not None), default=None)
-                print(f"{fault:16} lasted {ended - began:5.1f} s  recovered in "
-                      + ", ".join(f"{k.split('_')[0]} {'never' if v is None else f'{v:.1f} s'}" for k, v in recovered.items())
-                      + f"  (worst {worst if worst is None else round(worst, 1)})  FAILED: {failed or 'none'}", flush=True)  # fmt: skip
+                report_fault(results, fault, ended - began, recovered, failed)
+                if fault == "worker-kill":
+                    before, began = len(watch.failed), time.monotonic()
+                    _restart_stack(stack)
+                    ended = time.monotonic()
+                    recovered = recovery_seconds(stack, pipes, ended)
+                    failed = sorted({name for _, name in watch.failed[before:]})
+                    report_fault(results, "worker-rejoin", ended - began, recovered, failed)
         finally:
             stop.set()
             for thread in workers:
@@ -302,11 +330,19 @@ def main() -> None:
         total = sum(p.written for p in pipes)
         report = render(args, results, differing, total, pipes)
         print(report)
-        (ROOT / "bench" / "recovery.md").write_text(report)
+        (ROOT / "bench" / args.report).write_text(report)
         for pipe in pipes:
             spec = specs.pipelines[pipe.name].spec
             teardown_pipeline(pipe.name, connect, lambda *_: None, source=specs.connection(spec.source),
                               specs_dir=specs.directory, delete_topics=True, kafka_bootstrap=stack.kafka_bootstrap)  # fmt: skip
+
+
+def report_fault(results: list, fault: str, lasted: float, recovered: dict, failed: list[str]) -> None:
+    results.append((fault, lasted, recovered, failed))
+    worst = max((v for v in recovered.values() if v is not None), default=None)
+    print(f"{fault:16} lasted {lasted:5.1f} s  recovered in "
+          + ", ".join(f"{k.split('_')[0]} {'never' if v is None else f'{v:.1f} s'}" for k, v in recovered.items())
+          + f"  (worst {worst if worst is None else round(worst, 1)})  FAILED: {failed or 'none'}", flush=True)  # fmt: skip
 
 
 def render(args, results, differing, total, pipes) -> str:
@@ -315,7 +351,8 @@ def render(args, results, differing, total, pipes) -> str:
         "",
         f"Three pipelines ({', '.join(f'{s} -> {t}' for s, t in PAIRS)}), {args.rate} changes/s each, "
         f"{len(results)} faults over {args.minutes:g} min (one every {args.every:g} s, seed {args.seed}, "
-        f"outages {args.outage:g} s); no health sensor ran. {total:,} changes written "
+        f"outages {args.outage:g} s), {load_stack_settings().connect_workers} Connect worker(s); "
+        f"no health sensor ran. {total:,} changes written "
         f"({sum(p.refused for p in pipes):,} refused while a source was down).",
         "",
         "| fault | lasted (s) | recovery per pipeline (s) | tasks seen FAILED |",
