@@ -221,6 +221,24 @@ class KafkaConnectResource(ConfigurableResource):
         return True
 
     # -- waiting -------------------------------------------------------------------------------
+    def await_restart(self, name: str, *, timeout: float = 3.0) -> None:
+        """After a restart request, until the status stops showing the FAILED it was restarted from.
+
+        Connect accepts a restart (202) and applies it afterwards, so a status read at once can
+        still carry the old failure: ``wait_running`` would raise it for a task that is about to
+        run. A status that stays FAILED for ``timeout`` seconds is a task that failed again at once,
+        and ``wait_running`` reports it then.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(name) or {}
+            states = [status.get("connector", {}).get("state")] + [
+                t["state"] for t in status.get("tasks", [])
+            ]
+            if "FAILED" not in states:
+                return
+            time.sleep(0.1)
+
     def wait_running(self, name: str, *, timeout: float = 90.0, settle: float = 3.0) -> dict:
         """Wait until the connector and all its tasks run, and keep running for ``settle`` seconds.
 

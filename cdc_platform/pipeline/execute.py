@@ -140,6 +140,7 @@ def deploy_connector(connect: KafkaConnectResource, config: dict[str, str], log:
             action = "resumed"
         elif connector_state == "FAILED" or "FAILED" in task_states:
             connect.restart(name, only_failed=True, include_tasks=True)
+            connect.await_restart(name)
             action = "restarted"
         if action != "unchanged":
             log(f"connector {name}: config unchanged but it was {connector_state} {task_states}; {action}")
