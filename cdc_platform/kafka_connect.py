@@ -231,11 +231,7 @@ class KafkaConnectResource(ConfigurableResource):
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = self.status(name) or {}
-            states = [status.get("connector", {}).get("state")] + [
-                t["state"] for t in status.get("tasks", [])
-            ]
-            if "FAILED" not in states:
+            if "FAILED" not in _states(self.status(name) or {}):
                 return
             time.sleep(0.1)
 
@@ -256,7 +252,7 @@ class KafkaConnectResource(ConfigurableResource):
                 if last["connector"]["state"] == "FAILED" or failed:
                     trace = (failed[0] if failed else last["connector"]).get("trace", "")
                     raise ConnectorFailed(name, trace)
-                states = [last["connector"]["state"]] + [t["state"] for t in last.get("tasks", [])]
+                states = _states(last)
                 if last.get("tasks") and all(s == "RUNNING" for s in states):
                     running_since = running_since or time.monotonic()
                     if time.monotonic() - running_since >= settle:
@@ -267,6 +263,11 @@ class KafkaConnectResource(ConfigurableResource):
         raise KafkaConnectError(
             f"Connector {name!r} was not RUNNING within {timeout:.0f} s: {last}", connector=name
         )
+
+
+def _states(status: dict) -> list[str | None]:
+    """The connector's state, then each task's."""
+    return [status.get("connector", {}).get("state")] + [t["state"] for t in status.get("tasks", [])]
 
 
 def _audit(action: str, name: str, detail: str | None = None, *, old: dict | None = None,
