@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from cdc_latency import Db, add_setting_args, pipeline_options  # noqa: E402
+import jfr_profile  # noqa: E402
 from workload_mix import MIXES, OltpWriter, create_table, target_index  # noqa: E402
 
 from cdc_platform.health.collect import PipelineWatch, TableWatch, kafka_offsets  # noqa: E402
@@ -92,7 +93,8 @@ def rows_of(db: Db, table: str, mix: str) -> list[tuple]:
 
 
 def run_pair(
-    stack, pair: str, changes: int, tables_n: int, options: dict, mix: str, transaction: int
+    stack, pair: str, changes: int, tables_n: int, options: dict, mix: str, transaction: int,
+    profile: Path | None = None,
 ) -> dict:
     source_kind, target_kind = pair.split("-")
     connect = KafkaConnectResource(url=stack.connect_url, timeout_seconds=60)
@@ -137,6 +139,8 @@ def run_pair(
                     writer.write(changes, transaction)
                     messages = changes + writer.deleted  # each delete is followed by its tombstone
                 written = time.monotonic() - started
+                if profile is not None:
+                    jfr_profile.start(jfr_profile.connect_pid(), name, profile)
                 resumed = time.monotonic()
                 connect.resume(names.sink_connector)
                 in_kafka = None
@@ -149,6 +153,8 @@ def run_pair(
                     sink_alive(connect, names.sink_connector)
                     time.sleep(0.1)
                 committed_at = time.monotonic() - resumed
+                if profile is not None:
+                    jfr_profile.stop(jfr_profile.connect_pid(), name)
                 expected = [rows_of(source, t, mix) for t in tables]
                 while [rows_of(target, f"{tgt_schema}.{t}", mix) for t in tables] != expected:
                     if time.monotonic() - resumed > 600:
@@ -171,6 +177,8 @@ def main() -> None:
     parser.add_argument("--transaction", type=int, default=1000, help="changes per transaction (oltp mix)")
     add_setting_args(parser)
     parser.add_argument("--sink-tasks", type=int, default=None, help="options.sink_tasks")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="record the Connect worker with JFR over each drain into DIR and print where its CPU went")
     args = parser.parse_args()
     options = pipeline_options(args)
     if args.sink_tasks:
@@ -185,7 +193,11 @@ def main() -> None:
                   "Target: >= 20,000 changes/s from the resume on the OLTP mix.", "",
                   TABLE_HEADER, "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for pair in args.pairs.split(","):
-        r = run_pair(stack, pair, args.changes, args.tables, options, args.mix, args.transaction)
+        recording = None
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            recording = (args.profile / f"catch_up-{pair}-{time.strftime('%H%M%S')}.jfr").resolve()
+        r = run_pair(stack, pair, args.changes, args.tables, options, args.mix, args.transaction, recording)
         print(f"{args.mix} {args.label:24} {pair:24} {r['changes']:9,} changes written in {r['written']:5.1f} s; "
               f"from the sink's resume: all in Kafka {r['in_kafka']:5.1f} s, offsets committed {r['committed']:5.1f} s, "
               f"target equal row by row {r['drained']:5.1f} s = {r['rate']:8,.0f} changes/s "
@@ -194,6 +206,8 @@ def main() -> None:
                      f"{r['changes']:,} | {r['in_kafka']:.1f} | {r['drained']:.1f} | {r['after_kafka']:.1f} | "
                      f"{r['rate']:,.0f} |")  # fmt: skip
         out.write_text("\n".join(lines) + "\n")
+        if recording is not None:
+            print(jfr_profile.summarize(recording), flush=True)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def jdbc_sink_config(
         # session expires; the new ones cannot take the partitions before. Kafka's 45 s default was
         # a 45 s stall after every Connect crash (issue 34); 6 s is the broker's minimum. Heartbeats
         # come from the consumer's own thread every 2 s, so neither a long batch nor a GC pause of
-        # the JVM's 20 ms target misses one. Static membership would need one id per task, which a
+        # the JVM's 100 ms target misses one. Static membership would need one id per task, which a
         # connector-wide override cannot give; the cooperative protocol does not expire members sooner.
         "consumer.override.session.timeout.ms": str(SINK_SESSION_TIMEOUT_MS),
         "consumer.override.heartbeat.interval.ms": str(SINK_SESSION_TIMEOUT_MS // 3),

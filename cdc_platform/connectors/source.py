@@ -123,6 +123,11 @@ def debezium_source_config(
         # after a PostgreSQL source came back (bench/recovery.py, 9.6-10.1 s); a try every 2 s
         # costs one refused connection each
         "retriable.restart.connector.wait.ms": str(SOURCE_RETRY_WAIT_MS),
+        # Debezium's four tracing headers (__debezium.context.*) on every record: nothing here
+        # reads them, and the sink's header converter parsed each as a number first (a thrown
+        # NumberFormatException per header and record, 3 % of the sink task's allocation in a
+        # catch-up under JFR); bench/README.md, "Catch-up: where the sink's time goes"
+        "extended.headers.enabled": "false",
         **producer_size_overrides(options.max_event_bytes),
         **json_converter_settings(),
         **source_tls_config(endpoint.kind, endpoint.tls_mode, endpoint.tls_root_cert),

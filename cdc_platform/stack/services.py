@@ -55,6 +55,14 @@ WORKER_RECOVERY_SETTINGS = {
     "heartbeat.interval.ms": "2000",
 }
 
+#: the Connect worker's garbage collector (the compose workers set the same). Kafka's scripts give
+#: G1 a 20 ms pause target, which kept the young generation near 30 MB: a sink draining a backlog
+#: allocates about 400 MB/s (the JSON converter and Debezium's records), and collected 171 times in
+#: 13 s, 2.2-2.7 s of pauses. With 100 ms the young generation grows to ~400 MB: 35 collections,
+#: 0.25-1.3 s (bench/README.md, "Catch-up: where the sink's time goes"). A change waiting through a
+#: pause of up to ~100 ms stays inside the latency target's p99 (bench/cdc_latency.md).
+CONNECT_GC_FLAGS = ("-XX:MaxGCPauseMillis=100",)
+
 
 @dataclass
 class Service(ABC):
@@ -388,6 +396,7 @@ class _Jvm(Service):
     the worker open files, so the worker must not be able to open root's."""
 
     heap: ClassVar[str] = "512m"
+    gc_flags: ClassVar[tuple[str, ...]] = ("-XX:MaxGCPauseMillis=20",)
 
     def run_as(self) -> str | None:
         return self.user
@@ -399,8 +408,7 @@ class _Jvm(Service):
         (cdc_platform/stack/class_archive.py), not a one-off tool."""
         assert self.binaries is not None
         libs = kafka_libs_dir(self.settings)
-        flags = ["-Xms128m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                 "-Djava.awt.headless=true"]  # fmt: skip
+        flags = ["-Xms128m", f"-Xmx{self.heap}", "-XX:+UseG1GC", *self.gc_flags, "-Djava.awt.headless=true"]
         classpath = f"{libs}/*"
         if class_archive:
             flags += archive_flags(
@@ -564,6 +572,7 @@ class Connect(_Jvm):
     stopped worker's connectors and tasks to the others."""
 
     heap = "1g"
+    gc_flags = CONNECT_GC_FLAGS
     timeout = 180.0
     worker: int = 1
     #: the Connect group and the prefix of its config, offset and status topics

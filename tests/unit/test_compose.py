@@ -243,3 +243,14 @@ def test_compose_workers_move_a_lost_workers_share_as_fast_as_the_stacks():
         for key, value in WORKER_RECOVERY_SETTINGS.items():
             variable = "CONNECT_" + key.upper().replace(".", "_")
             assert str(environment.get(variable)) == value, (worker, variable)
+
+
+def test_compose_workers_collect_garbage_as_the_stacks_worker_does():
+    """kafka-run-class.sh takes KAFKA_JVM_PERFORMANCE_OPTS whole, in place of its G1 defaults."""
+    from cdc_platform.stack.services import CONNECT_GC_FLAGS
+
+    for worker in ("connect", "connect-2"):
+        flags = str(SERVICES[worker]["environment"]["KAFKA_JVM_PERFORMANCE_OPTS"]).split()
+        assert "-XX:+UseG1GC" in flags, worker
+        for flag in CONNECT_GC_FLAGS:
+            assert flag in flags, (worker, flag)

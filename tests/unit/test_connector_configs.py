@@ -149,3 +149,14 @@ def test_recovery_settings_of_sources_and_sinks(kind):
     assert (sink["connection.pool.min_size"], sink["connection.pool.acquire_increment"]) == ("1", "1")
     # a returning target is written to within a second; the whole minute of retries stays
     assert (sink["flush.max.retries"], sink["flush.retry.delay.ms"]) == ("60", "1000")
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql", "mariadb", "sqlserver"])
+def test_sources_send_no_tracing_headers(kind):
+    """Issue 35: Debezium's four __debezium.context.* headers cost the sink a parse per header and
+    record (Connect's SimpleHeaderConverter tries each as a number and throws), and nothing reads
+    them; a backlog drained 16,600-17,200 changes/s with them and 20,800-21,200 without."""
+    options = SourceOptions(topic_prefix="p", slot_name="s", publication_name="s", server_id=1,
+                            kafka_bootstrap="k:9092", schema_history_topic="p.h")  # fmt: skip
+    source = debezium_source_config("p-source", _ep(kind), [TableRef("shop", "orders")], options)
+    assert source["extended.headers.enabled"] == "false"
