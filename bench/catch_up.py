@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from cdc_latency import Db, add_setting_args, pipeline_options  # noqa: E402
 import jfr_profile  # noqa: E402
+from cdc_latency import Db, add_setting_args, pipeline_options  # noqa: E402
 from workload_mix import MIXES, OltpWriter, create_table, target_index  # noqa: E402
 
 from cdc_platform.health.collect import PipelineWatch, TableWatch, kafka_offsets  # noqa: E402
@@ -93,7 +93,13 @@ def rows_of(db: Db, table: str, mix: str) -> list[tuple]:
 
 
 def run_pair(
-    stack, pair: str, changes: int, tables_n: int, options: dict, mix: str, transaction: int,
+    stack,
+    pair: str,
+    changes: int,
+    tables_n: int,
+    options: dict,
+    mix: str,
+    transaction: int,
     profile: Path | None = None,
 ) -> dict:
     source_kind, target_kind = pair.split("-")
@@ -177,8 +183,13 @@ def main() -> None:
     parser.add_argument("--transaction", type=int, default=1000, help="changes per transaction (oltp mix)")
     add_setting_args(parser)
     parser.add_argument("--sink-tasks", type=int, default=None, help="options.sink_tasks")
-    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                        help="record the Connect worker with JFR over each drain into DIR and print where its CPU went")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the Connect worker with JFR over each drain into DIR and print where its CPU went",
+    )
     args = parser.parse_args()
     options = pipeline_options(args)
     if args.sink_tasks:

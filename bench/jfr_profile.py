@@ -34,8 +34,16 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("transforms", ("org.apache.kafka.connect.transforms", "io.debezium.transforms")),
     ("platform sink wrapper", ("io.cdcplatform.connect.Resilient",)),
     ("debezium jdbc sink", ("io.debezium.connector.jdbc",)),
-    ("debezium source", ("io.debezium.connector.postgresql", "io.debezium.connector.mysql",
-                         "io.debezium.connector.binlog", "io.debezium.pipeline", "io.debezium.relational")),
+    (
+        "debezium source",
+        (
+            "io.debezium.connector.postgresql",
+            "io.debezium.connector.mysql",
+            "io.debezium.connector.binlog",
+            "io.debezium.pipeline",
+            "io.debezium.relational",
+        ),
+    ),
     ("hibernate", ("org.hibernate",)),
     ("jdbc driver", ("org.mariadb.jdbc", "org.postgresql", "com.mysql")),
     ("socket i/o", ("sun.nio.ch", "java.net.Socket", "java.net.SocketInputStream", "sun.security.ssl")),
