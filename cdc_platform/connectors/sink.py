@@ -40,6 +40,9 @@ def jdbc_url(endpoint: DatabaseEndpoint) -> str:
     raise ValueError(f"no JDBC sink for kind {endpoint.kind!r}")
 
 
+COOPERATIVE_STICKY_ASSIGNOR = "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"
+
+
 def jdbc_sink_config(
     name: str,
     endpoint: DatabaseEndpoint,
@@ -95,6 +98,11 @@ def jdbc_sink_config(
         # the platform creates the topics with their size limit; a subscription must never create
         # one with the broker's defaults first
         "consumer.override.allow.auto.create.topics": "false",
+        # with several tasks, each takes its own tables. Kafka's default assignor (range, per topic)
+        # gives every single-partition topic to the same first task, so options.sink_tasks added
+        # threads that sat idle; the cooperative sticky assignor spreads the topics and, when a
+        # worker leaves, moves only that worker's partitions
+        "consumer.override.partition.assignment.strategy": COOPERATIVE_STICKY_ASSIGNOR,
         # a worker that dies (kill -9, a lost machine) leaves its consumers in the group until their
         # session expires; the new ones cannot take the partitions before. Kafka's 45 s default was
         # a 45 s stall after every Connect crash (issue 34); 6 s is the broker's minimum. Heartbeats

@@ -160,3 +160,15 @@ def test_sources_send_no_tracing_headers(kind):
                             kafka_bootstrap="k:9092", schema_history_topic="p.h")  # fmt: skip
     source = debezium_source_config("p-source", _ep(kind), [TableRef("shop", "orders")], options)
     assert source["extended.headers.enabled"] == "false"
+
+
+def test_sink_tasks_share_a_pipelines_tables():
+    """Kafka's default range assignor gives every single-partition topic to the first consumer, so
+    ``options.sink_tasks`` > 1 added idle tasks; the cooperative sticky assignor spreads the topics."""
+    sink = jdbc_sink_config(
+        "p-sink", _ep("postgresql", "wh"), "shop", {"p.shop.a": "a", "p.shop.b": "b"}, tasks_max=2
+    )
+    assert sink["tasks.max"] == "2"
+    assert sink["consumer.override.partition.assignment.strategy"] == (
+        "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"
+    )
