@@ -89,7 +89,13 @@ def consumer_size_overrides(max_event_bytes: int) -> dict[str, str]:
     }
 
 
-def json_converter_settings() -> dict[str, str]:
+JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+#: Kafka's JsonConverter reading each distinct schema once (connect-plugins/cdc-platform-sink): the
+#: sinks' converter. It reads what JsonConverter writes, value for value, by JsonConverter's own code
+SCHEMA_CACHING_JSON_CONVERTER = "io.cdcplatform.connect.SchemaCachingJsonConverter"
+
+
+def json_converter_settings(converter: str = JSON_CONVERTER) -> dict[str, str]:
     """The JSON value converter, set per connector so it holds on any Connect cluster.
 
     ``replace.null.with.default`` is true by default since Kafka 3.5: a NULL in a column that has
@@ -97,7 +103,7 @@ def json_converter_settings() -> dict[str, str]:
     so a NULL changes silently. Schemas stay in every record: the JDBC sink needs them.
     """
     return {
-        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter": converter,
         "value.converter.schemas.enable": "true",
         "value.converter.replace.null.with.default": "false",
     }

@@ -8,7 +8,8 @@ class must sit beside the connector that uses it):
 
 - ``cdc-platform-converters``: the exact-value converter, beside the source connectors;
 - ``cdc-platform-sink``: Debezium's JDBC sink whose tasks reconnect after a lost connection
-  (``ResilientJdbcSinkConnector``), beside Debezium's JDBC sink.
+  (``ResilientJdbcSinkConnector``) and the sinks' JSON converter that parses each schema once
+  (``SchemaCachingJsonConverter``), beside Debezium's JDBC sink.
 
 A marker holding the sources' hash makes a warm ``up`` skip the build, and tells ``up`` when a
 running Connect worker has a stale copy.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdc_platform.settings import DEBEZIUM_VERSION, KAFKA_VERSION, StackSettings
-from cdc_platform.stack.downloads import plugins_dir
+from cdc_platform.stack.downloads import kafka_libs_dir, plugins_dir
 from cdc_platform.stack.errors import StackError
 
 
@@ -38,6 +39,8 @@ class PluginJar:
     #: the plugin directory whose jars it compiles against, and which of them (None: all)
     api_plugin: str
     api_jars: tuple[str, ...] | None
+    #: jars of Kafka's own libs it compiles against too (the worker's class path provides them)
+    worker_jars: tuple[str, ...] = ()
 
     @property
     def jar_name(self) -> str:
@@ -66,9 +69,10 @@ class PluginJar:
 
     def classpath(self, settings: StackSettings) -> list[Path]:
         folder = plugins_dir(settings) / self.api_plugin
+        worker = [kafka_libs_dir(settings) / name for name in self.worker_jars]
         if self.api_jars is None:
-            return sorted(folder.glob("*.jar"))
-        return [folder / name for name in self.api_jars]
+            return [*sorted(folder.glob("*.jar")), *worker]
+        return [*(folder / name for name in self.api_jars), *worker]
 
 
 CONVERTERS = PluginJar(
@@ -86,6 +90,8 @@ SINK = PluginJar(
     targets=("debezium-connector-jdbc",),
     api_plugin="debezium-connector-jdbc",
     api_jars=None,  # it extends Debezium's JDBC sink, whose classes reach into the whole plugin
+    # SchemaCachingJsonConverter extends Kafka's JsonConverter
+    worker_jars=(f"connect-json-{KAFKA_VERSION}.jar", "jackson-core-2.19.0.jar", "jackson-databind-2.19.0.jar"),
 )
 PLUGIN_JARS = (CONVERTERS, SINK)
 

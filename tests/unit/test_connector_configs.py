@@ -172,3 +172,16 @@ def test_sink_tasks_share_a_pipelines_tables():
     assert sink["consumer.override.partition.assignment.strategy"] == (
         "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"
     )
+
+
+def test_sinks_read_keys_and_values_with_the_schema_caching_converter():
+    """Issue 35: the sink's converter reads each distinct schema once; sources keep Kafka's own
+    JsonConverter, which writes what it reads."""
+    sink = jdbc_sink_config("p-sink", _ep("mariadb", "wh"), "shop", {"p.shop.a": "a"})
+    for side in ("key", "value"):
+        assert sink[f"{side}.converter"] == "io.cdcplatform.connect.SchemaCachingJsonConverter"
+        assert sink[f"{side}.converter.schemas.enable"] == "true"
+    assert sink["value.converter.replace.null.with.default"] == "false"
+    options = SourceOptions(topic_prefix="p", slot_name="s", publication_name="s")
+    source = debezium_source_config("p-source", _ep("postgresql"), [TableRef("shop", "orders")], options)
+    assert source["value.converter"] == "org.apache.kafka.connect.json.JsonConverter"
