@@ -29,7 +29,14 @@ from cdc_platform.stack.processes import PidFile  # noqa: E402
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("consumer fetch", ("org.apache.kafka.clients.consumer", "org.apache.kafka.common.record")),
     ("producer", ("org.apache.kafka.clients.producer",)),
-    ("json converter", ("org.apache.kafka.connect.json", "com.fasterxml.jackson")),
+    (
+        "json converter",
+        (
+            "org.apache.kafka.connect.json",
+            "com.fasterxml.jackson",
+            "io.cdcplatform.connect.SchemaCachingJsonConverter",
+        ),
+    ),
     ("exact-value converter", ("io.cdcplatform.connect.ExactValue", "io.cdcplatform.connect.Intervals")),
     ("transforms", ("org.apache.kafka.connect.transforms", "io.debezium.transforms")),
     ("platform sink wrapper", ("io.cdcplatform.connect.Resilient",)),
