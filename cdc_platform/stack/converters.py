@@ -91,7 +91,11 @@ SINK = PluginJar(
     api_plugin="debezium-connector-jdbc",
     api_jars=None,  # it extends Debezium's JDBC sink, whose classes reach into the whole plugin
     # SchemaCachingJsonConverter extends Kafka's JsonConverter
-    worker_jars=(f"connect-json-{KAFKA_VERSION}.jar", "jackson-core-2.19.0.jar", "jackson-databind-2.19.0.jar"),
+    worker_jars=(
+        f"connect-json-{KAFKA_VERSION}.jar",
+        "jackson-core-2.19.0.jar",
+        "jackson-databind-2.19.0.jar",
+    ),
 )
 PLUGIN_JARS = (CONVERTERS, SINK)
 

@@ -26,12 +26,18 @@ def test_the_caching_converter_converts_every_record_as_kafkas_json_converter(tm
     settings = load_stack_settings()
     classpath = SINK.classpath(settings)
     missing = [str(p) for p in classpath if not p.exists()]
-    assert not missing, f"the stack's Kafka and Debezium downloads are missing (cdc-platform stack up): {missing}"
+    assert not missing, (
+        f"the stack's Kafka and Debezium downloads are missing (cdc-platform stack up): {missing}"
+    )
     sources = [*SINK.sources(settings), ROOT / "tests/unit/java/SchemaCachingJsonConverterCheck.java"]
     compile_path = ":".join(map(str, classpath))
-    subprocess.run([JAVAC, "-nowarn", "-d", str(tmp_path), "-cp", compile_path, *map(str, sources)], check=True)
+    subprocess.run(
+        [JAVAC, "-nowarn", "-d", str(tmp_path), "-cp", compile_path, *map(str, sources)], check=True
+    )
     run_path = f"{tmp_path}:{compile_path}:{kafka_libs_dir(settings)}/*"
-    done = subprocess.run([JAVA, "-cp", run_path, "SchemaCachingJsonConverterCheck"], capture_output=True, text=True)
+    done = subprocess.run(
+        [JAVA, "-cp", run_path, "SchemaCachingJsonConverterCheck"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     # 20 records compared; 3 schemas cached (the envelope, a widened envelope, a bare int64), 14 hits:
     # the 10 and 5 records of the two envelopes and the second bare int64, each but the first
