@@ -132,7 +132,7 @@ def jdbc_sink_config(
         "errors.retry.timeout": "60000",
         "errors.retry.delay.max.ms": "5000",
         **consumer_size_overrides(max_event_bytes),
-        # JsonConverter parsed every record's schema (ten times its values' bytes) into a tree and
+        # JsonConverter parsed every record's schema (four to seven times its values' bytes) into a tree and
         # hashed it to find it in its cache: a quarter to a third of the sink task's time in a
         # catch-up (issue 35). This one looks each schema up by its bytes and lets JsonConverter
         # convert only the values; the keys, written by the worker's JsonConverter with their
