@@ -1,7 +1,7 @@
 """Kafka Connect's REST API as a Dagster resource.
 
-Every call has a timeout; a rebalance in progress (409, or a 500 saying a rebalance is expected) is
-retried with backoff; every error names the connector and carries the worker's own message, so a
+Every call has a timeout; a rebalance in progress (409, or a 500 saying a rebalance is expected, or
+that the worker could not reach the leader it knew) is retried with backoff; every error names the connector and carries the worker's own message, so a
 failed materialization says what to fix.
 """
 
@@ -17,6 +17,14 @@ from pydantic import Field
 
 from cdc_platform.audit import record
 from cdc_platform.connectors.diff import config_diff
+
+
+def _leader_changing(body: str) -> bool:
+    """A 500 that a moment fixes: a rebalance is expected, or the worker forwarded a write to a leader
+    that has just left the group and refused the connection (the request never reached it, so it
+    can be sent again). The group elects a new leader within a session, 6 s on the stack."""
+    text = body.lower()
+    return "rebalance" in text or ("trying to forward rest request" in text and "connectexception" in text)
 
 
 class KafkaConnectError(RuntimeError):
@@ -61,7 +69,7 @@ class KafkaConnectResource(ConfigurableResource):
         for attempt in range(self.rebalance_retries + 1):
             response = self._send(method, path, connector=connector, json=json)
             rebalancing = response.status_code == 409 or (
-                response.status_code == 500 and "rebalance" in response.text.lower()
+                response.status_code == 500 and _leader_changing(response.text)
             )
             if rebalancing and attempt < self.rebalance_retries:
                 time.sleep(delay)

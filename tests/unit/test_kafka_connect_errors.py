@@ -18,6 +18,8 @@ from cdc_platform.kafka_connect import KafkaConnectError, KafkaConnectResource
 
 class _Worker(BaseHTTPRequestHandler):
     conflicts_left = 0
+    #: 500s as a follower answers while the leader it knew is gone (before the group elects another)
+    leader_gone_left = 0
     calls: list[str] = []
 
     def log_message(self, *args) -> None:  # keep test output quiet
@@ -41,7 +43,11 @@ class _Worker(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         type(self).calls.append(f"PUT {self.path}")
-        if type(self).conflicts_left > 0:
+        if type(self).leader_gone_left > 0:
+            type(self).leader_gone_left -= 1
+            self._reply(500, {"error_code": 500, "message": "IO Error trying to forward REST request: "
+                              "java.net.ConnectException: Connection refused"})  # fmt: skip
+        elif type(self).conflicts_left > 0:
             type(self).conflicts_left -= 1
             self._reply(
                 409,
@@ -66,6 +72,14 @@ def test_put_retries_while_the_cluster_rebalances(worker):
     connect = KafkaConnectResource(url=worker, rebalance_retries=5)
     assert connect.put_config("shop-sink", {"connector.class": "x"}) == "created"
     assert [c for c in _Worker.calls if c.startswith("PUT")] == ["PUT /connectors/shop-sink/config"] * 4
+
+
+def test_put_retries_while_the_leader_it_knew_is_gone(worker):
+    """After the leader worker stopped, a follower still forwards writes to it for a moment."""
+    _Worker.leader_gone_left = 2
+    connect = KafkaConnectResource(url=worker, rebalance_retries=5)
+    assert connect.put_config("shop-sink", {"connector.class": "x"}) == "created"
+    assert [c for c in _Worker.calls if c.startswith("PUT")] == ["PUT /connectors/shop-sink/config"] * 3
 
 
 def test_gives_up_after_the_retry_budget_with_the_connector_named(worker):
