@@ -1,8 +1,8 @@
 """Kafka Connect's REST API as a Dagster resource.
 
 Every call has a timeout; a rebalance in progress (409, or a 500 saying a rebalance is expected, or
-that the worker could not reach the leader it knew) is retried with backoff; every error names the connector and carries the worker's own message, so a
-failed materialization says what to fix.
+that the worker could not reach the leader it knew) is retried with backoff; every error names the
+connector and carries the worker's own message, so a failed materialization says what to fix.
 """
 
 from __future__ import annotations
