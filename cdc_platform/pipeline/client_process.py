@@ -111,6 +111,17 @@ class ClientProcess:
         if tail:
             raise RuntimeError("the client's output ended inside a line")
 
+    def chunks(self) -> Iterator[bytes]:
+        """The rest of stdout as it comes, for a binary stream that has no lines; raises with the
+        client's own error text when it ends with one (the reader must then drop what it took)."""
+        tail, self._tail = self._tail, b""
+        if tail:
+            yield tail
+        while chunk := self._read():
+            yield chunk
+        if self.process.wait() != 0:
+            raise RuntimeError(self._failed())
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()

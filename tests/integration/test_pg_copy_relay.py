@@ -37,8 +37,11 @@ ROWS = COPIES * len(rows_of(PG_CASES, 1))  # the edge table's rows
 @pytest.fixture
 def pg_job(stack, tmp_path, request):
     """A PostgreSQL table of every edge value plus text that COPY escapes, and its empty target:
-    PostgreSQL, or MariaDB when the test asks for it (``indirect`` parameter)."""
-    target = getattr(request, "param", "postgresql")
+    PostgreSQL, or MariaDB when the test asks for it (``indirect`` parameter). Every column is of a
+    built-in type the PostgreSQL target shares, so that copy is binary; ``postgresql-text`` adds an
+    enum column, which the target holds as text, so the copy is in text."""
+    param = getattr(request, "param", "postgresql")
+    target, enum = param.removesuffix("-text"), param.endswith("-text")
     with pg_database(stack, "src") as src, pg_database(stack, "tgt") as pg_tgt, \
             mariadb_database(stack, "tgt") as my_tgt:  # fmt: skip
         columns = ", ".join(f'"{c.column}" {c.source_type}' for c in PG_CASES)
@@ -46,6 +49,9 @@ def pg_job(stack, tmp_path, request):
         with pg_connect(stack, src) as conn:
             conn.execute(f"CREATE TABLE edge (id int PRIMARY KEY, touch int, {columns}, "
                          "escapes text DEFAULT E'tab\\there\\nnew line\\\\ back\\rcr ü 😀')")  # fmt: skip
+            if enum:
+                conn.execute("CREATE TYPE mood AS ENUM ('calm', 'tab\tand\\')")
+                conn.execute("ALTER TABLE edge ADD COLUMN feeling mood DEFAULT 'tab\tand\\'")
             names = ", ".join(["id", "touch", *(f'"{c.column}"' for c in PG_CASES)])
             for copy in range(COPIES):
                 values = [row.replace("(", f"({copy * 100} + ", 1) for row in rows]
@@ -94,29 +100,53 @@ def _target_rows(stack, target: str, tgt: str, schema: str) -> list:
         return cur.fetchall()
 
 
+def _first_row_only(block: bytes) -> bytes:
+    """A binary ``COPY`` stream's header and first row, without the trailer: a stream that ends
+    between rows, which ``COPY FROM`` takes as its end without an error."""
+    pos = 19 + int.from_bytes(block[15:19], "big")  # signature, flags, header extension
+    fields = int.from_bytes(block[pos : pos + 2], "big")
+    pos += 2
+    for _ in range(fields):
+        size = int.from_bytes(block[pos : pos + 4], "big", signed=True)
+        pos += 4 + max(size, 0)
+    return block[:pos]
+
+
 @pytest.mark.serial  # sets MariaDB's global sql_mode, which every new session takes
-@pytest.mark.parametrize("pg_job", ["postgresql", "mariadb"], indirect=True)
+@pytest.mark.parametrize("pg_job", ["postgresql", "postgresql-text", "mariadb"], indirect=True)
 def test_a_load_of_fewer_rows_than_the_source_sent_is_refused_and_the_target_kept(stack, pg_job, monkeypatch):
     """Faults injected where each target drops rows without an error or a warning: PostgreSQL's
-    ``COPY`` ends its data at a ``\\.`` line and discards the rest; MariaDB's ``LOAD DATA`` under
-    ``NO_BACKSLASH_ESCAPES`` (the session's fix undone) reads the CSV as one row. The CSV holds newlines inside values, so the count compared is the
-    source's row count (read in the copy's snapshot), not the stream's lines."""
+    text ``COPY`` ends its data at a ``\\.`` line and discards the rest, its binary ``COPY`` ends at a
+    stream that stops between two rows; MariaDB's ``LOAD DATA`` under ``NO_BACKSLASH_ESCAPES`` (the
+    session's fix undone) reads the CSV as one row. The CSV holds newlines inside values and binary
+    rows cannot be counted in the stream, so the count compared is the source's row count (read in
+    the copy's snapshot), not the stream's lines."""
     from cdc_platform.pipeline.full_load import common, from_postgresql
 
     specs, job, _src, tgt = pg_job
     target = specs.connection("tgt").kind.value
-    copy_table(specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _m: None)
+    logged: list[str] = []
+    copy_table(specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append)
     before = _target_rows(stack, target, tgt, job.target_schema)
     assert len(before) == ROWS
     if target == "postgresql":
+        binary = any("copying in PostgreSQL's binary format" in m for m in logged)
+        assert binary == (job.table.columns[-1].name != "feeling"), logged
         real_blocks = from_postgresql.pg_copy_blocks
 
         def cut_short(*args, **kwargs):
-            for i, block in enumerate(real_blocks(*args, **kwargs)):
-                yield block if i else block + b"\\.\n"
+            blocks = real_blocks(*args, **kwargs)
+            first = next(blocks)
+            if binary:
+                for _ in blocks:  # read to the end, so the source's client ends cleanly
+                    pass
+                yield _first_row_only(first)
+            else:
+                yield first + b"\\.\n"
+                yield from blocks
 
         monkeypatch.setattr(from_postgresql, "pg_copy_blocks", cut_short)
-        refused = "COPY loaded"
+        refused = f"the source sent {ROWS:,} rows and COPY loaded 1;" if binary else "COPY loaded"
     else:
         # the fault this check was written after: the loading session left in the server's
         # NO_BACKSLASH_ESCAPES, where the CSV's line terminator reads as two characters
@@ -132,6 +162,7 @@ def test_a_load_of_fewer_rows_than_the_source_sent_is_refused_and_the_target_kep
     assert _target_rows(stack, target, tgt, job.target_schema) == before
 
 
+@pytest.mark.parametrize("pg_job", ["postgresql", "postgresql-text"], indirect=True)
 def test_psql_and_psycopg_load_the_same_bytes_as_the_source(stack, pg_job, monkeypatch):
     specs, job, src, tgt = pg_job
     monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
@@ -140,6 +171,8 @@ def test_psql_and_psycopg_load_the_same_bytes_as_the_source(stack, pg_job, monke
     by_psql, psql_rows, psql_log = _load(stack, specs, job, tgt, monkeypatch, client=None)
     by_psycopg, psycopg_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client="none")
     assert not [m for m in psql_log if "reading with psycopg" in m]
+    text = job.table.columns[-1].name == "feeling"
+    assert f"{job.table.qualified}: copying in PostgreSQL's {'text' if text else 'binary'} format" in psql_log
     source = _read(stack, src, "public")
     assert by_psql.rows == by_psycopg.rows == len(source) > COPIES
     assert psql_rows == psycopg_rows == source

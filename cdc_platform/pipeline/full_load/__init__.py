@@ -1,7 +1,8 @@
 """Copying tables source -> target by the fastest native path each pair has.
 
 * PostgreSQL -> PostgreSQL: ``COPY (SELECT ...) TO STDOUT`` read by psql in a second process (or
-  psycopg) and relayed in megabyte blocks into ``COPY ... FROM STDIN``; rows are never parsed.
+  psycopg) and relayed in megabyte blocks into ``COPY ... FROM STDIN``; rows are never parsed. In
+  the binary format when every column has the same built-in type on both servers, else in text.
 * PostgreSQL -> MySQL/MariaDB: ``COPY ... (FORMAT csv)``, read the same way, streamed through a
   FIFO into ``LOAD DATA LOCAL INFILE``; no row becomes a Python object.
 * MySQL/MariaDB -> PostgreSQL: each row rendered as a ``COPY`` text line by the source server

@@ -50,6 +50,14 @@ class Progress:
             rate = rows / (now - self.started)
             self.log(f"{self.label}: {rows:,} rows copied ({rate:,.0f} rows/s)")
 
+    def tick_bytes(self, nbytes: int) -> None:
+        """For a stream whose rows cannot be counted as it passes (PostgreSQL's binary COPY)."""
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            rate = nbytes / (now - self.started) / 1e6
+            self.log(f"{self.label}: {nbytes / 1e6:,.0f} MB copied ({rate:,.1f} MB/s)")
+
 
 def column_list(kind: str, table: Table) -> str:
     return ", ".join(quote(kind, c.name) for c in table.columns)

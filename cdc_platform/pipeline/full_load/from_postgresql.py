@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -30,33 +31,98 @@ def pg_to_pg(
     src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs_dir: Path, snapshot, log, batch_size
 ):
     """``COPY TO STDOUT`` relayed into ``COPY FROM STDIN`` after a TRUNCATE in the same target
-    transaction (all rows or none)."""
+    transaction (all rows or none).
+
+    In PostgreSQL's binary format when both servers hold every column in the same built-in type
+    (``same_binary_form``): neither side then prints or parses a value's text, about a third of
+    a table's copy time (bench/README.md). Otherwise in text, whose input functions convert between
+    types that differ (an ``inet`` into ``text``). Binary rows cannot be counted in the stream, so
+    the source's count is read in the copy's snapshot instead.
+    """
     t = job.table
-    select = f"COPY (SELECT {column_list('postgresql', t)} FROM {qualified('postgresql', t.schema, t.name)}) TO STDOUT"
-    insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({column_list('postgresql', t)}) FROM STDIN"
+    names = column_list("postgresql", t)
+    source_q = qualified("postgresql", t.schema, t.name)
     progress = Progress(t.qualified, log)
     rows = nbytes = 0
+    source_rows: list[int] = []
     with pg_connect(dst, specs_dir) as d:
         dcur = d.cursor()
         dcur.execute("SET LOCAL synchronous_commit = off")
         dcur.execute("SET LOCAL client_encoding = 'UTF8'")  # what the source is asked to send
+        target_types = column_types(dcur, qualified("postgresql", job.target_schema, job.target_name), t)
+        binary: list[bool] = []
+
+        def decide(cur) -> None:
+            same = same_binary_form(column_types(cur, source_q, t), target_types, t)
+            binary.append(same)
+            if same:
+                source_rows.append(cur.execute(f"SELECT count(*) FROM {source_q}").fetchone()[0])
+
+        def select(_cur) -> str:
+            return f"COPY (SELECT {names} FROM {source_q}) TO STDOUT" + (
+                " (FORMAT binary)" if binary[0] else ""
+            )
+
         dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
+        blocks = pg_copy_blocks(
+            src, specs_dir, snapshot, select, t.qualified, log, in_snapshot=decide, unlined=lambda: binary[0]
+        )
+        first = next(blocks, None)  # the source's snapshot taken and the format chosen
+        fmt = " (FORMAT binary)" if binary[0] else ""
+        log(f"{t.qualified}: copying in PostgreSQL's {'binary' if binary[0] else 'text'} format")
+        insert = (
+            f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({names}) FROM STDIN{fmt}"
+        )
         with dcur.copy(insert) as into:
-            for block in pg_copy_blocks(src, specs_dir, snapshot, select, t.qualified, log):
+            for block in itertools.chain([first] if first is not None else [], blocks):
                 into.write(block)
                 nbytes += len(block)
-                rows += block.count(b"\n")
-                progress.tick(rows)
+                if binary[0]:
+                    progress.tick_bytes(nbytes)
+                else:
+                    rows += block.count(b"\n")
+                    progress.tick(rows)
+        if binary[0]:
+            rows = source_rows[0]
         refuse_other_count(dcur.rowcount, rows, job)
         d.commit()
     return rows, nbytes, {}
 
 
-def pg_copy_blocks(src, specs_dir: Path, snapshot: str | None, select: str, label: str, log,
-                    settings: tuple[str, ...] = (), in_snapshot: Callable | None = None):  # fmt: skip
+def column_types(cur, table: str, columns: Table) -> tuple[int, dict[str, int | None]]:
+    """(the server's major version, ``columns``' names -> their type's OID where that type is built
+    into PostgreSQL, whose OID and binary form every server shares; None for a type of the
+    database's own, a domain, an enum or an extension's, whose binary form the copy does not
+    assume). Binary forms are compared within one major version only."""
+    rows = cur.execute(
+        "SELECT a.attname, CASE WHEN a.atttypid < 16384 THEN a.atttypid::int END, "
+        "current_setting('server_version_num')::int / 10000 FROM pg_attribute a "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        (table,),
+    ).fetchall()
+    wanted = {c.name for c in columns.columns}
+    return (rows[0][2] if rows else 0), {name: oid for name, oid, _ in rows if name in wanted}
+
+
+def same_binary_form(source: tuple[int, dict], target: tuple[int, dict], columns: Table) -> bool:
+    """True when every copied column has the same built-in type on both servers of one major version."""
+    (src_major, src_types), (dst_major, dst_types) = source, target
+    return (
+        src_major == dst_major
+        and src_types == dst_types
+        and len(src_types) == len(columns.columns)
+        and all(oid is not None for oid in src_types.values())
+    )
+
+
+def pg_copy_blocks(src, specs_dir: Path, snapshot: str | None, select: str | Callable[[object], str], label: str, log,
+                    settings: tuple[str, ...] = (), in_snapshot: Callable | None = None,
+                    unlined: Callable[[], bool] = lambda: False):  # fmt: skip
     """Blocks of a PostgreSQL ``COPY ... TO STDOUT`` read in ``snapshot`` (or in one snapshot of
     its own), UTF-8 encoded; ``in_snapshot(cursor)`` runs first in that same snapshot (the
-    substitution counts).
+    substitution counts, the choice of format), and ``select`` may be a function of that cursor,
+    asked after it. ``unlined()``, asked then too, says the stream has no lines: it is passed on as it
+    comes rather than in blocks of whole lines.
 
     psql reads the stream in a second process where it is installed (``pg_client``), importing the
     snapshot, which stays exported by the psycopg transaction here until the copy ends; else
@@ -71,6 +137,8 @@ def pg_copy_blocks(src, specs_dir: Path, snapshot: str | None, select: str, labe
             cur.execute(setting)
         if in_snapshot:
             in_snapshot(cur)
+        if callable(select):
+            select = select(cur)
         reader = None
         if binary:
             # the name comes from CREATE_REPLICATION_SLOT's or pg_export_snapshot()'s reply, never a spec
@@ -85,7 +153,7 @@ def pg_copy_blocks(src, specs_dir: Path, snapshot: str | None, select: str, labe
                 reader = None
         if reader:
             try:
-                yield from reader.blocks()
+                yield from (reader.chunks() if unlined() else reader.blocks())
             except RuntimeError as exc:
                 raise FullLoadError(f"{label}: reading the source failed: {exc}") from exc
             finally:
