@@ -1,5 +1,5 @@
 """The parts of the MariaDB -> PostgreSQL and MariaDB -> MariaDB text copies that need no server:
-the marks of substituted values, the SQL's independence from ``sql_mode``, and how LOAD DATA assigns the lines. The values themselves are checked against MariaDB and PostgreSQL
+how substituted values are found in the lines, the SQL's independence from ``sql_mode``, and how LOAD DATA assigns the lines. The values themselves are checked against MariaDB and PostgreSQL
 in tests/integration/test_mysql_copy_text.py and test_value_fidelity.py."""
 
 from __future__ import annotations
@@ -35,22 +35,39 @@ def test_the_select_uses_no_quoted_backslash_and_counts_dates_and_text():
         names[n]: n for n in ("c_varchar", "c_char", "c_text", "c_date", "c_timestamp", "c_timestamptz")
     }
     assert select.nul_dropped == {names[n] for n in ("c_varchar", "c_char", "c_text")}
-    assert "LOCATE" not in select.sql  # NUL is found by the copy, not by the server
+    assert select.zero_dates == {names[n] for n in ("c_date", "c_timestamp", "c_timestamptz")}
+    # NUL and zero dates are found by the copy, not by the server; the target reads timestamps in UTC
+    assert "LOCATE" not in select.sql and "YEAR(" not in select.sql and "'+00'" not in select.sql
     assert "`c_numeric`" in select.sql and "IFNULL(`c_numeric`" not in select.sql  # NOT NULL needs no \N
 
 
-def test_marks_and_nul_are_counted_and_replaced_and_plain_blocks_pass_untouched():
-    select = CopyTextSelect("", {1: "d", 2: "t"}, frozenset({2}))
-    # a text holding the mark's bytes is escaped (\\N!), so it is no mark; NUL in a field the
-    # rule does not cover (0) is left for the target to judge
-    plain = b"1\t2020-01-01\tx\\\\N!y\n2\t\\N\t\\N\n"
+def test_zero_dates_and_nul_are_counted_and_replaced_and_plain_blocks_pass_untouched():
+    select = CopyTextSelect("", {0: "d", 1: "t", 2: "ts"}, frozenset({1}), frozenset({0, 2}))
+    # NULL dates, text holding a zero date's bytes, a date of year 1: nothing a rule changes
+    plain = (b"\\N\tcall 555-00-12 or 0000-1\t0001-01-01 00:00:00\n"
+             b"2020-01-01\tx\\\\N!y\t\\N\n")  # fmt: skip
     substituted: dict[str, int] = {}
     assert take_substitutions(plain, select, substituted) == plain and substituted == {}
-    marked = b"1\t\\N!\tx\x00y\x00\n2\t2020-01-01\tz\n3\t\\N!\tq\\\\N!\n4\x00\t2020-01-02\tok\n"
-    assert take_substitutions(marked, select, substituted) == (
-        b"1\t\\N\txy\n2\t2020-01-01\tz\n3\t\\N\tq\\\\N!\n4\x00\t2020-01-02\tok\n"
+    no_hint = b"2020-01-01\tx\t2021-01-01 00:00:00\n"
+    assert take_substitutions(no_hint, select, substituted) is no_hint  # not even copied
+    block = (b"0000-00-00\tx\x00y\x00\t2020-01-01 00:00:00\n"
+             b"2020-01-01\tz-00-z\t2020-00-15 10:00:00.5\n"
+             b"2020-05-00\tq\t0000-01-01 00:00:00\n"
+             b"2021-01-01\tok\t2021-01-01 00:00:00\n")  # fmt: skip
+    assert take_substitutions(block, select, substituted) == (
+        b"\\N\txy\t2020-01-01 00:00:00\n"
+        b"2020-01-01\tz-00-z\t\\N\n"
+        b"\\N\tq\t\\N\n"
+        b"2021-01-01\tok\t2021-01-01 00:00:00\n"
     )
-    assert substituted == {"d": 2, "t": 1}
+    assert substituted == {"d": 2, "t": 1, "ts": 2}
+
+
+def test_nul_outside_the_rule_is_left_for_the_target_to_judge():
+    select = CopyTextSelect("", {1: "t"}, frozenset({1}))
+    substituted: dict[str, int] = {}
+    assert take_substitutions(b"4\x00\tok\n5\tn\x00\n", select, substituted) == b"4\x00\tok\n5\tn\n"
+    assert substituted == {"t": 1}
 
 
 def test_for_a_mysql_target_the_lines_keep_mysql_values_and_count_only_dates():

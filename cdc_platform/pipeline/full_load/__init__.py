@@ -9,7 +9,7 @@
   (``mysql_copy_text``) inside ``START TRANSACTION WITH CONSISTENT SNAPSHOT``, read by the
   ``mariadb`` client in a second process (``mysql_client``) or pymysql, relayed into
   ``COPY ... FROM STDIN`` unparsed.
-* MySQL/MariaDB -> MySQL/MariaDB: the same cursor, written as multi-row INSERTs in batches.
+* MySQL/MariaDB -> MySQL/MariaDB: the same lines, in MySQL's value text, into ``LOAD DATA LOCAL INFILE``.
 
 A PostgreSQL source copy can join an exported snapshot (``snapshot`` argument), which is what makes
 the handoff to Debezium gap-free: every table is read at the slot's consistent point.

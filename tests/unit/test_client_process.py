@@ -1,0 +1,81 @@
+"""How a client's output becomes the blocks the full load writes: whole lines in blocks of at least
+LEAST_BLOCK (the last one excepted), nothing lost or added, and a cut or failed client refused.
+
+A real second process (this Python) stands in for psql or mariadb: what is tested is the reading,
+which does not depend on which program writes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from cdc_platform.pipeline.client_process import LEAST_BLOCK, ClientProcess
+
+#: writes `lines` lines of 57 bytes in small flushed writes, the way a client prints rows
+WRITER = """
+import sys
+out = sys.stdout.buffer
+for i in range({lines}):
+    out.write(b"%08d\\tsome text of a row, fifty-seven bytes long\\n" % i)
+    if i % 50 == 0:
+        out.flush()
+out.write({tail!r})
+out.flush()
+sys.stderr.write({error!r})
+sys.exit({status})
+"""
+
+
+def _client(lines: int, tail: bytes = b"", error: str = "", status: int = 0) -> ClientProcess:
+    script = WRITER.format(lines=lines, tail=tail, error=error, status=status)
+
+    def command(directory: Path) -> tuple[list[str], dict[str, str]]:
+        return [sys.executable, "-c", script], {}
+
+    return ClientProcess(command)
+
+
+def test_many_small_writes_arrive_as_few_blocks_of_whole_lines():
+    client = _client(40_000)
+    try:
+        blocks = list(client.blocks())
+    finally:
+        client.close()
+    data = b"".join(blocks)
+    assert data.count(b"\n") == 40_000 and data.endswith(
+        b"00039999\tsome text of a row, fifty-seven bytes long\n"
+    )
+    assert all(block.endswith(b"\n") for block in blocks)
+    assert all(len(block) >= LEAST_BLOCK for block in blocks[:-1])
+    assert len(blocks) <= len(data) // LEAST_BLOCK + 1
+
+
+def test_output_cut_inside_a_line_is_refused():
+    client = _client(10, tail=b"00000010\tcut he")
+    try:
+        with pytest.raises(RuntimeError, match="ended inside a line"):
+            list(client.blocks())
+    finally:
+        client.close()
+
+
+def test_a_failing_client_raises_its_own_error_text():
+    client = _client(10, error="ERROR 2013 (HY000): Lost connection", status=1)
+    try:
+        with pytest.raises(RuntimeError, match="Lost connection"):
+            list(client.blocks())
+    finally:
+        client.close()
+
+
+def test_binary_chunks_pass_every_byte_in_blocks_of_the_least_size():
+    client = _client(30_000, tail=b"\x00\xff no newline at the end")
+    try:
+        chunks = list(client.chunks())
+    finally:
+        client.close()
+    data = b"".join(chunks)
+    assert data.count(b"\n") == 30_000 and data.endswith(b"\x00\xff no newline at the end")
+    assert all(len(chunk) >= LEAST_BLOCK for chunk in chunks[:-1])
