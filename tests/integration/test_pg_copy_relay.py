@@ -32,6 +32,9 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 COPIES = 400
 ROWS = COPIES * len(rows_of(PG_CASES, 1))  # the edge table's rows
+#: text a CSV reader could take for NULL, or must read inside quotes, in the edge table's ``lookalike``
+LOOKALIKES = ["NULL", "null", "", " lead and trail ", '"', '"quoted"', "a,b", "\\N", "NULL ", "line\nbreak",
+              "cr\r", "N", None]  # fmt: skip
 
 
 @pytest.fixture
@@ -48,7 +51,7 @@ def pg_job(stack, tmp_path, request):
         rows = rows_of(PG_CASES, 1)
         with pg_connect(stack, src) as conn:
             conn.execute(f"CREATE TABLE edge (id int PRIMARY KEY, touch int, {columns}, "
-                         "escapes text DEFAULT E'tab\\there\\nnew line\\\\ back\\rcr ü 😀')")  # fmt: skip
+                         "escapes text DEFAULT E'tab\\there\\nnew line\\\\ back\\rcr ü 😀', lookalike text)")  # fmt: skip
             if enum:
                 conn.execute("CREATE TYPE mood AS ENUM ('calm', 'tab\tand\\')")
                 conn.execute("ALTER TABLE edge ADD COLUMN feeling mood DEFAULT 'tab\tand\\'")
@@ -56,6 +59,9 @@ def pg_job(stack, tmp_path, request):
             for copy in range(COPIES):
                 values = [row.replace("(", f"({copy * 100} + ", 1) for row in rows]
                 conn.execute(f"INSERT INTO edge ({names}) VALUES {', '.join(values)}")
+            conn.execute(
+                "UPDATE edge SET lookalike = (%s::text[])[1 + id %% %s]", (LOOKALIKES, len(LOOKALIKES))
+            )
         tgt, schema = (pg_tgt, "replica") if target == "postgresql" else (my_tgt, my_tgt)
         specs = write_specs(
             tmp_path,
@@ -90,6 +96,19 @@ def test_into_mariadb_a_sql_mode_with_no_backslash_escapes_loads_the_same_rows(s
         strict, strict_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
     assert strict.rows == plain.rows == len(plain_rows) > 0
     assert strict_rows == plain_rows and strict.substituted == plain.substituted
+
+
+@pytest.mark.parametrize("pg_job", ["mariadb"], indirect=True)
+def test_into_mariadb_text_that_looks_like_null_or_needs_quotes_arrives_unchanged(stack, pg_job, monkeypatch):
+    """The CSV quotes only what needs it, and PostgreSQL quotes a text equal to the NULL string:
+    MariaDB must read ``NULL`` unquoted as NULL and every text exactly, ``'NULL'`` included."""
+    specs, job, src, tgt = pg_job
+    _stats, rows, _logged = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    with pg_connect(stack, src) as conn:
+        expected = conn.execute("SELECT id, lookalike FROM edge ORDER BY id").fetchall()
+    at = [c.name for c in job.table.columns].index("lookalike")
+    assert [(row[0], row[at]) for row in rows] == [tuple(row) for row in expected]
+    assert {value for _, value in expected} == set(LOOKALIKES)
 
 
 def _target_rows(stack, target: str, tgt: str, schema: str) -> list:

@@ -230,15 +230,17 @@ def pg_row_and_substitution_counts(cur, table: Table, target_kind: str) -> tuple
 def pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_size):
     """PostgreSQL COPY (CSV) into MariaDB's LOAD DATA LOCAL INFILE (``load_data_local``).
 
-    CSV with every non-NULL value quoted and NULL written as a bare ``NULL`` is read by MySQL's
-    ``OPTIONALLY ENCLOSED BY '"' ESCAPED BY ''`` without loss (embedded quotes doubled, newlines kept);
-    no row passes through Python objects.
+    CSV with NULL written as a bare ``NULL`` is read by MySQL's ``OPTIONALLY ENCLOSED BY '"'
+    ESCAPED BY ''`` without loss: PostgreSQL quotes a value holding a comma, a quote or a line break
+    (embedded quotes doubled, line breaks kept) and a text equal to ``NULL``, and MySQL reads only an
+    unquoted ``NULL`` as NULL. Quoting every value instead (``FORCE_QUOTE *``) cost MariaDB a sixth
+    more time parsing. No row passes through Python objects.
     """
     t = job.table
     exprs = [pg_csv_expression(c, i, dst.kind.value) for i, c in enumerate(t.columns)]
     select = (
         f"COPY (SELECT {', '.join(e[0] for e in exprs)} FROM {qualified('postgresql', t.schema, t.name)}) "
-        "TO STDOUT (FORMAT csv, NULL 'NULL', FORCE_QUOTE *)"
+        "TO STDOUT (FORMAT csv, NULL 'NULL')"
     )
     substituted: dict[str, int] = {}
     source_rows: list[int] = []
