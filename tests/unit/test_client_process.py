@@ -37,12 +37,16 @@ def _client(lines: int, tail: bytes = b"", error: str = "", status: int = 0) -> 
     return ClientProcess(command)
 
 
-def test_many_small_writes_arrive_as_few_blocks_of_whole_lines():
-    client = _client(40_000)
+def _read_all(client: ClientProcess, binary: bool = False) -> list[bytes]:
+    """Every block (or binary chunk) the client's output gives, the client closed afterwards."""
     try:
-        blocks = list(client.blocks())
+        return list(client.chunks() if binary else client.blocks())
     finally:
         client.close()
+
+
+def test_many_small_writes_arrive_as_few_blocks_of_whole_lines():
+    blocks = _read_all(_client(40_000))
     data = b"".join(blocks)
     assert data.count(b"\n") == 40_000 and data.endswith(
         b"00039999\tsome text of a row, fifty-seven bytes long\n"
@@ -53,29 +57,17 @@ def test_many_small_writes_arrive_as_few_blocks_of_whole_lines():
 
 
 def test_output_cut_inside_a_line_is_refused():
-    client = _client(10, tail=b"00000010\tcut he")
-    try:
-        with pytest.raises(RuntimeError, match="ended inside a line"):
-            list(client.blocks())
-    finally:
-        client.close()
+    with pytest.raises(RuntimeError, match="ended inside a line"):
+        _read_all(_client(10, tail=b"00000010\tcut he"))
 
 
 def test_a_failing_client_raises_its_own_error_text():
-    client = _client(10, error="ERROR 2013 (HY000): Lost connection", status=1)
-    try:
-        with pytest.raises(RuntimeError, match="Lost connection"):
-            list(client.blocks())
-    finally:
-        client.close()
+    with pytest.raises(RuntimeError, match="Lost connection"):
+        _read_all(_client(10, error="ERROR 2013 (HY000): Lost connection", status=1))
 
 
 def test_binary_chunks_pass_every_byte_in_blocks_of_the_least_size():
-    client = _client(30_000, tail=b"\x00\xff no newline at the end")
-    try:
-        chunks = list(client.chunks())
-    finally:
-        client.close()
+    chunks = _read_all(_client(30_000, tail=b"\x00\xff no newline at the end"), binary=True)
     data = b"".join(chunks)
     assert data.count(b"\n") == 30_000 and data.endswith(b"\x00\xff no newline at the end")
     assert all(len(chunk) >= LEAST_BLOCK for chunk in chunks[:-1])
