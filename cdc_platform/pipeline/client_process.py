@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import subprocess
 import tempfile
+import termios
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -94,6 +96,45 @@ class ClientProcess:
                     raise ClientUnavailable(message)
                 return
             self._tail = chunk
+
+    def wait_for_output(self) -> None:
+        """Like :meth:`started`, without taking anything out of the pipe, for a reader that opens
+        the pipe itself (:meth:`stream_path`): returns once the client has written or ended cleanly;
+        raises ClientUnavailable when it failed before writing anything."""
+        fd = self.process.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        poller.poll()
+        waiting = bytearray(4)
+        fcntl.ioctl(fd, termios.FIONREAD, waiting)
+        if int.from_bytes(waiting, "little") == 0 and self.process.wait() != 0:
+            message = self._failed()
+            self.close()
+            raise ClientUnavailable(message)
+
+    def stream_path(self) -> str | None:
+        """A path another reader in this process can open to read stdout straight from the client
+        (Linux's ``/proc/self/fd``), so the bytes need not pass through Python; None elsewhere."""
+        path = f"/proc/self/fd/{self.process.stdout.fileno()}"
+        return path if os.path.exists(path) else None
+
+    def written_bytes(self) -> int | None:
+        """How many bytes the client has written so far (its ``/proc/<pid>/io``), for progress where
+        no one in this process sees the stream; None where that cannot be read."""
+        try:
+            with open(f"/proc/{self.process.pid}/io") as io:
+                for line in io:
+                    if line.startswith("wchar:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def finish(self) -> None:
+        """Wait for the client to end after its stdout was read elsewhere; raises with its own error
+        text when it ended with one (its output was then cut short)."""
+        if self.process.wait() != 0:
+            raise RuntimeError(self._failed())
 
     def first_line(self) -> bytes:
         """The first output line, taken out of the result."""

@@ -111,6 +111,26 @@ def test_into_mariadb_text_that_looks_like_null_or_needs_quotes_arrives_unchange
     assert {value for _, value in expected} == set(LOOKALIKES)
 
 
+@pytest.mark.parametrize("pg_job", ["mariadb"], indirect=True)
+def test_into_mariadb_psqls_direct_stream_and_the_psycopg_relay_load_the_same_rows_and_counts(
+    stack, pg_job, monkeypatch
+):
+    """With psql, LOAD DATA reads psql's output itself and the rows are counted beside it; without,
+    psycopg's rows are relayed through a FIFO. Same rows, same substitution counts, the source's
+    row count; and a psql that cannot start hands over to the relay before the target is touched."""
+    specs, job, src, tgt = pg_job
+    direct, direct_rows, direct_log = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    relayed, relayed_rows, relayed_log = _load(stack, specs, job, tgt, monkeypatch, client="none")
+    failed, failed_rows, failed_log = _load(stack, specs, job, tgt, monkeypatch, client="/bin/false")
+    assert any("LOAD DATA reads psql's output directly" in m for m in direct_log), direct_log
+    assert not any("directly" in m for m in relayed_log + failed_log)
+    assert any("/bin/false could not read the table" in m and "reading with psycopg" in m for m in failed_log)
+    assert direct_rows == relayed_rows == failed_rows and len(direct_rows) == ROWS
+    assert direct.rows == relayed.rows == failed.rows == ROWS
+    assert direct.substituted == relayed.substituted == failed.substituted and direct.substituted
+    assert direct.bytes and direct.bytes > ROWS
+
+
 def _target_rows(stack, target: str, tgt: str, schema: str) -> list:
     if target == "postgresql":
         return _read(stack, tgt, schema)

@@ -71,3 +71,48 @@ def test_binary_chunks_pass_every_byte_in_blocks_of_the_least_size():
     data = b"".join(chunks)
     assert data.count(b"\n") == 30_000 and data.endswith(b"\x00\xff no newline at the end")
     assert all(len(chunk) >= LEAST_BLOCK for chunk in chunks[:-1])
+
+
+def test_a_reader_opening_the_clients_pipe_by_path_gets_every_byte_and_nothing_is_taken_first():
+    """What LOAD DATA LOCAL INFILE '/proc/self/fd/N' does with psql's output: the wait for the first
+    output leaves it in the pipe, and the client's own count of bytes written is readable after."""
+    client = _client(20_000)
+    try:
+        client.wait_for_output()
+        path = client.stream_path()
+        assert path is not None and path.startswith("/proc/self/fd/")
+        with open(path, "rb") as stream:
+            data = stream.read()
+        written = client.written_bytes()
+        client.finish()
+    finally:
+        client.close()
+    assert data.count(b"\n") == 20_000 and data.startswith(b"00000000\t")
+    assert written is not None and written >= len(data)
+
+
+def test_a_client_that_fails_before_writing_is_unavailable_and_one_that_fails_later_raises():
+    from cdc_platform.pipeline.client_process import ClientUnavailable
+
+    with pytest.raises(ClientUnavailable, match="could not connect"):
+        _client(0, error="psql: error: could not connect", status=2).wait_for_output()
+    late = _client(100, error="ERROR: terminating connection", status=1)
+    try:
+        late.wait_for_output()  # it wrote first: available
+        with open(late.stream_path(), "rb") as stream:
+            assert stream.read().count(b"\n") == 100
+        with pytest.raises(RuntimeError, match="terminating connection"):
+            late.finish()
+    finally:
+        late.close()
+
+
+def test_a_client_that_ends_cleanly_without_output_is_an_empty_stream():
+    empty = _client(0)
+    try:
+        empty.wait_for_output()
+        with open(empty.stream_path(), "rb") as stream:
+            assert stream.read() == b""
+        empty.finish()
+    finally:
+        empty.close()

@@ -83,11 +83,7 @@ def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Ite
                      line_format: str, columns: list[str], sets: list[str], log,
                      sent_rows: Callable[[], int]) -> tuple[int, int]:  # fmt: skip
     """``blocks()`` (whole lines and their row counts) written through a FIFO into ``LOAD DATA LOCAL
-    INFILE`` on a shadow of the target table, swapped in on success: (rows loaded, bytes).
-
-    ``sent_rows()``, asked once the blocks are exhausted, is how many rows the source sent; a load of
-    any other number is refused: a format the server reads differently from how it was written (a
-    ``sql_mode``, an escape, a line terminator) loses rows without a warning.
+    INFILE`` (:func:`load_local_file`): (rows loaded, bytes).
 
     Either side can fail at any moment, and neither may leave the other blocked on the FIFO: the
     producer opens it for writing (blocking until LOAD DATA opens it for reading) and a failed side
@@ -120,8 +116,46 @@ def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Ite
             failure.append(exc)
             release(os.O_WRONLY)  # a LOAD DATA still waiting to open the FIFO sees an empty file
 
-    dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
+    def abandon() -> None:
+        # the reader is gone: a producer still waiting in open() must not wait forever
+        release(os.O_RDONLY)
+        producer.join(timeout=10)
+
+    def finish() -> None:
+        producer.join(timeout=60)
+        if failure:
+            raise failure[0]
+        if producer.is_alive():
+            raise FullLoadError(f"{t.qualified}: the source side did not finish after LOAD DATA ended")
+
     producer = threading.Thread(target=produce, name=f"copy {t.qualified}", daemon=True)
+    try:
+        loaded = load_local_file(dst, job, specs_dir, fifo, line_format, columns, sets, start=producer.start,
+                                 finish=finish, abandon=abandon, sent_rows=sent_rows)  # fmt: skip
+    finally:
+        if producer.ident is not None:  # started: make sure it is not left waiting on the FIFO
+            release(os.O_RDONLY)
+            producer.join(timeout=10)
+        os.unlink(fifo)
+        os.rmdir(workdir)
+    return loaded, counters["bytes"]
+
+
+def load_local_file(dst, job: CopyJob, specs_dir: Path, path: str, line_format: str, columns: list[str],
+                    sets: list[str], *, start: Callable[[], None], finish: Callable[[], None],
+                    abandon: Callable[[], None], sent_rows: Callable[[], int]) -> int:  # fmt: skip
+    """``LOAD DATA LOCAL INFILE path`` on a shadow of the target table, swapped in on success: the
+    rows loaded. ``path`` is a stream another party writes (a FIFO, a client's pipe).
+
+    ``start()`` runs just before the load; ``finish()``, once the load has read the stream to its
+    end, raises the writing side's own error (a stream that ended early reads as a short file);
+    ``abandon()`` runs when the load fails, so the writer does not wait forever on a stream nobody
+    reads. ``sent_rows()``, asked after ``finish()``, is how many rows the source sent; a load of any
+    other number is refused: a format the server reads differently from how it was written (a
+    ``sql_mode``, an escape, a line terminator) loses rows without a warning.
+    """
+    t = job.table
+    dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
     try:
         reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
         with dconn.cursor() as dcur, mysql_shadow(dcur, job, reconnect) as shadow:
@@ -130,28 +164,22 @@ def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Ite
             # here (bench/README.md), and the shadow has no foreign keys (CREATE TABLE LIKE copies none).
             dcur.execute(LOAD_SESSION)
             load = (
-                f"LOAD DATA LOCAL INFILE '{fifo}' INTO TABLE {qualified('mysql', job.target_schema, shadow)} "
+                f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {qualified('mysql', job.target_schema, shadow)} "
                 f"{line_format} ({', '.join(columns)})" + (f" SET {', '.join(sets)}" if sets else "")
             )
-            producer.start()
+            start()
             cut: list[str] = []
             try:
                 with session_watchdog(dconn, dst, specs_dir, cut):
                     loaded = dcur.execute(load)
             except BaseException as exc:
-                # the reader is gone: a producer still waiting in open() must not wait forever
-                release(os.O_RDONLY)
-                producer.join(timeout=10)
+                abandon()
                 if cut:  # pymysql reports a cut socket as an AttributeError; say what happened
                     raise FullLoadError(
                         f"{t.qualified} -> {job.target_schema}.{job.target_name}: {cut[0]}"
                     ) from exc
                 raise
-            producer.join(timeout=60)
-            if failure:
-                raise failure[0]
-            if producer.is_alive():
-                raise FullLoadError(f"{t.qualified}: the source side did not finish after LOAD DATA ended")
+            finish()
             refuse_other_count(loaded, sent_rows(), job, "LOAD DATA")
             # LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
             dcur.execute("SHOW COUNT(*) WARNINGS")
@@ -166,13 +194,8 @@ def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Ite
                 )
             dconn.commit()
     finally:
-        if producer.ident is not None:  # started: make sure it is not left waiting on the FIFO
-            release(os.O_RDONLY)
-            producer.join(timeout=10)
         dconn.close()
-        os.unlink(fifo)
-        os.rmdir(workdir)
-    return loaded, counters["bytes"]
+    return loaded
 
 
 @contextlib.contextmanager
