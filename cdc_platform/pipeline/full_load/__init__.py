@@ -3,8 +3,9 @@
 * PostgreSQL -> PostgreSQL: ``COPY (SELECT ...) TO STDOUT`` read by psql in a second process (or
   psycopg) and relayed in megabyte blocks into ``COPY ... FROM STDIN``; rows are never parsed. In
   the binary format when every column has the same built-in type on both servers, else in text.
-* PostgreSQL -> MySQL/MariaDB: ``COPY ... (FORMAT csv)``, read the same way, streamed through a
-  FIFO into ``LOAD DATA LOCAL INFILE``; no row becomes a Python object.
+* PostgreSQL -> MySQL/MariaDB: ``COPY ... (FORMAT csv)`` into ``LOAD DATA LOCAL INFILE``, which reads
+  psql's stdout itself where it can (``/proc/self/fd``), else a FIFO this process relays into; no row
+  becomes a Python object.
 * MySQL/MariaDB -> PostgreSQL: each row rendered as a ``COPY`` text line by the source server
   (``mysql_copy_text``) inside ``START TRANSACTION WITH CONSISTENT SNAPSHOT``, read by the
   ``mariadb`` client in a second process (``mysql_client``) or pymysql, relayed into
