@@ -131,6 +131,33 @@ def test_into_mariadb_psqls_direct_stream_and_the_psycopg_relay_load_the_same_ro
     assert direct.bytes and direct.bytes > ROWS
 
 
+@pytest.mark.parametrize("pg_job", ["mariadb"], indirect=True)
+def test_into_mariadb_a_count_that_fails_beside_the_direct_load_fails_the_copy_and_keeps_the_target(
+    stack, pg_job, monkeypatch
+):
+    """The rows are counted on a thread while LOAD DATA reads psql's output: when that count fails
+    (here: the source refuses it), the load must not commit without it, and must say why."""
+    from cdc_platform.pipeline.full_load import from_postgresql
+
+    specs, job, _src, tgt = pg_job
+    monkeypatch.delenv(CLIENT_VARIABLE, raising=False)
+    copy_table(specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _m: None)
+    before = _target_rows(stack, "mariadb", tgt, job.target_schema)
+
+    def refused(cur, table, target_kind):
+        cur.execute("SELECT 1 / 0")  # the source's own error, raised on the counting thread
+
+    monkeypatch.setattr(from_postgresql, "pg_row_and_substitution_counts", refused)
+    with pytest.raises(FullLoadError, match="counting the source's rows failed: division by zero"):
+        copy_table(
+            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _m: None
+        )
+    assert _target_rows(stack, "mariadb", tgt, job.target_schema) == before
+    with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+        cur.execute("SHOW TABLES")
+        assert [r[0] for r in cur.fetchall()] == ["edge"], "the shadow table is cleaned up"
+
+
 def _target_rows(stack, target: str, tgt: str, schema: str) -> list:
     if target == "postgresql":
         return _read(stack, tgt, schema)
