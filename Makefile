@@ -41,12 +41,18 @@ demo: stack-up
 
 # The whole test suite, against the real local stack (started here; a no-op when it runs): the
 # independent tests side by side (pytest-xdist), then alone the few that stop, kill or reconfigure
-# a service every test shares (marker `serial`). Both phases always run; either failing fails.
+# a service every test shares (marker `serial`), then the S3 tests again with SeaweedFS's S3 gateway
+# as the stack's S3 server instead of moto (built once from the Go module proxy), and moto back.
+# Every phase always runs; any failing fails.
 TEST_WORKERS ?= 3
+S3_TESTS = tests/integration/test_s3_target.py tests/integration/test_value_fidelity.py
 test: stack-up browser proxy-tools
 	@status=0; \
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not serial" --durations=15 || status=1; \
 	$(PY) -m pytest -q -m serial --durations=15 || status=1; \
+	{ CDC_S3_SERVER=seaweedfs cdc-platform stack up >/dev/null \
+	  && CDC_S3_SERVER=seaweedfs $(PY) -m pytest -q -n 2 $(S3_TESTS); } || status=1; \
+	cdc-platform stack up >/dev/null || status=1; \
 	exit $$status
 
 lint:

@@ -98,6 +98,9 @@ class StackSettings:
     proxy_port: int = PORT_VARIABLES["proxy"][1]
     auth_port: int = PORT_VARIABLES["auth"][1]
     profile: str = "local"
+    #: the S3 server the stack runs (``CDC_S3_SERVER``): ``moto`` (in memory) or ``seaweedfs`` (a real
+    #: server on disk, built once from the Go module proxy; cdc_platform/stack/seaweedfs.py)
+    s3_server: str = "moto"
 
     @property
     def production(self) -> bool:
@@ -233,6 +236,8 @@ def split_worker(service: str) -> tuple[str, int]:
 def port_variable(service: str) -> str:
     """The environment variable that moves a service's port (a later worker's moves with the first's)."""
     base, worker = split_worker(service)
+    if base not in PORT_VARIABLES and base.startswith("s3-"):  # SeaweedFS's servers behind its S3 gateway
+        return f"{PORT_VARIABLES['s3'][0]} ({base} moves with it)"
     variable = PORT_VARIABLES[base][0]
     return variable if worker == 1 else f"{variable} (worker {worker} uses it + {worker - 1})"
 
@@ -259,6 +264,17 @@ def _bulk() -> bool:
     if raw not in ("0", "1", "true", "false", "yes", "no"):
         raise ValueError(f"CDC_CONNECT_BULK={raw!r} is not one of 1/0, true/false, yes/no")
     return raw in ("1", "true", "yes")
+
+
+#: ``CDC_S3_SERVER``'s values
+S3_SERVERS = ("moto", "seaweedfs")
+
+
+def _s3_server() -> str:
+    raw = (os.environ.get("CDC_S3_SERVER") or "moto").strip().lower()
+    if raw not in S3_SERVERS:
+        raise ValueError(f"CDC_S3_SERVER={raw!r} is not one of {', '.join(S3_SERVERS)}")
+    return raw
 
 
 def _bulk_nice() -> int:
@@ -297,6 +313,7 @@ def load_stack_settings() -> StackSettings:
         proxy_port=_port("proxy"),
         auth_port=_port("auth"),
         profile=profile,
+        s3_server=_s3_server(),
     )
 
 

@@ -21,7 +21,7 @@ from cdc_platform.stack.processes import tail
 
 @click.group()
 def stack() -> None:
-    """The local stack: PostgreSQL, MariaDB, Kafka (KRaft), Kafka Connect + Debezium, S3 (moto)."""
+    """The local stack: PostgreSQL, MariaDB, Kafka (KRaft), Kafka Connect + Debezium, S3 (moto, or SeaweedFS with CDC_S3_SERVER=seaweedfs)."""
 
 
 @stack.command("up")

@@ -1,1 +1,1 @@
-"""The no-Docker local stack: PostgreSQL, MariaDB, Kafka (KRaft), Kafka Connect with Debezium, S3 (moto)."""
+"""The no-Docker local stack: PostgreSQL, MariaDB, Kafka (KRaft), Kafka Connect with Debezium, S3 (moto, or SeaweedFS)."""

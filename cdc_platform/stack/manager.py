@@ -131,13 +131,18 @@ def record_profile(settings: StackSettings, profile: str | None) -> StackSetting
     return dataclasses.replace(load_stack_settings(), state_dir=settings.state_dir)
 
 
+def _runs_as_configured(service) -> bool:
+    pid = service.pid_file.running_pid()
+    return pid is not None and service.runs_as_configured(pid)
+
+
 def up(settings: StackSettings, echo=print, profile: str | None = None) -> list[ServiceStatus]:
     started_at = time.monotonic()
     settings = record_profile(settings, profile)
     if settings.production:
         require_admin(settings)
     skeleton = stack_services(settings)
-    if all(s.pid_file.running_pid() is not None for s in skeleton) and converters_current(settings):
+    if all(_runs_as_configured(s) for s in skeleton) and converters_current(settings):
         try:
             if all(s.ready() for s in skeleton):
                 echo("The local stack is already running.")
@@ -185,6 +190,9 @@ def up(settings: StackSettings, echo=print, profile: str | None = None) -> list[
             echo(
                 "  connect   restarting: it runs without the Jolokia metrics agent (started by an older version)"
             )
+        running = service.pid_file.running_pid()
+        if running is not None and not service.runs_as_configured(running) and stop(service.pid_file):
+            echo(f"  {service.name:9} restarting: another server than the settings ask for was running")
         if service.pid_file.running_pid() is not None:
             wait_until(service.ready, service=service.name, timeout=service.timeout,
                        log_file=service.log_file, pid_file=service.pid_file)  # fmt: skip

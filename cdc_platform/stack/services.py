@@ -33,6 +33,7 @@ from cdc_platform.stack.downloads import jolokia_agent_jar, kafka_libs_dir, plug
 from cdc_platform.stack.errors import StackError
 from cdc_platform.stack.prerequisites import Binaries, chown_tree, database_root
 from cdc_platform.stack.processes import PidFile
+from cdc_platform.stack.seaweedfs import ensure_seaweedfs, weed_binary
 
 REQUIRED_PLUGINS = (
     "io.debezium.connector.postgresql.PostgresConnector",
@@ -126,6 +127,11 @@ class Service(ABC):
     def working_directory(self) -> Path | None:
         """Where the process starts (None: wherever `stack up` was run)."""
         return None
+
+    def runs_as_configured(self, pid: int) -> bool:
+        """Whether the running process ``pid`` is the one the settings ask for now (False: ``up``
+        restarts it, e.g. moto running where ``CDC_S3_SERVER=seaweedfs`` asks for SeaweedFS)."""
+        return True
 
 
 class Postgres(Service):
@@ -728,17 +734,64 @@ class BulkConnect(Connect):
 
 
 class S3(Service):
+    """moto's S3 server, or with ``CDC_S3_SERVER=seaweedfs`` SeaweedFS's S3 gateway (``weed server``:
+    master, volume server and filer in one process, on the S3 port + ``SEAWEEDFS_OFFSETS``, each
+    gRPC port 10000 above). Without identities configured the gateway accepts any key, as moto does."""
+
     name = "s3"
+    #: SeaweedFS's own servers behind the gateway, at the S3 port + these
+    SEAWEEDFS_OFFSETS: ClassVar[dict[str, int]] = {"master": 11, "volume": 12, "filer": 13}
+    #: volumes of 64 MB, up to 500: every bucket is a collection that takes volumes of its own, and
+    #: with SeaweedFS's defaults (30 GB volumes counted against free disk) a few test buckets
+    #: exhausted them ("No writable volumes and no free volumes left")
+    SEAWEEDFS_VOLUME_MB: ClassVar[int] = 64
+    SEAWEEDFS_MAX_VOLUMES: ClassVar[int] = 500
+
+    @property
+    def seaweedfs(self) -> bool:
+        return self.settings.s3_server == "seaweedfs"
 
     @property
     def url(self) -> str:
         return self.settings.s3_url
 
+    @property
+    def ports(self) -> dict[str, int]:
+        if not self.seaweedfs:
+            return super().ports
+        inner = {f"s3-{part}": self.port + offset for part, offset in self.SEAWEEDFS_OFFSETS.items()}
+        every = {self.name: self.port, **inner}
+        return {**every, **{f"{name}-grpc": port + 10000 for name, port in every.items()}}
+
+    def prepare(self) -> None:
+        if self.seaweedfs:
+            ensure_seaweedfs(self.settings)
+            self.data_path.mkdir(parents=True, exist_ok=True)
+
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", self.settings.host, "-p", str(self.port)]
+        if not self.seaweedfs:
+            return [sys.executable, "-m", "moto.server", "-H", self.settings.host, "-p", str(self.port)]
+        ports = self.ports
+        host = self.settings.host
+        return [
+            str(weed_binary(self.settings)), "server", f"-dir={self.data_path}", f"-ip={host}", f"-ip.bind={host}",
+            "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={ports['s3-grpc']}",
+            f"-master.port={ports['s3-master']}", f"-master.port.grpc={ports['s3-master-grpc']}",
+            f"-master.volumeSizeLimitMB={self.SEAWEEDFS_VOLUME_MB}",
+            f"-volume.port={ports['s3-volume']}", f"-volume.port.grpc={ports['s3-volume-grpc']}",
+            f"-volume.max={self.SEAWEEDFS_MAX_VOLUMES}",
+            "-filer", f"-filer.port={ports['s3-filer']}", f"-filer.port.grpc={ports['s3-filer-grpc']}",
+        ]  # fmt: skip
 
     def ready(self) -> bool:
         return httpx.get(f"{self.url}/", timeout=2).status_code == 200
+
+    def runs_as_configured(self, pid: int) -> bool:
+        try:
+            program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            return True  # cannot tell: leave it running
+        return (Path(program.decode(errors="replace")).name == "weed") == self.seaweedfs
 
 
 #: in start order; ``down`` stops them in reverse
