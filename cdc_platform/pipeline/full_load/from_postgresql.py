@@ -118,6 +118,17 @@ def same_binary_form(source: tuple[int, dict], target: tuple[int, dict], columns
     )
 
 
+def psql_in_snapshot(binary: str, src, specs_dir: Path, cur, snapshot: str | None, settings: tuple[str, ...],
+                     select: str) -> PsqlCopyOut:  # fmt: skip
+    """psql running ``select`` in ``snapshot``, or in the snapshot ``cur``'s open transaction exports;
+    that transaction must stay open until psql has begun (it keeps the snapshot importable)."""
+    # the name comes from CREATE_REPLICATION_SLOT's or pg_export_snapshot()'s reply, never a spec
+    shared = snapshot or cur.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f"SET TRANSACTION SNAPSHOT '{shared}'",
+                  *settings, select, "COMMIT"]  # fmt: skip
+    return PsqlCopyOut(binary, src, specs_dir, statements)
+
+
 def pg_copy_blocks(src, specs_dir: Path, snapshot: str | None, select: str | Callable[[object], str], label: str, log,
                     settings: tuple[str, ...] = (), in_snapshot: Callable | None = None,
                     unlined: Callable[[], bool] = lambda: False):  # fmt: skip
@@ -144,12 +155,8 @@ def pg_copy_blocks(src, specs_dir: Path, snapshot: str | None, select: str | Cal
             select = select(cur)
         reader = None
         if binary:
-            # the name comes from CREATE_REPLICATION_SLOT's or pg_export_snapshot()'s reply, never a spec
-            shared = snapshot or cur.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f"SET TRANSACTION SNAPSHOT '{shared}'",
-                          *settings, select, "COMMIT"]  # fmt: skip
             try:
-                reader = PsqlCopyOut(binary, src, specs_dir, statements)
+                reader = psql_in_snapshot(binary, src, specs_dir, cur, snapshot, settings, select)
                 reader.started()
             except ClientUnavailable as exc:
                 log(f"{label}: {binary} could not read the table ({exc}); reading with psycopg")
@@ -287,11 +294,7 @@ def pg_to_mysql_direct(binary: str, src, dst, job: CopyJob, specs_dir: Path, sna
         cur = s.cursor()
         cur.execute("SET client_encoding = 'UTF8'")
         begin_pg_snapshot(cur, snapshot)
-        # the name comes from CREATE_REPLICATION_SLOT's or pg_export_snapshot()'s reply, never a spec
-        shared = snapshot or cur.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f"SET TRANSACTION SNAPSHOT '{shared}'",
-                      *settings, select, "COMMIT"]  # fmt: skip
-        reader = PsqlCopyOut(binary, src, specs_dir, statements)
+        reader = psql_in_snapshot(binary, src, specs_dir, cur, snapshot, settings, select)
         path = reader.stream_path()
         if path is None:
             reader.close()
