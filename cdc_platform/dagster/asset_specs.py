@@ -8,7 +8,7 @@ that changes a key moves everything that points at it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -22,6 +22,7 @@ from cdc_platform.pipeline.plan import (
     table_topic,
     target_table_name,
 )
+from cdc_platform.s3.iceberg_catalog import CHANGE_LOG_SUFFIX
 from cdc_platform.schema.rules import describe_rules
 from cdc_platform.specs.loader import LoadedPipeline, Specs
 
@@ -39,6 +40,9 @@ class PipelineKeys:
     source_connector: dg.AssetKey | None
     #: None for an S3 target (its writer is the platform's own) and for full_load_only
     sink_connector: dg.AssetKey | None
+    #: source ``schema.table`` -> the current-state table's key (Iceberg targets; their
+    #: ``target_tables`` are the change logs)
+    current_tables: dict[str, dg.AssetKey] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class PipelineSpecs:
     source_connector: dg.AssetSpec | None
     sink_connector: dg.AssetSpec | None
     keys: PipelineKeys
+    #: source ``schema.table`` -> its current-state table (Iceberg targets), merged by its own assets
+    current: dict[str, dg.AssetSpec] = field(default_factory=dict)
 
     @property
     def materialized(self) -> list[dg.AssetSpec]:
@@ -94,8 +100,10 @@ def pipeline_specs(
         )
     )
     qualified_names = selected_tables(loaded, catalog, warn)
+    lake = specs.connection(spec.target).table_format == "iceberg"
     externals: dict[str, dg.AssetSpec] = {}
     tables: dict[str, dg.AssetSpec] = {}
+    current: dict[str, dg.AssetSpec] = {}
     for qualified in qualified_names:
         table = catalog.table(qualified) if catalog else None
         externals[qualified] = translator.get_asset_spec(
@@ -105,11 +113,17 @@ def pipeline_specs(
         if spec.streams:
             table_meta.update(source_connector=names.source_connector, sink_connector=names.sink_connector,
                               topic=table_topic(specs.connection(spec.source), names, qualified))  # fmt: skip
+        name = target_table_name(spec, qualified)
         tables[qualified] = translator.get_asset_spec(CdcAssetProps(
-            "target_table", qualified=qualified, table=table, target_table=target_table_name(spec, qualified),
+            "target_table", qualified=qualified, table=table, target_table=name + CHANGE_LOG_SUFFIX if lake else name,
             applies=ddl_by_table.get(qualified), metadata=table_meta,
             upstream=(externals[qualified].key, schema.key), **common,
         ))  # fmt: skip
+        if lake:
+            current[qualified] = translator.get_asset_spec(CdcAssetProps(
+                "current_state", qualified=qualified, table=table, target_table=name, metadata=base_meta,
+                upstream=(tables[qualified].key,), **common,
+            ))  # fmt: skip
 
     source = sink = None
     if spec.streams:
@@ -133,6 +147,6 @@ def pipeline_specs(
             ))  # fmt: skip
     keys = PipelineKeys(
         spec.name, schema.key, {q: s.key for q, s in tables.items()}, {q: s.key for q, s in externals.items()},
-        source.key if source else None, sink.key if sink else None,
+        source.key if source else None, sink.key if sink else None, {q: c.key for q, c in current.items()},
     )  # fmt: skip
-    return PipelineSpecs(schema, tables, externals, source, sink, keys)
+    return PipelineSpecs(schema, tables, externals, source, sink, keys, current)

@@ -43,6 +43,7 @@ from cdc_platform.dagster.connection_test_job import (
     build_connection_test_job,
     build_connection_test_schedule,
 )
+from cdc_platform.dagster.lake_assets import CurrentStateTable, build_current_state_assets, build_merge_sensor
 from cdc_platform.dagster.lifecycle_jobs import lifecycle_jobs_for
 from cdc_platform.dagster.metrics_job import WatchedAssets, build_metrics_job, build_metrics_schedule
 from cdc_platform.dagster.quality_checks import build_quality_checks, checked_tables
@@ -214,6 +215,12 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
     s3_flush_seconds: int = Field(
         default=30, ge=5, description="How often the S3 writer flushes new changes into Parquet change files."
     )
+    lake_merge_seconds: int = Field(
+        default=60,
+        ge=5,
+        description="Iceberg targets: how often the current-state tables are checked for new changes in their "
+        "change logs and merged (the most they trail the change log, plus one run).",
+    )
     defs_state: ResolvedDefsStateConfig = Field(
         default_factory=lambda: DefsStateConfigArgs(
             management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False
@@ -367,6 +374,12 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             sensors.append(
                 build_s3_writer_sensor(self.part_name("s3_writer"), writers, self.s3_flush_seconds)
             )
+        lakes = [
+            self._current_state_assets(specs, n, catalogs.get(n), parts[n]) for n in to_s3 if parts[n].current
+        ]
+        if lakes:
+            sensors.append(build_merge_sensor(self.part_name("lake_merge"), [k for a in lakes for k in a.keys],
+                                              self.lake_merge_seconds))  # fmt: skip
         followed = {name: dict(keys[name].target_tables) for name in watched if keys[name].target_tables}
         if followed:
             sensors.append(build_schema_changes_sensor(self.part_name("schema_changes"), followed))
@@ -382,6 +395,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         return dg.Definitions(
             assets=[
                 *build_all_assets(specs, catalogs, names, translator, plans, parts),
+                *lakes,
                 *([worker] if worker is not None else []),
             ],  # fmt: skip
             asset_checks=[
@@ -458,6 +472,17 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             watched.append(WatchedConnector(name, "sink", names.sink_connector, keys.sink_connector,
                                             plan.sink_config if plan else None))  # fmt: skip
         return watched
+
+    @staticmethod
+    def _current_state_assets(
+        specs: Specs, name: str, catalog: PipelineCatalog | None, part
+    ) -> dg.AssetsDefinition:
+        spec = specs.pipelines[name].spec
+        tables = [
+            CurrentStateTable(q, spec.target_schema, target_table_name(spec, q), s.key, catalog.table(q) if catalog else None)
+            for q, s in part.current.items()
+        ]  # fmt: skip
+        return build_current_state_assets(name, spec.target, list(part.current.values()), tables)
 
     @staticmethod
     def _s3_pipeline(

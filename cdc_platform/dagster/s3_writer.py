@@ -65,6 +65,9 @@ def materialization(
     }
     if result.files:
         metadata["last_file"] = dg.MetadataValue.path(f"s3://{result.files[-1]}")
+    if result.snapshots:
+        metadata["iceberg_snapshot_id"] = dg.MetadataValue.text(str(result.snapshots[-1]))
+        metadata["iceberg_commits"] = len(result.snapshots)
     if result.recovered:
         metadata["recovered_uncommitted_through"] = max(result.recovered.values())
     if result.substituted:
@@ -121,16 +124,19 @@ def flush_pipeline(p: S3Pipeline, specs, bootstrap: str, log, budget_seconds: fl
     """One flush (or dry run) of the pipeline's deployed tables: [(asset, location, result)], why others wait."""
     # lazy: keeps pyarrow off the code location's load path
     from cdc_platform.s3.changes import S3Table, flush_tables
+    from cdc_platform.s3.iceberg_catalog import LakeNames
     from cdc_platform.s3.storage import TableLocation
 
     target = specs.connection(p.target)
+    iceberg = target.table_format == "iceberg"
     ready, waiting = resolve_tables(p)
     located = [(t, table, TableLocation.of(target, t.target_schema, t.target_name)) for t, table in ready]
     if not located:
         return [], waiting
     results = flush_tables(
         target, specs.directory, bootstrap, p.pipeline, p.source_kind,
-        [S3Table(t.qualified, t.topic, table, loc) for t, table, loc in located],
+        [S3Table(t.qualified, t.topic, table, loc, LakeNames(t.target_schema, t.target_name) if iceberg else None)
+         for t, table, loc in located],
         log, budget_seconds, dry_run=dry_run,
     )  # fmt: skip
     return [(t, loc, results[t.qualified]) for t, _, loc in located], waiting
@@ -183,7 +189,7 @@ def build_s3_writer_sensor(
                         reported[t.key.to_user_string()] = "waiting"
                         events.append(evaluation(t, None, waiting))
             for asset, location, result in flushed:
-                if result.files or result.recovered:
+                if result.files or result.snapshots or result.recovered:
                     events.append(materialization(asset, result, location))
                 outcome = result.error or "ok"
                 if reported.get(asset.key.to_user_string()) != outcome:

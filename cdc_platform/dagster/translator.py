@@ -25,7 +25,9 @@ from cdc_platform.engines.kinds import ENGINE_KINDS
 from cdc_platform.schema.model import Table
 from cdc_platform.specs.models import PipelineSpec
 
-Role = Literal["source_table", "target_table", "target_schema", "source_connector", "sink_connector"]
+Role = Literal[
+    "source_table", "target_table", "target_schema", "source_connector", "sink_connector", "current_state"
+]
 
 
 class CdcMetadataSet(NamespacedMetadataSet):
@@ -172,6 +174,7 @@ class CdcTranslator:
             "target_schema": self._target_schema,
             "source_connector": self._connector,
             "sink_connector": self._connector,
+            "current_state": self._current_state,
         }[props.role]
         return builder(props)
 
@@ -229,6 +232,36 @@ class CdcTranslator:
             description=f"{p.target_schema}.{props.target_table} on {p.target}, replicated from {p.source} "
             f"{qualified} by pipeline {p.name}. Materializing {copy}{cdc}.",
             metadata={**table, **cdc_metadata(**(props.metadata or {}))},
+            **self._common(props),
+        )
+
+    def _current_state(self, props: CdcAssetProps) -> dg.AssetSpec:
+        """An Iceberg target's current-state table, merged from its change log (the upstream key)."""
+        p = props.pipeline
+        (change_log,) = props.upstream or (self.target_table_key(p, f"{props.target_table}_changes"),)
+        lineage = None
+        if props.table is not None:
+            lineage = dg.TableColumnLineage(
+                deps_by_column={
+                    c.name: [dg.TableColumnDep(asset_key=change_log, column_name=c.name)]
+                    for c in props.table.columns
+                }
+            )
+        table = table_metadata(
+            f"{p.target}.{p.target_schema}.{props.target_table}",
+            column_schema(props.table) if props.table else None,
+            lineage,
+        )
+        return dg.AssetSpec(
+            self.target_table_key(p, props.target_table or ""),
+            deps=[change_log],
+            kinds={"iceberg", ENGINE_KINDS[props.target_kind]},
+            description=f"Iceberg table {p.target_schema}.{props.target_table} on {p.target}: the current state of "
+            f"{props.qualified} (one row per key, deletes applied), merged from its change log by pipeline {p.name}. "
+            "Materializing merges only what the change log gained since the last merge; each merge is an Iceberg "
+            "snapshot (time travel by snapshot id or timestamp). Kept current by an automation condition.",
+            metadata={**table, **cdc_metadata(**(props.metadata or {}))},
+            automation_condition=dg.AutomationCondition.eager(),
             **self._common(props),
         )
 

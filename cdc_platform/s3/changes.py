@@ -27,6 +27,8 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from cdc_platform.kafka_log import kafka_client_config
+from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
+from cdc_platform.s3.iceberg_tables import append_changes, ensure_lake_tables, recorded_offsets
 from cdc_platform.s3.storage import TableLocation, last_written_offset, put_bytes, s3_client, s3_filesystem
 from cdc_platform.s3.values import Substituted, arrow_schema, change_value
 from cdc_platform.schema.model import Table
@@ -48,11 +50,15 @@ class S3Table:
     topic: str
     table: Table
     location: TableLocation
+    #: the Iceberg tables (table_format iceberg), else None: Parquet change files under ``location``
+    lake: LakeNames | None = None
 
 
 @dataclass
 class TableFlush:
     files: list[str] = field(default_factory=list)
+    #: the change log's snapshots this flush committed (table_format iceberg)
+    snapshots: list[int] = field(default_factory=list)
     rows: int = 0
     bytes: int = 0
     #: partition -> the next offset to read (what is committed)
@@ -185,6 +191,7 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
     pending changes as a flush would, writing and committing nothing (the on-demand check)."""
     fs = s3_filesystem(target, specs_dir)
     client = s3_client(target, specs_dir)
+    lake = LakeWriter(target, specs_dir) if any(t.lake for t in tables) else None
     consumer = Consumer(kafka_client_config(bootstrap, **{"group.id": consumer_group(pipeline),
                                                           "enable.auto.commit": False, "auto.offset.reset": "earliest",
                                                           "enable.partition.eof": False}))  # fmt: skip
@@ -200,7 +207,10 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
                 (committed,) = consumer.committed([tp], timeout=10)
                 low, high = consumer.get_watermark_offsets(tp, timeout=10)
                 start = committed.offset if committed.offset >= 0 else low
-                written = last_written_offset(fs, t.location, partition)
+                if t.lake is None:
+                    written = last_written_offset(fs, t.location, partition)
+                else:
+                    written = lake.recorded(t).get(partition) if lake and start < high else None
                 if written is not None and written + 1 > start and not dry_run:
                     # the last flush wrote this file and died before its commit: do it now
                     start = written + 1
@@ -237,7 +247,8 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
             if not batch or result.error:
                 continue
             try:
-                _write_batch(client, consumer, t, key[1], batch, source_kind, result, dry_run)
+                store = lake.store(t) if lake and t.lake else _file_store(client, t)
+                _write_batch(store, consumer, t, key[1], batch, source_kind, result, dry_run)
             except UnwritableValue as exc:
                 result.error = (f"{t.qualified}: the change at offset {exc.offset} of {t.topic} partition {key[1]} "
                                 f"cannot be written: {exc}. This table's changes stop there: everything before it "
@@ -287,7 +298,51 @@ def _arrow_rows(rows: list[dict], schema: pa.Schema) -> tuple[pa.Table, Unwritab
     raise AssertionError("Arrow refused the rows but accepts each value")  # pragma: no cover
 
 
-def _write_batch(client, consumer: Consumer, t: S3Table, partition: int, batch: list, source_kind: str,
+class LakeWriter:
+    """The Iceberg side of one flush: each table's change log loaded (and its schema evolved to the
+    deployed columns) once, the offsets its appends recorded."""
+
+    def __init__(self, target: ConnectionSpec, specs_dir: Path | None):
+        self.catalog = lake_catalog(target, specs_dir)
+        self.tables: dict[str, object] = {}
+
+    def change_log(self, t: S3Table):
+        if t.qualified not in self.tables:
+            assert t.lake is not None
+            self.tables[t.qualified] = ensure_lake_tables(self.catalog, t.lake, t.table)[0]
+        return self.tables[t.qualified]
+
+    def recorded(self, t: S3Table) -> dict[int, int]:
+        return recorded_offsets(self.change_log(t))
+
+    def store(self, t: S3Table) -> Callable:
+        def append(table: pa.Table, partition: int, first: int, last: int, result: TableFlush) -> None:
+            change_log = self.change_log(t)
+            append_changes(change_log, table, {partition: last})
+            snapshot = change_log.current_snapshot()
+            result.snapshots.append(snapshot.snapshot_id)
+            result.rows += table.num_rows
+            result.bytes += int(snapshot.summary.additional_properties.get("added-files-size", 0))
+
+        return append
+
+
+def _file_store(client, t: S3Table) -> Callable:
+    """One Parquet change file per batch, named by the offsets it holds."""
+
+    def put(table: pa.Table, partition: int, first: int, last: int, result: TableFlush) -> None:
+        path = t.location.change_file(partition, first, last)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        put_bytes(client, path, buffer.getvalue())
+        result.files.append(path)
+        result.rows += table.num_rows
+        result.bytes += buffer.tell()
+
+    return put
+
+
+def _write_batch(store: Callable, consumer: Consumer, t: S3Table, partition: int, batch: list, source_kind: str,
                  result: TableFlush, dry_run: bool = False) -> None:  # fmt: skip
     """Write and commit the batch, or the part of it before a change that cannot be written (then
     raise :class:`UnwritableValue` for that change)."""
@@ -308,13 +363,7 @@ def _write_batch(client, consumer: Consumer, t: S3Table, partition: int, batch: 
         result.substituted[column] = result.substituted.get(column, 0) + count
     first, last = batch[0][0], batch[-1][0]
     if table.num_rows:
-        path = t.location.change_file(partition, first, last)
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        put_bytes(client, path, buffer.getvalue())
-        result.files.append(path)
-        result.rows += table.num_rows
-        result.bytes += buffer.tell()
+        store(table, partition, first, last, result)
     _commit(consumer, [TopicPartition(t.topic, partition, last + 1)])
     advanced = last + 1 - result.committed.get(partition, first)
     result.committed[partition] = last + 1

@@ -12,7 +12,7 @@ row win over every older change (a re-load).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -95,28 +95,40 @@ def write_snapshot(src: ConnectionSpec, dst: ConnectionSpec, job: CopyJob, specs
 def _write_local(local: Path, schema: pa.Schema, names: list[str], seq: int, source: Iterable[list],
                  tick: Callable[[int], None]) -> int:  # fmt: skip
     """Row groups into a local file first: the upload is one managed transfer, memory stays flat."""
-    rows = 0
+    counted = RowCount()
     with pq.ParquetWriter(local, schema, compression="zstd") as writer:
-        buffer: list[list] = []
+        for batch in snapshot_batches(schema, names, seq, source, tick, counted):
+            writer.write_batch(batch)
+    return counted.rows
 
-        def flush() -> None:
-            columns = list(zip(*buffer, strict=True)) if buffer else [[] for _ in names]
-            arrays = [
-                pa.array(list(values), type=schema.field(n).type)
-                for n, values in zip(names, columns, strict=True)
-            ]
-            count = len(buffer)
-            arrays += [pa.array(["r"] * count, pa.string()), pa.nulls(count, pa.int64()),
-                       pa.nulls(count, pa.string()), pa.array([seq] * count, pa.int64())]  # fmt: skip
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
-        for row in source:
-            buffer.append(row)
-            rows += 1
-            if len(buffer) >= ROW_GROUP_ROWS:
-                flush()
-                buffer = []
-                tick(rows)
-        if buffer or rows == 0:
-            flush()
-    return rows
+class RowCount:
+    rows = 0
+
+
+def snapshot_batches(schema: pa.Schema, names: list[str], seq: int, source: Iterable[list],
+                     tick: Callable[[int], None], counted: RowCount) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    """The source's rows as record batches of ``ROW_GROUP_ROWS`` with the snapshot's ``_cdc_*``
+    values (an empty table still yields one empty batch, so the file has the schema)."""
+    buffer: list[list] = []
+
+    def batch() -> pa.RecordBatch:
+        columns = list(zip(*buffer, strict=True)) if buffer else [[] for _ in names]
+        arrays = [
+            pa.array(list(values), type=schema.field(n).type)
+            for n, values in zip(names, columns, strict=True)
+        ]
+        count = len(buffer)
+        arrays += [pa.array(["r"] * count, pa.string()), pa.nulls(count, pa.int64()),
+                   pa.nulls(count, pa.string()), pa.array([seq] * count, pa.int64())]  # fmt: skip
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    for row in source:
+        buffer.append(row)
+        counted.rows += 1
+        if len(buffer) >= ROW_GROUP_ROWS:
+            yield batch()
+            buffer = []
+            tick(counted.rows)
+    if buffer or counted.rows == 0:
+        yield batch()

@@ -118,6 +118,14 @@ class ConnectionSpec(Strict):
     region: str = "us-east-1"
     access_key_id: SecretRef | None = None
     secret_access_key: SecretRef | None = None
+    table_format: Literal["parquet", "iceberg"] = Field(
+        default="parquet",
+        description="S3: 'iceberg' writes two Apache Iceberg tables per replicated table (the change log "
+        "<table>_changes and the current state <table>); 'parquet' writes Parquet snapshot and change files",
+    )
+    #: S3 with table_format iceberg: pyiceberg catalog properties (type rest/glue/sql, uri, ...); empty:
+    #: a SQL catalog on the platform's own database. A secret-looking key takes a reference.
+    catalog: dict[str, str | SecretRef] = Field(default_factory=dict)
 
     @field_validator("password", mode="before")
     @classmethod
@@ -160,7 +168,15 @@ class ConnectionSpec(Strict):
                 )
             if self.prefix.startswith("/"):
                 raise ValueError(f"prefix {self.prefix!r} must not start with '/'")
+            for key, value in self.catalog.items():
+                if isinstance(value, str) and secret_option(key):
+                    raise ValueError(f"catalog property {key!r} holds a secret, and an inline secret is not "
+                                     "allowed; give a reference: {env: VAR} or {file: path, key: name}")  # fmt: skip
+            if self.catalog and self.table_format != "iceberg":
+                raise ValueError("catalog properties apply to table_format iceberg only")
         if self.kind != ConnectionKind.s3:
+            if self.table_format != "parquet" or self.catalog:
+                raise ValueError("table_format and catalog apply to s3 connections only")
             missing = [f for f in ("host", "port", "database", "username") if getattr(self, f) in (None, "")]
             if missing:
                 raise ValueError(f"a {self.kind.value} connection needs {', '.join(missing)}")

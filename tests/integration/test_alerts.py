@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cdc_platform.alerts.history import AlertHistory
 from cdc_platform.cli import cli
+from cdc_platform.health.metrics_store import MetricsStore
 from tests.faults import wait_task_state
 from tests.pipeline_support import (
     component_defs,
@@ -76,9 +77,16 @@ def test_a_lag_rule_fires_after_its_duration_and_resolves_by_mail_and_webhook(
             wait_task_state(connect, sink, "PAUSED")  # a pause takes effect a moment later
             with pg_connect(stack, src) as conn:
                 conn.execute("INSERT INTO t SELECT g, 'late' FROM generate_series(101, 400) g")
-            time.sleep(2)
+            # the rule's duration counts from the first collection that sees the lag: on a busy machine
+            # the source can take seconds to publish the rows, so wait for that collection
+            deadline = time.monotonic() + 60
+            while True:
+                assert collect_job.execute_in_process(instance=instance).success
+                if MetricsStore().latest(name).get(("sink", "lag_messages"), (0, 0))[1] > 50:
+                    break
+                assert time.monotonic() < deadline, "the paused sink's lag never rose above 50"
+                time.sleep(1)
             held_since = time.monotonic()
-            collect_job.execute_in_process(instance=instance)
             assert tick() == [], "opened before the lag held for the rule's duration"
             time.sleep(HOLD_SECONDS + 1)
             collect_job.execute_in_process(instance=instance)

@@ -1,0 +1,146 @@
+"""The two Iceberg tables of a replicated table: their schema, creation, evolution and the change log's
+appends with the Kafka offsets they hold.
+
+Both tables carry the table's columns and the ``_cdc_*`` columns (cdc_platform/s3/values.py). The
+Arrow types are the Parquet layout's with two changes for what Iceberg cannot hold:
+
+* ``smallint``/``year`` (int16) become Iceberg ``int`` (Iceberg has no 16-bit integer; every value fits);
+* a ``numeric`` of 39..76 digits becomes its exact decimal text (Iceberg decimals end at 38 digits).
+
+Exactly once: every append to the change log records, in its snapshot's summary, the last Kafka offset
+of each partition it holds (``cdc.offset.<partition>``). The writer commits the offsets to Kafka only
+after the append; one that dies in between finds the recorded offset on its next flush and resumes
+after it, as the Parquet layout does with its file names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
+
+from cdc_platform.s3.iceberg_catalog import LakeNames
+from cdc_platform.s3.values import arrow_schema
+from cdc_platform.schema.model import Table
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table as IcebergTable
+
+OFFSET_PROPERTY = "cdc.offset."
+#: on a full load's commit: the ``_cdc_seq`` of its rows
+FULL_LOAD_PROPERTY = "cdc.full-load-seq"
+#: how many snapshots back the writer looks for a partition's last recorded offset
+OFFSET_SEARCH_DEPTH = 10_000
+
+
+def iceberg_arrow_type(t: pa.DataType) -> pa.DataType:
+    if t == pa.int16():
+        return pa.int32()
+    if pa.types.is_decimal(t) and t.precision > 38:
+        return pa.string()
+    return t
+
+
+def iceberg_arrow_schema(table: Table) -> pa.Schema:
+    return for_iceberg_schema(arrow_schema(table))
+
+
+def for_iceberg_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, iceberg_arrow_type(f.type), nullable=f.nullable) for f in schema])
+
+
+def for_iceberg(rows):
+    """Rows (a table or a batch) of the Parquet layout's types in the Iceberg tables' types. A decimal
+    wider than 38 digits becomes its fixed-point text with every digit of its scale (Python's
+    ``format(value, "f")``: Arrow's own cast writes ``-1E-10``)."""
+    schema = for_iceberg_schema(rows.schema)
+    if rows.schema == schema:
+        return rows
+    columns = []
+    for name, field in zip(rows.schema.names, rows.schema, strict=True):
+        column = rows.column(name)
+        if pa.types.is_decimal(field.type) and field.type.precision > 38:
+            column = pa.array(
+                [None if v is None else format(v, "f") for v in column.to_pylist()], pa.string()
+            )
+        columns.append(column)
+    texts = pa.schema(
+        [pa.field(f.name, c.type, nullable=f.nullable) for f, c in zip(rows.schema, columns, strict=True)]
+    )
+    return type(rows).from_arrays(columns, schema=texts).cast(schema)
+
+
+def ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    catalog.create_namespace_if_not_exists(namespace)
+
+
+def ensure_table(catalog: Catalog, identifier: tuple[str, str], schema: pa.Schema) -> IcebergTable:
+    """The table, created if missing, its schema evolved to ``schema`` where the source's grew: new
+    columns added, integers and decimals widened, by Iceberg's own schema evolution (no data file is
+    rewritten; older files read the new column as NULL)."""
+
+    try:
+        table = catalog.load_table(identifier)
+    except NoSuchTableError:
+        return catalog.create_table_if_not_exists(identifier, schema=schema)
+    missing = [n for n in schema.names if n not in {f.name for f in table.schema().fields}]
+    if missing or _narrower(table, schema):
+        try:
+            with table.update_schema() as update:
+                update.union_by_name(schema)
+        except Exception as exc:  # noqa: BLE001 - named: the source's change Iceberg cannot follow
+            raise RuntimeError(
+                f"Iceberg table {'.'.join(identifier)} cannot take the source's new schema "
+                f"({type(exc).__name__}: {exc}); its data is unchanged"
+            ) from exc
+        table = catalog.load_table(identifier)
+    return table
+
+
+def _narrower(table: IcebergTable, schema: pa.Schema) -> bool:
+    """Whether a column of the Iceberg table has another type than the source's now (compared as
+    Iceberg types: Arrow's string and large_string are one Iceberg string)."""
+
+    wanted = Catalog._convert_schema_if_needed(schema)
+    have = {f.name: f.field_type for f in table.schema().fields}
+    return any(f.name in have and have[f.name] != f.field_type for f in wanted.fields)
+
+
+def ensure_lake_tables(catalog: Catalog, names: LakeNames, table: Table) -> tuple[IcebergTable, IcebergTable]:
+    """(change log, current state), created or evolved to the table's columns."""
+    schema = iceberg_arrow_schema(table)
+    ensure_namespace(catalog, names.namespace)
+    return ensure_table(catalog, names.change_log, schema), ensure_table(catalog, names.current, schema)
+
+
+def recorded_offsets(table: IcebergTable) -> dict[int, int]:
+    """partition -> the last offset an append to the change log recorded (newest snapshot first)."""
+    found: dict[int, int] = {}
+    for depth, snapshot in enumerate(lineage(table)):
+        if depth >= OFFSET_SEARCH_DEPTH:
+            break
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        for key, value in summary.items():
+            if key.startswith(OFFSET_PROPERTY):
+                found.setdefault(int(key[len(OFFSET_PROPERTY) :]), int(value))
+    return found
+
+
+def lineage(table: IcebergTable) -> Iterator:
+    """The current snapshot and its ancestors, newest first."""
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        yield snapshot
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+
+
+def offset_properties(offsets: dict[int, int]) -> dict[str, str]:
+    return {f"{OFFSET_PROPERTY}{p}": str(o) for p, o in sorted(offsets.items())}
+
+
+def append_changes(table: IcebergTable, rows: pa.Table, offsets: dict[int, int]) -> None:
+    """One commit: the rows, and the last offset of each partition they came from."""
+    table.append(for_iceberg(rows), snapshot_properties=offset_properties(offsets))

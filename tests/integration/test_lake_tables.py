@@ -1,0 +1,334 @@
+"""S3 targets with ``table_format: iceberg`` on the real stack's S3 server (moto, and SeaweedFS in
+``make test``'s S3 phase): the change log and the current-state table in a SQL catalog on the platform
+database, read back through pyiceberg and through DuckDB's own Iceberg reader.
+
+The merge's rules are exercised on tables written directly (updates, deletes, composite keys, a
+late older change, a re-load that drops keys, merges in parts, schema evolution without rewriting
+files, time travel); the whole chain on a PostgreSQL pipeline: full load, Debezium, the S3 writer
+sensor appending to the change log (and a writer killed between its append and its Kafka commit),
+the automation condition asking for the merge, and the current state equal to the source."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from cdc_platform.dagster.resources import CdcSettingsResource
+from cdc_platform.pipeline.plan import PipelineNames, table_topic
+from cdc_platform.s3 import current_state
+from cdc_platform.s3.changes import S3Table
+from cdc_platform.s3.current_state import merge_current
+from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
+from cdc_platform.s3.iceberg_tables import (
+    FULL_LOAD_PROPERTY,
+    append_changes,
+    ensure_lake_tables,
+    for_iceberg,
+    recorded_offsets,
+)
+from cdc_platform.s3.snapshot import source_rows
+from cdc_platform.s3.storage import TableLocation
+from cdc_platform.s3.values import arrow_schema
+from cdc_platform.schema.discovery import discover_pipeline_tables
+from cdc_platform.schema.model import Column, CopyJob, Table
+from cdc_platform.schema.types import CanonicalType
+from cdc_platform.specs.models import ConnectionSpec
+from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
+from tests.support import pg_connect, pg_database, unique
+
+pytestmark = pytest.mark.integration
+
+CDC = ["_cdc_op", "_cdc_source_ts_ms", "_cdc_position", "_cdc_seq"]
+
+
+@pytest.fixture
+def lake_conn(stack, monkeypatch, tmp_path) -> dict:
+    import boto3
+
+    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'platform.sqlite'}")
+    monkeypatch.setenv("LAKE_KEY", "testing")
+    monkeypatch.setenv("LAKE_SECRET", "testing")
+    name = unique("ice").replace("_", "-")
+    boto3.client("s3", endpoint_url=stack.s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket=name)  # fmt: skip
+    return {"kind": "s3", "bucket": name, "prefix": "wh", "endpoint_url": stack.s3_url, "table_format": "iceberg",
+            "access_key_id": {"env": "LAKE_KEY"}, "secret_access_key": {"env": "LAKE_SECRET"}}  # fmt: skip
+
+
+def duckdb_rows(stack, metadata_location: str) -> list[dict]:
+    """The table as DuckDB's Iceberg extension reads it from S3 (extensions from PyPI, loaded by path)."""
+    import duckdb
+
+    con = duckdb.connect(
+        config={"allow_unsigned_extensions": "true", "autoinstall_known_extensions": "false"}
+    )
+    for extension in ("httpfs", "avro", "iceberg"):
+        module = __import__(f"duckdb_extension_{extension}")
+        (path,) = glob.glob(os.path.join(os.path.dirname(module.__file__), "extensions", "*",
+                                         f"{extension}.duckdb_extension"))  # fmt: skip
+        con.execute(f"LOAD '{path}'")
+    endpoint = stack.s3_url.split("://", 1)[1].rstrip("/")
+    con.execute(f"CREATE SECRET (TYPE s3, KEY_ID 'testing', SECRET 'testing', ENDPOINT '{endpoint}', "
+                "URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')")  # fmt: skip
+    cursor = con.execute(f"SELECT * FROM iceberg_scan('{metadata_location}')")
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def plain(rows: list[dict], key: list[str]) -> list[dict]:
+    return sorted(
+        ({k: v for k, v in r.items() if k not in CDC} for r in rows), key=lambda r: [r[k] for k in key]
+    )
+
+
+KEYED = Table(
+    "public", "t",
+    (Column("a", CanonicalType("integer"), False, "int"), Column("b", CanonicalType("varchar", 10), False, "varchar"),
+     Column("v", CanonicalType("numeric", precision=12, scale=2), True, "numeric(12,2)")),
+    ("a", "b"),
+)  # fmt: skip
+
+
+def _rows(table: Table, values: list[tuple], op: str, seqs: list[int]) -> pa.Table:
+    names = [c.name for c in table.columns]
+    records = [
+        {**dict(zip(names, v, strict=True)), "_cdc_op": op, "_cdc_seq": s}
+        for v, s in zip(values, seqs, strict=True)
+    ]
+    return pa.Table.from_pylist(records, schema=arrow_schema(table))
+
+
+def test_the_current_state_follows_updates_deletes_late_changes_and_a_reload(lake_conn, monkeypatch, stack):
+    conn = ConnectionSpec(name="lake", **lake_conn)
+    catalog = lake_catalog(conn, None)
+    change_log, current = ensure_lake_tables(catalog, LakeNames("replica", "t"), KEYED)
+    dec = Decimal
+    loaded = [(i, k, dec(f"{i}.{k == 'x' and 10 or 20}")) for i in range(1, 6) for k in ("x", "y")]
+    change_log.append(for_iceberg(_rows(KEYED, loaded, "r", [10] * len(loaded))),
+                      snapshot_properties={FULL_LOAD_PROPERTY: "10"})  # fmt: skip
+    first = merge_current(change_log.refresh(), current, ["a", "b"], "replica.t")
+    assert (first.keys_changed, first.rows_written, first.total_rows) == (10, 10, 10)
+    state_after_load = plain(current.refresh().scan().to_arrow().to_pylist(), ["a", "b"])
+
+    # an update and a delete of one half of a composite key (its other half stays), and a late change
+    # older than the row it would replace (ignored by _cdc_seq), written as two appends
+    append_changes(change_log, _rows(KEYED, [(1, "x", dec("99.99")), (2, "y", None)], "u", [21, 23]), {0: 11})
+    append_changes(change_log, _rows(KEYED, [(3, "x", None), (4, "x", dec("7.00"))], "d", [25, 5]), {0: 12})
+    second = merge_current(change_log.refresh(), current.refresh(), ["a", "b"], "replica.t")
+    assert second.changes_read == 4 and second.rows_deleted == 1 and second.total_rows == 9
+    rows = {(r["a"], r["b"]): r for r in current.refresh().scan().to_arrow().to_pylist()}
+    assert rows[(1, "x")]["v"] == dec("99.99") and rows[(1, "x")]["_cdc_op"] == "u"
+    assert rows[(2, "y")]["v"] is None and (3, "x") not in rows and (3, "y") in rows
+    assert rows[(4, "x")]["v"] == dec("4.10"), "a change older than the row does not replace it"
+    assert recorded_offsets(change_log.refresh()) == {0: 12}
+
+    # nothing new: no commit; time travel to the first merge still reads the loaded rows
+    assert merge_current(change_log.refresh(), current.refresh(), ["a", "b"], "replica.t").snapshot_id is None
+    travelled = current.refresh().scan(snapshot_id=first.snapshot_id).to_arrow().to_pylist()
+    assert plain(travelled, ["a", "b"]) == state_after_load
+
+    # a re-load that no longer holds key (5, *): gone, though no delete was ever captured; a change
+    # older than the re-load arriving after it is ignored; merged in parts of one file each
+    monkeypatch.setattr(current_state, "CHUNK_ROWS", 1)
+    reloaded = [(i, k, dec("1.00")) for i in range(1, 5) for k in ("x", "y")]
+    change_log.append(for_iceberg(_rows(KEYED, reloaded, "r", [40] * len(reloaded))),
+                      snapshot_properties={FULL_LOAD_PROPERTY: "40"})  # fmt: skip
+    append_changes(change_log.refresh(), _rows(KEYED, [(9, "z", dec("9.00"))], "c", [31]), {0: 15})
+    append_changes(change_log.refresh(), _rows(KEYED, [(1, "y", dec("2.00"))], "u", [43]), {0: 21})
+    logged: list[str] = []
+    third = merge_current(change_log.refresh(), current.refresh(), ["a", "b"], "replica.t", logged.append)
+    assert any("merged 1 of 3 parts" in line for line in logged), logged
+    state = plain(current.refresh().scan().to_arrow().to_pylist(), ["a", "b"])
+    expected = [{"a": a, "b": b, "v": dec("2.00") if (a, b) == (1, "y") else v} for a, b, v in reloaded]
+    assert state == expected and third.total_rows == 8
+    assert (
+        duckdb_rows(stack, current.refresh().metadata_location)
+        and plain(duckdb_rows(stack, current.refresh().metadata_location), ["a", "b"]) == expected
+    )
+
+
+def test_new_columns_and_widened_types_evolve_both_tables_without_rewriting_a_file(lake_conn, stack):
+    conn = ConnectionSpec(name="lake", **lake_conn)
+    catalog = lake_catalog(conn, None)
+    names = LakeNames("replica", "w")
+    before = Table("public", "w", (
+        Column("id", CanonicalType("integer"), False, "int"),
+        Column("v", CanonicalType("numeric", precision=10, scale=2), True, "numeric(10,2)"),
+        Column("s", CanonicalType("smallint"), True, "smallint"),
+    ), ("id",))  # fmt: skip
+    change_log, current = ensure_lake_tables(catalog, names, before)
+    append_changes(
+        change_log, _rows(before, [(1, Decimal("12345678.90"), 7), (2, None, -32768)], "c", [1, 3]), {0: 1}
+    )
+    merge_current(change_log.refresh(), current, ["id"], "replica.w")
+    files_before = {t.file.file_path for t in change_log.refresh().scan().plan_files()}
+
+    after = Table("public", "w", (
+        Column("id", CanonicalType("bigint"), False, "bigint"),
+        Column("v", CanonicalType("numeric", precision=14, scale=2), True, "numeric(14,2)"),
+        Column("s", CanonicalType("smallint"), True, "smallint"),
+        Column("note", CanonicalType("text"), True, "text"),
+    ), ("id",))  # fmt: skip
+    change_log, current = ensure_lake_tables(catalog, names, after)
+    for table in (change_log, current):
+        fields = {f.name: str(f.field_type) for f in table.schema().fields}
+        assert fields["id"] == "long" and fields["v"] == "decimal(14, 2)" and fields["note"] == "string", (
+            fields
+        )
+    assert {t.file.file_path for t in change_log.scan().plan_files()} == files_before, "no file rewritten"
+    big = 2**40
+    append_changes(change_log, _rows(after, [(big, Decimal("123456789012.34"), 1, "new"), (2, Decimal("1.00"), 2, None)],
+                                     "u", [5, 7]), {0: 3})  # fmt: skip
+    merge_current(change_log.refresh(), current.refresh(), ["id"], "replica.w")
+    got = plain(current.refresh().scan().to_arrow().to_pylist(), ["id"])
+    assert got == [
+        {"id": 1, "v": Decimal("12345678.90"), "s": 7, "note": None},
+        {"id": 2, "v": Decimal("1.00"), "s": 2, "note": None},
+        {"id": big, "v": Decimal("123456789012.34"), "s": 1, "note": "new"},
+    ]
+    assert plain(duckdb_rows(stack, current.refresh().metadata_location), ["id"]) == got
+
+
+PG_TABLE = """CREATE TABLE t (id int PRIMARY KEY, small smallint, amount numeric(12,2), wide numeric(50,10),
+  ratio float8, at timestamptz, day date, note text, doc jsonb)"""
+
+KILLED_WRITER = """
+import os, pickle, signal, sys
+import cdc_platform.s3.changes as changes
+target, specs_dir, bootstrap, pipeline, table = pickle.loads(open(sys.argv[1], "rb").read())
+changes._commit = lambda consumer, offsets: os.kill(os.getpid(), signal.SIGKILL)
+changes.flush_tables(target, specs_dir, bootstrap, pipeline, "postgresql", [table], print)
+"""
+
+
+def test_postgres_to_iceberg_change_log_and_current_state_equal_the_source(
+    stack, connect, tmp_path, lake_conn
+):
+    with pg_database(stack, "src") as src:
+        with pg_connect(stack, src) as conn:
+            conn.execute(PG_TABLE)
+            conn.execute("INSERT INTO t SELECT g, g - 100, g / 7.0, g * 1e25 + g / 3.0, g / 3.0, now(), "
+                         "date '2024-01-01' + g, 'row ' || g, jsonb_build_object('g', g) FROM generate_series(1, 200) g")  # fmt: skip
+            conn.execute("INSERT INTO t VALUES (201, 32767, 'NaN', -0.0000000001, 'Infinity', '-infinity', 'infinity', "
+                         "'', 'null')")  # fmt: skip
+        name = unique("ice")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": lake_conn},
+                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        defs = component_defs(specs)
+        instance = dg.DagsterInstance.ephemeral()
+        built = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
+        (pipeline_assets,) = [a for a in built if dg.AssetKey(["lake", "replica", "t_changes"]) in a.keys]
+        (current_assets,) = [a for a in built if a.node_def.name.endswith("_current_state")]
+        assert {k.path[-1] for k in pipeline_assets.keys} >= {
+            "t_changes",
+            "target_schema",
+            "source_connector",
+        }
+        current_key = dg.AssetKey(["lake", "replica", "t"])
+        assert set(current_assets.keys) == {current_key}
+        assert current_assets.specs_by_key[current_key].deps[0].asset_key == dg.AssetKey(
+            ["lake", "replica", "t_changes"]
+        )
+        sensor = defs.get_sensor_def("cdc_s3_writer")
+        settings = CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap)
+        catalog = lake_catalog(specs.connection("lake"), specs.directory)
+        (table,) = discover_pipeline_tables(
+            specs.pipelines[name].spec, specs.connection("src"), specs.directory
+        )
+
+        def merge() -> dg.AssetMaterialization:
+            result = dg.materialize([current_assets], instance=instance, resources={"cdc_settings": settings})
+            (event,) = result.get_asset_materialization_events()
+            return event.step_materialization_data.materialization
+
+        def expected() -> list[dict]:
+            names = [c.name for c in table.columns]
+            rows = source_rows(
+                specs.connection("src"), CopyJob(table, "x", "x"), specs.directory, None, 1000, {}
+            )
+            records = [dict(zip(names, r, strict=True)) for r in rows]
+            schema = pa.schema([f for f in arrow_schema(table) if f.name not in CDC])
+            return plain(for_iceberg(pa.Table.from_pylist(records, schema=schema)).to_pylist(), ["id"])
+
+        def tick():
+            result = sensor(dg.build_sensor_context(instance=instance, resources={"cdc_settings": settings}))
+            for event in result.asset_events if isinstance(result, dg.SensorResult) else []:
+                instance.report_runless_asset_event(event)  # as the daemon stores a sensor's events
+            return result
+
+        try:
+            materialize(stack, specs, name, assets=pipeline_assets, instance=instance)
+            loaded = merge()
+            selection = dg.AssetSelection.assets(current_key)
+            settled = dg.evaluate_automation_conditions(
+                defs=defs, instance=instance, asset_selection=selection
+            )
+            assert settled.total_requested == 0, "merged: nothing due"
+            assert loaded.metadata["dagster/row_count"].value == 201
+            current = catalog.load_table(("replica", "t"))
+            assert plain(current.scan().to_arrow().to_pylist(), ["id"]) == expected()
+            row = {r["id"]: r for r in current.scan().to_arrow().to_pylist()}[201]
+            assert row["small"] == 32767 and row["amount"] is None and row["wide"] == "-0.0000000001"
+
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t SELECT g, 1, g, g, g, now(), date '2024-06-01', 'new', '{}' "
+                             "FROM generate_series(202, 400) g")  # fmt: skip
+                conn.execute("UPDATE t SET note = 'updated', wide = 123456789012345678901234567890.0123456789 "
+                             "WHERE id % 10 = 0")  # fmt: skip
+                conn.execute("DELETE FROM t WHERE id % 15 = 0")
+            time.sleep(3)  # the changes reach Kafka
+
+            # a real death between the Iceberg commit and the Kafka commit: no change twice
+            job = S3Table(table.qualified, table_topic(specs.connection("src"), PipelineNames(name), table.qualified),
+                          table, TableLocation.of(specs.connection("lake"), "replica", "t"), LakeNames("replica", "t"))  # fmt: skip
+            args = tmp_path / "flush.pickle"
+            args.write_bytes(
+                pickle.dumps((specs.connection("lake"), specs.directory, stack.kafka_bootstrap, name, job))
+            )
+            died = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(args)], capture_output=True, text=True,
+                                  timeout=120, env={**os.environ})  # fmt: skip
+            assert died.returncode == -signal.SIGKILL, died.stdout + died.stderr
+            change_log = catalog.load_table(("replica", "t_changes"))
+            recorded = recorded_offsets(change_log)
+            assert recorded, "the dead writer committed its Iceberg append"
+
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                tick()
+                rows = catalog.load_table(("replica", "t_changes")).scan().to_arrow()
+                if rows.num_rows >= 201 + 199 + 40 + 26:
+                    break
+                time.sleep(1)
+            changes = [r for r in catalog.load_table(("replica", "t_changes")).scan().to_arrow().to_pylist()
+                       if r["_cdc_op"] != "r"]  # fmt: skip
+            seqs = [r["_cdc_seq"] for r in changes]
+            assert len(seqs) == len(set(seqs)) == 199 + 40 + 26, "every change exactly once"
+
+            # the writer's materializations make the current state due under its automation condition
+            due = dg.evaluate_automation_conditions(
+                defs=defs, instance=instance, asset_selection=selection, cursor=settled.cursor
+            )
+            assert due.get_num_requested(current_key) == 1
+            merged = merge()
+            assert (
+                merged.metadata["rows_deleted"].value == 13  # the other 13 were inserted since
+                and merged.metadata["dagster/row_count"].value == 400 - 26
+            )
+            current = catalog.load_table(("replica", "t"))
+            assert plain(current.scan().to_arrow().to_pylist(), ["id"]) == expected()
+            by_duckdb = plain(duckdb_rows(stack, current.metadata_location), ["id"])
+            assert [r["id"] for r in by_duckdb] == [r["id"] for r in expected()]
+            assert by_duckdb == expected()
+        finally:
+            teardown(stack, connect, specs, name)
