@@ -44,6 +44,7 @@ from cdc_platform.dagster.connection_test_job import (
     build_connection_test_schedule,
 )
 from cdc_platform.dagster.lake_assets import CurrentStateTable, build_current_state_assets, build_merge_sensor
+from cdc_platform.dagster.lake_checks import build_lake_checks
 from cdc_platform.dagster.lifecycle_jobs import lifecycle_jobs_for
 from cdc_platform.dagster.metrics_job import WatchedAssets, build_metrics_job, build_metrics_schedule
 from cdc_platform.dagster.quality_checks import build_quality_checks, checked_tables
@@ -374,12 +375,20 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             sensors.append(
                 build_s3_writer_sensor(self.part_name("s3_writer"), writers, self.s3_flush_seconds)
             )
-        lakes = [
-            self._current_state_assets(specs, n, catalogs.get(n), parts[n]) for n in to_s3 if parts[n].current
-        ]
+        #: Iceberg targets: each pipeline's current-state tables, their merge assets and their checks
+        lake_tables = {n: self._current_state_tables(specs, n, catalogs.get(n), parts[n]) for n in to_s3
+                       if parts[n].current}  # fmt: skip
+        lakes = [build_current_state_assets(n, specs.pipelines[n].spec.target, list(parts[n].current.values()), tables)
+                 for n, tables in lake_tables.items()]  # fmt: skip
+        lake_checks = {n: build_lake_checks(specs.pipelines[n], tables) for n, tables in lake_tables.items()}
         if lakes:
             sensors.append(build_merge_sensor(self.part_name("lake_merge"), [k for a in lakes for k in a.keys],
                                               self.lake_merge_seconds))  # fmt: skip
+            schedules += quality_schedules(
+                {n: (specs.pipelines[n].spec.quality, c) for n, c in lake_checks.items()},
+                self.quality_cron, self.checksum_cron, self.part_name("lake_quality_checks"),
+                self.part_name("lake_checksum_checks"),
+            )  # fmt: skip
         followed = {name: dict(keys[name].target_tables) for name in watched if keys[name].target_tables}
         if followed:
             sensors.append(build_schema_changes_sensor(self.part_name("schema_changes"), followed))
@@ -402,6 +411,7 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
                 *[build_connector_checks(name, ws, table_health.get(name)) for name, ws in watched.items()],
                 *quality,
                 *[build_s3_writer_checks(w) for w in writers],
+                *lake_checks.values(),
             ],  # fmt: skip
             sensors=sensors,
             jobs=jobs,
@@ -474,15 +484,14 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
         return watched
 
     @staticmethod
-    def _current_state_assets(
+    def _current_state_tables(
         specs: Specs, name: str, catalog: PipelineCatalog | None, part
-    ) -> dg.AssetsDefinition:
+    ) -> list[CurrentStateTable]:
         spec = specs.pipelines[name].spec
-        tables = [
+        return [
             CurrentStateTable(q, spec.target_schema, target_table_name(spec, q), s.key, catalog.table(q) if catalog else None)
             for q, s in part.current.items()
         ]  # fmt: skip
-        return build_current_state_assets(name, spec.target, list(part.current.values()), tables)
 
     @staticmethod
     def _s3_pipeline(

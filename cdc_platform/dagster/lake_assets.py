@@ -10,7 +10,6 @@ due, and this code location's own automation sensor evaluates them every ``lake_
 the current state trails the change log by at most that interval plus one run.
 """
 
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 

@@ -80,13 +80,13 @@ def build_quality_checks(loaded: LoadedPipeline, specs: Specs, catalog: Pipeline
             for check, evaluate in EVALUATORS.items():
                 if (t.asset_key, check) in selected:
                     result = evaluate(run, t)
-                    _record_outcome(context, name, t.qualified, check, result)
+                    record_outcome(context, name, t.qualified, check, result)
                     yield result
 
     return _checks
 
 
-def _record_outcome(context, pipeline: str, table: str, check: str, result: dg.AssetCheckResult) -> None:
+def record_outcome(context, pipeline: str, table: str, check: str, result: dg.AssetCheckResult) -> None:
     """Each outcome as a time series (``<check>_ok`` = 1 or 0 on the table), so alert rules see
     quality like they see lag; built-in rules watch counts and checksums. A check that could not
     read a side measured nothing: a 0 would open "row counts differ" on tables nobody compared (the

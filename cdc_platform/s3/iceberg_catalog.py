@@ -12,6 +12,8 @@ which S3-compatible servers such as moto refuse for small objects.
 
 from __future__ import annotations
 
+import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +25,7 @@ from cdc_platform.specs.models import ConnectionSpec
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
+_CREATING = threading.Lock()
 #: the change log's table name is the replicated table's name with this suffix
 CHANGE_LOG_SUFFIX = "_changes"
 
@@ -44,8 +47,10 @@ class LakeNames:
 
 
 def catalog_name(conn: ConnectionSpec) -> str:
-    """One catalog per connection: two connections may hold a namespace of the same name."""
-    return f"cdc_{conn.name}"
+    """One catalog per warehouse (bucket and prefix), whatever the connection is called: two
+    deployments sharing a platform database, or two connections to one bucket, see the same tables
+    where they write the same files, and never another bucket's table of the same name."""
+    return "cdc_" + re.sub(r"[^A-Za-z0-9]+", "_", warehouse(conn).removeprefix("s3://")).strip("_")
 
 
 def warehouse(conn: ConnectionSpec) -> str:

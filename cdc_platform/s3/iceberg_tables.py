@@ -129,9 +129,9 @@ def recorded_offsets(table: IcebergTable) -> dict[int, int]:
     return found
 
 
-def lineage(table: IcebergTable) -> Iterator:
-    """The current snapshot and its ancestors, newest first."""
-    snapshot = table.current_snapshot()
+def lineage(table: IcebergTable, start=None) -> Iterator:
+    """The current snapshot (or ``start``) and its ancestors, newest first."""
+    snapshot = start if start is not None else table.current_snapshot()
     while snapshot is not None:
         yield snapshot
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None

@@ -21,6 +21,7 @@ from decimal import Decimal
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from cdc_platform.dagster.resources import CdcSettingsResource
@@ -42,7 +43,8 @@ from cdc_platform.s3.values import arrow_schema
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import Column, CopyJob, Table
 from cdc_platform.schema.types import CanonicalType
-from cdc_platform.specs.models import ConnectionSpec
+from cdc_platform.specs.models import CHECKSUM_CHECK, COUNT_CHECK, ConnectionSpec
+from tests.dagster_support import run_schedule
 from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique
 
@@ -330,5 +332,32 @@ def test_postgres_to_iceberg_change_log_and_current_state_equal_the_source(
             by_duckdb = plain(duckdb_rows(stack, current.metadata_location), ["id"])
             assert [r["id"] for r in by_duckdb] == [r["id"] for r in expected()]
             assert by_duckdb == expected()
+
+            # the quality schedules judge the current state: equal now; then a change not yet merged is in
+            # flight (not judged), and a value changed behind the platform's back is named by key and column
+            agreed = run_schedule(defs, instance, "cdc_lake_checksum_checks_schedule")[CHECKSUM_CHECK]
+            assert agreed.passed and agreed.metadata["source_rows"].value == 400 - 26, agreed.description
+            counted = run_schedule(defs, instance, "cdc_lake_quality_checks_schedule")[COUNT_CHECK]
+            assert counted.passed and counted.metadata["difference"].value == 0, counted.description
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t VALUES (1000, 1, 1, 1, 1, now(), '2024-01-01', 'late', '{}')")
+                conn.execute("UPDATE t SET note = 'moving' WHERE id = 1")
+            current = catalog.load_table(("replica", "t"))
+            rows = current.scan().to_arrow()
+            tampered = pc.if_else(
+                pc.equal(rows["id"], 7), pa.scalar("tampered", rows["note"].type), rows["note"]
+            )
+            current.overwrite(rows.set_column(rows.schema.get_field_index("note"), "note", tampered))
+            time.sleep(2)  # the source's changes reach Kafka
+            judged = run_schedule(defs, instance, "cdc_lake_checksum_checks_schedule")[CHECKSUM_CHECK]
+            assert not judged.passed and judged.metadata["not_judged_in_flight"].value == 2, (
+                judged.description
+            )
+            assert judged.metadata["differences"].value == [
+                {"kind": "changed", "key": "id=7", "columns": ["note"]}
+            ]
+            assert "1 changed row(s) differ: id=7 (note)" in judged.description
+            counted = run_schedule(defs, instance, "cdc_lake_quality_checks_schedule")[COUNT_CHECK]
+            assert counted.passed and counted.metadata["difference"].value == 1, counted.description
         finally:
             teardown(stack, connect, specs, name)

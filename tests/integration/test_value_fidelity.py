@@ -51,6 +51,9 @@ PAIRS = (
     "mariadb->mariadb",
     "postgresql->s3",
     "mariadb->s3",
+    # the S3 target with table_format iceberg: its current-state table, merged from the change log
+    "postgresql->iceberg",
+    "mariadb->iceberg",
 )
 
 
@@ -95,7 +98,7 @@ class _Lake:
     """An S3 target on the stack's S3 server; its writer sensor ticked as the daemon ticks it, on a
     pipeline nobody refreshed."""
 
-    def __init__(self, stack, directory: Path):
+    def __init__(self, stack, directory: Path, iceberg: bool = False):
         os.environ.setdefault("LAKE_KEY", "testing")
         os.environ.setdefault("LAKE_SECRET", "testing")
         self.stack, self.bucket = stack, unique("fid").replace("_", "-")
@@ -103,6 +106,9 @@ class _Lake:
                      region_name="us-east-1").create_bucket(Bucket=self.bucket)  # fmt: skip
         self.connection = {"kind": "s3", "bucket": self.bucket, "prefix": "cdc", "endpoint_url": stack.s3_url,
                            "access_key_id": {"env": "LAKE_KEY"}, "secret_access_key": {"env": "LAKE_SECRET"}}  # fmt: skip
+        if iceberg:
+            self.connection["table_format"] = "iceberg"
+        self.iceberg = iceberg
         self.cursor = None
 
     def start(self, specs, name: str) -> None:
@@ -111,6 +117,8 @@ class _Lake:
         component = CdcPipelineComponent.from_attributes_dict(attributes={"specs_dir": str(specs.directory)})
         defs = component.build_defs_from_state(None, specs.directory / "never-refreshed")  # type: ignore[arg-type]
         self.assets = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+        self.merge_assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.node_def.name.endswith(
+            "_current_state")]  # fmt: skip
         self.sensor = defs.get_sensor_def("cdc_s3_writer")
         self.instance = dg.DagsterInstance.ephemeral()
         self.settings = CdcSettingsResource(
@@ -129,7 +137,17 @@ class _Lake:
             self.cursor = result.cursor or self.cursor
             self.problems += [e.description for e in result.asset_events
                               if isinstance(e, dg.AssetCheckEvaluation) and not e.passed]  # fmt: skip
-        rows = read_latest(self.fs, self.location, ["id"]).to_pylist()
+        if self.iceberg:
+            from cdc_platform.s3.iceberg_catalog import lake_catalog
+
+            dg.materialize(
+                self.merge_assets, instance=self.instance, resources={"cdc_settings": self.settings}
+            )
+            specs = self.settings.specs()
+            catalog = lake_catalog(specs.connection("tgt"), specs.directory)
+            rows = catalog.load_table(("replica", "edge")).scan().to_arrow().to_pylist()
+        else:
+            rows = read_latest(self.fs, self.location, ["id"]).to_pylist()
         return {r["id"]: (r["touch"], [normalise(c, s3_text(c, r[c.column])) for c in cases]) for r in rows}
 
 
@@ -146,6 +164,8 @@ def _substitute(becomes: str, case, source_value):
 
 def _run_pair(stack, connect, tmp_path, pair: str, outcomes: dict, problems: list[str]) -> None:
     source_kind, target_kind = pair.split("->")
+    iceberg = target_kind == "iceberg"
+    target_kind = "s3" if iceberg else target_kind
     cases = PG_CASES if source_kind == "postgresql" else MARIADB_CASES
     columns = ", ".join(f'"{c.column}" {c.source_type}' if source_kind == "postgresql" else f"`{c.column}` {c.source_type}"
                         for c in cases)  # fmt: skip
@@ -156,7 +176,7 @@ def _run_pair(stack, connect, tmp_path, pair: str, outcomes: dict, problems: lis
         src_db = pg_src if source_kind == "postgresql" else my_src
         tgt_db = pg_tgt if target_kind == "postgresql" else my_tgt
         schema = "replica" if target_kind in ("postgresql", "s3") else my_tgt
-        lake = _Lake(stack, tmp_path / pair.replace(">", "")) if target_kind == "s3" else None
+        lake = _Lake(stack, tmp_path / pair.replace(">", ""), iceberg) if target_kind == "s3" else None
 
         def write(statements):
             if source_kind == "postgresql":
@@ -226,7 +246,7 @@ def _run_pair(stack, connect, tmp_path, pair: str, outcomes: dict, problems: lis
                     problems.append(f"{pair}: checksums disagree on replicated data ({checked.source_rows} rows): "
                                     f"{[d.as_dict() for d in checked.differences]}")  # fmt: skip
             meta = materializations(result)
-            edge_meta = next(m for k, m in meta.items() if k[-1] == "edge")
+            edge_meta = next(m for k, m in meta.items() if k[-1] in ("edge", "edge_changes"))
             expected_substituted: dict[str, int] = {}
             for index, case in enumerate(cases):
                 ctype = CanonicalType(case.canonical, length=case.length or None, precision=case.precision,

@@ -198,7 +198,7 @@ def test_a_check_that_could_not_read_a_side_records_no_outcome_for_the_alert_rul
     """An unreachable database is not "row counts differ": only measured outcomes become figures."""
     import dagster as dg
 
-    from cdc_platform.dagster.quality_checks import _record_outcome
+    from cdc_platform.dagster.quality_checks import record_outcome
     from cdc_platform.health.metrics_store import MetricsStore
 
     monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'm.sqlite'}")
@@ -207,7 +207,7 @@ def test_a_check_that_could_not_read_a_side_records_no_outcome_for_the_alert_rul
                                  metadata={"error": "OperationalError: connection refused"})  # fmt: skip
     measured = dg.AssetCheckResult(asset_key=key, check_name="row_count_parity", passed=False,
                                    metadata={"difference": 3})  # fmt: skip
-    _record_outcome(None, "p", "s.t", "row_count_parity", unread)
+    record_outcome(None, "p", "s.t", "row_count_parity", unread)
     assert MetricsStore().series("p", "s.t", "row_count_parity_ok", since=0) == []
-    _record_outcome(None, "p", "s.t", "row_count_parity", measured)
+    record_outcome(None, "p", "s.t", "row_count_parity", measured)
     assert [v for _, v in MetricsStore().series("p", "s.t", "row_count_parity_ok", since=0)] == [0.0]

@@ -39,7 +39,7 @@ def test_the_catalog_gets_the_keys_from_their_references_and_a_warehouse_per_con
     props = file_io_properties(conn, None)
     assert props["s3.access-key-id"] == "key-id" and props["s3.secret-access-key"] == "the-secret"
     assert props["s3.endpoint"] == "http://127.0.0.1:15000"
-    assert warehouse(conn) == "s3://lake/cdc" and catalog_name(conn) == "cdc_lake"
+    assert warehouse(conn) == "s3://lake/cdc" and catalog_name(conn) == "cdc_lake_cdc"
     assert "the-secret" not in repr(conn) and "the-secret" not in conn.model_dump_json()
     assert LakeNames("replica", "t").change_log == ("replica", "t_changes")
     assert LakeNames("replica", "t").current == ("replica", "t")
