@@ -63,7 +63,11 @@ def apply_ddl(plan: PipelinePlan, specs_dir: Path, log: Log) -> list[str]:
     kind = plan.target.kind.value
     if not target_traits(kind).creates_tables:  # S3: the bucket must answer; the files carry their schema
         check_bucket(s3_filesystem(plan.target, specs_dir), plan.target)
-        log(f"bucket {plan.target.bucket} answers; Parquet files carry their own schema")
+        if plan.target.table_format == "iceberg":
+            log(f"bucket {plan.target.bucket} answers; each table's Iceberg change log and current state are "
+                "created or evolved by its copy")  # fmt: skip
+        else:
+            log(f"bucket {plan.target.bucket} answers; Parquet files carry their own schema")
         return []
     if kind == "postgresql":
         with pg_connect(plan.target, specs_dir, autocommit=True) as conn:

@@ -15,6 +15,7 @@ after it, as the Parquet layout does with its file names.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ from cdc_platform.schema.model import Table
 if TYPE_CHECKING:
     from pyiceberg.table import Table as IcebergTable
 
+_CREATING = threading.Lock()
 OFFSET_PROPERTY = "cdc.offset."
 #: on a full load's commit: the ``_cdc_seq`` of its rows
 FULL_LOAD_PROPERTY = "cdc.full-load-seq"
@@ -74,7 +76,14 @@ def for_iceberg(rows):
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:
-    catalog.create_namespace_if_not_exists(namespace)
+    """Created once: a full load's threads (one per table), the writer and a merge may all ask at the
+    same moment; the one that loses the race finds it there."""
+    with _CREATING:
+        try:
+            catalog.create_namespace_if_not_exists(namespace)
+        except Exception:
+            if not catalog.namespace_exists(namespace):
+                raise
 
 
 def ensure_table(catalog: Catalog, identifier: tuple[str, str], schema: pa.Schema) -> IcebergTable:
@@ -85,7 +94,13 @@ def ensure_table(catalog: Catalog, identifier: tuple[str, str], schema: pa.Schem
     try:
         table = catalog.load_table(identifier)
     except NoSuchTableError:
-        return catalog.create_table_if_not_exists(identifier, schema=schema)
+        with _CREATING:
+            try:
+                return catalog.create_table_if_not_exists(identifier, schema=schema)
+            except Exception:
+                if not catalog.table_exists(identifier):  # another process created it meanwhile
+                    raise
+        table = catalog.load_table(identifier)
     missing = [n for n in schema.names if n not in {f.name for f in table.schema().fields}]
     if missing or _narrower(table, schema):
         try:
