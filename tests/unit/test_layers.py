@@ -86,7 +86,17 @@ def _modules_loaded_by(module: str, candidates: tuple[str, ...]) -> list[str]:
 def test_the_code_location_loads_without_the_run_time_libraries():
     """What the lazy imports are for: loading the definitions (every code-server start, every
     `dagster definitions validate`) imports no database driver, no pyarrow, boto3 or GX."""
-    heavy = ("pyarrow", "pyiceberg", "boto3", "great_expectations", "pandas", "psycopg", "pymysql", "pyodbc", "moto")
+    heavy = (
+        "pyarrow",
+        "pyiceberg",
+        "boto3",
+        "great_expectations",
+        "pandas",
+        "psycopg",
+        "pymysql",
+        "pyodbc",
+        "moto",
+    )
     assert _modules_loaded_by("cdc_platform.definitions", heavy) == []
 
 
