@@ -361,3 +361,111 @@ def test_postgres_to_iceberg_change_log_and_current_state_equal_the_source(
             assert counted.passed and counted.metadata["difference"].value == 1, counted.description
         finally:
             teardown(stack, connect, specs, name)
+
+
+def test_source_schema_changes_evolve_the_iceberg_tables_under_a_writer(stack, connect, tmp_path, lake_conn):
+    """A new column, a widened decimal and int -> bigint, and a dropped column, followed by the
+    cdc_schema_changes sensor while rows keep arriving: both Iceberg tables evolve in place (no file of
+    the change log rewritten), the rows written before a change keep their values, the dropped column
+    stays (NULL in newer rows), and the current state equals the source."""
+    from tests.faults import SlowWriter
+
+    with pg_database(stack, "src") as src:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, amount numeric(10,2), price int, qty int)")
+            conn.execute("INSERT INTO t SELECT g, g / 100.0, g, g FROM generate_series(1, 100) g")
+        name = unique("ice")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": lake_conn},
+                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        defs = component_defs(specs)
+        instance = dg.DagsterInstance.ephemeral()
+        built = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
+        (pipeline_assets,) = [a for a in built if dg.AssetKey(["lake", "replica", "t_changes"]) in a.keys]
+        (current_assets,) = [a for a in built if a.node_def.name.endswith("_current_state")]
+        settings = CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap)
+        writer_sensor, schema_sensor = (
+            defs.get_sensor_def("cdc_s3_writer"),
+            defs.get_sensor_def("cdc_schema_changes"),
+        )
+        catalog = lake_catalog(specs.connection("lake"), specs.directory)
+
+        def tick() -> None:
+            writer_sensor(dg.build_sensor_context(instance=instance, resources={"cdc_settings": settings}))
+
+        def follow() -> str:
+            result = schema_sensor(dg.build_sensor_context(
+                instance=instance, resources={"kafka_connect": connect, "cdc_settings": settings}))  # fmt: skip
+            return result.skip_reason.skip_message if result.skip_reason else ""
+
+        def write(i: int) -> None:
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t (id, amount) SELECT g, g / 100.0 FROM generate_series(%s::bigint, "
+                             "%s::bigint + 9) g", (1000 + i * 10, 1000 + i * 10))  # fmt: skip
+
+        writer = SlowWriter(write, 0)
+        try:
+            materialize(stack, specs, name, assets=pipeline_assets, instance=instance)
+            writer.start()
+            tick()
+            files_before = {
+                t.file.file_path for t in catalog.load_table(("replica", "t_changes")).scan().plan_files()
+            }
+            with pg_connect(stack, src) as conn:
+                conn.execute("ALTER TABLE t ADD COLUMN note text")
+                conn.execute("UPDATE t SET note = 'n' || id WHERE id % 3 = 0")
+            tick()  # the writer meets the new column before the sensor: it waits
+            assert "applied" in follow()
+            with pg_connect(stack, src) as conn:
+                conn.execute(
+                    "ALTER TABLE t ALTER COLUMN amount TYPE numeric(16,2), ALTER COLUMN qty TYPE bigint"
+                )
+                conn.execute("UPDATE t SET amount = 12345678901234.56, qty = 5000000000000 WHERE id % 4 = 0")
+            assert "applied" in follow()
+            with pg_connect(stack, src) as conn:
+                conn.execute("ALTER TABLE t DROP COLUMN price")
+            assert "applied" in follow()
+            writer.stop_event.set()
+            writer.join()
+            assert writer.errors == 0 and writer.next_id > 3
+
+            def source() -> list[dict]:
+                with pg_connect(stack, src) as conn:
+                    cursor = conn.execute("SELECT id, amount, qty, note FROM t ORDER BY id")
+                    return [
+                        dict(zip(("id", "amount", "qty", "note"), r, strict=True)) for r in cursor.fetchall()
+                    ]
+
+            deadline, got, expected = time.monotonic() + 120, [], []
+            while time.monotonic() < deadline:
+                tick()
+                dg.materialize([current_assets], instance=instance, resources={"cdc_settings": settings})
+                rows = catalog.load_table(("replica", "t")).scan().to_arrow().to_pylist()
+                got = sorted(
+                    ({k: r[k] for k in ("id", "amount", "qty", "note")} for r in rows), key=lambda r: r["id"]
+                )
+                expected = source()
+                if got == expected:
+                    break
+                time.sleep(1)
+            assert got == expected, [r for r in expected if r not in got][:5]
+            for identifier in (("replica", "t_changes"), ("replica", "t")):
+                fields = {f.name: str(f.field_type) for f in catalog.load_table(identifier).schema().fields}
+                assert (
+                    fields["amount"] == "decimal(16, 2)"
+                    and fields["qty"] == "long"
+                    and fields["note"] == "string"
+                )
+                assert "price" in fields, "a dropped column stays, NULL in newer rows"
+            change_log = catalog.load_table(("replica", "t_changes"))
+            assert files_before <= {t.file.file_path for t in change_log.scan().plan_files()}, (
+                "no file rewritten"
+            )
+            prices = {
+                r["id"]: r["price"]
+                for r in catalog.load_table(("replica", "t")).scan().to_arrow().to_pylist()
+            }
+            assert prices[7] == 7 and all(prices[i] is None for i in prices if i >= 1000)
+        finally:
+            writer.stop_event.set()
+            teardown(stack, connect, specs, name)
