@@ -17,7 +17,8 @@ load into the change log, Debezium, Kafka, the platform's writer. Then:
    it. The sensor intervals (``s3_flush_seconds``, ``lake_merge_seconds``) add to these on a running
    deployment.
 
-Not a test: figures vary with the machine. Run: ``python bench/lake.py [--rows 1000000] [--probes 10]``.
+Not a test: figures vary with the machine. Run: ``python bench/lake.py [--rows 1000000] [--probes 10]``
+(writes bench/lake.md; with ``CDC_S3_SERVER=seaweedfs``, bench/lake_seaweedfs.md).
 """
 
 from __future__ import annotations
@@ -252,7 +253,9 @@ def main() -> None:
             teardown(stack, KafkaConnectResource(url=stack.connect_url), specs, name)
     text = "\n".join(lines) + "\n"
     print(text)
-    (ROOT / "bench" / "lake.md").write_text(text)
+    (ROOT / "bench" / ("lake.md" if stack.s3_server == "moto" else f"lake_{stack.s3_server}.md")).write_text(
+        text
+    )
 
 
 if __name__ == "__main__":

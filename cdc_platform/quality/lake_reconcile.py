@@ -17,7 +17,6 @@ name the columns that differ.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from pyiceberg.expressions import And, EqualTo
 
 from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.quality.counts import CAPTURE_GRACE_SECONDS, count_rows
-from cdc_platform.s3.changes import UnwritableValue, _row
+from cdc_platform.s3.changes import ChangeEvent, UnwritableValue, _row, parse_event
 from cdc_platform.s3.current_state import FLOOR_PROPERTY, merged_through
 from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
 from cdc_platform.s3.iceberg_tables import for_iceberg, iceberg_arrow_schema, lineage
@@ -151,7 +150,7 @@ def _events_in_flight(side: LakeSide, positions: dict[int, int]) -> tuple[int, s
                     remaining.pop(message.partition())
                 if message.value() is None:
                     continue
-                key = _event_key(side, json.loads(message.value()), message.offset())
+                key = _event_key(side, parse_event(message.value()), message.offset())
                 if key is not None:
                     keys.add(key)
         if remaining:
@@ -161,7 +160,7 @@ def _events_in_flight(side: LakeSide, positions: dict[int, int]) -> tuple[int, s
         consumer.close()
 
 
-def _event_key(side: LakeSide, event: dict, offset: int) -> tuple | None:
+def _event_key(side: LakeSide, event: ChangeEvent, offset: int) -> tuple | None:
     """The key of a change event, in the current state's types (decoded as the writer decodes it)."""
     try:
         row = _row(side.table, event, offset, side.source_kind, {})

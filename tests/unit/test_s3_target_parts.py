@@ -177,3 +177,37 @@ def test_a_value_the_parquet_column_refuses_is_named_by_column_offset_and_form_n
     assert value_form(Decimal("-0.5"), field) == (
         "a decimal of 0 integer and 1 fractional digits (sent as bytes org.apache.kafka.connect.data.Decimal scale 2)"
     )
+
+
+def test_change_events_are_parsed_from_their_payload_with_the_schema_cached():
+    """The JSON converter's layout (compact, schema first): only the payload is parsed per event; the
+    schema's fields come from a cache. A column named ``payload`` and a text holding ``,"payload":``
+    do not mislead the cut; another key order and schemaless events are parsed whole."""
+    import json
+
+    from cdc_platform.s3.changes import _side_fields, parse_event
+
+    fields = [
+        {"type": "int32", "optional": False, "field": "id"},
+        {"type": "string", "optional": True, "field": "payload"},
+    ]
+    schema = {"type": "struct", "fields": [{"type": "struct", "fields": fields, "optional": True, "field": "before"},
+                                           {"type": "struct", "fields": fields, "optional": True, "field": "after"}]}  # fmt: skip
+    payload = {
+        "before": None,
+        "after": {"id": 1, "payload": 'x,"payload":{}'},
+        "op": "c",
+        "source": {"lsn": 5},
+    }
+    compact = json.dumps({"schema": schema, "payload": payload}, separators=(",", ":")).encode()
+    _side_fields.cache_clear()
+    first, second = parse_event(compact), parse_event(compact)
+    assert first.payload == payload and second.payload == payload
+    assert first.fields["after"]["payload"] == {"type": "string", "optional": True, "field": "payload"}
+    assert _side_fields.cache_info().hits >= 1, "the schema is parsed once"
+    reordered = json.dumps({"payload": payload, "schema": schema}).encode()
+    assert (
+        parse_event(reordered).payload == payload
+        and parse_event(reordered).fields["after"]["id"]["type"] == "int32"
+    )
+    assert parse_event(json.dumps(payload).encode()).payload == payload
