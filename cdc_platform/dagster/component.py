@@ -363,7 +363,8 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
                 recovery_checks={name: check_keys(q, CONSISTENCY_CHECKS) for name, q in zip(databases, quality, strict=True)},
                 tables=list(table_health.values()),
             ))  # fmt: skip
-        measured = [name for name in watched if traits[name].database_checks]
+        #: every streaming pipeline: an S3 target's lag is its writer's (``pipeline_watch``)
+        measured = list(watched)
         if measured:
             watched_assets = [self._metrics_assets(specs, name, catalogs, keys[name]) for name in measured]
             metrics_job = build_metrics_job(self.part_name("collect_metrics"), watched_assets)
@@ -465,7 +466,9 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             watch,
             {t.qualified: keys.target_tables[t.qualified] for t in watch.tables},
             keys.source_connector,
-            keys.sink_connector,
+            # an S3 target has no sink connector: its writer's figures (lag, stall) show on the source
+            # connector, the part whose events wait
+            keys.sink_connector or keys.source_connector,
         )
 
     @staticmethod

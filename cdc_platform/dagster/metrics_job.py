@@ -41,6 +41,7 @@ class WatchedAssets:
     watch: PipelineWatch
     tables: dict[str, dg.AssetKey]
     source_connector: dg.AssetKey
+    #: where the sink's figures show: the sink connector, or for an S3 target the source connector
     sink_connector: dg.AssetKey
 
 

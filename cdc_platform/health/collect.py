@@ -79,8 +79,9 @@ def pipeline_watch(specs: Specs, name: str, tables: list[Table] | None) -> Pipel
     binlog = names.source_connector if source.kind.value in ("mysql", "mariadb") else None
     dlq = target.options.get("errors.deadletterqueue.topic.name") or None
     jmx = JmxWatch(name, source.kind.value, names.topic_prefix, names.sink_connector, names.source_connector)
-    return PipelineWatch(name, tuple(watches), f"connect-{names.sink_connector}", slot, beat, binlog,
-                         str(dlq) if dlq else None, jmx)  # fmt: skip
+    # an S3 target's changes are applied by the platform's writer: its group's offsets are what is written
+    group = names.s3_writer_group if target.kind.value == "s3" else f"connect-{names.sink_connector}"
+    return PipelineWatch(name, tuple(watches), group, slot, beat, binlog, str(dlq) if dlq else None, jmx)
 
 
 def kafka_offsets(

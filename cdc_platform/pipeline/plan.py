@@ -59,6 +59,11 @@ class PipelineNames:
         return f"{self.pipeline}-sink"
 
     @property
+    def s3_writer_group(self) -> str:
+        """The consumer group of the platform's S3 writer (its committed offsets are what is written)."""
+        return f"cdc-{self.pipeline}-s3"
+
+    @property
     def schema_history_topic(self) -> str:
         return f"{self.pipeline}.schema-history"
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from cdc_platform.kafka_log import kafka_client_config
+from cdc_platform.pipeline.plan import PipelineNames
 from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
 from cdc_platform.s3.iceberg_tables import append_changes, ensure_lake_tables, recorded_offsets
 from cdc_platform.s3.storage import TableLocation, last_written_offset, put_bytes, s3_client, s3_filesystem
@@ -41,7 +42,7 @@ MAX_EVENTS_PER_FILE = 200_000
 
 
 def consumer_group(pipeline: str) -> str:
-    return f"cdc-{pipeline}-s3"
+    return PipelineNames(pipeline).s3_writer_group
 
 
 @dataclass(frozen=True)

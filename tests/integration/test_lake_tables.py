@@ -469,3 +469,65 @@ def test_source_schema_changes_evolve_the_iceberg_tables_under_a_writer(stack, c
         finally:
             writer.stop_event.set()
             teardown(stack, connect, specs, name)
+
+
+def test_an_s3_pipelines_writer_lag_is_measured_and_alerts(stack, connect, tmp_path, lake_conn, httpserver):
+    """The metrics schedule's job measures an S3 pipeline's lag as its writer's (consumer group
+    ``cdc-<pipeline>-s3``), per table and for the pipeline; an alert rule on it opens while the writer
+    is behind and resolves once it has written, through the alert sensor."""
+    import yaml
+
+    from cdc_platform.health.metrics_store import MetricsStore
+
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    with pg_database(stack, "src") as src:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        name = unique("ice")
+        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": lake_conn},
+                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
+                              "tables": {"names": ["public.t"]}}])  # fmt: skip
+        (specs.directory / "alerts.yaml").write_text(yaml.safe_dump({"alerts": {
+            "channels": {"hook": {"kind": "webhook", "url": httpserver.url_for("/hook"), "format": "slack"}},
+            "rules": [{"name": "writer_lag", "metric": "lag_messages", "subject": "sink", "above": 50,
+                       "resolve_after": 0, "severity": "warning", "channels": ["hook"]}],
+        }}))  # fmt: skip
+        defs = component_defs(specs)
+        instance = dg.DagsterInstance.ephemeral()
+        built = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
+        (pipeline_assets,) = [a for a in built if dg.AssetKey(["lake", "replica", "t_changes"]) in a.keys]
+        settings = CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap)
+        collect_job = defs.resolve_job_def("cdc_collect_metrics")
+        alert_sensor, writer = defs.get_sensor_def("cdc_alerts"), defs.get_sensor_def("cdc_s3_writer")
+
+        def lag() -> float:
+            assert collect_job.execute_in_process(instance=instance).success
+            return MetricsStore().latest(name).get(("sink", "lag_messages"), (0, -1))[1]
+
+        def alerts() -> list[str]:
+            result = alert_sensor(
+                dg.build_sensor_context(instance=instance, resources={"cdc_settings": settings})
+            )
+            return [e.metadata["alert_state"].value for e in result.asset_events or []
+                    if isinstance(e, dg.AssetObservation)]  # fmt: skip
+
+        try:
+            materialize(stack, specs, name, assets=pipeline_assets, instance=instance)
+            assert lag() == 0 and alerts() == []
+            with pg_connect(stack, src) as conn:
+                conn.execute("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 300) g")
+            deadline = time.monotonic() + 60
+            while lag() < 300:
+                assert time.monotonic() < deadline, "the writer's lag never showed the 300 changes"
+                time.sleep(1)
+            assert MetricsStore().latest(name)[("public.t", "lag_messages")][1] == 300
+            assert alerts() == ["triggered"]
+            deadline = time.monotonic() + 60
+            while lag() > 0:
+                writer(dg.build_sensor_context(instance=instance, resources={"cdc_settings": settings}))
+                assert time.monotonic() < deadline, "the writer never caught up"
+            assert alerts() == ["resolved"]
+            texts = [r[0].get_json()["text"] for r in httpserver.log]
+            assert texts[0].startswith("[FIRING]") and texts[-1].startswith("[RESOLVED]"), texts
+        finally:
+            teardown(stack, connect, specs, name)
