@@ -6,6 +6,7 @@ import dagster as dg
 
 from cdc_platform.dagster.lake_assets import CurrentStateTable
 from cdc_platform.dagster.quality_checks import record_outcome
+from cdc_platform.dagster.quality_results import describe_differences
 from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.pipeline.deployed import deployed_tables
 from cdc_platform.pipeline.plan import PipelineNames, table_topic
@@ -48,14 +49,7 @@ def _checksum_result(key: dg.AssetKey, r, severity) -> dg.AssetCheckResult:
         if r.not_judged:
             summary += f" ({r.not_judged:,} keys with changes not yet merged not judged)"
     else:
-        kinds: dict[str, int] = {}
-        for d in r.differences:
-            kinds[d.kind] = kinds.get(d.kind, 0) + 1
-        counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
-        more = f" (only the first {len(r.differences)} named; more differ)" if r.truncated else ""
-        summary = f"{counted} row(s) differ: " + "; ".join(
-            d.key + (f" ({', '.join(d.columns)})" if d.columns else f" ({d.kind})") for d in r.differences[:5]
-        ) + more  # fmt: skip
+        summary = describe_differences(r.differences, r.truncated)
     return dg.AssetCheckResult(asset_key=key, check_name=CHECKSUM_CHECK, passed=r.agrees, severity=severity,
                                metadata=metadata, description=summary)  # fmt: skip
 

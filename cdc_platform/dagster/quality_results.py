@@ -96,6 +96,20 @@ def count_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
                                severity=_severity(quality, COUNT_CHECK), metadata=metadata, description=summary)  # fmt: skip
 
 
+def describe_differences(differences: list, truncated: bool) -> str:
+    """``2 changed, 1 missing row(s) differ: id=7 (note); ...``: what a checksum check's description
+    says (each difference has ``kind``, ``key`` and ``columns``)."""
+    kinds: dict[str, int] = {}
+    for d in differences:
+        kinds[d.kind] = kinds.get(d.kind, 0) + 1
+    counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    more = f" (only the first {len(differences)} named; more differ)" if truncated else ""
+    named = "; ".join(
+        d.key + (f" ({', '.join(d.columns)})" if d.columns else f" ({d.kind})") for d in differences[:5]
+    )
+    return f"{counted} row(s) differ: {named}{more}"
+
+
 def checksum_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
 
     name, quality, live, cdc_settings = run.spec.name, run.spec.quality, run.live, run.settings
@@ -118,14 +132,7 @@ def checksum_result(run: CheckRun, t: CheckedTable) -> dg.AssetCheckResult:
     if r.agrees:
         summary = f"{r.source_rows:,} rows agree value for value ({r.chunks:,} chunks)"
     else:
-        kinds: dict[str, int] = {}
-        for d in r.differences:
-            kinds[d.kind] = kinds.get(d.kind, 0) + 1
-        counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
-        more = f" (only the first {len(r.differences)} named; more differ)" if r.truncated else ""
-        summary = f"{counted} row(s) differ: " + "; ".join(
-            d.key + (f" ({', '.join(d.columns)})" if d.columns else f" ({d.kind})") for d in r.differences[:5]
-        ) + more  # fmt: skip
+        summary = describe_differences(r.differences, r.truncated)
     return dg.AssetCheckResult(asset_key=t.asset_key, check_name=CHECKSUM_CHECK, passed=r.agrees,
                                severity=_severity(quality, CHECKSUM_CHECK), metadata=metadata,
                                description=summary)  # fmt: skip

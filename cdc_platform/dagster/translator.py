@@ -137,6 +137,24 @@ def _column_schema(table: Table) -> dg.TableSchema:
     )
 
 
+def _replica_metadata(props: CdcAssetProps, upstream: dg.AssetKey) -> dict:
+    """A target table's name, column schema and each column's lineage to the same column upstream."""
+    p = props.pipeline
+    lineage = None
+    if props.table is not None:
+        lineage = dg.TableColumnLineage(
+            deps_by_column={
+                c.name: [dg.TableColumnDep(asset_key=upstream, column_name=c.name)]
+                for c in props.table.columns
+            }
+        )
+    return table_metadata(
+        f"{p.target}.{p.target_schema}.{props.target_table}",
+        column_schema(props.table) if props.table else None,
+        lineage,
+    )
+
+
 class CdcTranslator:
     """Asset keys and attributes for pipeline parts."""
 
@@ -201,19 +219,7 @@ class CdcTranslator:
     def _target_table(self, props: CdcAssetProps) -> dg.AssetSpec:
         p, qualified = props.pipeline, props.qualified or ""
         source_key, schema_key = props.upstream or (self.source_table_key(p, qualified), self.schema_key(p))
-        lineage = None
-        if props.table is not None:
-            lineage = dg.TableColumnLineage(
-                deps_by_column={
-                    c.name: [dg.TableColumnDep(asset_key=source_key, column_name=c.name)]
-                    for c in props.table.columns
-                }
-            )
-        table = table_metadata(
-            f"{p.target}.{p.target_schema}.{props.target_table}",
-            column_schema(props.table) if props.table else None,
-            lineage,
-        )
+        table = _replica_metadata(props, source_key)
         copy = (
             "copies it in one consistent read (a re-load through a shadow table: a failed one keeps the old rows)"
             if p.copies
@@ -239,19 +245,7 @@ class CdcTranslator:
         """An Iceberg target's current-state table, merged from its change log (the upstream key)."""
         p = props.pipeline
         (change_log,) = props.upstream or (self.target_table_key(p, f"{props.target_table}_changes"),)
-        lineage = None
-        if props.table is not None:
-            lineage = dg.TableColumnLineage(
-                deps_by_column={
-                    c.name: [dg.TableColumnDep(asset_key=change_log, column_name=c.name)]
-                    for c in props.table.columns
-                }
-            )
-        table = table_metadata(
-            f"{p.target}.{p.target_schema}.{props.target_table}",
-            column_schema(props.table) if props.table else None,
-            lineage,
-        )
+        table = _replica_metadata(props, change_log)
         return dg.AssetSpec(
             self.target_table_key(p, props.target_table or ""),
             deps=[change_log],

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 
 import dagster as dg
@@ -85,6 +86,40 @@ def duckdb_rows(stack, metadata_location: str) -> list[dict]:
     cursor = con.execute(f"SELECT * FROM iceberg_scan('{metadata_location}')")
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+@dataclass
+class IcebergPipeline:
+    """A PostgreSQL -> Iceberg pipeline of ``public.t``: its specs, definitions and Dagster instance."""
+
+    name: str
+    specs: object
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    pipeline_assets: dg.AssetsDefinition
+    current_assets: dg.AssetsDefinition
+    settings: CdcSettingsResource
+
+
+def iceberg_pipeline(
+    stack, tmp_path, src: str, lake_conn: dict, alerts: dict | None = None
+) -> IcebergPipeline:
+    import yaml
+
+    name = unique("ice")
+    specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": lake_conn},
+                        [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
+                          "tables": {"names": ["public.t"]}}])  # fmt: skip
+    if alerts is not None:
+        (specs.directory / "alerts.yaml").write_text(yaml.safe_dump({"alerts": alerts}))
+    defs = component_defs(specs)
+    built = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
+    (pipeline_assets,) = [a for a in built if dg.AssetKey(["lake", "replica", "t_changes"]) in a.keys]
+    (current_assets,) = [a for a in built if a.node_def.name.endswith("_current_state")]
+    settings = CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap)
+    return IcebergPipeline(
+        name, specs, defs, dg.DagsterInstance.ephemeral(), pipeline_assets, current_assets, settings
+    )
 
 
 def plain(rows: list[dict], key: list[str]) -> list[dict]:
@@ -223,15 +258,9 @@ def test_postgres_to_iceberg_change_log_and_current_state_equal_the_source(
                          "date '2024-01-01' + g, 'row ' || g, jsonb_build_object('g', g) FROM generate_series(1, 200) g")  # fmt: skip
             conn.execute("INSERT INTO t VALUES (201, 32767, 'NaN', -0.0000000001, 'Infinity', '-infinity', 'infinity', "
                          "'', 'null')")  # fmt: skip
-        name = unique("ice")
-        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": lake_conn},
-                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
-        defs = component_defs(specs)
-        instance = dg.DagsterInstance.ephemeral()
-        built = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
-        (pipeline_assets,) = [a for a in built if dg.AssetKey(["lake", "replica", "t_changes"]) in a.keys]
-        (current_assets,) = [a for a in built if a.node_def.name.endswith("_current_state")]
+        ice = iceberg_pipeline(stack, tmp_path, src, lake_conn)
+        name, specs, defs, instance = ice.name, ice.specs, ice.defs, ice.instance
+        pipeline_assets, current_assets, settings = ice.pipeline_assets, ice.current_assets, ice.settings
         assert {k.path[-1] for k in pipeline_assets.keys} >= {
             "t_changes",
             "target_schema",
@@ -243,7 +272,6 @@ def test_postgres_to_iceberg_change_log_and_current_state_equal_the_source(
             ["lake", "replica", "t_changes"]
         )
         sensor = defs.get_sensor_def("cdc_s3_writer")
-        settings = CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap)
         catalog = lake_catalog(specs.connection("lake"), specs.directory)
         (table,) = discover_pipeline_tables(
             specs.pipelines[name].spec, specs.connection("src"), specs.directory
@@ -374,16 +402,9 @@ def test_source_schema_changes_evolve_the_iceberg_tables_under_a_writer(stack, c
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, amount numeric(10,2), price int, qty int)")
             conn.execute("INSERT INTO t SELECT g, g / 100.0, g, g FROM generate_series(1, 100) g")
-        name = unique("ice")
-        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": lake_conn},
-                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
-        defs = component_defs(specs)
-        instance = dg.DagsterInstance.ephemeral()
-        built = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
-        (pipeline_assets,) = [a for a in built if dg.AssetKey(["lake", "replica", "t_changes"]) in a.keys]
-        (current_assets,) = [a for a in built if a.node_def.name.endswith("_current_state")]
-        settings = CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap)
+        ice = iceberg_pipeline(stack, tmp_path, src, lake_conn)
+        name, specs, defs, instance = ice.name, ice.specs, ice.defs, ice.instance
+        pipeline_assets, current_assets, settings = ice.pipeline_assets, ice.current_assets, ice.settings
         writer_sensor, schema_sensor = (
             defs.get_sensor_def("cdc_s3_writer"),
             defs.get_sensor_def("cdc_schema_changes"),
@@ -475,7 +496,6 @@ def test_an_s3_pipelines_writer_lag_is_measured_and_alerts(stack, connect, tmp_p
     """The metrics schedule's job measures an S3 pipeline's lag as its writer's (consumer group
     ``cdc-<pipeline>-s3``), per table and for the pipeline; an alert rule on it opens while the writer
     is behind and resolves once it has written, through the alert sensor."""
-    import yaml
 
     from cdc_platform.health.metrics_store import MetricsStore
 
@@ -483,20 +503,13 @@ def test_an_s3_pipelines_writer_lag_is_measured_and_alerts(stack, connect, tmp_p
     with pg_database(stack, "src") as src:
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        name = unique("ice")
-        specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": lake_conn},
-                            [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
-                              "tables": {"names": ["public.t"]}}])  # fmt: skip
-        (specs.directory / "alerts.yaml").write_text(yaml.safe_dump({"alerts": {
+        ice = iceberg_pipeline(stack, tmp_path, src, lake_conn, alerts={
             "channels": {"hook": {"kind": "webhook", "url": httpserver.url_for("/hook"), "format": "slack"}},
             "rules": [{"name": "writer_lag", "metric": "lag_messages", "subject": "sink", "above": 50,
                        "resolve_after": 0, "severity": "warning", "channels": ["hook"]}],
-        }}))  # fmt: skip
-        defs = component_defs(specs)
-        instance = dg.DagsterInstance.ephemeral()
-        built = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
-        (pipeline_assets,) = [a for a in built if dg.AssetKey(["lake", "replica", "t_changes"]) in a.keys]
-        settings = CdcSettingsResource(specs_dir=str(specs.directory), kafka_bootstrap=stack.kafka_bootstrap)
+        })  # fmt: skip
+        name, specs, defs, instance = ice.name, ice.specs, ice.defs, ice.instance
+        pipeline_assets, settings = ice.pipeline_assets, ice.settings
         collect_job = defs.resolve_job_def("cdc_collect_metrics")
         alert_sensor, writer = defs.get_sensor_def("cdc_alerts"), defs.get_sensor_def("cdc_s3_writer")
 
