@@ -512,7 +512,10 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
                          catalog.table(q) if catalog else None)
             for q, key in keys.target_tables.items()
         )  # fmt: skip
-        return S3Pipeline(name, source.kind.value, spec.target, tables) if tables else None
+        watch = pipeline_watch(specs, name, list(catalog.tables) if catalog else None)
+        beat = watch.heartbeat if watch else None
+        topic = table_topic(source, names, beat.source_qualified) if beat else None
+        return S3Pipeline(name, source.kind.value, spec.target, tables, topic) if tables else None
 
 
 @contextmanager

@@ -8,12 +8,15 @@ from cdc_platform.dagster.lake_assets import CurrentStateTable
 from cdc_platform.dagster.quality_checks import record_outcome
 from cdc_platform.dagster.quality_results import describe_differences
 from cdc_platform.dagster.resources import CdcSettingsResource
+from cdc_platform.health.s3_heartbeat import stored_heartbeat_figures
 from cdc_platform.pipeline.deployed import deployed_tables
 from cdc_platform.pipeline.plan import PipelineNames, table_topic
 from cdc_platform.specs.loader import LoadedPipeline
-from cdc_platform.specs.models import CHECKSUM_CHECK, COUNT_CHECK
+from cdc_platform.specs.models import CHECKSUM_CHECK, COUNT_CHECK, FRESHNESS_CHECK
 
 LAKE_CHECKS = {
+    FRESHNESS_CHECK: "Pipeline {p}'s latest heartbeat reached the change log less than {s:.0f} s ago (read by the "
+    "S3 writer; the current state trails it by up to lake_merge_seconds).",
     COUNT_CHECK: "{t} and its current-state table hold as many rows, but for changes in flight (bounded by Kafka "
     "offsets from the table's last merge).",
     CHECKSUM_CHECK: "Every row of {t} is in its current-state table with the same values, down to the keys that "
@@ -54,14 +57,28 @@ def _checksum_result(key: dg.AssetKey, r, severity) -> dg.AssetCheckResult:
                                metadata=metadata, description=summary)  # fmt: skip
 
 
+def _freshness_result(key: dg.AssetKey, pipeline: str, threshold: float, severity) -> dg.AssetCheckResult:
+    figures = stored_heartbeat_figures(pipeline)
+    if not figures:
+        return dg.AssetCheckResult(asset_key=key, check_name=FRESHNESS_CHECK, passed=False,
+                                   severity=dg.AssetCheckSeverity.WARN,
+                                   description="no heartbeat has reached the change log yet")  # fmt: skip
+    age = figures["heartbeat_age_seconds"]
+    metadata = {"heartbeat_age_seconds": round(age, 1), "latency_seconds": round(figures["latency_seconds"], 1),
+                "threshold_seconds": threshold}  # fmt: skip
+    return dg.AssetCheckResult(asset_key=key, check_name=FRESHNESS_CHECK, passed=age < threshold, severity=severity,
+                               metadata=metadata, description=f"the change log is at most {age:.0f} s behind the source")  # fmt: skip
+
+
 def build_lake_checks(loaded: LoadedPipeline, tables: list[CurrentStateTable]) -> dg.AssetChecksDefinition:
     spec = loaded.spec
     quality = spec.quality
     specs = [
-        dg.AssetCheckSpec(check, asset=t.key, blocking=quality.policy(check).blocking, description=text.format(t=t.qualified))
+        dg.AssetCheckSpec(check, asset=t.key, blocking=quality.policy(check).blocking,
+                          description=text.format(t=t.qualified, p=spec.name, s=quality.freshness_seconds))
         for t in tables
         for check, text in LAKE_CHECKS.items()
-        if quality.policy(check).enabled
+        if quality.policy(check).enabled and (check != FRESHNESS_CHECK or spec.streams)
     ]  # fmt: skip
 
     @dg.multi_asset_check(specs=specs, name=f"{spec.name}_lake_quality", can_subset=True)
@@ -74,6 +91,11 @@ def build_lake_checks(loaded: LoadedPipeline, tables: list[CurrentStateTable]) -
         selected = {(k.asset_key, k.name) for k in context.selected_asset_check_keys}
         source = live.connection(spec.source)
         for t in tables:
+            if (t.key, FRESHNESS_CHECK) in selected:
+                result = _freshness_result(t.key, spec.name, quality.freshness_seconds,
+                                           dg.AssetCheckSeverity(quality.policy(FRESHNESS_CHECK).severity))  # fmt: skip
+                record_outcome(context, spec.name, t.qualified, FRESHNESS_CHECK, result)
+                yield result
             for check, measure, report in ((COUNT_CHECK, count_lake_table, _count_result),
                                            (CHECKSUM_CHECK, reconcile_lake_table, _checksum_result)):  # fmt: skip
                 if (t.key, check) not in selected:

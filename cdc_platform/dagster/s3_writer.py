@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from cdc_platform.dagster.resources import CdcSettingsResource
+from cdc_platform.health.s3_heartbeat import read_heartbeat, record_heartbeat
 from cdc_platform.pipeline.deployed import deployed_tables
 from cdc_platform.pipeline.lifecycle import held
 from cdc_platform.schema.model import Table
@@ -50,6 +51,8 @@ class S3Pipeline:
     source_kind: str
     target: str
     tables: tuple[S3TableAsset, ...]
+    #: the pipeline's heartbeat topic, read after each flush (None: no heartbeat table)
+    heartbeat_topic: str | None = None
 
 
 def materialization(
@@ -182,6 +185,15 @@ def build_s3_writer_sensor(
                         reported[t.key.to_user_string()] = FLUSH_FAILED
                         events.append(flush_failed(t, f"{type(exc).__name__}: {exc}"))
                 continue
+            if p.heartbeat_topic:
+                try:
+                    newest = read_heartbeat(cdc_settings.kafka_bootstrap, p.pipeline, p.heartbeat_topic)
+                    if newest is not None:
+                        record_heartbeat(p.pipeline, newest)
+                except Exception as exc:  # noqa: BLE001 - the tables are written; the freshness figure waits
+                    context.log.warning(
+                        f"S3 writer, pipeline {p.pipeline}: reading its heartbeat failed: {exc}"
+                    )
             if waiting:
                 notes.append(waiting)
                 for t in p.tables:

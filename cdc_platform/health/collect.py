@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.health.jmx import JmxWatch, read_jmx
 from cdc_platform.health.metrics_store import Sample
+from cdc_platform.health.s3_heartbeat import stored_heartbeat_figures
 from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.pipeline.heartbeat import Heartbeat
 from cdc_platform.pipeline.plan import PipelineNames, heartbeat_of, table_topic, target_table_name
@@ -223,6 +224,8 @@ def heartbeat_figures(specs: Specs, name: str, beat: Heartbeat) -> dict[str, flo
     spec = specs.pipelines[name].spec
     target = specs.connection(spec.target)
     kind = target.kind.value
+    if kind == "s3":  # no twin table: what the writer stored when it read the heartbeat topic
+        return stored_heartbeat_figures(name)
     if kind == "postgresql":
         with pg_connect(target, specs.directory, autocommit=True, connect_timeout=DB_TIMEOUT_SECONDS) as conn:
             row = conn.execute(beat.reading_sql(kind), (name,)).fetchone()

@@ -29,7 +29,9 @@ from cdc_platform.schema.model import HEARTBEAT_PREFIX
 #: keys it does not know); teardown reads it to drop the table when the spec is gone
 HEARTBEAT_TABLE_KEY = "cdc.platform.heartbeat.table"
 SUPPORTED_SOURCES = ("postgresql", "mysql", "mariadb")
-SUPPORTED_TARGETS = ("postgresql", "mysql", "mariadb")
+#: an S3 target has no twin table: its writer reads the heartbeat topic itself and stores what arrived
+#: (cdc_platform/health/s3_heartbeat.py)
+SUPPORTED_TARGETS = ("postgresql", "mysql", "mariadb", "s3")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Heartbeat:
 
     def target_ddl(self, kind: str) -> list[str]:
         """The target twin, with ``applied_at`` set by the target whenever the sink writes the row."""
+        if kind == "s3":
+            return []
         name = qualified(kind, self.target_schema, self.table)
         if kind == "postgresql":
             function = qualified(kind, self.target_schema, "cdc_heartbeat_stamp")

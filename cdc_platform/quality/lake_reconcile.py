@@ -27,8 +27,9 @@ from pyiceberg.expressions import And, EqualTo
 
 from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.quality.counts import CAPTURE_GRACE_SECONDS, count_rows
-from cdc_platform.s3.changes import ChangeEvent, UnwritableValue, _row, parse_event
+from cdc_platform.s3.changes import UnwritableValue, _row
 from cdc_platform.s3.current_state import FLOOR_PROPERTY, merged_through
+from cdc_platform.s3.events import ChangeEvent, parse_event
 from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
 from cdc_platform.s3.iceberg_tables import for_iceberg, iceberg_arrow_schema, lineage
 from cdc_platform.s3.snapshot import source_rows

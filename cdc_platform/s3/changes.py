@@ -14,22 +14,20 @@ Each change becomes one row: the row after the change (the row before it for a d
 
 from __future__ import annotations
 
-import functools
 import io
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.pipeline.plan import PipelineNames
+from cdc_platform.s3.events import ChangeEvent, parse_event
 from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
 from cdc_platform.s3.iceberg_tables import append_changes, ensure_lake_tables, recorded_offsets
 from cdc_platform.s3.storage import TableLocation, last_written_offset, put_bytes, s3_client, s3_filesystem
@@ -142,45 +140,6 @@ def waiting_changes(bootstrap: str, pipeline: str, topics: list[str]) -> dict[st
 def _commit(consumer: Consumer, offsets: list[TopicPartition]) -> None:
     """Synchronous: the flush reports offsets as committed only when Kafka says they are."""
     consumer.commit(offsets=offsets, asynchronous=False)
-
-
-@dataclass(frozen=True)
-class ChangeEvent:
-    """A change event's payload, and the Connect schema fields of its ``before`` and ``after``."""
-
-    payload: dict | None
-    fields: dict[str, dict[str, dict]]
-
-
-#: the JSON converter writes ``{"schema": ..., "payload": ...}`` in this order; the schema (four in
-#: five of an event's bytes) repeats unchanged across a table's events, so it is parsed once
-_SCHEMA_START, _PAYLOAD_KEY = b'{"schema":', b',"payload":'
-
-
-@functools.lru_cache(maxsize=256)
-def _side_fields(schema_bytes: bytes) -> dict[str, dict[str, dict]]:
-    schema = json.loads(schema_bytes) or {}
-    return {part["field"]: {f["field"]: f for f in part.get("fields", [])}
-            for part in schema.get("fields", []) if part.get("field") in ("before", "after")}  # fmt: skip
-
-
-def parse_event(raw: bytes) -> ChangeEvent:
-    """The event's payload, its schema's fields from a cache: decoding stays at a fraction of the
-    event's bytes. (A ``,"payload":`` cannot occur unescaped inside the schema: every quote inside a
-    JSON string is escaped, and a Connect schema has no ``payload`` key.)"""
-    cut, body = raw.find(_PAYLOAD_KEY), raw.rstrip()
-    if raw.startswith(_SCHEMA_START) and cut > 0 and body.endswith(b"}"):
-        try:
-            payload = orjson.loads(body[cut + len(_PAYLOAD_KEY) : -1])
-        except orjson.JSONDecodeError:
-            pass  # not the converter's layout after all: parsed whole below
-        else:
-            return ChangeEvent(payload, _side_fields(raw[len(_SCHEMA_START) : cut]))
-    event = orjson.loads(raw)
-    if isinstance(event, dict) and "payload" in event:  # another key order: parsed whole
-        schema = json.dumps(event.get("schema") or {}).encode()
-        return ChangeEvent(event["payload"], _side_fields(schema))
-    return ChangeEvent(event, {})  # schemaless: the payload itself
 
 
 def _row(

@@ -44,7 +44,7 @@ from cdc_platform.s3.values import arrow_schema
 from cdc_platform.schema.discovery import discover_pipeline_tables
 from cdc_platform.schema.model import Column, CopyJob, Table
 from cdc_platform.schema.types import CanonicalType
-from cdc_platform.specs.models import CHECKSUM_CHECK, COUNT_CHECK, ConnectionSpec
+from cdc_platform.specs.models import CHECKSUM_CHECK, COUNT_CHECK, FRESHNESS_CHECK, ConnectionSpec
 from tests.dagster_support import run_schedule
 from tests.pipeline_support import component_defs, connection, materialize, teardown, write_specs
 from tests.support import pg_connect, pg_database, unique
@@ -544,3 +544,48 @@ def test_an_s3_pipelines_writer_lag_is_measured_and_alerts(stack, connect, tmp_p
             assert texts[0].startswith("[FIRING]") and texts[-1].startswith("[RESOLVED]"), texts
         finally:
             teardown(stack, connect, specs, name)
+
+
+def test_the_heartbeat_reaches_the_change_log_and_tells_freshness_and_latency(
+    stack, connect, tmp_path, lake_conn
+):
+    """The writer reads the pipeline's heartbeat topic at each tick: the metrics schedule's job turns it
+    into latency and heartbeat age, the current state's freshness check passes while the writer ticks,
+    and fails, naming the age, once it has not for longer than the threshold."""
+    from cdc_platform.health.metrics_store import MetricsStore
+
+    with pg_database(stack, "src") as src:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t VALUES (1, 'a')")
+        ice = iceberg_pipeline(stack, tmp_path, src, lake_conn, options={"heartbeat_interval_ms": 1000},
+                               quality={"freshness_seconds": 8})  # fmt: skip
+        writer = ice.defs.get_sensor_def("cdc_s3_writer")
+        collect_job = ice.defs.resolve_job_def("cdc_collect_metrics")
+        try:
+            materialize(stack, ice.specs, ice.name, assets=ice.pipeline_assets, instance=ice.instance)
+            deadline, figures = time.monotonic() + 90, {}
+            while time.monotonic() < deadline:
+                writer(
+                    dg.build_sensor_context(instance=ice.instance, resources={"cdc_settings": ice.settings})
+                )
+                assert collect_job.execute_in_process(instance=ice.instance).success
+                figures = {
+                    m: v
+                    for (subject, m), (_, v) in MetricsStore().latest(ice.name).items()
+                    if subject == "pipeline"
+                }
+                if "heartbeat_age_seconds" in figures:
+                    break
+                time.sleep(1)
+            assert 0 <= figures.get("latency_seconds", -1) < 30 and figures["heartbeat_age_seconds"] < 30, (
+                figures
+            )
+            fresh = run_schedule(ice.defs, ice.instance, "cdc_lake_quality_checks_schedule")[FRESHNESS_CHECK]
+            assert fresh.passed and fresh.metadata["heartbeat_age_seconds"].value < 8, fresh.description
+            time.sleep(9)  # the writer does not tick: nothing newer reaches the change log
+            stale = run_schedule(ice.defs, ice.instance, "cdc_lake_quality_checks_schedule")[FRESHNESS_CHECK]
+            assert not stale.passed and stale.metadata["heartbeat_age_seconds"].value >= 8, stale.description
+            assert "the change log is at most" in stale.description
+        finally:
+            teardown(stack, connect, ice.specs, ice.name)

@@ -51,10 +51,12 @@ def test_an_s3_plan_has_no_ddl_no_sink_and_the_converter_keeps_every_value(tmp_p
     specs = load_specs(tmp_path)
     table = Table("public", "t", (Column("id", T("integer"), False, "int4"),), ("id",))
     plan = build_plan(specs, specs.pipelines["p1"].spec, [table], "k:9092")
-    assert plan.ddl == () and plan.sink_config is None and plan.heartbeat is None
+    # the heartbeat table is captured (its topic read by the writer), with no twin on the target
+    assert plan.ddl == () and plan.sink_config is None and plan.heartbeat is not None
+    assert plan.source_config["heartbeat.action.query"].startswith('INSERT INTO "public"."cdc_heartbeat_p1"')
     assert plan.source_config["exact.target"] == "s3"
     assert "transforms" not in plan.source_config  # the files need each change's source position
-    assert dict(plan.routes) == {"p1.public.t": "t"}
+    assert dict(plan.routes) == {"p1.public.t": "t", "p1.public.cdc_heartbeat_p1": "cdc_heartbeat_p1"}
     where = TableLocation.of(specs.connection("b"), "s", "t")
     assert where.uri == "s3://lake/cdc/s/t/" and where.change_file(0, 5, 12).endswith(
         "/changes/p0/00000000000000000005-00000000000000000012.parquet"
@@ -185,7 +187,7 @@ def test_change_events_are_parsed_from_their_payload_with_the_schema_cached():
     do not mislead the cut; another key order and schemaless events are parsed whole."""
     import json
 
-    from cdc_platform.s3.changes import _side_fields, parse_event
+    from cdc_platform.s3.events import _side_fields, parse_event
 
     fields = [
         {"type": "int32", "optional": False, "field": "id"},
