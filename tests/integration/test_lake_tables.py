@@ -102,14 +102,15 @@ class IcebergPipeline:
 
 
 def iceberg_pipeline(
-    stack, tmp_path, src: str, lake_conn: dict, alerts: dict | None = None
+    stack, tmp_path, src: str, lake_conn: dict, alerts: dict | None = None, **spec
 ) -> IcebergPipeline:
+    """``spec``: more fields of the pipeline spec (options, quality)."""
     import yaml
 
     name = unique("ice")
     specs = write_specs(tmp_path, {"src": connection(stack, "postgresql", src), "lake": lake_conn},
                         [{"name": name, "source": "src", "target": "lake", "target_schema": "replica",
-                          "tables": {"names": ["public.t"]}}])  # fmt: skip
+                          "tables": {"names": ["public.t"]}, **spec}])  # fmt: skip
     if alerts is not None:
         (specs.directory / "alerts.yaml").write_text(yaml.safe_dump({"alerts": alerts}))
     defs = component_defs(specs)
