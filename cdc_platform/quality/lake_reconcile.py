@@ -28,7 +28,7 @@ from pyiceberg.expressions import And, EqualTo
 from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.quality.counts import CAPTURE_GRACE_SECONDS, count_rows
 from cdc_platform.s3.changes import UnwritableValue, _row
-from cdc_platform.s3.current_state import FLOOR_PROPERTY, merged_through
+from cdc_platform.s3.current_state import merge_floor, merged_through
 from cdc_platform.s3.events import ChangeEvent, parse_event
 from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
 from cdc_platform.s3.iceberg_tables import for_iceberg, iceberg_arrow_schema, lineage
@@ -106,18 +106,10 @@ def _merged_positions(side: LakeSide, current) -> dict[int, int]:
         for key, value in props.items():
             if key.startswith("cdc.offset."):
                 positions.setdefault(int(key.rsplit(".", 1)[1]), int(value) + 1)
-    floor = _floor(current)
+    floor = merge_floor(current)
     if floor is not None and not positions:
         positions[0] = floor // 2  # only the full load merged: it read the source at this offset
     return positions
-
-
-def _floor(current) -> int | None:
-    for snapshot in lineage(current):
-        props = snapshot.summary.additional_properties if snapshot.summary else {}
-        if FLOOR_PROPERTY in props:
-            return int(props[FLOOR_PROPERTY])
-    return None
 
 
 def _events_in_flight(side: LakeSide, positions: dict[int, int]) -> tuple[int, set[tuple]]:

@@ -67,6 +67,11 @@ def merged_through(current: IcebergTable) -> int | None:
     return _recorded(current, MERGED_PROPERTY)
 
 
+def merge_floor(current: IcebergTable) -> int | None:
+    """The largest full-load ``_cdc_seq`` the current state has merged (None: none yet)."""
+    return _recorded(current, FLOOR_PROPERTY)
+
+
 def new_data_files(change_log: IcebergTable, since: int | None) -> tuple[list, int | None]:
     """The data files the change log's snapshots after ``since`` added, oldest first, and the largest
     full-load ``_cdc_seq`` among those snapshots. When ``since`` is no longer in its history
@@ -132,7 +137,7 @@ def merge_current(change_log: IcebergTable, current: IcebergTable, key: list[str
         result.total_rows = _total_rows(current)
         return result
     files, loaded = new_data_files(change_log, since)
-    floor = _recorded(current, FLOOR_PROPERTY)
+    floor = merge_floor(current)
     if loaded is not None and (floor is None or loaded > floor):
         floor = loaded
     chunks = _chunks(files) or [[]]
