@@ -45,7 +45,7 @@ demo: stack-up
 # as the stack's S3 server instead of moto (built once from the Go module proxy), and moto back.
 # Every phase always runs; any failing fails.
 TEST_WORKERS ?= 3
-S3_TESTS = tests/integration/test_s3_target.py tests/integration/test_lake_tables.py tests/integration/test_value_fidelity.py
+S3_TESTS = tests/integration/test_s3_target.py tests/integration/test_lake_tables.py tests/integration/test_s3_writer_runs.py tests/integration/test_value_fidelity.py
 test: stack-up browser proxy-tools
 	@status=0; \
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not serial" --durations=15 || status=1; \

@@ -33,23 +33,41 @@ def _admin(bootstrap: str) -> AdminClient:
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], max_message_bytes: int, *,
-                  timeout: float = 30.0) -> dict[str, str]:  # fmt: skip
+                  partitions: int | None = None, timeout: float = 30.0) -> dict[str, str]:  # fmt: skip
     """Create missing topics and raise ``max.message.bytes`` on existing ones; returns topic -> action.
 
-    Partitions and replication follow the broker's defaults (``-1``). An existing topic whose limit is
-    already at least ``max_message_bytes`` is left alone (``unchanged``), so deploying twice does nothing.
+    ``partitions``: how many each topic has (None: the broker's default); replication follows the
+    broker's default. An existing topic with another partition count is refused before anything is
+    created: Kafka places a key by its hash modulo the count, so changing it under a running pipeline
+    would put a key's later changes on another partition than its earlier ones, and their order
+    would be lost. An existing topic whose limit is already at least ``max_message_bytes`` is left
+    alone (``unchanged``), so deploying twice does nothing.
     """
     admin = _admin(bootstrap)
     wanted = sorted(set(topics))
     try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
+        listed = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
         raise KafkaAdminError(f"Kafka at {bootstrap} could not be reached to list topics: {exc}") from exc
+    existing = set(listed)
+    if partitions is not None:
+        differing = {
+            t: len(listed[t].partitions)
+            for t in wanted
+            if t in listed and len(listed[t].partitions) != partitions
+        }
+        if differing:
+            have = ", ".join(f"{t} has {n}" for t, n in sorted(differing.items()))
+            raise KafkaAdminError(
+                f"options.topic_partitions is {partitions}, but {have} partition(s): a topic's partition count "
+                "cannot change under a pipeline (a key's changes would be split across partitions and lose "
+                "their order); set it back, or tear the pipeline down with delete_topics and deploy it again"
+            )
     actions: dict[str, str] = {}
     missing = [t for t in wanted if t not in existing]
     if missing:
         config = {"max.message.bytes": str(max_message_bytes)}
-        futures = admin.create_topics([NewTopic(t, num_partitions=-1, replication_factor=-1, config=config)
+        futures = admin.create_topics([NewTopic(t, num_partitions=partitions or -1, replication_factor=-1, config=config)
                                        for t in missing], operation_timeout=timeout)  # fmt: skip
         for topic, future in futures.items():
             try:

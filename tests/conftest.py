@@ -124,3 +124,21 @@ def _collectable_definitions():
     test session builds them hundreds of times, so each test hands them back to the collector."""
     yield
     gc.unfreeze()
+
+
+@pytest.fixture
+def lake_conn(stack, monkeypatch, tmp_path) -> dict:
+    """An S3 connection (Iceberg tables) to a new bucket on the stack's S3 server, its catalog in a
+    platform database of the test's own."""
+    import boto3
+
+    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'platform.sqlite'}")
+    monkeypatch.setenv("LAKE_KEY", "testing")
+    monkeypatch.setenv("LAKE_SECRET", "testing")
+    from tests.support import unique
+
+    name = unique("ice").replace("_", "-")
+    boto3.client("s3", endpoint_url=stack.s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket=name)  # fmt: skip
+    return {"kind": "s3", "bucket": name, "prefix": "wh", "endpoint_url": stack.s3_url, "table_format": "iceberg",
+            "access_key_id": {"env": "LAKE_KEY"}, "secret_access_key": {"env": "LAKE_SECRET"}}  # fmt: skip

@@ -50,12 +50,9 @@ from cdc_platform.dagster.metrics_job import WatchedAssets, build_metrics_job, b
 from cdc_platform.dagster.quality_checks import build_quality_checks, checked_tables
 from cdc_platform.dagster.quality_schedules import CONSISTENCY_CHECKS, check_keys, quality_schedules
 from cdc_platform.dagster.resources import CdcSettingsResource, register_loaded_specs
-from cdc_platform.dagster.s3_writer import (
-    S3Pipeline,
-    S3TableAsset,
-    build_s3_writer_checks,
-    build_s3_writer_sensor,
-)
+from cdc_platform.dagster.s3_flush import S3Pipeline, S3TableAsset
+from cdc_platform.dagster.s3_writer import build_s3_writer_checks, build_s3_writer_sensor
+from cdc_platform.dagster.s3_writer_runs import build_s3_writer_job
 from cdc_platform.dagster.schema_sensor import build_apply_drift_job, build_schema_changes_sensor
 from cdc_platform.dagster.table_health import WatchedTables
 from cdc_platform.dagster.teardown_job import teardown_job_for
@@ -373,8 +370,12 @@ class CdcPipelineComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
             sensors.append(build_alert_sensor(self.part_name("alerts"), watched_assets))
         writers = [p for p in (self._s3_pipeline(specs, n, catalogs.get(n), keys[n]) for n in to_s3) if p]
         if writers:
+            writer_job = build_s3_writer_job(self.part_name("s3_writer_run"), writers)
+            jobs.append(writer_job)
             sensors.append(
-                build_s3_writer_sensor(self.part_name("s3_writer"), writers, self.s3_flush_seconds)
+                build_s3_writer_sensor(
+                    self.part_name("s3_writer"), writers, self.s3_flush_seconds, writer_job
+                )
             )
         #: Iceberg targets: each pipeline's current-state tables, their merge assets and their checks
         lake_tables = {n: self._current_state_tables(specs, n, catalogs.get(n), parts[n]) for n in to_s3

@@ -174,7 +174,8 @@ def extend_capture(plan: PipelinePlan, specs_dir: Path, connect: KafkaConnectRes
     added = sorted(j.table.qualified for j in jobs if j.table.qualified not in captured_tables(current))
     if not added or plan.source_config is None:
         return []
-    ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes], plan.spec.options.max_event_bytes)
+    ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes], plan.spec.options.max_event_bytes,
+                  partitions=plan.spec.options.topic_partitions)  # fmt: skip
     if plan.source.kind.value == "postgresql":
         handoff.ensure_slot(plan.source, specs_dir, names.slot, names.publication, list(plan.tables), switched,
                             plan.published_extra)  # fmt: skip
@@ -209,11 +210,11 @@ def with_topic_positions(plan: PipelinePlan, jobs: list) -> list:
         out = []
         for job in jobs:
             topic = table_topic(plan.source, plan.names, job.table.qualified)
-            end = 0
+            ends = {}
             if topic in topics:
-                end = max(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                          for p in topics[topic].partitions)  # fmt: skip
-            out.append(dataclasses.replace(job, since_offset=end))
+                ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                        for p in topics[topic].partitions}  # fmt: skip
+            out.append(dataclasses.replace(job, since_offset=sum(ends.values()), since_offsets=ends))
         return out
     finally:
         consumer.close()
@@ -314,7 +315,8 @@ class _Run:
     def ensure_topics(self) -> None:
         plan = self.plan
         self.result.topics = ensure_topics(plan.kafka_bootstrap, [t for t, _ in plan.routes],
-                                           plan.spec.options.max_event_bytes)  # fmt: skip
+                                           plan.spec.options.max_event_bytes,
+                                           partitions=plan.spec.options.topic_partitions)  # fmt: skip
         changed = {t: a for t, a in self.result.topics.items() if a != "unchanged"}
         if changed:
             self.log(f"topics (max.message.bytes {plan.spec.options.max_event_bytes:,}): {changed}")

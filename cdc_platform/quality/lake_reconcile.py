@@ -31,13 +31,13 @@ from cdc_platform.s3.changes import UnwritableValue, _row
 from cdc_platform.s3.current_state import merge_floor, merged_through
 from cdc_platform.s3.events import ChangeEvent, parse_event
 from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
-from cdc_platform.s3.iceberg_tables import for_iceberg, iceberg_arrow_schema, lineage
+from cdc_platform.s3.iceberg_tables import PARTITION_COLUMN, for_iceberg, iceberg_arrow_schema, lineage
 from cdc_platform.s3.snapshot import source_rows
 from cdc_platform.s3.values import CDC_COLUMNS, arrow_schema
 from cdc_platform.schema.model import CopyJob, Table
 from cdc_platform.specs.models import ConnectionSpec, PipelineSpec
 
-CDC_NAMES = {f.name for f in CDC_COLUMNS}
+CDC_NAMES = {f.name for f in CDC_COLUMNS} | {PARTITION_COLUMN.name}
 SOURCE_BATCH_ROWS = 20_000
 
 
@@ -107,8 +107,10 @@ def _merged_positions(side: LakeSide, current) -> dict[int, int]:
             if key.startswith("cdc.offset."):
                 positions.setdefault(int(key.rsplit(".", 1)[1]), int(value) + 1)
     floor = merge_floor(current)
-    if floor is not None and not positions:
-        positions[0] = floor // 2  # only the full load merged: it read the source at this offset
+    for partition, offset in (floor.since if floor is not None else {}).items():
+        # no change of this partition merged after the full load: it read the source at this offset
+        if positions.get(partition, -1) < offset:
+            positions[partition] = offset
     return positions
 
 

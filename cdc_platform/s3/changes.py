@@ -9,7 +9,8 @@ after it: no offset is written twice and none is skipped.
 
 Each change becomes one row: the row after the change (the row before it for a delete), plus
 ``_cdc_op`` (c, u, d), ``_cdc_source_ts_ms``, ``_cdc_position`` (PostgreSQL LSN, or binlog
-``file:position``) and ``_cdc_seq`` (2 x offset + 1; see cdc_platform/s3/snapshot.py).
+``file:position``) and ``_cdc_seq`` (2 x offset + 1; see cdc_platform/s3/snapshot.py); in the Iceberg
+layout also ``_cdc_partition``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.pipeline.plan import PipelineNames
 from cdc_platform.s3.events import ChangeEvent, parse_event
 from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
-from cdc_platform.s3.iceberg_tables import append_changes, ensure_lake_tables, recorded_offsets
+from cdc_platform.s3.iceberg_tables import (
+    append_once,
+    ensure_lake_tables,
+    lake_arrow_schema,
+    recorded_offsets,
+)
 from cdc_platform.s3.storage import TableLocation, last_written_offset, put_bytes, s3_client, s3_filesystem
 from cdc_platform.s3.values import Substituted, arrow_schema, change_value
 from cdc_platform.schema.model import Table
@@ -41,6 +47,26 @@ MAX_EVENTS_PER_FILE = 200_000
 
 def consumer_group(pipeline: str) -> str:
     return PipelineNames(pipeline).s3_writer_group
+
+
+@dataclass(frozen=True)
+class WriterShare:
+    """One of ``of`` writers of a pipeline: it writes the partitions ``p`` with ``p % of == index``.
+
+    A fixed split rather than a Kafka consumer group: each writer assigns its partitions itself, as
+    the single writer does, so their Kafka commits need no group membership, a writer that stops
+    leaves its partitions waiting (uncommitted, not lost) until it runs again, and no rebalance moves
+    a partition between two appends. A second copy of one share is harmless: the change log's
+    appends are fenced by the offsets they record (cdc_platform/s3/iceberg_tables.py)."""
+
+    index: int
+    of: int
+
+    def owns(self, partition: int) -> bool:
+        return partition % self.of == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index + 1} of {self.of}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +106,8 @@ class UnwritableValue(Exception):
     def __init__(self, column: str, offset: int, form: str, reason: str):
         super().__init__(f"column {column!r} holds {form}; {reason}")
         self.column, self.offset = column, offset
+        #: the topic partition it is on (set by the batch that met it)
+        self.partition = 0
 
 
 def value_form(value, field: dict | None = None) -> str:
@@ -143,7 +171,12 @@ def _commit(consumer: Consumer, offsets: list[TopicPartition]) -> None:
 
 
 def _row(
-    table: Table, event: ChangeEvent, offset: int, source_kind: str, substituted: dict[str, int]
+    table: Table,
+    event: ChangeEvent,
+    offset: int,
+    source_kind: str,
+    substituted: dict[str, int],
+    partition: int = 0,
 ) -> dict | None:
     payload = event.payload
     if not payload or payload.get("op") not in ("c", "u", "d", "r"):
@@ -176,18 +209,21 @@ def _row(
     if position is None and source.get("file") is not None:
         position = f"{source['file']}:{source.get('pos')}"
     row.update(_cdc_op=op, _cdc_source_ts_ms=source.get("ts_ms"),
-               _cdc_position=None if position is None else str(position), _cdc_seq=2 * offset + 1)  # fmt: skip
+               _cdc_position=None if position is None else str(position), _cdc_seq=2 * offset + 1,
+               _cdc_partition=partition)  # fmt: skip
     return row
 
 
 def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str, pipeline: str, source_kind: str,
                  tables: list[S3Table], log: Callable[[str], None] = print,
-                 budget_seconds: float = 30.0, dry_run: bool = False) -> dict[str, TableFlush]:  # fmt: skip
+                 budget_seconds: float = 30.0, dry_run: bool = False,
+                 share: WriterShare | None = None) -> dict[str, TableFlush]:  # fmt: skip
     """One flush of every table: what it wrote and committed, per table.
 
     A table whose change cannot be written (a value, an upload) reports it in its ``error`` after
     writing what came before it; the other tables are flushed all the same. ``dry_run``: decode the
-    pending changes as a flush would, writing and committing nothing (the on-demand check)."""
+    pending changes as a flush would, writing and committing nothing (the on-demand check).
+    ``share``: only the partitions of one of several writers (None: every partition)."""
     fs = s3_filesystem(target, specs_dir)
     client = s3_client(target, specs_dir)
     lake = LakeWriter(target, specs_dir) if any(t.lake for t in tables) else None
@@ -202,6 +238,8 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
             if t.topic not in metadata or metadata[t.topic].error is not None:
                 continue  # no change captured yet
             for partition in metadata[t.topic].partitions:
+                if share is not None and not share.owns(partition):
+                    continue
                 tp = TopicPartition(t.topic, partition)
                 (committed,) = consumer.committed([tp], timeout=10)
                 low, high = consumer.get_watermark_offsets(tp, timeout=10)
@@ -209,7 +247,7 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
                 if t.lake is None:
                     written = last_written_offset(fs, t.location, partition)
                 else:
-                    written = lake.recorded(t).get(partition) if lake and start < high else None
+                    written = lake.recorded(t, [partition]).get(partition) if lake and start < high else None
                 if written is not None and written + 1 > start and not dry_run:
                     # the last flush wrote this file and died before its commit: do it now
                     start = written + 1
@@ -224,6 +262,7 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
                     plan[(t.topic, partition)] = (t, start, min(high, start + MAX_EVENTS_PER_FILE))
         if not plan:
             return results
+        plan_tables = {k: v[0] for k, v in plan.items()}
         consumer.assign([TopicPartition(topic, p, start) for (topic, p), (_, start, _) in plan.items()])
         events: dict[tuple[str, int], list] = {k: [] for k in plan}
         remaining = set(plan)
@@ -240,22 +279,26 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
                     events[key].append((message.offset(), message.value()))
                 if message.offset() >= stop - 1:
                     remaining.discard(key)
-        for key, batch in events.items():
-            t, _, _ = plan[key]
+        by_table: dict[str, list[tuple[int, list]]] = {}
+        for (topic, partition), batch in events.items():
+            if batch:
+                by_table.setdefault(plan_tables[(topic, partition)].qualified, []).append((partition, batch))
+        for t in tables:
             result = results[t.qualified]
-            if not batch or result.error:
-                continue
+            batches = by_table.get(t.qualified, [])
             try:
-                store = lake.store(t) if lake and t.lake else _file_store(client, t)
-                _write_batch(store, consumer, t, key[1], batch, source_kind, result, dry_run)
+                if lake and t.lake and batches:
+                    _write_lake_batches(lake, consumer, t, batches, source_kind, result, dry_run)
+                for partition, batch in batches if not t.lake else []:
+                    _write_batch(
+                        _file_store(client, t), consumer, t, partition, batch, source_kind, result, dry_run
+                    )
             except UnwritableValue as exc:
-                result.error = (f"{t.qualified}: the change at offset {exc.offset} of {t.topic} partition {key[1]} "
+                result.error = (f"{t.qualified}: the change at offset {exc.offset} of {t.topic} partition {exc.partition} "
                                 f"cannot be written: {exc}. This table's changes stop there: everything before it "
                                 "is written, nothing after it is written or skipped")  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - this table's flush failed; the others go on
-                result.error = (
-                    f"{t.qualified}: writing partition {key[1]} failed: {type(exc).__name__}: {exc}"
-                )
+                result.error = f"{t.qualified}: writing its changes failed: {type(exc).__name__}: {exc}"
             if result.error:
                 log(f"S3 writer, pipeline {pipeline}: {result.error}")
     finally:
@@ -264,7 +307,7 @@ def flush_tables(target: ConnectionSpec, specs_dir: Path | None, bootstrap: str,
 
 
 def _decoded(
-    t: S3Table, batch: list, source_kind: str, substituted: dict[str, int]
+    t: S3Table, batch: list, source_kind: str, substituted: dict[str, int], partition: int = 0
 ) -> tuple[list, UnwritableValue | None]:
     """The batch's rows in offset order, up to the first change the writer cannot write (and that)."""
     rows: list[dict] = []
@@ -272,7 +315,7 @@ def _decoded(
         if value is None:
             continue  # the tombstone after a delete: the delete row is already written
         try:
-            row = _row(t.table, parse_event(value), offset, source_kind, substituted)
+            row = _row(t.table, parse_event(value), offset, source_kind, substituted, partition)
         except UnwritableValue as exc:
             return rows, exc
         if row is not None:
@@ -311,19 +354,18 @@ class LakeWriter:
             self.tables[t.qualified] = ensure_lake_tables(self.catalog, t.lake, t.table)[0]
         return self.tables[t.qualified]
 
-    def recorded(self, t: S3Table) -> dict[int, int]:
-        return recorded_offsets(self.change_log(t))
+    def recorded(self, t: S3Table, partitions: list[int]) -> dict[int, int]:
+        return recorded_offsets(self.change_log(t), partitions)
 
-    def store(self, t: S3Table) -> Callable:
-        def append(table: pa.Table, partition: int, first: int, last: int, result: TableFlush) -> None:
-            change_log = self.change_log(t)
-            append_changes(change_log, table, {partition: last})
-            snapshot = change_log.current_snapshot()
-            result.snapshots.append(snapshot.snapshot_id)
-            result.rows += table.num_rows
-            result.bytes += int(snapshot.summary.additional_properties.get("added-files-size", 0))
-
-        return append
+    def append(self, t: S3Table, rows: pa.Table, offsets: dict[int, int], result: TableFlush) -> None:
+        committed = append_once(self.change_log(t), rows, offsets)
+        if committed is None:
+            return  # another writer appended these offsets already
+        self.tables[t.qualified] = committed
+        snapshot = committed.current_snapshot()
+        result.snapshots.append(snapshot.snapshot_id)
+        result.rows += int(snapshot.summary.additional_properties.get("added-records", 0))
+        result.bytes += int(snapshot.summary.additional_properties.get("added-files-size", 0))
 
 
 def _file_store(client, t: S3Table) -> Callable:
@@ -341,31 +383,75 @@ def _file_store(client, t: S3Table) -> Callable:
     return put
 
 
+@dataclass
+class PreparedBatch:
+    """One partition's batch decoded: the rows to write (those before a change that cannot be), the
+    offsets they span, and that change (None: every one)."""
+
+    partition: int
+    rows: pa.Table
+    first: int
+    last: int
+    bad: UnwritableValue | None
+    substituted: dict[str, int]
+
+
+def _prepare_batch(t: S3Table, partition: int, batch: list, source_kind: str) -> PreparedBatch | None:
+    """The batch decoded; None when nothing before a refused change is left to write."""
+    substituted: dict[str, int] = {}
+    schema = lake_arrow_schema(t.table) if t.lake else arrow_schema(t.table)
+    rows, bad = _decoded(t, batch, source_kind, substituted, partition)
+    table, refused = _arrow_rows(rows, schema)  # ``table``: the rows before a refused value
+    if refused is not None:  # before ``bad``: only rows before it were decoded
+        bad, substituted = refused, {}
+        _decoded(
+            t, [(o, v) for o, v in batch if o < refused.offset], source_kind, substituted, partition
+        )  # recounted
+    if bad is not None:
+        bad.partition = partition
+        batch = [(offset, value) for offset, value in batch if offset < bad.offset]
+    if not batch:
+        return PreparedBatch(partition, table, -1, -1, bad, substituted)
+    return PreparedBatch(partition, table, batch[0][0], batch[-1][0], bad, substituted)
+
+
+def _committed(consumer: Consumer, t: S3Table, done: list[PreparedBatch], result: TableFlush) -> None:
+    """Kafka learns the offsets only now that their rows are written."""
+    _commit(consumer, [TopicPartition(t.topic, b.partition, b.last + 1) for b in done])
+    for b in done:
+        for column, count in b.substituted.items():
+            result.substituted[column] = result.substituted.get(column, 0) + count
+        advanced = b.last + 1 - result.committed.get(b.partition, b.first)
+        result.committed[b.partition] = b.last + 1
+        result.lag[b.partition] = max(result.lag.get(b.partition, 0) - advanced, 0)
+
+
 def _write_batch(store: Callable, consumer: Consumer, t: S3Table, partition: int, batch: list, source_kind: str,
                  result: TableFlush, dry_run: bool = False) -> None:  # fmt: skip
     """Write and commit the batch, or the part of it before a change that cannot be written (then
     raise :class:`UnwritableValue` for that change)."""
-    substituted: dict[str, int] = {}
-    schema = arrow_schema(t.table)
-    rows, bad = _decoded(t, batch, source_kind, substituted)
-    table, refused = _arrow_rows(rows, schema)  # ``table``: the rows before a refused value
-    if refused is not None:  # before ``bad``: only rows before it were decoded
-        bad, substituted = refused, {}
-        _decoded(t, [(o, v) for o, v in batch if o < refused.offset], source_kind, substituted)  # recounted
-    if bad is not None:
-        batch = [(offset, value) for offset, value in batch if offset < bad.offset]
-    if dry_run or not batch:
-        if bad is not None:
-            raise bad
+    prepared = _prepare_batch(t, partition, batch, source_kind)
+    if dry_run or prepared.last < 0:
+        if prepared.bad is not None:
+            raise prepared.bad
         return
-    for column, count in substituted.items():
-        result.substituted[column] = result.substituted.get(column, 0) + count
-    first, last = batch[0][0], batch[-1][0]
-    if table.num_rows:
-        store(table, partition, first, last, result)
-    _commit(consumer, [TopicPartition(t.topic, partition, last + 1)])
-    advanced = last + 1 - result.committed.get(partition, first)
-    result.committed[partition] = last + 1
-    result.lag[partition] = max(result.lag.get(partition, 0) - advanced, 0)
+    if prepared.rows.num_rows:
+        store(prepared.rows, partition, prepared.first, prepared.last, result)
+    _committed(consumer, t, [prepared], result)
+    if prepared.bad is not None:
+        raise prepared.bad
+
+
+def _write_lake_batches(lake: LakeWriter, consumer: Consumer, t: S3Table, batches: list[tuple[int, list]],
+                        source_kind: str, result: TableFlush, dry_run: bool = False) -> None:  # fmt: skip
+    """Every partition's batch of one table in one Iceberg commit, then their Kafka commits; a change
+    that cannot be written stops its partition there (raised after the rest is written)."""
+    prepared = [_prepare_batch(t, partition, batch, source_kind) for partition, batch in batches]
+    bad = next((p.bad for p in prepared if p.bad is not None), None)
+    done = [p for p in prepared if p.last >= 0]
+    if not dry_run and done:
+        rows = pa.concat_tables([p.rows for p in done])
+        lake.append(t, rows, {p.partition: p.last for p in done}, result)
+        _committed(consumer, t, done, result)
     if bad is not None:
         raise bad

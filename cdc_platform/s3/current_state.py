@@ -2,12 +2,19 @@
 
 A merge reads only the data files the change log gained since the snapshot the last merge went
 through (recorded in the current state's snapshot summary, ``cdc.merged-through``, in the same commit
-as the merge). It takes the newest change of each key (largest ``_cdc_seq``, as the Parquet layout's
-readers do), compares it with the key's row in the current state, which keeps its ``_cdc_seq``, so
-an older change arriving late never overwrites a newer row (a re-load's snapshot rows, say), and
-rewrites the affected keys in one transaction: a copy-on-write delete of the rows whose first key
-column matches, then an append of the winners that are not deletes (and of the untouched rows that
-shared a first key value, for a composite key).
+as the merge). It takes the newest change of each key, compares it with the key's row in the current
+state, which keeps its ``_cdc_*`` columns, so an older change arriving late never overwrites a newer
+row, and rewrites the affected keys in one transaction: a copy-on-write delete of the rows whose first
+key column matches, then an append of the winners that are not deletes (and of the untouched rows
+that shared a first key value, for a composite key).
+
+Which row of a key is newest, with a topic of several partitions: every change of one key is on one
+partition (Debezium's producer partitions by the key), so a key's changes compare by offset
+(``_cdc_seq``). The newest full load sets a floor: each partition's end offset when its copy began.
+A change below its partition's floor happened before the copy read the source, so the copy holds it
+(stale); a change at or above it happened after, so it wins over the copied row. Rows of an older
+full load are stale too. So: stale rows lose, then changes beat copied rows, then the larger
+``_cdc_seq`` wins. With one partition this is the Parquet layout's rule, largest ``_cdc_seq``.
 
 Each merge is one Iceberg snapshot of the current state: time travel by snapshot id or timestamp.
 A change log too large for one pass (the first merge after a full load) is merged in chunks of data
@@ -29,16 +36,64 @@ from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files, schema_to_pyarrow
 from pyiceberg.table import FileScanTask
 
-from cdc_platform.s3.iceberg_tables import FULL_LOAD_PROPERTY, lineage
+from cdc_platform.s3.iceberg_tables import FULL_LOAD_PROPERTY, full_load_since, lineage
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table as IcebergTable
 
 MERGED_PROPERTY = "cdc.merged-through"
-#: the largest full-load ``_cdc_seq`` merged: rows and changes below it are stale
+#: the largest full-load ``_cdc_seq`` merged: rows of older loads are stale
 FLOOR_PROPERTY = "cdc.floor-seq"
+#: one per partition: the newest merged full load's end offset, under which changes are stale
+FLOOR_SINCE_PROPERTY = "cdc.floor-since."
 #: rows of change-log files one merge pass holds in memory at most (a single larger file is one pass)
 CHUNK_ROWS = 2_000_000
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The newest full load merged: its rows' ``_cdc_seq`` and, per partition, the topic's end offset
+    when its copy began."""
+
+    load_seq: int
+    since: dict[int, int]
+
+    @classmethod
+    def of(cls, props: dict[str, str]) -> Floor:
+        return cls(int(props[FULL_LOAD_PROPERTY]), full_load_since(props))
+
+    def properties(self) -> dict[str, str]:
+        return {FLOOR_PROPERTY: str(self.load_seq),
+                **{f"{FLOOR_SINCE_PROPERTY}{p}": str(o) for p, o in sorted(self.since.items())}}  # fmt: skip
+
+    def stale(self, rows: pa.Table) -> pa.BooleanArray:
+        """Per row: a copied row of an older load, or a change the newest load's copy already holds."""
+        seq = rows["_cdc_seq"]
+        copied = _copied(rows)
+        partition = _partition(rows)
+        limits = pa.array(
+            [2 * self.since.get(p, 0) for p in range(max(self.since, default=0) + 1)], pa.int64()
+        )
+        known = pc.less(partition, len(limits))
+        change_limit = pc.if_else(known, pc.take(limits, pc.if_else(known, partition, 0)), 0)
+        return pc.if_else(copied, pc.less(seq, self.load_seq), pc.less(seq, change_limit))
+
+    @property
+    def highest(self) -> int:
+        """No row with a ``_cdc_seq`` at or above this is stale (a file's lower bound prunes by it)."""
+        return max(self.load_seq, 2 * max(self.since.values(), default=0))
+
+
+def _copied(rows: pa.Table) -> pa.BooleanArray:
+    """A full load's row (even ``_cdc_seq``), not a change (odd)."""
+    return pc.equal(pc.bit_wise_and(rows["_cdc_seq"], 1), 0)
+
+
+def _partition(rows: pa.Table) -> pa.Array:
+    """The row's partition; rows written before the column existed came from the one partition, 0."""
+    if "_cdc_partition" not in rows.column_names:
+        return pa.array([0] * rows.num_rows, pa.int32())
+    return pc.fill_null(rows["_cdc_partition"], 0)
 
 
 @dataclass
@@ -55,39 +110,49 @@ class MergeResult:
     total_rows: int = 0
 
 
-def _recorded(current: IcebergTable, prop: str) -> int | None:
+def _recorded(current: IcebergTable, prop: str) -> dict[str, str] | None:
+    """The summary of the newest snapshot that recorded ``prop``."""
     for snapshot in lineage(current):
         props = snapshot.summary.additional_properties if snapshot.summary else {}
         if prop in props:
-            return int(props[prop])
+            return props
     return None
 
 
 def merged_through(current: IcebergTable) -> int | None:
-    return _recorded(current, MERGED_PROPERTY)
+    props = _recorded(current, MERGED_PROPERTY)
+    return None if props is None else int(props[MERGED_PROPERTY])
 
 
-def merge_floor(current: IcebergTable) -> int | None:
-    """The largest full-load ``_cdc_seq`` the current state has merged (None: none yet)."""
-    return _recorded(current, FLOOR_PROPERTY)
+def merge_floor(current: IcebergTable) -> Floor | None:
+    """The newest full load the current state has merged (None: none yet)."""
+    props = _recorded(current, FLOOR_PROPERTY)
+    if props is None:
+        return None
+    since = {int(k[len(FLOOR_SINCE_PROPERTY) :]): int(v) for k, v in props.items()
+             if k.startswith(FLOOR_SINCE_PROPERTY)}  # fmt: skip
+    load_seq = int(props[FLOOR_PROPERTY])
+    return Floor(load_seq, since or {0: load_seq // 2})
 
 
-def new_data_files(change_log: IcebergTable, since: int | None) -> tuple[list, int | None]:
-    """The data files the change log's snapshots after ``since`` added, oldest first, and the largest
-    full-load ``_cdc_seq`` among those snapshots. When ``since`` is no longer in its history
-    (expired), every live file: merging them again changes nothing."""
+def new_data_files(change_log: IcebergTable, since: int | None) -> tuple[list, Floor | None]:
+    """The data files the change log's snapshots after ``since`` added, oldest first, and the newest
+    full load among those snapshots. When ``since`` is no longer in its history (expired), every
+    live file: merging them again changes nothing."""
     added: list[int] = []
-    loads: list[int] = []
+    loads: list[Floor] = []
+    reached = since is None
     for snapshot in lineage(change_log):
         if snapshot.snapshot_id == since:
+            reached = True
             break
         added.append(snapshot.snapshot_id)
         props = snapshot.summary.additional_properties if snapshot.summary else {}
         if FULL_LOAD_PROPERTY in props:
-            loads.append(int(props[FULL_LOAD_PROPERTY]))
-    else:
-        if since is not None:
-            return _live_files(change_log), max(loads, default=None)
+            loads.append(Floor.of(props))
+    newest = max(loads, key=lambda f: f.load_seq, default=None)
+    if not reached:
+        return _live_files(change_log), newest
     files = []
     for snapshot_id in reversed(added):
         snapshot = change_log.snapshot_by_id(snapshot_id)
@@ -96,7 +161,7 @@ def new_data_files(change_log: IcebergTable, since: int | None) -> tuple[list, i
                 continue
             files += [e.data_file for e in manifest.fetch_manifest_entry(change_log.io, discard_deleted=True)
                       if e.snapshot_id == snapshot_id]  # fmt: skip
-    return files, max(loads, default=None)
+    return files, newest
 
 
 def _live_files(change_log: IcebergTable) -> list:
@@ -111,11 +176,15 @@ def _read(change_log: IcebergTable, files: list) -> pa.Table:
     return scan.to_table([FileScanTask(f) for f in files])
 
 
-def newest_per_key(rows: pa.Table, key: list[str]) -> pa.Table:
-    """The row with the largest ``_cdc_seq`` of each key, deletes kept (they decide)."""
+def newest_per_key(rows: pa.Table, key: list[str], floor: Floor | None = None) -> pa.Table:
+    """The newest row of each key, deletes kept (they decide): rows the floor makes stale lose, then
+    changes beat copied rows, then the larger ``_cdc_seq`` wins (the module's docstring says why)."""
     if rows.num_rows == 0:
         return rows
-    ordered = rows.take(pc.sort_indices(rows, sort_keys=[("_cdc_seq", "descending")]))
+    fresh = pc.invert(floor.stale(rows)) if floor is not None else pa.array([True] * rows.num_rows)
+    order = pa.table({"fresh": fresh, "change": pc.invert(_copied(rows)), "seq": rows["_cdc_seq"]})
+    ordered = rows.take(pc.sort_indices(order, sort_keys=[("fresh", "descending"), ("change", "descending"),
+                                                          ("seq", "descending")]))  # fmt: skip
     numbered = ordered.append_column("_row", pa.array(range(ordered.num_rows), pa.int64()))
     firsts = numbered.group_by(key, use_threads=False).aggregate([("_row", "first")])
     return ordered.take(firsts["_row_first"])
@@ -125,9 +194,9 @@ def merge_current(change_log: IcebergTable, current: IcebergTable, key: list[str
                   log: Callable[[str], None] = print) -> MergeResult:  # fmt: skip
     """Merge what the change log gained since the last merge into the current state.
 
-    A full load among the new snapshots sets a floor: every key the source held at its snapshot has a
-    row of that ``_cdc_seq`` or a later change, so rows and changes below it are stale (a key deleted
-    while no change was captured, before a re-load) and the last pass drops them."""
+    A full load among the new snapshots sets a new floor: every key the source held at its snapshot
+    has a copied row or a later change, so rows the floor makes stale (a key deleted while no change
+    was captured, before a re-load) are dropped by the last pass."""
     result = MergeResult()
     since = merged_through(current)
     head = change_log.current_snapshot()
@@ -138,14 +207,14 @@ def merge_current(change_log: IcebergTable, current: IcebergTable, key: list[str
         return result
     files, loaded = new_data_files(change_log, since)
     floor = merge_floor(current)
-    if loaded is not None and (floor is None or loaded > floor):
+    if loaded is not None and (floor is None or loaded.load_seq > floor.load_seq):
         floor = loaded
     chunks = _chunks(files) or [[]]
     for index, chunk in enumerate(chunks):
         last = index == len(chunks) - 1
         marker = {MERGED_PROPERTY: str(head.snapshot_id)} if last else {}
         if floor is not None:
-            marker[FLOOR_PROPERTY] = str(floor)
+            marker.update(floor.properties())
         _merge_chunk(
             change_log, current, key, chunk, marker, result, floor, drop_below=last and loaded is not None
         )
@@ -171,7 +240,7 @@ def _chunks(files: list) -> list[list]:
 
 
 def _merge_chunk(change_log: IcebergTable, current: IcebergTable, key: list[str], files: list,
-                 marker: dict[str, str], result: MergeResult, floor: int | None, drop_below: bool) -> None:  # fmt: skip
+                 marker: dict[str, str], result: MergeResult, floor: Floor | None, drop_below: bool) -> None:  # fmt: skip
     """One commit: the changed keys' files rewritten (and, ``drop_below``, the rows under the floor
     dropped). Copy-on-write by our own file selection: pyiceberg's ``delete(In(...))`` binds one
     literal object per changed key, which took 15 s of a 100,000-key merge."""
@@ -179,8 +248,8 @@ def _merge_chunk(change_log: IcebergTable, current: IcebergTable, key: list[str]
     schema = _current_schema(current)
     changes = _read(change_log, files) if files else schema.empty_table()
     result.changes_read += changes.num_rows
-    if floor is not None:
-        changes = changes.filter(pc.greater_equal(changes["_cdc_seq"], floor))
+    if floor is not None and changes.num_rows:
+        changes = changes.filter(pc.invert(floor.stale(changes)))
     latest = newest_per_key(changes.select(schema.names).cast(schema), key)
     result.keys_changed += latest.num_rows
     replaced, kept, existing = [], [], []
@@ -190,18 +259,17 @@ def _merge_chunk(change_log: IcebergTable, current: IcebergTable, key: list[str]
             continue
         rows = _read(current, [task.file]).select(schema.names).cast(schema)
         hit = _holds(rows, latest, key)
-        drop = pc.or_(hit, pc.less(rows["_cdc_seq"], floor)) if stale else hit
+        below = floor.stale(rows) if stale and floor is not None else None
+        drop = pc.or_(hit, below) if below is not None else hit
         if not pc.any(drop).as_py():
             continue
         replaced.append(task.file)
         kept.append(rows.filter(pc.invert(drop)))
         existing.append(rows.filter(hit))
-        if stale:
-            result.rows_deleted += (
-                pc.sum(pc.and_(pc.invert(hit), pc.less(rows["_cdc_seq"], floor))).as_py() or 0
-            )
+        if below is not None:
+            result.rows_deleted += pc.sum(pc.and_(pc.invert(hit), below)).as_py() or 0
     before = pa.concat_tables(existing) if existing else schema.empty_table()
-    winners = newest_per_key(pa.concat_tables([before, latest]), key)
+    winners = newest_per_key(pa.concat_tables([before, latest]), key, floor)
     alive = winners.filter(pc.not_equal(winners["_cdc_op"], "d"))
     result.rows_deleted += before.num_rows - (pc.sum(_holds(before, alive, key)).as_py() or 0)
     result.rows_written += alive.num_rows
@@ -216,14 +284,14 @@ def _merge_chunk(change_log: IcebergTable, current: IcebergTable, key: list[str]
             overwrite.append_data_file(data_file)
 
 
-def _may_hold_below(data_file, current: IcebergTable, floor: int | None) -> bool:
-    """Whether the file may hold a row under the floor (by its ``_cdc_seq`` lower bound)."""
+def _may_hold_below(data_file, current: IcebergTable, floor: Floor | None) -> bool:
+    """Whether the file may hold a row the floor makes stale (by its ``_cdc_seq`` lower bound)."""
 
     if floor is None:
         return False
     field = current.schema().find_field("_cdc_seq")
     low = (data_file.lower_bounds or {}).get(field.field_id)
-    return low is None or from_bytes(field.field_type, low) < floor
+    return low is None or from_bytes(field.field_type, low) < floor.highest
 
 
 def _holds(rows: pa.Table, keys: pa.Table, key: list[str]) -> pa.BooleanArray:

@@ -1,8 +1,12 @@
 """The two Iceberg tables of a replicated table: their schema, creation, evolution and the change log's
 appends with the Kafka offsets they hold.
 
-Both tables carry the table's columns and the ``_cdc_*`` columns (cdc_platform/s3/values.py). The
-Arrow types are the Parquet layout's with two changes for what Iceberg cannot hold:
+Both tables carry the table's columns, the ``_cdc_*`` columns (cdc_platform/s3/values.py) and
+``_cdc_partition``: the Kafka partition a change came from (NULL on a full load's rows). A table topic
+may have several partitions; Debezium puts every change of one key on the same one, so a key's
+changes are ordered by offset within it, and a full load is placed by each partition's end offset
+when its copy began (cdc_platform/s3/current_state.py). The Arrow types are the Parquet layout's with
+two changes for what Iceberg cannot hold:
 
 * ``smallint``/``year`` (int16) become Iceberg ``int`` (Iceberg has no 16-bit integer; every value fits);
 * a ``numeric`` of 39..76 digits becomes its exact decimal text (Iceberg decimals end at 38 digits).
@@ -16,12 +20,13 @@ after it, as the Parquet layout does with its file names.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 
 from cdc_platform.s3.iceberg_catalog import LakeNames
 from cdc_platform.s3.values import arrow_schema
@@ -34,8 +39,14 @@ _CREATING = threading.Lock()
 OFFSET_PROPERTY = "cdc.offset."
 #: on a full load's commit: the ``_cdc_seq`` of its rows
 FULL_LOAD_PROPERTY = "cdc.full-load-seq"
+#: on a full load's commit, one per partition: the topic's end offset when the copy began
+FULL_LOAD_SINCE_PROPERTY = "cdc.full-load-since."
+#: the column the lake tables have beyond the Parquet layout's
+PARTITION_COLUMN = pa.field("_cdc_partition", pa.int32())
 #: how many snapshots back the writer looks for a partition's last recorded offset
 OFFSET_SEARCH_DEPTH = 10_000
+#: commits of one append that may lose the race to another writer's before the append fails
+COMMIT_ATTEMPTS = 20
 
 
 def iceberg_arrow_type(t: pa.DataType) -> pa.DataType:
@@ -46,8 +57,28 @@ def iceberg_arrow_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
+def lake_arrow_schema(table: Table) -> pa.Schema:
+    """The rows the writer and the full load produce for the lake tables (Parquet-layout types)."""
+    return arrow_schema(table).append(PARTITION_COLUMN)
+
+
 def iceberg_arrow_schema(table: Table) -> pa.Schema:
-    return for_iceberg_schema(arrow_schema(table))
+    return for_iceberg_schema(lake_arrow_schema(table))
+
+
+def full_load_properties(seq: int, since: dict[int, int]) -> dict[str, str]:
+    return {
+        FULL_LOAD_PROPERTY: str(seq),
+        **{f"{FULL_LOAD_SINCE_PROPERTY}{p}": str(o) for p, o in sorted(since.items())},
+    }
+
+
+def full_load_since(props: dict[str, str]) -> dict[int, int]:
+    """partition -> end offset when the copy began, from a full load's commit; a load from before
+    partitions were recorded (one partition) read it at ``seq / 2``."""
+    since = {int(k[len(FULL_LOAD_SINCE_PROPERTY) :]): int(v) for k, v in props.items()
+             if k.startswith(FULL_LOAD_SINCE_PROPERTY)}  # fmt: skip
+    return since or {0: int(props[FULL_LOAD_PROPERTY]) // 2}
 
 
 def for_iceberg_schema(schema: pa.Schema) -> pa.Schema:
@@ -131,11 +162,13 @@ def ensure_lake_tables(catalog: Catalog, names: LakeNames, table: Table) -> tupl
     return ensure_table(catalog, names.change_log, schema), ensure_table(catalog, names.current, schema)
 
 
-def recorded_offsets(table: IcebergTable) -> dict[int, int]:
-    """partition -> the last offset an append to the change log recorded (newest snapshot first)."""
+def recorded_offsets(table: IcebergTable, partitions: Iterable[int] | None = None) -> dict[int, int]:
+    """partition -> the last offset an append to the change log recorded (newest snapshot first);
+    with ``partitions``, the walk stops once each of them is found."""
+    wanted = None if partitions is None else set(partitions)
     found: dict[int, int] = {}
     for depth, snapshot in enumerate(lineage(table)):
-        if depth >= OFFSET_SEARCH_DEPTH:
+        if depth >= OFFSET_SEARCH_DEPTH or (wanted is not None and wanted <= found.keys()):
             break
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
         for key, value in summary.items():
@@ -145,11 +178,13 @@ def recorded_offsets(table: IcebergTable) -> dict[int, int]:
 
 
 def lineage(table: IcebergTable, start=None) -> Iterator:
-    """The current snapshot (or ``start``) and its ancestors, newest first."""
+    """The current snapshot (or ``start``) and its ancestors, newest first (snapshots looked up by id
+    once: ``snapshot_by_id`` scans the list, which made a walk quadratic in the table's history)."""
+    by_id = {s.snapshot_id: s for s in table.metadata.snapshots}
     snapshot = start if start is not None else table.current_snapshot()
     while snapshot is not None:
         yield snapshot
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+        snapshot = by_id.get(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
 
 
 def offset_properties(offsets: dict[int, int]) -> dict[str, str]:
@@ -159,3 +194,36 @@ def offset_properties(offsets: dict[int, int]) -> dict[str, str]:
 def append_changes(table: IcebergTable, rows: pa.Table, offsets: dict[int, int]) -> None:
     """One commit: the rows, and the last offset of each partition they came from."""
     table.append(for_iceberg(rows), snapshot_properties=offset_properties(offsets))
+
+
+def append_once(table: IcebergTable, rows: pa.Table, offsets: dict[int, int]) -> IcebergTable | None:
+    """The writer's append: the rows (``_cdc_partition``, ``_cdc_seq = 2 x offset + 1``) whose offsets
+    no append recorded yet, in one commit; the table as committed, or None when every row was there.
+
+    Several writers may append to one change log (each its own partitions). The catalog commits one
+    snapshot at a time and refuses a commit based on a snapshot that is no longer the newest, so the
+    check and the append are retried on the newest snapshot until one commits: a writer that lost
+    its partitions to another (a rebalance, a second copy started by mistake) cannot write an offset
+    twice."""
+    for _ in range(COMMIT_ATTEMPTS):
+        recorded = recorded_offsets(table, offsets)
+        fresh = _after(rows, recorded)
+        if fresh.num_rows == 0 and all(recorded.get(p, -1) >= o for p, o in offsets.items()):
+            return None
+        try:
+            append_changes(table, fresh, offsets)
+            return table
+        except CommitFailedException:
+            table = table.refresh()
+    raise RuntimeError(f"the change log {table.name()} changed under {COMMIT_ATTEMPTS} commits in a row")
+
+
+def _after(rows: pa.Table, recorded: dict[int, int]) -> pa.Table:
+    """The rows whose offset is beyond what their partition's appends recorded."""
+    if not recorded or rows.num_rows == 0:
+        return rows
+    partition = pc.fill_null(rows["_cdc_partition"], 0)
+    limits = pa.array([2 * recorded.get(p, -1) + 1 for p in range(max(recorded) + 1)], pa.int64())
+    known = pc.less(partition, len(limits))
+    limit = pc.if_else(known, pc.take(limits, pc.if_else(known, partition, 0)), -1)
+    return rows.filter(pc.greater(rows["_cdc_seq"], limit))

@@ -4,9 +4,12 @@ Rows come from the source's streaming read (PostgreSQL: a named cursor in the ha
 snapshot; MySQL/MariaDB: an unbuffered cursor in a consistent snapshot) and go out in row groups of
 ``ROW_GROUP_ROWS``, so memory stays flat whatever the table's size. Every row carries
 ``_cdc_op = 'r'`` and ``_cdc_seq = 2 * since_offset``: the table topic's end offset when the copy
-began. A change at offset ``o`` has ``_cdc_seq = 2 * o + 1``, so a merge by largest ``_cdc_seq``
-lets every change captured after the copy's snapshot win over the snapshot row, and the snapshot
-row win over every older change (a re-load).
+began (summed over its partitions; the Parquet layout has one). A change at offset ``o`` has
+``_cdc_seq = 2 * o + 1``, so a merge by largest ``_cdc_seq`` lets every change captured after the
+copy's snapshot win over the snapshot row, and the snapshot row win over every older change (a
+re-load). Copied rows have even, changes odd ``_cdc_seq``: that tells them apart. The Iceberg
+layout, whose topics may have several partitions, orders them per partition instead
+(cdc_platform/s3/current_state.py).
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ def snapshot_batches(schema: pa.Schema, names: list[str], seq: int, source: Iter
         count = len(buffer)
         arrays += [pa.array(["r"] * count, pa.string()), pa.nulls(count, pa.int64()),
                    pa.nulls(count, pa.string()), pa.array([seq] * count, pa.int64())]  # fmt: skip
+        # columns only the lake tables have (``_cdc_partition``): a copied row came from no partition
+        arrays += [pa.nulls(count, f.type) for f in list(schema)[len(arrays) :]]
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     for row in source:

@@ -6,7 +6,7 @@ the DDL, the plan, the catalog and the asset translator can use them without imp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cdc_platform.schema.types import CanonicalType
 
@@ -59,8 +59,11 @@ class CopyJob:
     table: Table
     target_schema: str
     target_name: str
-    #: S3 targets: the table topic's end offset when the copy began (see cdc_platform/s3/snapshot.py)
+    #: S3 targets: the table topic's end offset when the copy began, summed over its partitions
+    #: (see cdc_platform/s3/snapshot.py)
     since_offset: int = 0
+    #: S3 targets: partition -> the table topic's end offset when the copy began
+    since_offsets: dict[int, int] = field(default_factory=dict)
 
 
 # -- stored forms (the catalog, the deployed schema): plain JSON, stable across versions --------

@@ -223,9 +223,24 @@ def _check_references(specs: Specs, loaded: LoadedPipeline) -> list[SpecError]:
         errors.append(SpecError(loaded.file, f"{named([target.kind.value])} targets take {named(traits.sources)} "
                                 f"sources, not {named([source.kind.value])}", pipeline=p.name, field="target"))  # fmt: skip
     elif traits is not None and traits.one_writer and p.options.sink_tasks != 1:
-        errors.append(SpecError(loaded.file, f"{named([target.kind.value])} targets are written by one consumer over one "
-                                "partition per table (the merge orders a key's changes by offset); remove "
-                                "options.sink_tasks", pipeline=p.name, field="options.sink_tasks"))  # fmt: skip
+        errors.append(SpecError(loaded.file, f"{named([target.kind.value])} targets have no sink connector: the platform's "
+                                "own writer writes them (more writers: options.s3_writer_runs over "
+                                "options.topic_partitions, table_format iceberg); remove options.sink_tasks",
+                                pipeline=p.name, field="options.sink_tasks"))  # fmt: skip
+    if target.kind.value == "s3" and target.table_format != "iceberg" and p.options.topic_partitions != 1:
+        errors.append(SpecError(loaded.file, "the Parquet layout of S3 targets orders a key's rows by one number, "
+                                "the offset of one partition per table; use table_format: iceberg on connection "
+                                f"{p.target!r} for more partitions, or remove options.topic_partitions",
+                                pipeline=p.name, field="options.topic_partitions"))  # fmt: skip
+    if p.options.s3_writer_runs and target.kind.value != "s3":
+        errors.append(SpecError(loaded.file, f"options.s3_writer_runs is for S3 targets; {p.target!r} is "
+                                f"{named([target.kind.value])}, written by its sink connector (options.sink_tasks)",
+                                pipeline=p.name, field="options.s3_writer_runs"))  # fmt: skip
+    elif p.options.s3_writer_runs > p.options.topic_partitions:
+        errors.append(SpecError(loaded.file, f"options.s3_writer_runs is {p.options.s3_writer_runs}, more than the "
+                                f"{p.options.topic_partitions} partition(s) of each table topic: each writer takes "
+                                "whole partitions, so the others would have none; raise options.topic_partitions",
+                                pipeline=p.name, field="options.s3_writer_runs"))  # fmt: skip
     if traits is not None and traits.full_change_events and p.options.change_events == "lean":
         errors.append(SpecError(loaded.file, f"{named([target.kind.value])} targets write each change's source position "
                                 "and commit time (_cdc_position, _cdc_source_ts_ms) from Debezium's source block, "

@@ -278,6 +278,23 @@ class PipelineOptions(Strict):
         "end-to-end latency is measured (needs CREATE on the source schema of the first table)",
     )
     sink_tasks: int = Field(default=1, ge=1, le=64)
+    topic_partitions: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Partitions of each table topic, created by the platform: more lets more sink tasks "
+        "(database targets) or more writers (S3 tables in Iceberg) work on one table at once. Every change "
+        "of one key is on one partition, so a key's changes keep their order. Fixed once deployed",
+    )
+    s3_writer_runs: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="S3 targets: 0, the code location's S3 writer sensor writes the pipeline's changes; "
+        "N, N long-running Dagster runs of the S3 writer job do, each the partitions p with p % N == its "
+        "index (at most topic_partitions), launched and kept alive by that sensor. With a run launcher "
+        "that starts each run in its own container, the writers spread over machines",
+    )
     max_event_bytes: int = Field(
         default=DEFAULT_MAX_EVENT_BYTES,
         ge=1024 * 1024,

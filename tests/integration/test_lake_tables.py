@@ -36,6 +36,8 @@ from cdc_platform.s3.iceberg_tables import (
     append_changes,
     ensure_lake_tables,
     for_iceberg,
+    full_load_properties,
+    lake_arrow_schema,
     recorded_offsets,
 )
 from cdc_platform.s3.snapshot import source_rows
@@ -51,21 +53,7 @@ from tests.support import pg_connect, pg_database, unique
 
 pytestmark = pytest.mark.integration
 
-CDC = ["_cdc_op", "_cdc_source_ts_ms", "_cdc_position", "_cdc_seq"]
-
-
-@pytest.fixture
-def lake_conn(stack, monkeypatch, tmp_path) -> dict:
-    import boto3
-
-    monkeypatch.setenv("CDC_METRICS_URL", f"sqlite:///{tmp_path / 'platform.sqlite'}")
-    monkeypatch.setenv("LAKE_KEY", "testing")
-    monkeypatch.setenv("LAKE_SECRET", "testing")
-    name = unique("ice").replace("_", "-")
-    boto3.client("s3", endpoint_url=stack.s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket=name)  # fmt: skip
-    return {"kind": "s3", "bucket": name, "prefix": "wh", "endpoint_url": stack.s3_url, "table_format": "iceberg",
-            "access_key_id": {"env": "LAKE_KEY"}, "secret_access_key": {"env": "LAKE_SECRET"}}  # fmt: skip
+CDC = ["_cdc_op", "_cdc_source_ts_ms", "_cdc_position", "_cdc_seq", "_cdc_partition"]
 
 
 def duckdb_rows(stack, metadata_location: str) -> list[dict]:
@@ -147,13 +135,15 @@ KEYED = Table(
 )  # fmt: skip
 
 
-def _rows(table: Table, values: list[tuple], op: str, seqs: list[int]) -> pa.Table:
+def _rows(
+    table: Table, values: list[tuple], op: str, seqs: list[int], partition: int | None = None
+) -> pa.Table:
     names = [c.name for c in table.columns]
     records = [
-        {**dict(zip(names, v, strict=True)), "_cdc_op": op, "_cdc_seq": s}
+        {**dict(zip(names, v, strict=True)), "_cdc_op": op, "_cdc_seq": s, "_cdc_partition": partition}
         for v, s in zip(values, seqs, strict=True)
     ]
-    return pa.Table.from_pylist(records, schema=arrow_schema(table))
+    return pa.Table.from_pylist(records, schema=lake_arrow_schema(table))
 
 
 def test_the_current_state_follows_updates_deletes_late_changes_and_a_reload(lake_conn, monkeypatch, stack):
@@ -203,6 +193,55 @@ def test_the_current_state_follows_updates_deletes_late_changes_and_a_reload(lak
         duckdb_rows(stack, current.refresh().metadata_location)
         and plain(duckdb_rows(stack, current.refresh().metadata_location), ["a", "b"]) == expected
     )
+
+
+def test_a_keys_changes_order_by_offset_within_its_partition_and_a_full_load_by_each_partitions_position(
+    lake_conn, stack
+):
+    """Offsets of different partitions do not compare: partition 1 is far ahead of partition 0 here.
+    A load whose copy began at offsets {0: 5, 1: 500} holds every change below them, and loses to
+    every change at or above them, whatever their size against the other partition's."""
+    conn = ConnectionSpec(name="lake", **lake_conn)
+    change_log, current = ensure_lake_tables(lake_catalog(conn, None), LakeNames("replica", "p"), KEYED)
+    dec = Decimal
+    # before the load: a change of (1, x) on partition 0 (offset 3) and of (2, x) on partition 1
+    # (offset 450): both older than the copy, so its rows win though 2 x 450 + 1 is above its seq
+    append_changes(change_log, _rows(KEYED, [(1, "x", dec("0.01"))], "u", [2 * 3 + 1], 0), {0: 3})
+    append_changes(change_log, _rows(KEYED, [(2, "x", dec("0.02"))], "u", [2 * 450 + 1], 1), {1: 450})
+    loaded = [(1, "x", dec("1.00")), (2, "x", dec("2.00")), (3, "x", dec("3.00")), (4, "x", dec("4.00"))]
+    seq = 2 * (5 + 500)
+    change_log.append(for_iceberg(_rows(KEYED, loaded, "r", [seq] * len(loaded))),
+                      snapshot_properties=full_load_properties(seq, {0: 5, 1: 500}))  # fmt: skip
+    # after the copy began: (3, x) on partition 0 at offset 6 (2 x 6 + 1 = 13, far below the load's
+    # seq) wins; (4, x) on partition 1 at offset 499 (captured before the copy, written late) loses
+    append_changes(change_log.refresh(), _rows(KEYED, [(3, "x", dec("3.33"))], "u", [2 * 6 + 1], 0), {0: 6})
+    append_changes(
+        change_log.refresh(), _rows(KEYED, [(4, "x", dec("4.44"))], "u", [2 * 499 + 1], 1), {1: 499}
+    )
+    merge_current(change_log.refresh(), current, ["a", "b"], "replica.p")
+    values = {r["a"]: r["v"] for r in current.refresh().scan().to_arrow().to_pylist()}
+    assert values == {1: dec("1.00"), 2: dec("2.00"), 3: dec("3.33"), 4: dec("4.00")}
+
+    # later, in the next merge: a change of (1, x) at partition 0 offset 7 beats the copied row; one of
+    # (3, x) at offset 8 then a late one at offset 6 (seq 13 again): the newer stays
+    append_changes(change_log.refresh(), _rows(KEYED, [(1, "x", dec("1.11")), (3, "x", dec("3.88"))], "u",
+                                               [2 * 7 + 1, 2 * 8 + 1], 0), {0: 8})  # fmt: skip
+    append_changes(change_log.refresh(), _rows(KEYED, [(3, "x", dec("3.66"))], "u", [2 * 6 + 1], 0), {0: 8})
+    merge_current(change_log.refresh(), current.refresh(), ["a", "b"], "replica.p")
+    values = {r["a"]: r["v"] for r in current.refresh().scan().to_arrow().to_pylist()}
+    assert values == {1: dec("1.11"), 2: dec("2.00"), 3: dec("3.88"), 4: dec("4.00")}
+
+    # a re-load whose copy began at {0: 9, 1: 501} no longer holds (2, x): gone; (1, x) changed at
+    # partition 0 offset 9 (after the copy began) keeps its change; (3, x)'s change is under the floor
+    seq = 2 * (9 + 501)
+    reloaded = [(1, "x", dec("1.50")), (3, "x", dec("3.90")), (4, "x", dec("4.90"))]
+    change_log.refresh().append(for_iceberg(_rows(KEYED, reloaded, "r", [seq] * len(reloaded))),
+                                snapshot_properties=full_load_properties(seq, {0: 9, 1: 501}))  # fmt: skip
+    append_changes(change_log.refresh(), _rows(KEYED, [(1, "x", dec("1.99"))], "u", [2 * 9 + 1], 0), {0: 9})
+    merge_current(change_log.refresh(), current.refresh(), ["a", "b"], "replica.p")
+    values = {r["a"]: r["v"] for r in current.refresh().scan().to_arrow().to_pylist()}
+    assert values == {1: dec("1.99"), 3: dec("3.90"), 4: dec("4.90")}
+    assert current_state.merge_floor(current.refresh()) == current_state.Floor(seq, {0: 9, 1: 501})
 
 
 def test_new_columns_and_widened_types_evolve_both_tables_without_rewriting_a_file(lake_conn, stack):

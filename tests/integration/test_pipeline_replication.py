@@ -387,6 +387,58 @@ def test_changes_of_one_key_in_one_sink_batch_end_as_applied_one_by_one(
             teardown(stack, connect, specs, name)
 
 
+def test_a_table_topic_of_several_partitions_keeps_each_keys_order_across_sink_tasks(
+    stack, connect, tmp_path
+):
+    """options.topic_partitions: 3 and sink_tasks: 3. Debezium places a key by its hash, so one key's
+    changes (key moves included) stay in order on one partition while three tasks apply the three
+    partitions side by side; the target ends equal to the source. The count is fixed once deployed:
+    asking for another is refused by name, before anything changes."""
+    from tests.pipeline_support import pg_to_pg_specs
+
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        with pg_connect(stack, src) as conn:
+            conn.execute("CREATE TABLE churn (id bigint PRIMARY KEY, v text NOT NULL, n int NOT NULL)")
+        name = unique("parts")
+        specs = pg_to_pg_specs(stack, tmp_path, src, tgt, name, ["public.churn"],
+                               options={"topic_partitions": 3, "sink_tasks": 3})  # fmt: skip
+        materialize(stack, specs, name)
+        sink = PipelineNames(name).sink_connector
+        topic = table_topic(specs.connection("src"), PipelineNames(name), "public.churn")
+        try:
+            connect.pause(sink)
+            with pg_connect(stack, src) as conn:
+                for statement in CHURN:
+                    conn.execute(statement)
+                    conn.commit()
+            consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": unique("peek")})
+            try:
+                assert len(consumer.list_topics(topic, timeout=10).topics[topic].partitions) == 3
+            finally:
+                consumer.close()
+            connect.resume(sink)
+            assert len(connect.wait_running(sink)["tasks"]) == 3
+            final = wait_for_equal(
+                lambda: _pg_rows(stack, src, "SELECT id, v, n FROM churn ORDER BY id"),
+                lambda: _pg_rows(stack, tgt, "SELECT id, v, n FROM replica.churn ORDER BY id"),
+                timeout=120,
+            )
+            assert (4, "reborn", 42) in final and (2002, "moved twice", 1) in final
+
+            respecified = pg_to_pg_specs(stack, tmp_path, src, tgt, name, ["public.churn"],
+                                         options={"topic_partitions": 4, "sink_tasks": 3})  # fmt: skip
+            with pytest.raises(Exception) as refused:
+                materialize(stack, respecified, name)
+            chain, error = [], refused.value
+            while error is not None:
+                chain.append(str(error))
+                error = error.__cause__
+            assert any("topic_partitions is 4" in text and f"{topic} has 3" in text for text in chain), chain
+            assert len(connect.wait_running(sink)["tasks"]) == 3, "the refused deploy changed nothing"
+        finally:
+            teardown(stack, connect, specs, name)
+
+
 def _mariadb_churn(stack, db):
     with mariadb_connect(stack, db) as conn, conn.cursor() as cur:
         cur.execute("SELECT id, v, n FROM churn ORDER BY id")
