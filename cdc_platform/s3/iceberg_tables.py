@@ -19,7 +19,9 @@ after it, as the Parquet layout does with its file names.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -47,6 +49,8 @@ PARTITION_COLUMN = pa.field("_cdc_partition", pa.int32())
 OFFSET_SEARCH_DEPTH = 10_000
 #: commits of one append that may lose the race to another writer's before the append fails
 COMMIT_ATTEMPTS = 20
+#: the table property of pyiceberg's own retries of a commit that lost (0 on the change log)
+COMMIT_RETRIES = "commit.retry.num-retries"
 
 
 def iceberg_arrow_type(t: pa.DataType) -> pa.DataType:
@@ -159,7 +163,14 @@ def ensure_lake_tables(catalog: Catalog, names: LakeNames, table: Table) -> tupl
     """(change log, current state), created or evolved to the table's columns."""
     schema = iceberg_arrow_schema(table)
     ensure_namespace(catalog, names.namespace)
-    return ensure_table(catalog, names.change_log, schema), ensure_table(catalog, names.current, schema)
+    change_log = ensure_table(catalog, names.change_log, schema)
+    if change_log.properties.get(COMMIT_RETRIES) != "0":
+        # pyiceberg retries a commit that lost to another on the newest snapshot by itself, which
+        # would append offsets the winner already wrote; ``append_once`` retries, checking them first
+        with change_log.transaction() as tx:
+            tx.set_properties({COMMIT_RETRIES: "0"})
+        change_log = catalog.load_table(names.change_log)
+    return change_log, ensure_table(catalog, names.current, schema)
 
 
 def recorded_offsets(table: IcebergTable, partitions: Iterable[int] | None = None) -> dict[int, int]:
@@ -205,7 +216,9 @@ def append_once(table: IcebergTable, rows: pa.Table, offsets: dict[int, int]) ->
     check and the append are retried on the newest snapshot until one commits: a writer that lost
     its partitions to another (a rebalance, a second copy started by mistake) cannot write an offset
     twice."""
-    for _ in range(COMMIT_ATTEMPTS):
+    for attempt in range(COMMIT_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, 0.05 * attempt))  # writers that collided do not collide again
         recorded = recorded_offsets(table, offsets)
         fresh = _after(rows, recorded)
         if fresh.num_rows == 0 and all(recorded.get(p, -1) >= o for p, o in offsets.items()):

@@ -34,6 +34,7 @@ from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
 from cdc_platform.s3.iceberg_tables import (
     FULL_LOAD_PROPERTY,
     append_changes,
+    append_once,
     ensure_lake_tables,
     for_iceberg,
     full_load_properties,
@@ -242,6 +243,28 @@ def test_a_keys_changes_order_by_offset_within_its_partition_and_a_full_load_by_
     values = {r["a"]: r["v"] for r in current.refresh().scan().to_arrow().to_pylist()}
     assert values == {1: dec("1.99"), 3: dec("3.90"), 4: dec("4.90")}
     assert current_state.merge_floor(current.refresh()) == current_state.Floor(seq, {0: 9, 1: 501})
+
+
+def test_two_writers_with_the_same_offsets_append_them_once(lake_conn, stack):
+    """The fence under several writers: a writer holding an older snapshot of the change log (another
+    appended since) loses the catalog's commit, retries on the newest snapshot, and writes only the
+    offsets no append recorded; offsets all recorded write nothing."""
+    conn = ConnectionSpec(name="lake", **lake_conn)
+    catalog = lake_catalog(conn, None)
+    change_log, _ = ensure_lake_tables(catalog, LakeNames("replica", "f"), KEYED)
+    stale = catalog.load_table(("replica", "f_changes"))  # the second writer's view, before any append
+    dec = Decimal
+    first = _rows(KEYED, [(i, "x", dec("1.00")) for i in range(10)], "c", [2 * o + 1 for o in range(10)], 0)
+    assert append_once(change_log, first, {0: 9}) is not None
+    # the slower writer had read offsets 5..14: 5..9 are in; only 10..14 are appended, after a lost commit
+    overlap = _rows(
+        KEYED, [(i, "x", dec("2.00")) for i in range(5, 15)], "c", [2 * o + 1 for o in range(5, 15)], 0
+    )
+    assert append_once(stale, overlap, {0: 14}) is not None
+    assert append_once(catalog.load_table(("replica", "f_changes")), overlap, {0: 14}) is None, "all recorded"
+    rows = catalog.load_table(("replica", "f_changes")).scan().to_arrow().to_pylist()
+    assert sorted((r["_cdc_seq"] - 1) // 2 for r in rows) == list(range(15))
+    assert recorded_offsets(catalog.load_table(("replica", "f_changes"))) == {0: 14}
 
 
 def test_new_columns_and_widened_types_evolve_both_tables_without_rewriting_a_file(lake_conn, stack):
