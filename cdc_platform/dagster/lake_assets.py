@@ -18,6 +18,7 @@ import dagster as dg
 from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.pipeline.deployed import deployed_tables
 from cdc_platform.schema.model import Table
+from cdc_platform.specs.models import DEFAULT_SNAPSHOT_RETENTION_HOURS
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,23 @@ def merge_metadata(result, identifier: str) -> dict:
     return metadata
 
 
+def housekeeping(change_log, current, merged_through: int | None, retention_hours: int, identifier: str,
+                 log) -> dict:  # fmt: skip
+    """The tables' maintenance after a merge, as metadata; a failure is logged and named there (the
+    merge is committed, and the next merge's maintenance tries again)."""
+    from cdc_platform.s3.lake_maintenance import maintain
+
+    try:
+        done = maintain(change_log, current, merged_through, retention_hours)
+    except Exception as exc:  # noqa: BLE001 - the merge stands; maintenance is retried at the next one
+        log.warning(f"{identifier}: maintenance failed: {type(exc).__name__}: {exc}")
+        return {"maintenance_error": dg.MetadataValue.text(f"{type(exc).__name__}: {exc}")}
+    for note in done.notes:
+        log.info(f"{identifier}: {note}")
+    return {"snapshots_expired": done.snapshots_expired, "files_deleted": done.files_deleted,
+            "files_compacted": done.files_compacted, "snapshot_retention_hours": retention_hours}  # fmt: skip
+
+
 def build_current_state_assets(
     pipeline: str, target: str, specs: Sequence[dg.AssetSpec], tables: Sequence[CurrentStateTable]
 ) -> dg.AssetsDefinition:
@@ -57,9 +75,11 @@ def build_current_state_assets(
         from cdc_platform.s3.current_state import merge_current
         from cdc_platform.s3.iceberg_catalog import LakeNames, lake_catalog
         from cdc_platform.s3.iceberg_tables import ensure_lake_tables
+        from cdc_platform.s3.lake_maintenance import due
 
         loaded = cdc_settings.specs()
         catalog = lake_catalog(loaded.connection(target), loaded.directory)
+        retention = loaded.connection(target).snapshot_retention_hours or DEFAULT_SNAPSHOT_RETENTION_HOURS
         deployed = deployed_tables(pipeline)
         failures = []
         for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
@@ -82,7 +102,11 @@ def build_current_state_assets(
                 f"{identifier}: {result.changes_read:,} changes read, {result.keys_changed:,} keys changed, "
                 f"{result.rows_deleted:,} rows deleted; {result.total_rows:,} rows"
             )
-            yield dg.MaterializeResult(asset_key=key, metadata=merge_metadata(result, identifier))
+            metadata = merge_metadata(result, identifier)
+            if due(current.refresh()):
+                metadata.update(housekeeping(change_log.refresh(), current.refresh(), result.through_snapshot,
+                                             retention, identifier, context.log))  # fmt: skip
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata)
         if failures:
             raise dg.Failure("; ".join(failures))
 

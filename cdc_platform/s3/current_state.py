@@ -168,7 +168,7 @@ def _live_files(change_log: IcebergTable) -> list:
     return [task.file for task in change_log.scan().plan_files()]
 
 
-def _read(change_log: IcebergTable, files: list) -> pa.Table:
+def read_files(change_log: IcebergTable, files: list) -> pa.Table:
     """The files' rows in the change log's current schema (older files: new columns NULL, narrower
     types widened), through pyiceberg's own reader."""
 
@@ -246,7 +246,7 @@ def _merge_chunk(change_log: IcebergTable, current: IcebergTable, key: list[str]
     literal object per changed key, which took 15 s of a 100,000-key merge."""
 
     schema = _current_schema(current)
-    changes = _read(change_log, files) if files else schema.empty_table()
+    changes = read_files(change_log, files) if files else schema.empty_table()
     result.changes_read += changes.num_rows
     if floor is not None and changes.num_rows:
         changes = changes.filter(pc.invert(floor.stale(changes)))
@@ -257,7 +257,7 @@ def _merge_chunk(change_log: IcebergTable, current: IcebergTable, key: list[str]
         stale = drop_below and _may_hold_below(task.file, current, floor)
         if not stale and not (latest.num_rows and _may_hold(task.file, current, key[0], latest[key[0]])):
             continue
-        rows = _read(current, [task.file]).select(schema.names).cast(schema)
+        rows = read_files(current, [task.file]).select(schema.names).cast(schema)
         hit = _holds(rows, latest, key)
         below = floor.stale(rows) if stale and floor is not None else None
         drop = pc.or_(hit, below) if below is not None else hit

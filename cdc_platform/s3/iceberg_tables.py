@@ -49,8 +49,14 @@ PARTITION_COLUMN = pa.field("_cdc_partition", pa.int32())
 OFFSET_SEARCH_DEPTH = 10_000
 #: commits of one append that may lose the race to another writer's before the append fails
 COMMIT_ATTEMPTS = 20
-#: the table property of pyiceberg's own retries of a commit that lost (0 on the change log)
-COMMIT_RETRIES = "commit.retry.num-retries"
+#: the properties both lake tables carry:
+#: * no retry by pyiceberg of a commit that lost to another's: it would rebuild the commit on the
+#:   newest snapshot blindly, appending offsets the winner already wrote (``append_once`` retries,
+#:   checking them first), or rewriting current-state files a concurrent merge replaced (that merge
+#:   fails instead, and the next one redoes it);
+#: * appends merge small manifests, so a change log of thousands of flushes does not make every
+#:   reader open thousands of manifests to plan a scan.
+LAKE_TABLE_PROPERTIES = {"commit.retry.num-retries": "0", "commit.manifest-merge.enabled": "true"}
 
 
 def iceberg_arrow_type(t: pa.DataType) -> pa.DataType:
@@ -163,14 +169,15 @@ def ensure_lake_tables(catalog: Catalog, names: LakeNames, table: Table) -> tupl
     """(change log, current state), created or evolved to the table's columns."""
     schema = iceberg_arrow_schema(table)
     ensure_namespace(catalog, names.namespace)
-    change_log = ensure_table(catalog, names.change_log, schema)
-    if change_log.properties.get(COMMIT_RETRIES) != "0":
-        # pyiceberg retries a commit that lost to another on the newest snapshot by itself, which
-        # would append offsets the winner already wrote; ``append_once`` retries, checking them first
-        with change_log.transaction() as tx:
-            tx.set_properties({COMMIT_RETRIES: "0"})
-        change_log = catalog.load_table(names.change_log)
-    return change_log, ensure_table(catalog, names.current, schema)
+    tables = []
+    for identifier in (names.change_log, names.current):
+        table = ensure_table(catalog, identifier, schema)
+        if any(table.properties.get(k) != v for k, v in LAKE_TABLE_PROPERTIES.items()):
+            with table.transaction() as tx:
+                tx.set_properties(LAKE_TABLE_PROPERTIES)
+            table = catalog.load_table(identifier)
+        tables.append(table)
+    return tables[0], tables[1]
 
 
 def recorded_offsets(table: IcebergTable, partitions: Iterable[int] | None = None) -> dict[int, int]:

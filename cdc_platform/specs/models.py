@@ -73,6 +73,10 @@ class FileSecret(Strict):
 SecretRef = EnvSecret | FileSecret
 
 
+#: how long Iceberg tables keep a snapshot when the connection does not say (a week of time travel)
+DEFAULT_SNAPSHOT_RETENTION_HOURS = 168
+
+
 class ConnectionKind(str, Enum):
     postgresql = "postgresql"
     mysql = "mysql"
@@ -126,6 +130,13 @@ class ConnectionSpec(Strict):
     #: S3 with table_format iceberg: pyiceberg catalog properties (type rest/glue/sql, uri, ...); empty:
     #: a SQL catalog on the platform's own database. A secret-looking key takes a reference.
     catalog: dict[str, str | SecretRef] = Field(default_factory=dict)
+    snapshot_retention_hours: int | None = Field(
+        default=None,
+        ge=1,
+        description="S3 with table_format iceberg: how long the tables keep a snapshot for time travel "
+        f"(default {DEFAULT_SNAPSHOT_RETENTION_HOURS}); older ones are expired after a merge, with the "
+        "files only they held",
+    )
 
     @field_validator("password", mode="before")
     @classmethod
@@ -174,9 +185,13 @@ class ConnectionSpec(Strict):
                                      "allowed; give a reference: {env: VAR} or {file: path, key: name}")  # fmt: skip
             if self.catalog and self.table_format != "iceberg":
                 raise ValueError("catalog properties apply to table_format iceberg only")
+            if self.snapshot_retention_hours is not None and self.table_format != "iceberg":
+                raise ValueError("snapshot_retention_hours applies to table_format iceberg only")
         if self.kind != ConnectionKind.s3:
-            if self.table_format != "parquet" or self.catalog:
-                raise ValueError("table_format and catalog apply to s3 connections only")
+            if self.table_format != "parquet" or self.catalog or self.snapshot_retention_hours is not None:
+                raise ValueError(
+                    "table_format, catalog and snapshot_retention_hours apply to s3 connections only"
+                )
             missing = [f for f in ("host", "port", "database", "username") if getattr(self, f) in (None, "")]
             if missing:
                 raise ValueError(f"a {self.kind.value} connection needs {', '.join(missing)}")

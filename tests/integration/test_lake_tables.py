@@ -267,6 +267,70 @@ def test_two_writers_with_the_same_offsets_append_them_once(lake_conn, stack):
     assert recorded_offsets(catalog.load_table(("replica", "f_changes"))) == {0: 14}
 
 
+def test_maintenance_expires_old_snapshots_with_their_files_and_compacts_small_ones(
+    lake_conn, monkeypatch, stack
+):
+    """Twenty flushes and merges, then maintenance as if two hours later with a one-hour retention:
+    both tables keep only the snapshots the platform reads (the heads, the merged-through one, each
+    partition's newest offset), the files only expired snapshots held are gone from S3, the current
+    state's small files become one, and no row changes: pyiceberg, DuckDB, the next merge and the
+    writer's offsets all read as before."""
+    import boto3
+
+    from cdc_platform.s3 import lake_maintenance
+
+    conn = ConnectionSpec(name="lake", **lake_conn)
+    catalog = lake_catalog(conn, None)
+    change_log, current = ensure_lake_tables(catalog, LakeNames("replica", "m"), KEYED)
+    dec = Decimal
+    loaded = [(i, "x", dec("0.00")) for i in range(100)]
+    change_log.append(for_iceberg(_rows(KEYED, loaded, "r", [0] * 100)),
+                      snapshot_properties=full_load_properties(0, {0: 0, 1: 0}))  # fmt: skip
+    merge_current(change_log.refresh(), current, ["a", "b"], "replica.m")
+    for n in range(1, 21):  # alternating partitions: updates (a file rewritten) and inserts (a file added)
+        partition = n % 2
+        ids = range(100 + 5 * n, 105 + 5 * n) if partition else range(n, n + 5)
+        changed = [(i, "x", dec(f"{n}.00")) for i in ids]
+        append_changes(change_log.refresh(), _rows(KEYED, changed, "cu"[1 - partition], [2 * n + 1] * 5, partition),
+                       {partition: n})  # fmt: skip
+        merge_current(change_log.refresh(), current.refresh(), ["a", "b"], "replica.m")
+    change_log, current = change_log.refresh(), current.refresh()
+    before = plain(current.scan().to_arrow().to_pylist(), ["a", "b"])
+    offsets = recorded_offsets(change_log)
+    s3 = boto3.client("s3", endpoint_url=stack.s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                      region_name="us-east-1")  # fmt: skip
+
+    def objects() -> set[str]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=lake_conn["bucket"], Prefix="wh/")
+        return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+    stored = objects()
+    old_snapshot = current.metadata.snapshots[1].snapshot_id
+    monkeypatch.setattr(lake_maintenance, "COMPACT_MIN_FILES", 3)
+    assert lake_maintenance.due(current)
+    through = current_state.merged_through(current)
+    done = lake_maintenance.maintain(change_log, current, through, retention_hours=1, now=time.time() + 7200)
+    change_log, current = change_log.refresh(), current.refresh()
+    assert done.snapshots_expired >= 2 * 18 and done.files_deleted >= 8 and done.files_compacted >= 10, done
+    assert not lake_maintenance.due(current), "the next maintenance waits an interval"
+    assert len(change_log.metadata.snapshots) <= 3 and len(current.metadata.snapshots) <= 3
+    assert recorded_offsets(change_log) == offsets == {0: 20, 1: 19}
+    assert current_state.merged_through(current) == through
+    gone = stored - objects()
+    assert gone and all("/metadata/" in k or "/data/" in k for k in gone)
+    assert not any(k.endswith(".metadata.json") for k in gone), "metadata files are the catalog's history"
+    assert len([t for t in current.scan().plan_files()]) == 1, "the small files are one now"
+    assert plain(current.scan().to_arrow().to_pylist(), ["a", "b"]) == before
+    assert plain(duckdb_rows(stack, current.metadata_location), ["a", "b"]) == before
+    with pytest.raises(ValueError):
+        current.scan(snapshot_id=old_snapshot).to_arrow()
+    # the next change merges incrementally, on the compacted table
+    append_changes(change_log, _rows(KEYED, [(0, "x", dec("9.99"))], "u", [2 * 21 + 1], 1), {1: 21})
+    after = merge_current(change_log.refresh(), current, ["a", "b"], "replica.m")
+    assert after.changes_read == 1
+    assert {r["a"]: r["v"] for r in current.refresh().scan().to_arrow().to_pylist()}[0] == dec("9.99")
+
+
 def test_new_columns_and_widened_types_evolve_both_tables_without_rewriting_a_file(lake_conn, stack):
     conn = ConnectionSpec(name="lake", **lake_conn)
     catalog = lake_catalog(conn, None)
@@ -379,6 +443,9 @@ def test_postgres_to_iceberg_change_log_and_current_state_equal_the_source(
             )
             assert settled.total_requested == 0, "merged: nothing due"
             assert loaded.metadata["dagster/row_count"].value == 201
+            assert loaded.metadata["snapshot_retention_hours"].value == 168, (
+                "maintenance ran after the first merge"
+            )
             current = catalog.load_table(("replica", "t"))
             assert plain(current.scan().to_arrow().to_pylist(), ["id"]) == expected()
             row = {r["id"]: r for r in current.scan().to_arrow().to_pylist()}[201]
