@@ -32,8 +32,13 @@ def test_iceberg_spec_fields_are_checked_where_they_are_written(tmp_path):
     )
     assert "catalog properties apply to table_format iceberg only" in _error(tmp_path)
     _write(tmp_path, connections={"a": {**CONN, "table_format": "iceberg"}, "b": LAKE})
-    assert "table_format, catalog and snapshot_retention_hours apply to s3 connections only" in _error(tmp_path)
-    _write(tmp_path, connections={"a": CONN, "b": {**LAKE, "table_format": "parquet", "snapshot_retention_hours": 24}})
+    assert "table_format, catalog and snapshot_retention_hours apply to s3 connections only" in _error(
+        tmp_path
+    )
+    _write(
+        tmp_path,
+        connections={"a": CONN, "b": {**LAKE, "table_format": "parquet", "snapshot_retention_hours": 24}},
+    )
     assert "snapshot_retention_hours applies to table_format iceberg only" in _error(tmp_path)
 
 
