@@ -87,7 +87,7 @@ def build_s3_writer_job(name: str, pipelines: list[S3Pipeline]) -> dg.JobDefinit
         description="One S3 writer run: one share of a pipeline's table partitions, written until the run "
         "is terminated, the pipeline is paused, or its options.s3_writer_runs changes. Started and kept "
         "alive by the S3 writer sensor for pipelines with options.s3_writer_runs.",
-        tags={"dagster/max_retries": 0},
+        tags={"dagster/max_retries": "0"},  # the sensor replaces a failed run; a retry would be a second one
     )
 
 

@@ -133,10 +133,16 @@ def test_two_writer_runs_share_the_partitions_and_a_killed_one_is_replaced(
                 conn.execute("INSERT INTO t SELECT g, 5, 'new' FROM generate_series(301, 340) g")
             wait_captured(stack, name, topic, 1)
             # a lease longer than the live run's flush interval (5 s idle), shorter than the test's patience
-            monkeypatch.setattr(s3_writer_runs, "LEASE_SECONDS", 15.0)
-            while time.time() - (s3_writer_runs.lease_renewed_at(name, 1, 2) or 0) <= 15.5:
+            monkeypatch.setattr(s3_writer_runs, "LEASE_SECONDS", 25.0)
+
+            def lease_age() -> float:
+                return time.time() - (s3_writer_runs.lease_renewed_at(name, 1, 2) or 0)
+
+            while lease_age() < 22:  # ticked only well inside the lease: the dead run counts as alive
                 assert not tick().run_requests, "the dead run's lease has not expired yet"
                 time.sleep(1)
+            while lease_age() <= 25.5:
+                time.sleep(0.5)
             dead_run = instance.get_run_records(
                 dg.RunsFilter(job_name=job_name, tags={s3_writer_runs.SHARE_TAG: "1/2"})
             )[0]
