@@ -51,6 +51,7 @@ def housekeeping(change_log, current, merged_through: int | None, retention_hour
                  log) -> dict:  # fmt: skip
     """The tables' maintenance after a merge, as metadata; a failure is logged and named there (the
     merge is committed, and the next merge's maintenance tries again)."""
+    # lazy: pyiceberg and Arrow only when a merge runs
     from cdc_platform.s3.lake_maintenance import maintain
 
     try:

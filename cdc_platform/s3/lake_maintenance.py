@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import ManifestEntryStatus
 
+from cdc_platform.s3.current_state import FLOOR_PROPERTY, MERGED_PROPERTY, read_files
 from cdc_platform.s3.iceberg_tables import OFFSET_PROPERTY, lineage
 
 if TYPE_CHECKING:
@@ -71,8 +72,6 @@ def due(current: IcebergTable, now: float | None = None) -> bool:
 def maintain(change_log: IcebergTable, current: IcebergTable, merged_through: int | None, retention_hours: int,
              now: float | None = None) -> Maintenance:  # fmt: skip
     """Expire both tables' old snapshots and compact the current state's small files."""
-    from cdc_platform.s3.current_state import FLOOR_PROPERTY, MERGED_PROPERTY
-
     now = time.time() if now is None else now
     before_ms = int((now - retention_hours * 3600) * 1000)
     done = Maintenance()
@@ -149,8 +148,6 @@ def _expire(table: IcebergTable, keep: set[int], before_ms: int, done: Maintenan
 def _compact(current: IcebergTable, done: Maintenance) -> None:
     """Rewrite the current state's small files into as few as their rows fill: groups of up to
     ``COMPACT_GROUP_BYTES`` (memory holds one group), one commit each."""
-    from cdc_platform.s3.current_state import read_files
-
     if current.current_snapshot() is None:
         return
     small = [t.file for t in current.scan().plan_files() if t.file.file_size_in_bytes < SMALL_FILE_BYTES]
