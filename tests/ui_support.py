@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,22 @@ def chromium() -> str:
             "Debian's chromium is not installed: `make test` installs it (apt-get install chromium)"
         )
     return found
+
+
+def deployed_home(stack, tmp_path: Path, specs_dir: Path, pipeline: str) -> dict:
+    """The environment ``dg dev`` runs in (DAGSTER_HOME of the test's own with the project's
+    dagster.yaml, CDC_SPECS_DIR), after the catalog refresh and the pipeline's materialization a user
+    would run first, from the CLI."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((stack.project_root / "dagster_home" / "dagster.yaml").read_text())
+    env = {**os.environ, "CDC_SPECS_DIR": str(specs_dir), "DAGSTER_HOME": str(home)}
+    for args in (["-m", "cdc_platform.cli", "refresh"],
+                 ["-m", "dagster", "asset", "materialize", "-m", "cdc_platform.definitions", "--select", f"group:{pipeline}"]):  # fmt: skip
+        done = subprocess.run([sys.executable, *args], env=env, cwd=stack.project_root, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    return env
 
 
 def _free_port() -> int:

@@ -12,8 +12,6 @@ Screenshots go to the test's tmp dir, or to ``$CDC_UI_SHOTS`` when set.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ import pytest
 from tests.faults import BLOCKER, wait_task_state
 from tests.pipeline_support import pg_to_pg_specs, teardown
 from tests.support import pg_connect, pg_database, unique, wait_for_equal
-from tests.ui_support import DagsterUI
+from tests.ui_support import DagsterUI, deployed_home
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +48,7 @@ def test_an_operator_sees_a_failed_sink_on_every_table_and_its_alert_then_the_re
                 conn.execute(f"INSERT INTO {table} SELECT g, 'v' FROM generate_series(1, 50) g")
         name = unique("ui")
         specs = pg_to_pg_specs(stack, tmp_path / "specs", src, tgt, name, ["public.t", "public.u"])
-        home = tmp_path / "home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text((stack.project_root / "dagster_home" / "dagster.yaml").read_text())
-        env = {**os.environ, "CDC_SPECS_DIR": str(specs.directory), "DAGSTER_HOME": str(home)}
-        for args in (["-m", "cdc_platform.cli", "refresh"],
-                     ["-m", "dagster", "asset", "materialize", "-m", "cdc_platform.definitions", "--select", f"group:{name}"]):  # fmt: skip
-            done = subprocess.run([sys.executable, *args], env=env, cwd=stack.project_root, capture_output=True,
-                                  text=True, timeout=300)  # fmt: skip
-            assert done.returncode == 0, done.stderr[-3000:]
+        env = deployed_home(stack, tmp_path, specs.directory, name)
         tables = [["tgt", "replica", "t"], ["tgt", "replica", "u"]]
         sink = [name, "sink_connector"]
         shots = Path(os.environ.get("CDC_UI_SHOTS") or tmp_path / "shots")

@@ -11,8 +11,6 @@ the rows captured since. Each step is asserted on the page and on the server's a
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from cdc_platform.s3.iceberg_catalog import lake_catalog
 from tests.integration.test_lake_tables import iceberg_pipeline
 from tests.pipeline_support import teardown
 from tests.support import pg_connect, pg_database
-from tests.ui_support import DagsterUI
+from tests.ui_support import DagsterUI, deployed_home
 
 pytestmark = pytest.mark.integration
 
@@ -47,15 +45,7 @@ def test_an_operator_sees_the_writer_runs_and_a_terminated_one_comes_back(
         ice = iceberg_pipeline(stack, tmp_path / "specs", src, lake_conn,
                                options={"topic_partitions": 2, "s3_writer_runs": 2})  # fmt: skip
         name, specs = ice.name, ice.specs
-        home = tmp_path / "home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text((stack.project_root / "dagster_home" / "dagster.yaml").read_text())
-        env = {**os.environ, "CDC_SPECS_DIR": str(specs.directory), "DAGSTER_HOME": str(home)}
-        for args in (["-m", "cdc_platform.cli", "refresh"],
-                     ["-m", "dagster", "asset", "materialize", "-m", "cdc_platform.definitions", "--select", f"group:{name}"]):  # fmt: skip
-            done = subprocess.run([sys.executable, *args], env=env, cwd=stack.project_root, capture_output=True,
-                                  text=True, timeout=300)  # fmt: skip
-            assert done.returncode == 0, done.stderr[-3000:]
+        env = deployed_home(stack, tmp_path, specs.directory, name)
         catalog = lake_catalog(specs.connection("lake"), specs.directory)
 
         def changes_written() -> int:
