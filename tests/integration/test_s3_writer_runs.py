@@ -6,7 +6,7 @@ writer job executed in its own Python process against a shared instance, as a ru
 start it; one is SIGKILLed (Dagster is not told), the sensor takes it for gone once its lease expires,
 marks the run failed and asks for a new one, which writes what the dead one left. Every change is in
 the change log exactly once, the changes of each key in their order, and the current state equals the
-source."""
+source. A pause ends the runs and a resume starts them again; a teardown ends them for good."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import dagster as dg
 import pytest
 
 from cdc_platform.dagster import s3_writer_runs
+from cdc_platform.pipeline.lifecycle import connectors_of, pause, resume
 from cdc_platform.pipeline.plan import PipelineNames, table_topic
 from cdc_platform.s3.iceberg_catalog import lake_catalog
 from tests.integration.test_lake_tables import iceberg_pipeline, plain, wait_captured
@@ -169,14 +170,26 @@ def test_two_writer_runs_share_the_partitions_and_a_killed_one_is_replaced(
                           for r in conn.execute("SELECT id, n, note FROM t ORDER BY id").fetchall()]  # fmt: skip
             assert plain(current, ["id"]) == source
 
+            # paused: the runs end by themselves, successfully, and the sensor starts none until the
+            # pipeline is resumed, then one per share again
+            connectors = connectors_of(specs, name)
+            pause(name, connectors, connect, reason="test")
+            for process in (processes[0], processes[2]):
+                assert process.wait(timeout=60) == 0, process.stderr.read().decode()[-3000:]
+            assert not tick().run_requests
+            resume(name, connectors, connect)
+            for request in tick().run_requests:
+                launch(request)
+            assert len(processes) == 5
+
             # torn down, the pipeline has nothing to write: the live runs end by themselves, successfully,
             # and the sensor starts none
             teardown(stack, connect, specs, name)
             torn_down = True
-            for process in (processes[0], processes[2]):
+            for process in processes[3:]:
                 assert process.wait(timeout=60) == 0, process.stderr.read().decode()[-3000:]
             ended = instance.get_run_records(dg.RunsFilter(job_name=job_name))
-            assert sorted(r.dagster_run.status.value for r in ended) == ["FAILURE", "SUCCESS", "SUCCESS"]
+            assert sorted(r.dagster_run.status.value for r in ended) == ["FAILURE"] + ["SUCCESS"] * 4
             assert not tick().run_requests
         finally:
             for p in processes:
