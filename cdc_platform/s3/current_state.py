@@ -36,7 +36,7 @@ from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files, schema_to_pyarrow
 from pyiceberg.table import FileScanTask
 
-from cdc_platform.s3.iceberg_tables import FULL_LOAD_PROPERTY, full_load_since, lineage
+from cdc_platform.s3.iceberg_tables import COMPACTED_PROPERTY, FULL_LOAD_PROPERTY, full_load_since, lineage
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table as IcebergTable
@@ -146,8 +146,9 @@ def new_data_files(change_log: IcebergTable, since: int | None) -> tuple[list, F
         if snapshot.snapshot_id == since:
             reached = True
             break
-        added.append(snapshot.snapshot_id)
         props = snapshot.summary.additional_properties if snapshot.summary else {}
+        if COMPACTED_PROPERTY not in props:  # a compaction rewrote merged rows: nothing new in it
+            added.append(snapshot.snapshot_id)
         if FULL_LOAD_PROPERTY in props:
             loads.append(Floor.of(props))
     newest = max(loads, key=lambda f: f.load_seq, default=None)

@@ -47,6 +47,8 @@ FULL_LOAD_SINCE_PROPERTY = "cdc.full-load-since."
 PARTITION_COLUMN = pa.field("_cdc_partition", pa.int32())
 #: how many snapshots back the writer looks for a partition's last recorded offset
 OFFSET_SEARCH_DEPTH = 10_000
+#: on a compaction's snapshot: how many files it rewrote (it changes no row; the merge skips its files)
+COMPACTED_PROPERTY = "cdc.compacted-files"
 #: commits of one append that may lose the race to another writer's before the append fails
 COMMIT_ATTEMPTS = 20
 #: the properties both lake tables carry:

@@ -16,12 +16,14 @@ of the current state, so nothing races it there), the snapshots older than the c
 Snapshots go oldest first, up to the oldest one kept (the history stays one unbroken line), and
 with them what only they referenced: their manifest lists, the manifests no kept snapshot lists,
 and the data files deleted at or before the oldest kept snapshot (the current state's
-copy-on-write leaves one per rewritten file). The change log is append-only: its data files stay.
+copy-on-write leaves one per rewritten file, a compaction one per compacted file).
 
-The current state gains files with every merge (the rewritten keys, the new ones). When more than
-``COMPACT_MIN_FILES`` of its files are smaller than ``SMALL_FILE_BYTES``, they are rewritten into
-as few files as their rows fill, in one commit that changes no row (time travel to before it still
-reads the old files until they expire).
+Compaction: the current state gains files with every merge (the rewritten keys, the new ones), the
+change log one per flush and table. When ``COMPACT_MIN_FILES`` or more of a table's files are smaller
+than ``SMALL_FILE_BYTES``, they are rewritten into as few files as their rows fill, in commits that
+change no row (time travel to before them still reads the old files until they expire). In the
+change log only files the current state has merged are compacted, and the merge does not read a
+compaction's files as new (cdc_platform/s3/current_state.py), so it stays incremental.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import ManifestEntryStatus
 
 from cdc_platform.s3.current_state import FLOOR_PROPERTY, MERGED_PROPERTY, read_files
-from cdc_platform.s3.iceberg_tables import OFFSET_PROPERTY, lineage
+from cdc_platform.s3.iceberg_tables import COMMIT_ATTEMPTS, COMPACTED_PROPERTY, OFFSET_PROPERTY, lineage
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table as IcebergTable
@@ -51,8 +54,6 @@ SMALL_FILE_BYTES = 32 * 1024 * 1024
 COMPACT_MIN_FILES = 16
 #: the data one compaction commit rewrites at most (it is held in memory)
 COMPACT_GROUP_BYTES = 256 * 1024 * 1024
-#: on a compaction's snapshot: how many files it rewrote (no row changes in it)
-COMPACTED_PROPERTY = "cdc.compacted-files"
 
 
 @dataclass
@@ -81,7 +82,11 @@ def maintain(change_log: IcebergTable, current: IcebergTable, merged_through: in
     _expire(change_log, keep, before_ms, done, "change log", newer_than=merged_through)
     keep = {s for s in (_newest_with(current, MERGED_PROPERTY), _newest_with(current, FLOOR_PROPERTY)) if s}
     _expire(current, keep, before_ms, done, "current state")
-    _compact(current.refresh(), done)
+    _compact(current.refresh(), done, "current state")
+    if merged_through is not None:
+        # only files the current state has merged: the merge skips a compaction's files as not new
+        merged = {t.file.file_path for t in change_log.scan(snapshot_id=merged_through).plan_files()}
+        _compact(change_log.refresh(), done, "change log", merged)
     with current.refresh().transaction() as tx:
         tx.set_properties({MAINTAINED_PROPERTY: f"{now:.0f}"})
     return done
@@ -145,12 +150,15 @@ def _expire(table: IcebergTable, keep: set[int], before_ms: int, done: Maintenan
                       f"{len(garbage) - len(files)} metadata file(s) only they held deleted")  # fmt: skip
 
 
-def _compact(current: IcebergTable, done: Maintenance) -> None:
-    """Rewrite the current state's small files into as few as their rows fill: groups of up to
-    ``COMPACT_GROUP_BYTES`` (memory holds one group), one commit each."""
-    if current.current_snapshot() is None:
+def _compact(table: IcebergTable, done: Maintenance, label: str, eligible: set[str] | None = None) -> None:
+    """Rewrite the table's small files (among ``eligible`` paths, when given) into as few as their rows
+    fill: groups of up to ``COMPACT_GROUP_BYTES`` (memory holds one group), one commit each that
+    changes no row. A commit that loses to a writer's append is made again on the newest snapshot
+    (an append adds files, it never removes the ones compacted)."""
+    if table.current_snapshot() is None:
         return
-    small = [t.file for t in current.scan().plan_files() if t.file.file_size_in_bytes < SMALL_FILE_BYTES]
+    small = [t.file for t in table.scan().plan_files() if t.file.file_size_in_bytes < SMALL_FILE_BYTES
+             and (eligible is None or t.file.file_path in eligible)]  # fmt: skip
     if len(small) < COMPACT_MIN_FILES:
         return
     groups: list[list] = [[]]
@@ -161,23 +169,27 @@ def _compact(current: IcebergTable, done: Maintenance) -> None:
             size = 0
         groups[-1].append(data_file)
         size += data_file.file_size_in_bytes
-    rows_total = 0
+    compacted = rows_total = 0
     for group in [g for g in groups if len(g) > 1]:
-        rows = read_files(current, group)
-        with (
-            current.transaction() as tx,
-            tx.update_snapshot(
-                snapshot_properties={COMPACTED_PROPERTY: str(len(group))}
-            ).overwrite() as overwrite,
-        ):
-            for data_file in group:
-                overwrite.delete_data_file(data_file)
-            for data_file in _dataframe_to_data_files(tx.table_metadata, rows, current.io, uuid.uuid4()):
-                overwrite.append_data_file(data_file)
-        current = current.refresh()
-        done.files_compacted += len(group)
+        rows = read_files(table, group)
+        written = _dataframe_to_data_files(table.metadata, rows, table.io, uuid.uuid4())
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                with table.transaction() as tx, tx.update_snapshot(
+                    snapshot_properties={COMPACTED_PROPERTY: str(len(group))}
+                ).overwrite() as overwrite:  # fmt: skip
+                    for data_file in group:
+                        overwrite.delete_data_file(data_file)
+                    for data_file in written:
+                        overwrite.append_data_file(data_file)
+                break
+            except CommitFailedException:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                table = table.refresh()
+        table = table.refresh()
+        compacted += len(group)
         rows_total += rows.num_rows
-    if done.files_compacted:
-        done.notes.append(
-            f"current state: {done.files_compacted} small file(s) compacted ({rows_total:,} rows)"
-        )
+    if compacted:
+        done.files_compacted += compacted
+        done.notes.append(f"{label}: {compacted} small file(s) compacted ({rows_total:,} rows)")
