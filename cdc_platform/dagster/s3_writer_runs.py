@@ -22,8 +22,10 @@ import dagster as dg
 
 from cdc_platform.dagster.resources import CdcSettingsResource
 from cdc_platform.dagster.s3_flush import (
+    FLUSH_FAILED,
     S3Pipeline,
     evaluation,
+    flush_failed,
     flush_pipeline,
     materialization,
     record_pipeline_heartbeat,
@@ -106,8 +108,19 @@ def write_share(context: dg.OpExecutionContext, p: S3Pipeline, config: WriterRun
             context.log.info(f"S3 writer {share} of pipeline {p.pipeline}: stops, {why}")
             return
         specs = cdc_settings.specs()
-        flushed, _ = flush_pipeline(p, specs, cdc_settings.kafka_bootstrap, context.log.info,
-                                    FLUSH_BUDGET_SECONDS, share=share)  # fmt: skip
+        try:
+            flushed, _ = flush_pipeline(p, specs, cdc_settings.kafka_bootstrap, context.log.info,
+                                        FLUSH_BUDGET_SECONDS, share=share)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - S3 or Kafka unreachable: nothing lost, tried again
+            # the run stays (a failed run would be replaced at every tick while the endpoint is down);
+            # red on the tables once, green again at the next good flush
+            message = f"{type(exc).__name__}: {exc}"
+            for t in p.tables:
+                if reported.get(t.key.to_user_string()) != FLUSH_FAILED:
+                    reported[t.key.to_user_string()] = FLUSH_FAILED
+                    context.log.error(f"S3 writer {share} of pipeline {p.pipeline}: {message}")
+                    context.log_event(flush_failed(t, message))
+            flushed = []
         renew_lease(p.pipeline, config.index, config.of)
         wrote = False
         for asset, location, result in flushed:
@@ -115,11 +128,11 @@ def write_share(context: dg.OpExecutionContext, p: S3Pipeline, config: WriterRun
                 wrote = True
                 yield materialization(asset, result, location, share=str(share))
             outcome = result.error or "ok"
-            if reported.get(asset.key.to_user_string()) != outcome:
+            if reported.get(asset.key.to_user_string()) != outcome:  # said once, not every flush
                 reported[asset.key.to_user_string()] = outcome
                 context.log_event(evaluation(asset, result))
-            if result.error:
-                context.log.error(f"S3 writer {share} of pipeline {p.pipeline}: {result.error}")
+                if result.error:
+                    context.log.error(f"S3 writer {share} of pipeline {p.pipeline}: {result.error}")
         if config.index == 0:
             record_pipeline_heartbeat(p, cdc_settings.kafka_bootstrap, context.log.warning)
         if not wrote:
