@@ -115,11 +115,12 @@ def write_share(context: dg.OpExecutionContext, p: S3Pipeline, config: WriterRun
             # the run stays (a failed run would be replaced at every tick while the endpoint is down);
             # red on the tables once, green again at the next good flush
             message = f"{type(exc).__name__}: {exc}"
-            for t in p.tables:
-                if reported.get(t.key.to_user_string()) != FLUSH_FAILED:
-                    reported[t.key.to_user_string()] = FLUSH_FAILED
-                    context.log.error(f"S3 writer {share} of pipeline {p.pipeline}: {message}")
-                    context.log_event(flush_failed(t, message))
+            newly = [t for t in p.tables if reported.get(t.key.to_user_string()) != FLUSH_FAILED]
+            if newly:
+                context.log.error(f"S3 writer {share} of pipeline {p.pipeline}: the flush failed: {message}")
+            for t in newly:
+                reported[t.key.to_user_string()] = FLUSH_FAILED
+                context.log_event(flush_failed(t, message))
             flushed = []
         renew_lease(p.pipeline, config.index, config.of)
         wrote = False
