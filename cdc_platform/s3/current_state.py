@@ -36,7 +36,14 @@ from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files, schema_to_pyarrow
 from pyiceberg.table import FileScanTask
 
-from cdc_platform.s3.iceberg_tables import COMPACTED_PROPERTY, FULL_LOAD_PROPERTY, full_load_since, lineage
+from cdc_platform.s3.iceberg_tables import (
+    COMPACTED_PROPERTY,
+    FULL_LOAD_PROPERTY,
+    full_load_since,
+    lineage,
+    per_partition,
+    row_partitions,
+)
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table as IcebergTable
@@ -69,14 +76,8 @@ class Floor:
     def stale(self, rows: pa.Table) -> pa.BooleanArray:
         """Per row: a copied row of an older load, or a change the newest load's copy already holds."""
         seq = rows["_cdc_seq"]
-        copied = _copied(rows)
-        partition = _partition(rows)
-        limits = pa.array(
-            [2 * self.since.get(p, 0) for p in range(max(self.since, default=0) + 1)], pa.int64()
-        )
-        known = pc.less(partition, len(limits))
-        change_limit = pc.if_else(known, pc.take(limits, pc.if_else(known, partition, 0)), 0)
-        return pc.if_else(copied, pc.less(seq, self.load_seq), pc.less(seq, change_limit))
+        change_limit = per_partition(row_partitions(rows), {p: 2 * o for p, o in self.since.items()}, 0)
+        return pc.if_else(_copied(rows), pc.less(seq, self.load_seq), pc.less(seq, change_limit))
 
     @property
     def highest(self) -> int:
@@ -87,13 +88,6 @@ class Floor:
 def _copied(rows: pa.Table) -> pa.BooleanArray:
     """A full load's row (even ``_cdc_seq``), not a change (odd)."""
     return pc.equal(pc.bit_wise_and(rows["_cdc_seq"], 1), 0)
-
-
-def _partition(rows: pa.Table) -> pa.Array:
-    """The row's partition; rows written before the column existed came from the one partition, 0."""
-    if "_cdc_partition" not in rows.column_names:
-        return pa.array([0] * rows.num_rows, pa.int32())
-    return pc.fill_null(rows["_cdc_partition"], 0)
 
 
 @dataclass

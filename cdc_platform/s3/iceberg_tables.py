@@ -244,8 +244,20 @@ def _after(rows: pa.Table, recorded: dict[int, int]) -> pa.Table:
     """The rows whose offset is beyond what their partition's appends recorded."""
     if not recorded or rows.num_rows == 0:
         return rows
-    partition = pc.fill_null(rows["_cdc_partition"], 0)
-    limits = pa.array([2 * recorded.get(p, -1) + 1 for p in range(max(recorded) + 1)], pa.int64())
-    known = pc.less(partition, len(limits))
-    limit = pc.if_else(known, pc.take(limits, pc.if_else(known, partition, 0)), -1)
+    limit = per_partition(row_partitions(rows), {p: 2 * o + 1 for p, o in recorded.items()}, -1)
     return rows.filter(pc.greater(rows["_cdc_seq"], limit))
+
+
+def row_partitions(rows: pa.Table) -> pa.Array:
+    """Each row's partition; rows written before the column existed came from the one partition, 0."""
+    if "_cdc_partition" not in rows.column_names:
+        return pa.array([0] * rows.num_rows, pa.int32())
+    return pc.fill_null(rows["_cdc_partition"], 0)
+
+
+def per_partition(partitions: pa.Array, values: dict[int, int], default: int) -> pa.Array:
+    """For each row's partition, its value in ``values`` (``default`` for a partition not in it),
+    looked up by Arrow rather than row by row."""
+    table = pa.array([values.get(p, default) for p in range(max(values, default=0) + 1)], pa.int64())
+    known = pc.less(partitions, len(table))
+    return pc.if_else(known, pc.take(table, pc.if_else(known, partitions, 0)), default)
