@@ -8,15 +8,17 @@ connector and carries the worker's own message, so a failed materialization says
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from cdc_platform.audit import record
 from cdc_platform.connectors.diff import config_diff
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def _leader_changing(body: str) -> bool:
@@ -96,6 +98,9 @@ class KafkaConnectResource(ConfigurableResource):
     def _send(self, method: str, path: str, *, connector: str | None, json: Any) -> httpx.Response:
         """Any worker answers for the whole cluster (it forwards writes to the leader), so a worker
         that cannot be reached hands the request to the next one."""
+        # lazy: only a call to Connect imports httpx, not every code-location load
+        import httpx
+
         failures = []
         for base in self.worker_urls:
             try:

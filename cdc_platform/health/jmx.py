@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
-
 #: Debezium streaming MBean attribute -> metric name in the time series
 STREAMING_ATTRIBUTES = {
     "MilliSecondsBehindSource": "source_ms_behind",
@@ -100,6 +98,9 @@ def read_jmx(
     failures: list[str] = []
     if not plan:
         return figures, failures
+    # lazy: a metrics pass imports httpx, not every code-location load
+    import httpx
+
     urls = [u.strip() for u in jolokia_urls.split(",") if u.strip()]
     for url in urls:
         try:
