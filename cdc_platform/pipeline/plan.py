@@ -130,7 +130,11 @@ class PipelinePlan:
 
     @property
     def jobs(self) -> list[CopyJob]:
-        return [CopyJob(t, self.spec.target_schema, target_name(self.spec, t)) for t in self.tables]
+        streams = self.spec.options.full_load_streams
+        return [
+            CopyJob(t, self.spec.target_schema, target_name(self.spec, t), streams=streams)
+            for t in self.tables
+        ]
 
 
 def build_plan(

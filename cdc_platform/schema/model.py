@@ -64,6 +64,8 @@ class CopyJob:
     since_offset: int = 0
     #: S3 targets: partition -> the table topic's end offset when the copy began
     since_offsets: dict[int, int] = field(default_factory=dict)
+    #: ranges of the table copied at once where the path can split it (PostgreSQL -> MySQL/MariaDB)
+    streams: int = 1
 
 
 # -- stored forms (the catalog, the deployed schema): plain JSON, stable across versions --------

@@ -283,6 +283,15 @@ def _tuning(overrides: dict[str, str], allowed: tuple[str, ...], which: str) -> 
 
 class PipelineOptions(Strict):
     parallelism: int = Field(default=4, ge=1, le=32, description="Tables copied at once")
+    full_load_streams: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="PostgreSQL -> MySQL/MariaDB: ranges of heap pages one large table (32 MB and more a "
+        "range) is copied in at once, each read by its own psql in the copy's one snapshot and loaded by "
+        "its own LOAD DATA session, all committed together. One LOAD DATA is one server thread, the limit "
+        "of the copy where the target has a core to spare; needs PostgreSQL 14 (TID range scans)",
+    )
     batch_size: int = Field(
         default=10_000, ge=1, le=1_000_000, description="Rows per batch in full load and sink"
     )

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 ROWS = 3_000_000
 
 
-def _pg_to_mariadb_job(stack, tmp_path, src, tgt):
+def _pg_to_mariadb_job(stack, tmp_path, src, tgt, streams: int = 1):
     specs = write_specs(
         tmp_path,
         {"src": connection(stack, "postgresql", src), "tgt": connection(stack, "mariadb", tgt)},
@@ -33,38 +33,46 @@ def _pg_to_mariadb_job(stack, tmp_path, src, tgt):
     table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
     with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
         cur.execute(create_table_sql("mariadb", tgt, "big", table, source_kind="postgresql"))
-    return specs, CopyJob(table, tgt, "big")
+    return specs, CopyJob(table, tgt, "big", streams=streams)
 
 
+@pytest.mark.parametrize("streams", [1, 2])
 @pytest.mark.parametrize("side", ["postgres", "mariadb"])
-def test_killing_either_side_of_the_fifo_copy_ends_it_with_the_original_error(stack, tmp_path, side):
+def test_killing_either_side_of_the_fifo_copy_ends_it_with_the_original_error(stack, tmp_path, side, streams):
+    """With two streams (two ranges of the table's pages, each its own psql and LOAD DATA session),
+    one range's reader or loading session is killed: the other range's rows must not be committed."""
     with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
         with pg_connect(stack, src) as conn:
             conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text)")
             conn.execute(f"INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g")
-        specs, job = _pg_to_mariadb_job(stack, tmp_path, src, tgt)
+        specs, job = _pg_to_mariadb_job(stack, tmp_path, src, tgt, streams)
 
         def kill() -> bool:
             if side == "postgres":
+                # with two ranges, only the second one's reader: its pages begin at a ctid bound
                 with pg_connect(stack) as admin:
                     return bool(admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                              "WHERE datname = %s AND query LIKE 'COPY%%'", (src,)).fetchall())  # fmt: skip
+                                              "WHERE datname = %s AND query LIKE 'COPY%%' "
+                                              "AND (%s = 1 OR query LIKE '%%ctid >=%%')", (src, streams)).fetchall())  # fmt: skip
             with mariadb_connect(stack) as admin, admin.cursor() as cur:
                 cur.execute(
                     "SELECT id FROM information_schema.processlist WHERE info LIKE 'LOAD DATA%%' AND db = %s",
                     (tgt,),
                 )
                 found = cur.fetchall()
-                for (conn_id,) in found:
-                    cur.execute(f"KILL {int(conn_id)}")
-                return bool(found)
+                if len(found) < streams:  # not every range's load has begun yet
+                    return False
+                cur.execute(f"KILL {int(found[0][0])}")  # one loading session, whatever their number
+                return True
 
         killer(kill)
+        logged: list[str] = []
         started = time.monotonic()
         with pytest.raises(Exception) as failure:
             copy_table(
-                specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _m: None
+                specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
             )
+        assert (streams > 1) == any("2 ranges of its pages at once" in m for m in logged), logged
         elapsed = time.monotonic() - started
         assert elapsed < 30, f"the copy took {elapsed:.0f} s to end after its {side} side was killed"
         if side == "postgres":

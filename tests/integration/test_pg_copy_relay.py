@@ -306,3 +306,25 @@ def test_the_password_is_not_on_the_command_line_in_the_environment_or_left_on_d
     finally:
         reader.close()
     assert not passfile.exists() and not os.path.exists(passfile.parent)
+
+
+@pytest.mark.parametrize("pg_job", ["mariadb"], indirect=True)
+def test_into_mariadb_ranges_of_pages_loaded_at_once_load_the_same_rows_as_one_stream(
+    stack, pg_job, monkeypatch
+):
+    """``streams: 3`` splits the table into three ranges of its heap pages, each read by its own psql
+    in the copy's one snapshot and loaded by its own LOAD DATA session. The edge table's rows were
+    updated after they were inserted, so they are spread over the pages out of key order: every row
+    must still arrive exactly once, with the one-stream copy's values and substitution counts."""
+    from dataclasses import replace
+
+    from cdc_platform.pipeline.full_load import from_postgresql
+
+    specs, job, _src, tgt = pg_job
+    monkeypatch.setattr(from_postgresql, "PAGES_PER_STREAM", 1)  # the small table splits too
+    one, one_rows, _ = _load(stack, specs, job, tgt, monkeypatch, client=None)
+    three, three_rows, logged = _load(stack, specs, replace(job, streams=3), tgt, monkeypatch, client=None)
+    assert any("3 ranges of its pages at once" in m for m in logged), logged
+    assert three_rows == one_rows and len(three_rows) == ROWS == three.rows == one.rows
+    assert three.substituted == one.substituted and three.substituted
+    assert three.bytes and one.bytes and three.bytes == one.bytes

@@ -79,3 +79,12 @@ def test_tuning_overrides_land_on_top_of_the_generated_connector_configs(tmp_pat
     assert plan.sink_config["batch.size"] == "4000"
     assert plan.sink_config["consumer.override.fetch.max.wait.ms"] == "20"
     assert plan.sink_config["insert.mode"] == "upsert"  # what the platform owns stays
+
+
+def test_the_copy_jobs_carry_the_pipelines_full_load_streams(tmp_path, monkeypatch):
+    """``options.full_load_streams`` (default 2) reaches every table's copy; 0 is refused by name."""
+    assert {j.streams for j in _plan(tmp_path, monkeypatch, "postgresql", "mariadb").jobs} == {2}
+    plan = _plan(tmp_path, monkeypatch, "postgresql", "mariadb", full_load_streams=4)
+    assert {j.streams for j in plan.jobs} == {4}
+    with pytest.raises(Exception, match="full_load_streams"):
+        _plan(tmp_path, monkeypatch, "postgresql", "mariadb", full_load_streams=0)

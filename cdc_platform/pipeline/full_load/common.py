@@ -130,7 +130,7 @@ def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Ite
 
     producer = threading.Thread(target=produce, name=f"copy {t.qualified}", daemon=True)
     try:
-        loaded = load_local_file(dst, job, specs_dir, fifo, line_format, columns, sets, start=producer.start,
+        loaded = load_local_file(dst, job, specs_dir, [fifo], line_format, columns, sets, start=producer.start,
                                  finish=finish, abandon=abandon, sent_rows=sent_rows)  # fmt: skip
     finally:
         if producer.ident is not None:  # started: make sure it is not left waiting on the FIFO
@@ -141,61 +141,129 @@ def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Ite
     return loaded, counters["bytes"]
 
 
-def load_local_file(dst, job: CopyJob, specs_dir: Path, path: str, line_format: str, columns: list[str],
+def load_local_file(dst, job: CopyJob, specs_dir: Path, paths: list[str], line_format: str, columns: list[str],
                     sets: list[str], *, start: Callable[[], None], finish: Callable[[], None],
                     abandon: Callable[[], None], sent_rows: Callable[[], int]) -> int:  # fmt: skip
-    """``LOAD DATA LOCAL INFILE path`` on a shadow of the target table, swapped in on success: the
-    rows loaded. ``path`` is a stream another party writes (a FIFO, a client's pipe).
+    """``LOAD DATA LOCAL INFILE`` of each of ``paths`` on a shadow of the target table, swapped in on
+    success: the rows loaded. Each path is a stream another party writes (a FIFO, a client's pipe).
 
-    ``start()`` runs just before the load; ``finish()``, once the load has read the stream to its
+    Several paths are several ranges of one table, loaded at once by as many sessions, each its own
+    transaction: one ``LOAD DATA`` is one server thread, and on a target that has cores to spare it
+    was the limit of the whole copy. Every session's rows are committed only once all of them have
+    loaded without a warning, and the shadow is not visible before its swap, so the target still sees
+    all of the copy or none of it.
+
+    ``start()`` runs just before the loads; ``finish()``, once every load has read its stream to the
     end, raises the writing side's own error (a stream that ended early reads as a short file);
-    ``abandon()`` runs when the load fails, so the writer does not wait forever on a stream nobody
-    reads. ``sent_rows()``, asked after ``finish()``, is how many rows the source sent; a load of any
-    other number is refused: a format the server reads differently from how it was written (a
-    ``sql_mode``, an escape, a line terminator) loses rows without a warning.
+    ``abandon()`` runs when a load fails, so no writer waits forever on a stream nobody reads (and the
+    other loads end). ``sent_rows()``, asked after ``finish()``, is how many rows the source sent; a
+    load of any other number is refused: a format the server reads differently from how it was written
+    (a ``sql_mode``, an escape, a line terminator) loses rows without a warning.
     """
     t = job.table
     dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
+    sessions = [dconn]
     try:
         reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
         with dconn.cursor() as dcur, mysql_shadow(dcur, job, reconnect) as shadow:
-            # unique_checks and foreign_key_checks stay on: turned off together they send a load into
-            # an empty InnoDB table down its bulk-insert path, measured 1-1.5 s slower per million rows
-            # here (bench/README.md), and the shadow has no foreign keys (CREATE TABLE LIKE copies none).
-            dcur.execute(LOAD_SESSION)
-            load = (
-                f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {qualified('mysql', job.target_schema, shadow)} "
-                f"{line_format} ({', '.join(columns)})" + (f" SET {', '.join(sets)}" if sets else "")
-            )
+            sessions += [mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
+                         for _ in paths[1:]]  # fmt: skip
+            target = qualified("mysql", job.target_schema, shadow)
+            loads = [
+                f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {target} {line_format} ({', '.join(columns)})"
+                + (f" SET {', '.join(sets)}" if sets else "")
+                for path in paths
+            ]
             start()
-            cut: list[str] = []
             try:
-                with session_watchdog(dconn, dst, specs_dir, cut):
-                    loaded = dcur.execute(load)
-            except BaseException as exc:
-                abandon()
-                if cut:  # pymysql reports a cut socket as an AttributeError; say what happened
+                outcomes = _load_at_once(sessions, loads, dst, specs_dir, abandon, job)
+                finish()
+                loaded = sum(o.rows for o in outcomes)
+                refuse_other_count(loaded, sent_rows(), job, "LOAD DATA")
+                warnings = sum(o.warnings for o in outcomes)
+                if warnings:
+                    shown = "; ".join(w for o in outcomes for w in o.shown)
                     raise FullLoadError(
-                        f"{t.qualified} -> {job.target_schema}.{job.target_name}: {cut[0]}"
-                    ) from exc
+                        f"{t.qualified} -> {job.target_schema}.{job.target_name}: MariaDB/MySQL reported "
+                        f"{warnings} warning(s) loading the rows, so values would have changed; the target "
+                        f"table was left as it was. First: {shown}"
+                    )
+                for session in sessions[1:]:
+                    session.commit()
+            except BaseException:
+                # the other sessions' open transactions hold the shadow's metadata lock, which the
+                # shadow's DROP below would wait for forever: they end first
+                for session in sessions[1:]:
+                    with contextlib.suppress(Exception):
+                        session.rollback()
+                    with contextlib.suppress(Exception):
+                        session.close()
                 raise
-            finish()
-            refuse_other_count(loaded, sent_rows(), job, "LOAD DATA")
-            # LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
-            dcur.execute("SHOW COUNT(*) WARNINGS")
-            warnings = dcur.fetchone()[0]
-            if warnings:
-                dcur.execute("SHOW WARNINGS LIMIT 5")
-                shown = "; ".join(f"{w[2]}" for w in dcur.fetchall())
-                raise FullLoadError(
-                    f"{t.qualified} -> {job.target_schema}.{job.target_name}: MariaDB/MySQL reported "
-                    f"{warnings} warning(s) loading the rows, so values would have changed; the target "
-                    f"table was left as it was. First: {shown}"
-                )
             dconn.commit()
     finally:
-        dconn.close()
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                session.close()
     return loaded
+
+
+@dataclass
+class _LoadOutcome:
+    rows: int
+    #: LOAD DATA LOCAL turns data errors into warnings; any warning means a changed value
+    warnings: int
+    shown: list[str]
+
+
+def _load_one(session, load: str, dst, specs_dir: Path, cut: list[str]) -> _LoadOutcome:
+    with session.cursor() as cur:
+        # unique_checks and foreign_key_checks stay on: turned off together they send a load into an
+        # empty InnoDB table down its bulk-insert path, measured 1-1.5 s slower per million rows here
+        # (bench/README.md), and the shadow has no foreign keys (CREATE TABLE LIKE copies none).
+        cur.execute(LOAD_SESSION)
+        with session_watchdog(session, dst, specs_dir, cut):
+            rows = cur.execute(load)
+        cur.execute("SHOW COUNT(*) WARNINGS")
+        warnings = cur.fetchone()[0]
+        shown = []
+        if warnings:
+            cur.execute("SHOW WARNINGS LIMIT 5")
+            shown = [str(w[2]) for w in cur.fetchall()]
+    return _LoadOutcome(rows, warnings, shown)
+
+
+def _load_at_once(sessions: list, loads: list[str], dst, specs_dir: Path, abandon: Callable[[], None],
+                  job: CopyJob) -> list[_LoadOutcome]:  # fmt: skip
+    """Each load on its own session, all at once (threads: pymysql waits on its socket without the
+    GIL); the first failure is raised once every load has ended, the others' streams abandoned."""
+    cuts: list[list[str]] = [[] for _ in loads]
+    outcomes: list[_LoadOutcome | None] = [None] * len(loads)
+    failures: list[tuple[int, BaseException]] = []
+
+    def run(i: int) -> None:
+        try:
+            outcomes[i] = _load_one(sessions[i], loads[i], dst, specs_dir, cuts[i])
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+            failures.append((i, exc))
+            abandon()
+
+    if len(loads) == 1:
+        run(0)
+    else:
+        threads = [threading.Thread(target=run, args=(i,), name=f"load {job.table.qualified} #{i}", daemon=True)
+                   for i in range(len(loads))]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if failures:
+        i, exc = failures[0]
+        if cuts[i]:  # pymysql reports a cut socket as an AttributeError; say what happened
+            raise FullLoadError(
+                f"{job.table.qualified} -> {job.target_schema}.{job.target_name}: {cuts[i][0]}"
+            ) from exc
+        raise exc
+    return outcomes  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

@@ -268,6 +268,39 @@ def pg_to_mysql(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_si
     return pg_to_mysql_relayed(src, dst, job, specs_dir, snapshot, log)
 
 
+#: a range of its own only for this many heap pages (32 MB of 8 KB pages) and more: below it, the extra
+#: psql, sessions and LOAD DATA cost more than a second stream on the target buys
+PAGES_PER_STREAM = 4096
+
+
+def ctid_ranges(cur, table: Table, streams: int) -> list[str]:
+    """``WHERE`` clauses that split ``table`` into up to ``streams`` ranges of its heap pages, asked in
+    the copy's snapshot: every row is in exactly one range. ``[""]`` (the whole table) for one stream,
+    for a table under two ranges' worth of pages, for anything but a plain table (a partitioned
+    table's parent has no pages of its own), and before PostgreSQL 14, which would scan the whole
+    table for each range instead of only its pages.
+
+    The first and last ranges are open-ended, so rows on pages added after the size was read are
+    still copied (the snapshot cannot see them anyway)."""
+    if streams <= 1:
+        return [""]
+    kind, pages, version = cur.execute(
+        "SELECT c.relkind, pg_relation_size(c.oid) / current_setting('block_size')::int, "
+        "current_setting('server_version_num')::int FROM pg_class c WHERE c.oid = %s::regclass",
+        (qualified("postgresql", table.schema, table.name),),
+    ).fetchone()
+    ranges = min(streams, pages // PAGES_PER_STREAM)
+    if kind != "r" or version < 140000 or ranges < 2:
+        return [""]
+    bounds: list[int | None] = [None, *(pages * i // ranges for i in range(1, ranges)), None]
+    clauses = []
+    for low, high in itertools.pairwise(bounds):
+        parts = [f"ctid >= '({low},0)'::tid"] if low is not None else []
+        parts += [f"ctid < '({high},0)'::tid"] if high is not None else []
+        clauses.append(" WHERE " + " AND ".join(parts))
+    return clauses
+
+
 def pg_to_mysql_direct(binary: str, src, dst, job: CopyJob, specs_dir: Path, snapshot, log):
     """psql's ``COPY ... TO STDOUT`` read by ``LOAD DATA LOCAL INFILE '/proc/self/fd/<psql's stdout>'``.
 
@@ -277,14 +310,13 @@ def pg_to_mysql_direct(binary: str, src, dst, job: CopyJob, specs_dir: Path, sna
     byte through Python twice (pipe to FIFO, FIFO to the socket). Because the count is not known
     when the COPY starts, every column a rule may substitute is tested in it.
 
+    A large table is read as ``job.streams`` ranges of its pages (:func:`ctid_ranges`), each by its own
+    psql in the same snapshot into its own LOAD DATA session (``load_local_file``).
+
     Raises ClientUnavailable, before the target is touched, when psql ends without writing anything.
     """
     t = job.table
     exprs = [pg_csv_expression(c, i, dst.kind.value) for i, c in enumerate(t.columns)]
-    select = (
-        f"COPY (SELECT {', '.join(e[0] for e in exprs)} FROM {qualified('postgresql', t.schema, t.name)}) "
-        "TO STDOUT (FORMAT csv, NULL 'NULL')"
-    )
     settings = ("SET LOCAL intervalstyle = 'iso_8601'",)
     counted: list[tuple[int, dict[str, int]]] = []
     failure: list[BaseException] = []
@@ -294,14 +326,32 @@ def pg_to_mysql_direct(binary: str, src, dst, job: CopyJob, specs_dir: Path, sna
         cur = s.cursor()
         cur.execute("SET client_encoding = 'UTF8'")
         begin_pg_snapshot(cur, snapshot)
-        reader = psql_in_snapshot(binary, src, specs_dir, cur, snapshot, settings, select)
-        path = reader.stream_path()
-        if path is None:
-            reader.close()
-            raise ClientUnavailable("its output cannot be opened by path here")
-        reader.wait_for_output()  # ClientUnavailable: nothing was read, the caller falls back
-        log(f"{t.qualified}: LOAD DATA reads psql's output directly; rows counted in the snapshot meanwhile")
+        ranges = ctid_ranges(cur, t, job.streams)
+        # the name comes from CREATE_REPLICATION_SLOT's or pg_export_snapshot()'s reply, never a spec
+        shared = snapshot or cur.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        readers: list[PsqlCopyOut] = []
+        try:
+            for where in ranges:
+                select = (f"COPY (SELECT {', '.join(e[0] for e in exprs)} FROM "
+                          f"{qualified('postgresql', t.schema, t.name)}{where}) TO STDOUT (FORMAT csv, NULL 'NULL')")  # fmt: skip
+                readers.append(psql_in_snapshot(binary, src, specs_dir, cur, shared, settings, select))
+            paths = [reader.stream_path() for reader in readers]
+            if None in paths:
+                raise ClientUnavailable("its output cannot be opened by path here")
+            for reader in readers:
+                reader.wait_for_output()  # ClientUnavailable: nothing was read, the caller falls back
+        except BaseException:
+            for reader in readers:
+                reader.close()
+            raise
+        how = (f"{len(readers)} ranges of its pages at once, each read by its own psql into its own LOAD DATA"
+               if len(readers) > 1 else "LOAD DATA reads psql's output directly")  # fmt: skip
+        log(f"{t.qualified}: {how}; rows counted in the snapshot meanwhile")
         progress = Progress(t.qualified, log)
+
+        def written_bytes() -> int | None:
+            sizes = [reader.written_bytes() for reader in readers]
+            return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
 
         def beside() -> None:
             """The counts in the snapshot, then progress from psql's written bytes until the end."""
@@ -313,7 +363,7 @@ def pg_to_mysql_direct(binary: str, src, dst, job: CopyJob, specs_dir: Path, sna
             finally:
                 count_ready.set()
             while not done.wait(1.0):
-                so_far = reader.written_bytes()
+                so_far = written_bytes()
                 if so_far is not None:
                     progress.tick_bytes(so_far)
 
@@ -321,11 +371,16 @@ def pg_to_mysql_direct(binary: str, src, dst, job: CopyJob, specs_dir: Path, sna
 
         def finish() -> None:
             # read while psql can still be asked (it has closed its output; not yet reaped)
-            written.append(reader.written_bytes())
-            try:
-                reader.finish()
-            except RuntimeError as exc:
-                raise FullLoadError(f"{t.qualified}: reading the source failed: {exc}") from exc
+            written.append(written_bytes())
+            for reader in readers:
+                try:
+                    reader.finish()
+                except RuntimeError as exc:
+                    raise FullLoadError(f"{t.qualified}: reading the source failed: {exc}") from exc
+
+        def abandon() -> None:
+            for reader in readers:
+                reader.kill()
 
         def sent_rows() -> int:
             count_ready.wait()
@@ -337,12 +392,13 @@ def pg_to_mysql_direct(binary: str, src, dst, job: CopyJob, specs_dir: Path, sna
 
         loaded = None
         try:
-            loaded = load_local_file(dst, job, specs_dir, path, PG_CSV_FOR_MYSQL, [e[1] for e in exprs],
+            loaded = load_local_file(dst, job, specs_dir, paths, PG_CSV_FOR_MYSQL, [e[1] for e in exprs],  # type: ignore[arg-type]
                                      [e[2] for e in exprs if e[2]], start=helper.start, finish=finish,
-                                     abandon=reader.kill, sent_rows=sent_rows)  # fmt: skip
+                                     abandon=abandon, sent_rows=sent_rows)  # fmt: skip
         finally:
             done.set()
-            reader.close()
+            for reader in readers:
+                reader.close()
             if helper.is_alive() and loaded is None:
                 s.cancel_safe(timeout=5)  # a failed load: the count still scanning the source is not needed
             if helper.ident is not None:
