@@ -118,12 +118,18 @@ def same_binary_form(source: tuple[int, dict], target: tuple[int, dict], columns
     )
 
 
+def shared_snapshot(cur, snapshot: str | None) -> str:
+    """``snapshot``, or the snapshot of ``cur``'s open transaction, exported for other sessions to import.
+
+    The name comes from CREATE_REPLICATION_SLOT's or pg_export_snapshot()'s reply, never a spec."""
+    return snapshot or cur.execute("SELECT pg_export_snapshot()").fetchone()[0]
+
+
 def psql_in_snapshot(binary: str, src, specs_dir: Path, cur, snapshot: str | None, settings: tuple[str, ...],
                      select: str) -> PsqlCopyOut:  # fmt: skip
     """psql running ``select`` in ``snapshot``, or in the snapshot ``cur``'s open transaction exports;
     that transaction must stay open until psql has begun (it keeps the snapshot importable)."""
-    # the name comes from CREATE_REPLICATION_SLOT's or pg_export_snapshot()'s reply, never a spec
-    shared = snapshot or cur.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    shared = shared_snapshot(cur, snapshot)
     statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f"SET TRANSACTION SNAPSHOT '{shared}'",
                   *settings, select, "COMMIT"]  # fmt: skip
     return PsqlCopyOut(binary, src, specs_dir, statements)
@@ -327,8 +333,7 @@ def pg_to_mysql_direct(binary: str, src, dst, job: CopyJob, specs_dir: Path, sna
         cur.execute("SET client_encoding = 'UTF8'")
         begin_pg_snapshot(cur, snapshot)
         ranges = ctid_ranges(cur, t, job.streams)
-        # the name comes from CREATE_REPLICATION_SLOT's or pg_export_snapshot()'s reply, never a spec
-        shared = snapshot or cur.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        shared = shared_snapshot(cur, snapshot)  # one export, imported by every range's psql
         readers: list[PsqlCopyOut] = []
         try:
             for where in ranges:
