@@ -13,7 +13,7 @@ which S3-compatible servers such as moto refuse for small objects.
 from __future__ import annotations
 
 import re
-import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,8 @@ from cdc_platform.specs.models import ConnectionSpec
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
-_CREATING = threading.Lock()
+#: attempts at opening a SQL catalog whose tables another process may be creating at that moment
+_OPEN_ATTEMPTS = 4
 #: the change log's table name is the replicated table's name with this suffix
 CHANGE_LOG_SUFFIX = "_changes"
 
@@ -70,13 +71,29 @@ def file_io_properties(conn: ConnectionSpec, specs_dir: Path | None) -> dict[str
 
 def lake_catalog(conn: ConnectionSpec, specs_dir: Path | None, platform_url: str | None = None) -> Catalog:
     """The connection's catalog (the SQL catalog on the platform database unless configured)."""
-    # lazy: pyiceberg only when a lake table is written or read
-    from pyiceberg.catalog import load_catalog
-
     configured = {
         k: v if isinstance(v, str) else resolve_secret(v, specs_dir) for k, v in conn.catalog.items()
     }
     props = {**file_io_properties(conn, specs_dir), "warehouse": warehouse(conn), **configured}
     if "type" not in configured and "uri" not in configured:
         props.update(type="sql", uri=platform_url or metrics_url())
-    return load_catalog(catalog_name(conn), **props)
+    return _open_catalog(catalog_name(conn), props)
+
+
+def _open_catalog(name: str, props: dict[str, str]) -> Catalog:
+    """pyiceberg's SQL catalog creates its tables on first use by check-then-create, so two
+    processes opening a fresh platform database at once (a Dagster run and the S3 writer, or two
+    runs) race: the loser's CREATE TABLE fails with "already exists" (SQLite) or a duplicate type
+    (PostgreSQL). The winner has created them by then, so opening again succeeds; a real fault (a
+    wrong URI, a database that is down) fails the same way every time and is raised. Only the SQL
+    catalog raises SQLAlchemy's errors, so the others are opened once."""
+    # lazy: pyiceberg and SQLAlchemy only when a lake table is written or read
+    from pyiceberg.catalog import load_catalog
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(1, _OPEN_ATTEMPTS):
+        try:
+            return load_catalog(name, **props)
+        except DBAPIError:
+            time.sleep(0.05 * attempt)
+    return load_catalog(name, **props)
