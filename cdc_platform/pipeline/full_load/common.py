@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
+from cdc_platform.pipeline.full_load.pg_deferred_key import primary_key_built_after
 from cdc_platform.pipeline.load_errors import FullLoadError
 from cdc_platform.pipeline.mysql_session import session_watchdog
 from cdc_platform.schema.ddl import qualified, quote, shadow_name, truncate_sql
@@ -305,13 +306,16 @@ def rows_to_pg(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log) -> int:
     t = job.table
     progress = Progress(t.qualified, log)
     count = 0
-    insert = f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({column_list('postgresql', t)}) FROM STDIN"
+    target_q = qualified("postgresql", job.target_schema, job.target_name)
     with pg_connect(dst, specs_dir) as d:
         dcur = d.cursor()
         dcur.execute("SET LOCAL synchronous_commit = off")
         dcur.execute("SET LOCAL TIME ZONE 'UTC'")
         dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
-        with dcur.copy(insert) as into:
+        with (
+            primary_key_built_after(dcur, target_q, t.qualified, log),
+            dcur.copy(f"COPY {target_q} ({column_list('postgresql', t)}) FROM STDIN") as into,
+        ):
             for row in rows:
                 into.write_row(row)
                 count += 1

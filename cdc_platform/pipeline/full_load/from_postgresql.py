@@ -18,6 +18,7 @@ from cdc_platform.pipeline.full_load.common import (
     load_local_file,
     refuse_other_count,
 )
+from cdc_platform.pipeline.full_load.pg_deferred_key import primary_key_built_after
 from cdc_platform.pipeline.load_errors import FullLoadError
 from cdc_platform.pipeline.pg_client import PsqlCopyOut, psql_for
 from cdc_platform.pipeline.pg_rows import begin_pg_snapshot
@@ -73,21 +74,20 @@ def pg_to_pg(
         first = next(blocks, None)  # the source's snapshot taken and the format chosen
         fmt = " (FORMAT binary)" if binary[0] else ""
         log(f"{t.qualified}: copying in PostgreSQL's {'binary' if binary[0] else 'text'} format")
-        insert = (
-            f"COPY {qualified('postgresql', job.target_schema, job.target_name)} ({names}) FROM STDIN{fmt}"
-        )
-        with dcur.copy(insert) as into:
-            for block in itertools.chain([first] if first is not None else [], blocks):
-                into.write(block)
-                nbytes += len(block)
-                if binary[0]:
-                    progress.tick_bytes(nbytes)
-                else:
-                    rows += block.count(b"\n")
-                    progress.tick(rows)
-        if binary[0]:
-            rows = source_rows[0]
-        refuse_other_count(dcur.rowcount, rows, job)
+        target_q = qualified("postgresql", job.target_schema, job.target_name)
+        with primary_key_built_after(dcur, target_q, t.qualified, log):
+            with dcur.copy(f"COPY {target_q} ({names}) FROM STDIN{fmt}") as into:
+                for block in itertools.chain([first] if first is not None else [], blocks):
+                    into.write(block)
+                    nbytes += len(block)
+                    if binary[0]:
+                        progress.tick_bytes(nbytes)
+                    else:
+                        rows += block.count(b"\n")
+                        progress.tick(rows)
+            if binary[0]:
+                rows = source_rows[0]
+            refuse_other_count(dcur.rowcount, rows, job)
         d.commit()
     return rows, nbytes, {}
 

@@ -1,0 +1,116 @@
+"""A full load into PostgreSQL builds the target's primary key once the rows are in
+(``pg_deferred_key``): the key that comes back is the key that was there, a key the table refers to
+itself is left alone, and rows that break the key fail the load with the table as it was."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdc_platform.pipeline.full_load import FullLoadError, copy_table
+from cdc_platform.schema.discovery import discover_pipeline_tables
+from cdc_platform.schema.model import CopyJob
+from tests.pipeline_support import connection, create_target_table, write_specs
+from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
+
+pytestmark = pytest.mark.integration
+ROWS = 20_000
+DEFERRED = "building the target's primary key"
+KEY_SQL = """SELECT con.conname, pg_get_constraintdef(con.oid), idx.indisvalid, idx.indisprimary
+             FROM pg_constraint con JOIN pg_index idx ON idx.indexrelid = con.conindid
+             WHERE con.conrelid = 'replica.items'::regclass AND con.contype = 'p'"""
+
+
+def _items(stack, tmp_path, source_kind: str, src: str, tgt: str) -> tuple:
+    """``items`` (two-column key, a parent reference, a text) with ROWS rows on the source, its
+    mapped empty table on the PostgreSQL target; the specs and the copy job."""
+    ddl = "CREATE TABLE items (id int NOT NULL, part int NOT NULL, parent int, v varchar(40), PRIMARY KEY (id, part))"
+    fill = "INSERT INTO items SELECT {g}, {g} % 3, nullif({g} - 1, 0), concat('v', {g} % 7) FROM {series}"
+    if source_kind == "postgresql":
+        with pg_connect(stack, src) as conn:
+            conn.execute(ddl)
+            conn.execute(fill.format(g="g", series=f"generate_series(1, {ROWS}) g"))
+        names = ["public.items"]
+    else:
+        with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
+            cur.execute(ddl)
+            cur.execute(fill.format(g="seq", series=f"seq_1_to_{ROWS}"))
+        names = [f"{src}.items"]
+    specs = write_specs(
+        tmp_path,
+        {"src": connection(stack, source_kind, src), "tgt": connection(stack, "postgresql", tgt)},
+        [{"name": unique("key"), "source": "src", "target": "tgt", "target_schema": "replica",
+          "mode": "full_load_only", "tables": {"names": names}}],
+    )  # fmt: skip
+    spec = next(iter(specs.pipelines.values())).spec
+    table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
+    create_target_table(stack, "postgresql", tgt, "items", table, source_kind)
+    return specs, CopyJob(table, "replica", "items")
+
+
+def _source_database(stack, source_kind: str):
+    return pg_database(stack, "src") if source_kind == "postgresql" else mariadb_database(stack, "src")
+
+
+@pytest.mark.parametrize("source_kind", ["postgresql", "mariadb"])
+def test_the_key_built_after_the_rows_is_the_key_the_table_had(stack, tmp_path, source_kind):
+    with _source_database(stack, source_kind) as src, pg_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, source_kind, src, tgt)
+        with pg_connect(stack, tgt) as conn:
+            before = conn.execute(KEY_SQL).fetchall()
+        assert len(before) == 1 and before[0][1] == "PRIMARY KEY (id, part)", before
+        logged: list[str] = []
+        stats = copy_table(
+            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+        )
+        assert stats.rows == ROWS
+        assert any(DEFERRED in line for line in logged), logged
+        with pg_connect(stack, tgt) as conn:
+            assert conn.execute(KEY_SQL).fetchall() == before  # same name and definition, valid, primary
+            assert conn.execute("SELECT count(*), count(DISTINCT (id, part)), sum(id) FROM replica.items").fetchone() \
+                == (ROWS, ROWS, ROWS * (ROWS + 1) // 2)  # fmt: skip
+            # the key does its job after the load, as the sink's upserts need it to
+            with pytest.raises(Exception, match="duplicate key value violates unique constraint"):
+                conn.execute("INSERT INTO replica.items (id, part) VALUES (1, 1)")
+
+
+def test_a_key_the_table_itself_refers_to_stays_in_place_during_the_load(stack, tmp_path):
+    """A self-referencing foreign key depends on the key's index: the key cannot be dropped, so the
+    load keeps it and inserts into it as before, instead of failing."""
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, "postgresql", src, tgt)
+        with pg_connect(stack, tgt) as conn:
+            # left NULL by the load (not a source column), so MATCH SIMPLE checks no row
+            conn.execute("ALTER TABLE replica.items ADD COLUMN parent_part int")
+            conn.execute("ALTER TABLE replica.items ADD CONSTRAINT items_parent FOREIGN KEY (parent, parent_part) "
+                         "REFERENCES replica.items (id, part)")  # fmt: skip
+        logged: list[str] = []
+        stats = copy_table(
+            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+        )
+        assert stats.rows == ROWS
+        assert not any(DEFERRED in line for line in logged), logged
+        with pg_connect(stack, tgt) as conn:
+            assert conn.execute(KEY_SQL).fetchone()[:2] == ("items_pkey", "PRIMARY KEY (id, part)")
+            assert conn.execute("SELECT count(*) FROM replica.items").fetchone()[0] == ROWS
+
+
+def test_rows_that_break_the_key_fail_the_load_and_the_table_keeps_its_rows_and_key(stack, tmp_path):
+    """The target's key is not the source's (a user re-keyed it): the source's rows repeat it. The
+    load fails naming the table and the key's violation; the rows and the key from before remain."""
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, "postgresql", src, tgt)
+        with pg_connect(stack, tgt) as conn:
+            conn.execute("ALTER TABLE replica.items DROP CONSTRAINT items_pkey")
+            conn.execute("ALTER TABLE replica.items ADD CONSTRAINT items_by_v PRIMARY KEY (v)")
+            conn.execute("INSERT INTO replica.items (id, part, v) VALUES (1, 0, 'a'), (2, 0, 'b')")
+        with pytest.raises(
+            FullLoadError, match=r"public\.items: the rows loaded do not fit the target's primary key"
+        ):
+            copy_table(
+                specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _: None
+            )
+        with pg_connect(stack, tgt) as conn:
+            assert conn.execute("SELECT v FROM replica.items ORDER BY v").fetchall() == [("a",), ("b",)]
+            assert conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'replica.items'::regclass"
+            ).fetchall() == [("items_by_v", "PRIMARY KEY (v)")]
