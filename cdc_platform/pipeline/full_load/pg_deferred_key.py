@@ -2,7 +2,7 @@
 
 A ``COPY`` into a table with its primary key inserts every row into the key's B-tree as well; the
 same ``ALTER TABLE ... ADD PRIMARY KEY`` after the rows are in sorts the keys once and writes the
-index in one pass, as ``pg_restore`` does (1.14-1.22x on a whole load here, bench/README.md).
+index in one pass, as ``pg_restore`` does (1.2-1.3x on a 10M-row ``COPY`` here, bench/README.md).
 Everything happens in the load's own transaction, after its ``TRUNCATE``: no other session sees the
 table without its key, and a failure rolls back to the table as it was, key included.
 
@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from psycopg import errors as pg_errors
 
 from cdc_platform.pipeline.load_errors import FullLoadError
+from cdc_platform.schema.ddl import quote
 
 #: the target's primary key, and whether anything makes dropping it for the load unsafe
 PRIMARY_KEY_SQL = """
@@ -40,29 +41,26 @@ WHERE con.conrelid = to_regclass(%s) AND con.contype = 'p'
 INDEX_BUILD_MEMORY = "256MB"
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @contextmanager
-def primary_key_built_after(cur, target: str, label: str, log: Callable[[str], None]) -> Iterator[bool]:
+def primary_key_built_after(cur, target: str, label: str, log: Callable[[str], None]) -> Iterator[None]:
     """Around a load into ``target`` (a qualified, quoted name) inside an open transaction that has
     just truncated it: drops its primary key where that is safe, and adds it back, with its own name
-    and definition, once the rows are in. Yields whether the key was deferred.
+    and definition, once the rows are in.
 
-    Rows that break the key (only possible when the source has no key of its own) fail the load
+    Rows that break the key (possible only when the target's key is not the source's) fail the load
     with the key's own message, naming ``label``, and the transaction rolls back.
     """
     found = cur.execute(PRIMARY_KEY_SQL, (target,)).fetchone()
     if found is None or found[2]:
-        yield False
+        yield
         return
     name, definition, _ = found
-    cur.execute(f"ALTER TABLE {target} DROP CONSTRAINT {_ident(name)}")
-    yield True
+    constraint = quote("postgresql", name)
+    cur.execute(f"ALTER TABLE {target} DROP CONSTRAINT {constraint}")
+    yield
     log(f"{label}: building the target's primary key {name} over the rows loaded")
     cur.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
     try:
-        cur.execute(f"ALTER TABLE {target} ADD CONSTRAINT {_ident(name)} {definition}")
+        cur.execute(f"ALTER TABLE {target} ADD CONSTRAINT {constraint} {definition}")
     except (pg_errors.UniqueViolation, pg_errors.NotNullViolation) as exc:
         raise FullLoadError(f"{label}: the rows loaded do not fit the target's primary key: {exc}") from exc
