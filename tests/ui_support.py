@@ -173,11 +173,13 @@ class DagsterUI:
 
     # --- what the page shows --------------------------------------------------------------------
 
-    def open(self, path: str, until: str) -> str:
-        """The page's visible text once ``until`` shows on it (the UI renders after its queries
-        answer, later on a loaded machine than networkidle says)."""
+    def open(self, path: str, until: str | tuple[str, ...]) -> str:
+        """The page's visible text once every text of ``until`` shows on it. The UI renders after
+        its queries answer, later on a loaded machine than networkidle says, and a page's parts
+        answer apart: a run page shows its Terminate button before its tags and logs."""
         self.page.goto(f"{self.url}{path}", wait_until="networkidle")
-        self.page.get_by_text(until).first.wait_for(timeout=60_000)
+        for text in (until,) if isinstance(until, str) else until:
+            self.page.get_by_text(text).first.wait_for(timeout=60_000)
         return self.page.inner_text("body")
 
     def check_status_shown(self, key: list[str], check: str) -> str:

@@ -65,7 +65,7 @@ def test_an_operator_sees_the_writer_runs_and_a_terminated_one_comes_back(
                 text = ui.open("/runs", until=WRITER_JOB)
                 assert text.count(WRITER_JOB) >= 2, text[:2000]
                 ui.screenshot("1-two-writer-runs")
-                page = ui.open(f"/runs/{started['1/2']}", until="Terminate")
+                page = ui.open(f"/runs/{started['1/2']}", until=("Terminate", name))
                 assert "Terminate" in page and f"{name}" in page
 
                 # the operator stops share 1 (what the run page's Terminate button asks the server)
