@@ -1,6 +1,7 @@
-"""A full load into PostgreSQL builds the target's primary key once the rows are in
-(``pg_deferred_key``): the key that comes back is the key that was there, a key the table refers to
-itself is left alone, and rows that break the key fail the load with the table as it was."""
+"""A full load into PostgreSQL builds the target's primary key and other indexes once the rows are in
+(``pg_deferred_key``): the key and indexes that come back are the ones that were there, a key the
+table refers to itself and an index with a comment are left alone, and rows that break the key or
+a unique index fail the load with the table as it was."""
 
 from __future__ import annotations
 
@@ -114,3 +115,88 @@ def test_rows_that_break_the_key_fail_the_load_and_the_table_keeps_its_rows_and_
             assert conn.execute(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'replica.items'::regclass"
             ).fetchall() == [("items_by_v", "PRIMARY KEY (v)")]
+
+
+INDEXES_SQL = """SELECT ic.relname, pg_get_indexdef(idx.indexrelid), idx.indisvalid, obj_description(ic.oid, 'pg_class')
+                 FROM pg_index idx JOIN pg_class ic ON ic.oid = idx.indexrelid
+                 WHERE idx.indrelid = 'replica.items'::regclass ORDER BY ic.relname"""
+
+
+def test_secondary_indexes_come_back_as_they_were_and_one_with_a_comment_stays(stack, tmp_path):
+    """A plain, a unique, a partial expression index and one with a comment on the target: the first
+    three are built after the rows (the log names them), the fourth stays in place; afterwards every
+    index has its own name, definition and comment, is valid, and the unique one rejects a duplicate."""
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, "postgresql", src, tgt)
+        with pg_connect(stack, tgt) as conn:
+            conn.execute("CREATE INDEX items_v ON replica.items (v, parent DESC)")
+            conn.execute("CREATE UNIQUE INDEX items_id_part ON replica.items ((id * 10 + part))")
+            conn.execute("CREATE INDEX items_lower_v ON replica.items (lower(v)) WHERE parent IS NOT NULL")
+            conn.execute("CREATE INDEX items_parent ON replica.items (parent)")
+            conn.execute("COMMENT ON INDEX replica.items_parent IS 'for the parent lookups'")
+            before = conn.execute(INDEXES_SQL).fetchall()
+        assert len(before) == 5, before
+        logged: list[str] = []
+        stats = copy_table(
+            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+        )
+        assert stats.rows == ROWS
+        built = [line for line in logged if DEFERRED in line]
+        assert len(built) == 1 and "indexes items_id_part, items_lower_v, items_v" in built[0], logged
+        assert "items_parent" not in built[0]
+        with pg_connect(stack, tgt) as conn:
+            assert conn.execute(INDEXES_SQL).fetchall() == before
+            with pytest.raises(
+                Exception, match='duplicate key value violates unique constraint "items_id_part"'
+            ):
+                conn.execute(
+                    "INSERT INTO replica.items (id, part) VALUES (0, 11)"
+                )  # 0 * 10 + 11 = row (1, 1)
+
+
+def test_rows_that_break_a_unique_index_fail_the_load_and_the_table_keeps_its_rows_and_indexes(
+    stack, tmp_path
+):
+    """A unique index of the target's own that the source's rows repeat (``part`` has three values):
+    the load fails naming the table and the index; the rows and indexes from before remain."""
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, "postgresql", src, tgt)
+        with pg_connect(stack, tgt) as conn:
+            conn.execute("CREATE UNIQUE INDEX items_one_per_part ON replica.items (part)")
+            conn.execute("INSERT INTO replica.items (id, part, v) VALUES (1, 0, 'a'), (2, 1, 'b')")
+            before = conn.execute(INDEXES_SQL).fetchall()
+        with pytest.raises(
+            FullLoadError,
+            match=r"public\.items: the rows loaded do not fit the target's unique index items_one_per_part",
+        ):
+            copy_table(
+                specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _: None
+            )
+        with pg_connect(stack, tgt) as conn:
+            assert conn.execute("SELECT v FROM replica.items ORDER BY v").fetchall() == [("a",), ("b",)]
+            assert conn.execute(INDEXES_SQL).fetchall() == before
+
+
+def test_a_unique_index_a_foreign_key_uses_stays_in_place_during_the_load(stack, tmp_path):
+    """A foreign key of the table's own refers to a unique index that backs no constraint: the index
+    cannot be dropped, so the load keeps it and builds only the one beside it afterwards."""
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, "postgresql", src, tgt)
+        with pg_connect(stack, tgt) as conn:
+            conn.execute("CREATE UNIQUE INDEX items_id_v ON replica.items (id, v)")
+            conn.execute("CREATE INDEX items_v ON replica.items (v)")
+            conn.execute("ALTER TABLE replica.items ADD COLUMN parent_v varchar(40)")  # NULL: no row checked
+            conn.execute("ALTER TABLE replica.items ADD CONSTRAINT items_parent FOREIGN KEY (parent, parent_v) "
+                         "REFERENCES replica.items (id, v)")  # fmt: skip
+            before = conn.execute(INDEXES_SQL).fetchall()
+        logged: list[str] = []
+        stats = copy_table(
+            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+        )
+        assert stats.rows == ROWS
+        built = [line for line in logged if "building the target's" in line]
+        assert len(built) == 1 and built[0].endswith(
+            "building the target's index items_v over the rows loaded"
+        ), logged
+        with pg_connect(stack, tgt) as conn:
+            assert conn.execute(INDEXES_SQL).fetchall() == before

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
-from cdc_platform.pipeline.full_load.pg_deferred_key import primary_key_built_after
+from cdc_platform.pipeline.full_load.pg_deferred_key import indexes_built_after
 from cdc_platform.pipeline.load_errors import FullLoadError
 from cdc_platform.pipeline.mysql_session import session_watchdog
 from cdc_platform.schema.ddl import qualified, quote, shadow_name, truncate_sql
@@ -313,7 +313,7 @@ def rows_to_pg(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log) -> int:
         dcur.execute("SET LOCAL TIME ZONE 'UTC'")
         dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
         with (
-            primary_key_built_after(dcur, target_q, t.qualified, log),
+            indexes_built_after(dcur, target_q, t.qualified, log),
             dcur.copy(f"COPY {target_q} ({column_list('postgresql', t)}) FROM STDIN") as into,
         ):
             for row in rows:

@@ -8,7 +8,7 @@ from pathlib import Path
 from cdc_platform.db import pg_connect
 from cdc_platform.pipeline.client_process import ClientUnavailable
 from cdc_platform.pipeline.full_load.common import Progress, column_list, load_data_local, refuse_other_count
-from cdc_platform.pipeline.full_load.pg_deferred_key import primary_key_built_after
+from cdc_platform.pipeline.full_load.pg_deferred_key import indexes_built_after
 from cdc_platform.pipeline.load_errors import FullLoadError
 from cdc_platform.pipeline.mysql_client import ClientResult, client_for
 from cdc_platform.pipeline.mysql_copy_text import (
@@ -82,7 +82,7 @@ def mysql_to_pg(src, dst, job: CopyJob, specs_dir: Path, snapshot, log, batch_si
         dcur.execute("SET LOCAL TIME ZONE 'UTC'")
         dcur.execute("SET LOCAL client_encoding = 'UTF8'")  # the lines are utf8mb4 bytes
         dcur.execute(truncate_sql("postgresql", job.target_schema, job.target_name))
-        with primary_key_built_after(dcur, target_q, t.qualified, log):
+        with indexes_built_after(dcur, target_q, t.qualified, log):
             with dcur.copy(f"COPY {target_q} ({column_list('postgresql', t)}) FROM STDIN") as into:
                 for block, count in mysql_copy_text_blocks(src, job, specs_dir, batch_size, substituted, log):
                     into.write(block)

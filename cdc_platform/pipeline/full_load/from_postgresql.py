@@ -18,7 +18,7 @@ from cdc_platform.pipeline.full_load.common import (
     load_local_file,
     refuse_other_count,
 )
-from cdc_platform.pipeline.full_load.pg_deferred_key import primary_key_built_after
+from cdc_platform.pipeline.full_load.pg_deferred_key import indexes_built_after
 from cdc_platform.pipeline.load_errors import FullLoadError
 from cdc_platform.pipeline.pg_client import PsqlCopyOut, psql_for
 from cdc_platform.pipeline.pg_rows import begin_pg_snapshot
@@ -75,7 +75,7 @@ def pg_to_pg(
         fmt = " (FORMAT binary)" if binary[0] else ""
         log(f"{t.qualified}: copying in PostgreSQL's {'binary' if binary[0] else 'text'} format")
         target_q = qualified("postgresql", job.target_schema, job.target_name)
-        with primary_key_built_after(dcur, target_q, t.qualified, log):
+        with indexes_built_after(dcur, target_q, t.qualified, log):
             with dcur.copy(f"COPY {target_q} ({names}) FROM STDIN{fmt}") as into:
                 for block in itertools.chain([first] if first is not None else [], blocks):
                     into.write(block)
