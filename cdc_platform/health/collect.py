@@ -13,9 +13,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
-
 from cdc_platform.db import mysql_connect, pg_connect
 from cdc_platform.health.jmx import JmxWatch, read_jmx
 from cdc_platform.health.metrics_store import Sample
@@ -90,6 +87,9 @@ def kafka_offsets(
 ) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, int]]:
     """End offsets per topic, committed offsets per sink group and topic (summed over partitions),
     and the messages each dead-letter topic holds (end minus earliest offset)."""
+    # lazy: librdkafka's bindings only when a metrics pass reads Kafka, not at every code-location load
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient, OffsetSpec
 
     admin = AdminClient(kafka_client_config(bootstrap, **{"socket.timeout.ms": 5000}))
     topics = sorted({t.topic for w in watches for t in w.tables})

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-
 from cdc_platform.health.metrics_store import MetricsStore, Sample
 from cdc_platform.kafka_log import kafka_client_config
 from cdc_platform.pipeline.plan import PipelineNames
@@ -27,6 +25,9 @@ SOURCE_MS, WRITTEN_MS = "heartbeat_source_ms", "heartbeat_written_ms"
 def read_heartbeat(bootstrap: str, pipeline: str, topic: str, budget_seconds: float = 5.0) -> int | None:
     """The newest heartbeat's source time among those since the writer's last read (None: none
     arrived), its offsets committed to the writer's group once read."""
+    # lazy: librdkafka's bindings only when the writer reads heartbeats, not at every code-location load
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
     consumer = Consumer(kafka_client_config(bootstrap, **{"group.id": PipelineNames(pipeline).s3_writer_group,
                                                           "enable.auto.commit": False,
                                                           "auto.offset.reset": "earliest"}))  # fmt: skip
