@@ -200,3 +200,34 @@ def test_a_unique_index_a_foreign_key_uses_stays_in_place_during_the_load(stack,
         ), logged
         with pg_connect(stack, tgt) as conn:
             assert conn.execute(INDEXES_SQL).fetchall() == before
+
+
+def test_a_target_that_is_a_partition_keeps_its_inherited_key_and_indexes(stack, tmp_path):
+    """The target is one partition of a partitioned table: its key and the index it inherits belong
+    to the parent's (neither can be dropped on its own), so the load keeps them and builds only the
+    partition's own index afterwards."""
+    with pg_database(stack, "src") as src, pg_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, "postgresql", src, tgt)
+        with pg_connect(stack, tgt) as conn:
+            conn.execute(
+                "CREATE TABLE replica.items_all (LIKE replica.items INCLUDING ALL) PARTITION BY RANGE (id)"
+            )
+            conn.execute("CREATE INDEX items_all_v ON replica.items_all (v)")
+            conn.execute(
+                f"ALTER TABLE replica.items_all ATTACH PARTITION replica.items FOR VALUES FROM (1) TO ({ROWS + 1})"
+            )
+            conn.execute("CREATE INDEX items_parent_only ON replica.items (parent)")
+            before = conn.execute(INDEXES_SQL).fetchall()
+        assert len(before) == 3, before  # the key, the inherited index, the partition's own
+        logged: list[str] = []
+        stats = copy_table(
+            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+        )
+        assert stats.rows == ROWS
+        built = [line for line in logged if "building the target's" in line]
+        assert len(built) == 1 and built[0].endswith(
+            "building the target's index items_parent_only over the rows loaded"
+        ), logged
+        with pg_connect(stack, tgt) as conn:
+            assert conn.execute(INDEXES_SQL).fetchall() == before
+            assert conn.execute("SELECT count(*) FROM replica.items_all").fetchone()[0] == ROWS

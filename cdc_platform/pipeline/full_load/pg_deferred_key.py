@@ -12,7 +12,8 @@ An index is left where it is whenever dropping it could change anything beyond t
 lose something its definition does not carry: a constraint other than the primary key owns it or a
 foreign key refers to it (for the key: to the table at all), it is the replica identity or the
 index the table is clustered on, it lives in its own tablespace, it has a comment, it is not valid,
-or the table is not a plain one (partitioned tables keep their indexes on every partition).
+or the table is not a plain one (partitioned tables and their partitions keep their key, and the
+indexes a partition inherits stay too).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cdc_platform.schema.ddl import quote
 PRIMARY_KEY_SQL = """
 SELECT con.conname, pg_get_constraintdef(con.oid),
        cls.relkind <> 'r'
+       OR cls.relispartition
        OR cls.relreplident = 'i'
        OR idx.indisclustered
        OR ic.reltablespace <> 0
