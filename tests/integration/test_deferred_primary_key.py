@@ -177,6 +177,22 @@ def test_rows_that_break_a_unique_index_fail_the_load_and_the_table_keeps_its_ro
             assert conn.execute(INDEXES_SQL).fetchall() == before
 
 
+def _load_building_only(stack, tgt: str, specs, job, index: str, before: list) -> None:
+    """Loads ``job``; the log names ``index`` alone as built after the rows, and every index of the
+    target is afterwards as it was (``before``)."""
+    logged: list[str] = []
+    stats = copy_table(
+        specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+    )
+    assert stats.rows == ROWS
+    built = [line for line in logged if "building the target's" in line]
+    assert len(built) == 1 and built[0].endswith(
+        f"building the target's index {index} over the rows loaded"
+    ), logged
+    with pg_connect(stack, tgt) as conn:
+        assert conn.execute(INDEXES_SQL).fetchall() == before
+
+
 def test_a_unique_index_a_foreign_key_uses_stays_in_place_during_the_load(stack, tmp_path):
     """A foreign key of the table's own refers to a unique index that backs no constraint: the index
     cannot be dropped, so the load keeps it and builds only the one beside it afterwards."""
@@ -189,17 +205,7 @@ def test_a_unique_index_a_foreign_key_uses_stays_in_place_during_the_load(stack,
             conn.execute("ALTER TABLE replica.items ADD CONSTRAINT items_parent FOREIGN KEY (parent, parent_v) "
                          "REFERENCES replica.items (id, v)")  # fmt: skip
             before = conn.execute(INDEXES_SQL).fetchall()
-        logged: list[str] = []
-        stats = copy_table(
-            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
-        )
-        assert stats.rows == ROWS
-        built = [line for line in logged if "building the target's" in line]
-        assert len(built) == 1 and built[0].endswith(
-            "building the target's index items_v over the rows loaded"
-        ), logged
-        with pg_connect(stack, tgt) as conn:
-            assert conn.execute(INDEXES_SQL).fetchall() == before
+        _load_building_only(stack, tgt, specs, job, "items_v", before)
 
 
 def test_a_target_that_is_a_partition_keeps_its_inherited_key_and_indexes(stack, tmp_path):
@@ -219,15 +225,6 @@ def test_a_target_that_is_a_partition_keeps_its_inherited_key_and_indexes(stack,
             conn.execute("CREATE INDEX items_parent_only ON replica.items (parent)")
             before = conn.execute(INDEXES_SQL).fetchall()
         assert len(before) == 3, before  # the key, the inherited index, the partition's own
-        logged: list[str] = []
-        stats = copy_table(
-            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
-        )
-        assert stats.rows == ROWS
-        built = [line for line in logged if "building the target's" in line]
-        assert len(built) == 1 and built[0].endswith(
-            "building the target's index items_parent_only over the rows loaded"
-        ), logged
+        _load_building_only(stack, tgt, specs, job, "items_parent_only", before)
         with pg_connect(stack, tgt) as conn:
-            assert conn.execute(INDEXES_SQL).fetchall() == before
             assert conn.execute("SELECT count(*) FROM replica.items_all").fetchone()[0] == ROWS
