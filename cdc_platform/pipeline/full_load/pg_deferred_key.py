@@ -91,11 +91,11 @@ def indexes_built_after(cur, target: str, label: str, log: Callable[[str], None]
     log(f"{label}: building the target's {_what(key[0] if key else None, [name for name, _, _ in indexes])} "
         "over the rows loaded")  # fmt: skip
     cur.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
-    try:
-        if key is not None:
+    if key is not None:
+        try:
             cur.execute(f"ALTER TABLE {target} ADD CONSTRAINT {quote('postgresql', key[0])} {key[1]}")
-    except (pg_errors.UniqueViolation, pg_errors.NotNullViolation) as exc:
-        raise FullLoadError(f"{label}: the rows loaded do not fit the target's primary key: {exc}") from exc
+        except (pg_errors.UniqueViolation, pg_errors.NotNullViolation) as exc:
+            raise FullLoadError(f"{label}: the rows loaded do not fit the target's primary key: {exc}") from exc
     for name, _, definition in indexes:
         try:
             cur.execute(definition)
