@@ -95,7 +95,9 @@ def indexes_built_after(cur, target: str, label: str, log: Callable[[str], None]
         try:
             cur.execute(f"ALTER TABLE {target} ADD CONSTRAINT {quote('postgresql', key[0])} {key[1]}")
         except (pg_errors.UniqueViolation, pg_errors.NotNullViolation) as exc:
-            raise FullLoadError(f"{label}: the rows loaded do not fit the target's primary key: {exc}") from exc
+            raise FullLoadError(
+                f"{label}: the rows loaded do not fit the target's primary key: {exc}"
+            ) from exc
     for name, _, definition in indexes:
         try:
             cur.execute(definition)
