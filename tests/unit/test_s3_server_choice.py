@@ -56,9 +56,12 @@ def test_up_tells_which_server_a_running_pid_is(tmp_path):
     """A process that is not ``weed`` counts as moto, and ``weed`` as SeaweedFS."""
     fake = tmp_path / "weed"
     fake.symlink_to(sys.executable)  # a program whose name is weed
-    weed_like = subprocess.Popen([str(fake), "-c", "import time; time.sleep(30)"])
-    python = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # each child says it runs once exec has replaced the forked pytest, whose cmdline it had till then
+    sleeper = "print('ready', flush=True); import time; time.sleep(30)"
+    weed_like = subprocess.Popen([str(fake), "-c", sleeper], stdout=subprocess.PIPE, text=True)
+    python = subprocess.Popen([sys.executable, "-c", sleeper], stdout=subprocess.PIPE, text=True)
     try:
+        assert weed_like.stdout.readline() == python.stdout.readline() == "ready\n"
         assert _s3(tmp_path, "seaweedfs").runs_as_configured(weed_like.pid)
         assert not _s3(tmp_path, "moto").runs_as_configured(weed_like.pid)
         assert _s3(tmp_path, "moto").runs_as_configured(python.pid)
@@ -67,3 +70,4 @@ def test_up_tells_which_server_a_running_pid_is(tmp_path):
         for process in (weed_like, python):
             process.kill()
             process.wait()
+            process.stdout.close()
