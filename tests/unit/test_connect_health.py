@@ -15,8 +15,9 @@ from cdc_platform.dagster.connect_health import (
     evaluate,
     mask,
     recovery_requests,
+    worker_event,
 )
-from cdc_platform.dagster.health_memory import ConnectorMemory, dump_cursor, load_cursor
+from cdc_platform.dagster.health_memory import REPORT_EVERY_SECONDS, ConnectorMemory, dump_cursor, load_cursor
 from cdc_platform.health.recovery import RecoveryPolicy, TaskHistory, decide, error_signature, not_retryable
 from cdc_platform.kafka_connect import KafkaConnectResource
 
@@ -206,3 +207,21 @@ def test_a_failed_task_makes_the_reported_state_failed_though_the_connector_runs
     assert failed.metadata["failed_tasks"] == 1 and not failed.passed
     running = assess(W, entry(), ConnectorMemory(), 0, HealthSettings(policy=POLICY))
     assert running.metadata["state"] == running.metadata["connector_state"] == "RUNNING"
+
+
+def test_the_worker_is_reported_on_change_or_every_few_minutes_not_every_tick():
+    key, memory = dg.AssetKey("kafka_connect_worker"), ConnectorMemory()
+    first = worker_event(key, {"p-sink", "stray"}, {"p-sink"}, True, memory, now=1000.0)
+    assert first is not None and first.metadata["orphans"].value == ["stray"]
+    assert worker_event(key, {"p-sink", "stray"}, {"p-sink"}, True, memory, now=1010.0) is None
+    changed = worker_event(key, {"p-sink"}, {"p-sink"}, True, memory, now=1020.0)
+    assert changed is not None and changed.metadata["orphan_count"].value == 0
+    assert (
+        worker_event(key, {"p-sink"}, {"p-sink"}, True, memory, now=1020.0 + REPORT_EVERY_SECONDS - 1) is None
+    )
+    assert (
+        worker_event(key, {"p-sink"}, {"p-sink"}, True, memory, now=1020.0 + REPORT_EVERY_SECONDS) is not None
+    )
+    unreachable = worker_event(key, set(), {"p-sink"}, False, memory, now=1021.0 + REPORT_EVERY_SECONDS)
+    assert unreachable is not None and set(unreachable.metadata) == {"reachable"}
+    assert unreachable.metadata["reachable"].value == 0.0
