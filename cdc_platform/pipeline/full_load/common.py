@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
+from cdc_platform.pipeline.full_load import mysql_deferred_indexes
 from cdc_platform.pipeline.full_load.pg_deferred_key import indexes_built_after
 from cdc_platform.pipeline.load_errors import FullLoadError
 from cdc_platform.pipeline.mysql_session import session_watchdog
@@ -132,7 +133,7 @@ def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Ite
     producer = threading.Thread(target=produce, name=f"copy {t.qualified}", daemon=True)
     try:
         loaded = load_local_file(dst, job, specs_dir, [fifo], line_format, columns, sets, start=producer.start,
-                                 finish=finish, abandon=abandon, sent_rows=sent_rows)  # fmt: skip
+                                 finish=finish, abandon=abandon, sent_rows=sent_rows, log=log)  # fmt: skip
     finally:
         if producer.ident is not None:  # started: make sure it is not left waiting on the FIFO
             release(os.O_RDONLY)
@@ -144,7 +145,8 @@ def load_data_local(dst, job: CopyJob, specs_dir: Path, blocks: Callable[[], Ite
 
 def load_local_file(dst, job: CopyJob, specs_dir: Path, paths: list[str], line_format: str, columns: list[str],
                     sets: list[str], *, start: Callable[[], None], finish: Callable[[], None],
-                    abandon: Callable[[], None], sent_rows: Callable[[], int]) -> int:  # fmt: skip
+                    abandon: Callable[[], None], sent_rows: Callable[[], int],
+                    log: Callable[[str], None]) -> int:  # fmt: skip
     """``LOAD DATA LOCAL INFILE`` of each of ``paths`` on a shadow of the target table, swapped in on
     success: the rows loaded. Each path is a stream another party writes (a FIFO, a client's pipe).
 
@@ -159,7 +161,8 @@ def load_local_file(dst, job: CopyJob, specs_dir: Path, paths: list[str], line_f
     ``abandon()`` runs when a load fails, so no writer waits forever on a stream nobody reads (and the
     other loads end). ``sent_rows()``, asked after ``finish()``, is how many rows the source sent; a
     load of any other number is refused: a format the server reads differently from how it was written
-    (a ``sql_mode``, an escape, a line terminator) loses rows without a warning.
+    (a ``sql_mode``, an escape, a line terminator) loses rows without a warning. The shadow's secondary
+    indexes are built once the rows are in (``mysql_deferred_indexes``), before the swap.
     """
     t = job.table
     dconn = mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
@@ -167,40 +170,41 @@ def load_local_file(dst, job: CopyJob, specs_dir: Path, paths: list[str], line_f
     try:
         reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
         with dconn.cursor() as dcur, mysql_shadow(dcur, job, reconnect) as shadow:
-            sessions += [mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
-                         for _ in paths[1:]]  # fmt: skip
             target = qualified("mysql", job.target_schema, shadow)
-            loads = [
-                f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {target} {line_format} ({', '.join(columns)})"
-                + (f" SET {', '.join(sets)}" if sets else "")
-                for path in paths
-            ]
-            start()
-            try:
-                outcomes = _load_at_once(sessions, loads, dst, specs_dir, abandon, job)
-                finish()
-                loaded = sum(o.rows for o in outcomes)
-                refuse_other_count(loaded, sent_rows(), job, "LOAD DATA")
-                warnings = sum(o.warnings for o in outcomes)
-                if warnings:
-                    shown = "; ".join(w for o in outcomes for w in o.shown)
-                    raise FullLoadError(
-                        f"{t.qualified} -> {job.target_schema}.{job.target_name}: MariaDB/MySQL reported "
-                        f"{warnings} warning(s) loading the rows, so values would have changed; the target "
-                        f"table was left as it was. First: {shown}"
-                    )
-                for session in sessions[1:]:
-                    session.commit()
-            except BaseException:
-                # the other sessions' open transactions hold the shadow's metadata lock, which the
-                # shadow's DROP below would wait for forever: they end first
-                for session in sessions[1:]:
-                    with contextlib.suppress(Exception):
-                        session.rollback()
-                    with contextlib.suppress(Exception):
-                        session.close()
-                raise
-            dconn.commit()
+            with mysql_deferred_indexes.indexes_built_after(dcur, target, t.qualified, log):
+                sessions += [mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
+                             for _ in paths[1:]]  # fmt: skip
+                loads = [
+                    f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {target} {line_format} ({', '.join(columns)})"
+                    + (f" SET {', '.join(sets)}" if sets else "")
+                    for path in paths
+                ]
+                start()
+                try:
+                    outcomes = _load_at_once(sessions, loads, dst, specs_dir, abandon, job)
+                    finish()
+                    loaded = sum(o.rows for o in outcomes)
+                    refuse_other_count(loaded, sent_rows(), job, "LOAD DATA")
+                    warnings = sum(o.warnings for o in outcomes)
+                    if warnings:
+                        shown = "; ".join(w for o in outcomes for w in o.shown)
+                        raise FullLoadError(
+                            f"{t.qualified} -> {job.target_schema}.{job.target_name}: MariaDB/MySQL reported "
+                            f"{warnings} warning(s) loading the rows, so values would have changed; the target "
+                            f"table was left as it was. First: {shown}"
+                        )
+                    for session in sessions[1:]:
+                        session.commit()
+                except BaseException:
+                    # the other sessions' open transactions hold the shadow's metadata lock, which the
+                    # shadow's DROP below would wait for forever: they end first
+                    for session in sessions[1:]:
+                        with contextlib.suppress(Exception):
+                            session.rollback()
+                        with contextlib.suppress(Exception):
+                            session.close()
+                    raise
+                dconn.commit()
     finally:
         for session in sessions:
             with contextlib.suppress(Exception):
@@ -336,8 +340,8 @@ def rows_to_mysql(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log, batch
     try:
         reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
         with dconn.cursor() as dcur, mysql_shadow(dcur, job, reconnect) as shadow:
-            insert = insert.replace(qualified("mysql", job.target_schema, job.target_name),
-                                    qualified("mysql", job.target_schema, shadow), 1)  # fmt: skip
+            shadow_q = qualified("mysql", job.target_schema, shadow)
+            insert = insert.replace(qualified("mysql", job.target_schema, job.target_name), shadow_q, 1)
             # unique and foreign-key checks stay on, as in load_data_local (faster here, see there)
             dcur.execute("SET SESSION time_zone = '+00:00'")
             # strict: a value the target cannot hold fails the copy instead of changing silently
@@ -345,7 +349,10 @@ def rows_to_mysql(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log, batch
             batch: list = []
             cut: list[str] = []
             try:
-                with session_watchdog(dconn, dst, specs_dir, cut):
+                with (
+                    mysql_deferred_indexes.indexes_built_after(dcur, shadow_q, t.qualified, log),
+                    session_watchdog(dconn, dst, specs_dir, cut),
+                ):
                     for row in rows:
                         batch.append(row)
                         if len(batch) >= batch_size:

@@ -399,7 +399,7 @@ def pg_to_mysql_direct(binary: str, src, dst, job: CopyJob, specs_dir: Path, sna
         try:
             loaded = load_local_file(dst, job, specs_dir, paths, PG_CSV_FOR_MYSQL, [e[1] for e in exprs],  # type: ignore[arg-type]
                                      [e[2] for e in exprs if e[2]], start=helper.start, finish=finish,
-                                     abandon=abandon, sent_rows=sent_rows)  # fmt: skip
+                                     abandon=abandon, sent_rows=sent_rows, log=log)  # fmt: skip
         finally:
             done.set()
             for reader in readers:

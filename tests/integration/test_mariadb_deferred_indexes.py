@@ -1,0 +1,150 @@
+"""A full load into MariaDB builds the target's secondary indexes once the rows are in its shadow
+(``mysql_deferred_indexes``): every index comes back with its own definition (unique, prefix,
+descending, ignored, commented), a full-text index and one that leads with an ``AUTO_INCREMENT``
+column stay in place, and rows that break a unique index fail the load with the table as it was.
+Both ways rows reach MariaDB are covered: ``LOAD DATA`` (from PostgreSQL and from MariaDB) and the
+``INSERT`` batches of the paths that hold Python rows."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cdc_platform.pipeline.full_load import FullLoadError, copy_table
+from cdc_platform.pipeline.full_load.common import rows_to_mysql
+from cdc_platform.schema.discovery import discover_pipeline_tables
+from cdc_platform.schema.model import CopyJob
+from tests.pipeline_support import connection, create_target_table, write_specs
+from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
+
+pytestmark = pytest.mark.integration
+ROWS = 20_000
+BUILT = "building the target's index"
+#: the target's own indexes beside its key: what the load must give back exactly
+INDEXES = [
+    "ADD UNIQUE KEY items_id_v (id, v)",
+    "ADD KEY items_v (v(12), parent DESC) COMMENT 'for the lookups, (by v)'",
+    "ADD KEY items_parent (parent) IGNORED",
+    "ADD FULLTEXT KEY items_text (v)",
+    "ADD COLUMN n bigint NOT NULL AUTO_INCREMENT, ADD KEY items_n (n, v)",
+]
+
+
+def _items(stack, tmp_path, source_kind: str, src: str, tgt: str) -> tuple:
+    """``items`` with ROWS rows on the source, its mapped table on the MariaDB target with the
+    indexes above; the specs and the copy job."""
+    ddl = "CREATE TABLE items (id int NOT NULL, part int NOT NULL, parent int, v varchar(40), PRIMARY KEY (id, part))"
+    fill = "INSERT INTO items SELECT {g}, {g} % 3, nullif({g} - 1, 0), concat('word', {g} % 7) FROM {series}"
+    if source_kind == "postgresql":
+        with pg_connect(stack, src) as conn:
+            conn.execute(ddl)
+            conn.execute(fill.format(g="g", series=f"generate_series(1, {ROWS}) g"))
+        names = ["public.items"]
+    else:
+        with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
+            cur.execute(ddl)
+            cur.execute(fill.format(g="seq", series=f"seq_1_to_{ROWS}"))
+        names = [f"{src}.items"]
+    specs = write_specs(
+        tmp_path,
+        {"src": connection(stack, source_kind, src), "tgt": connection(stack, "mariadb", tgt)},
+        [{"name": unique("ix"), "source": "src", "target": "tgt", "target_schema": tgt,
+          "mode": "full_load_only", "tables": {"names": names}}],
+    )  # fmt: skip
+    spec = next(iter(specs.pipelines.values())).spec
+    table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
+    create_target_table(stack, "mariadb", tgt, "items", table, source_kind)
+    with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+        for clause in INDEXES:
+            cur.execute(f"ALTER TABLE items {clause}")
+    return specs, CopyJob(table, tgt, "items")
+
+
+def _definition(stack, tgt: str) -> list[str]:
+    """The lines of ``SHOW CREATE TABLE`` without the next ``AUTO_INCREMENT`` value, in order: the
+    indexes rebuilt may now print after one that stayed (``items_n``), which changes nothing else."""
+    with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+        cur.execute("SHOW CREATE TABLE items")
+        return sorted(re.sub(r" AUTO_INCREMENT=\d+", "", cur.fetchone()[1]).splitlines())
+
+
+def _source_database(stack, source_kind: str):
+    return pg_database(stack, "src") if source_kind == "postgresql" else mariadb_database(stack, "src")
+
+
+def _assert_indexes_built_after(logged: list[str]) -> None:
+    built = [line for line in logged if BUILT in line]
+    assert len(built) == 1, logged
+    assert built[0].endswith(
+        "building the target's indexes items_id_v, items_v, items_parent over the rows loaded"
+    )
+
+
+@pytest.mark.parametrize("source_kind", ["postgresql", "mariadb"])
+def test_the_indexes_built_after_the_rows_are_the_indexes_the_table_had(stack, tmp_path, source_kind):
+    with _source_database(stack, source_kind) as src, mariadb_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, source_kind, src, tgt)
+        before = _definition(stack, tgt)
+        for index in ("items_id_v", "items_v", "items_parent", "items_text", "items_n"):
+            assert any(f"KEY `{index}`" in line for line in before), before
+        logged: list[str] = []
+        stats = copy_table(
+            specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=logged.append
+        )
+        assert stats.rows == ROWS
+        _assert_indexes_built_after(logged)
+        assert _definition(stack, tgt) == before
+        with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*), count(DISTINCT id, part), sum(id), count(DISTINCT n) FROM items")
+            assert cur.fetchone() == (ROWS, ROWS, ROWS * (ROWS + 1) // 2, ROWS)
+            cur.execute("SELECT count(*) FROM items WHERE MATCH (v) AGAINST ('word3')")
+            assert cur.fetchone() == (len([g for g in range(1, ROWS + 1) if g % 7 == 3]),)
+            with pytest.raises(Exception, match="Duplicate entry '1-word1' for key 'items_id_v'"):
+                cur.execute("INSERT INTO items (id, part, v) VALUES (1, 2, 'word1')")
+
+
+def test_rows_that_break_a_unique_index_fail_the_load_and_the_table_keeps_its_rows_and_indexes(
+    stack, tmp_path
+):
+    """A unique index of the target's own that the source's rows repeat (``part`` has three values):
+    the load fails naming the table and the index; the rows and indexes from before remain."""
+    with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, "postgresql", src, tgt)
+        with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+            cur.execute("ALTER TABLE items ADD UNIQUE KEY items_one_per_part (part)")
+            cur.execute("INSERT INTO items (id, part, v) VALUES (1, 0, 'a'), (2, 1, 'b')")
+            conn.commit()
+        before = _definition(stack, tgt)
+        with pytest.raises(
+            FullLoadError,
+            match=r"public\.items: the rows loaded do not fit the target's unique index: "
+            r"Duplicate entry '\d' for key 'items_one_per_part'",
+        ):
+            copy_table(
+                specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _: None
+            )
+        assert _definition(stack, tgt) == before
+        with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+            cur.execute("SELECT v FROM items ORDER BY v")
+            assert cur.fetchall() == (("a",), ("b",))
+            cur.execute("SHOW TABLES")
+            assert cur.fetchall() == (("items",),)  # no shadow left behind
+
+
+def test_insert_batches_build_the_indexes_after_the_rows_too(stack, tmp_path):
+    """The paths that hold rows as Python values (SQL Server's) insert them in batches into the
+    shadow: the same indexes are built after them, and come back as they were."""
+    with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, "postgresql", src, tgt)
+        before = _definition(stack, tgt)
+        rows = ((g, g % 3, g - 1 or None, f"word{g % 7}") for g in range(1, ROWS + 1))
+        logged: list[str] = []
+        assert (
+            rows_to_mysql(specs.connection("tgt"), job, specs.directory, rows, logged.append, 2_000) == ROWS
+        )
+        _assert_indexes_built_after(logged)
+        assert _definition(stack, tgt) == before
+        with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*), sum(id), sum(parent IS NULL) FROM items")
+            assert cur.fetchone() == (ROWS, ROWS * (ROWS + 1) // 2, 1)
