@@ -148,3 +148,38 @@ def test_insert_batches_build_the_indexes_after_the_rows_too(stack, tmp_path):
         with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*), sum(id), sum(parent IS NULL) FROM items")
             assert cur.fetchone() == (ROWS, ROWS * (ROWS + 1) // 2, 1)
+
+
+@pytest.mark.parametrize("referring", ["own", "other"])
+def test_a_target_with_foreign_keys_is_refused_before_anything_is_touched(stack, tmp_path, referring):
+    """The shadow a MariaDB load swaps in has none of the target's foreign keys, and one referring to
+    the target would follow it to the retired table: the load is refused up front, naming the key."""
+    with pg_database(stack, "src") as src, mariadb_database(stack, "tgt") as tgt:
+        specs, job = _items(stack, tmp_path, "postgresql", src, tgt)
+        with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE parts (part int PRIMARY KEY)")
+            cur.execute("INSERT INTO parts VALUES (0), (1), (2)")
+            if referring == "own":
+                cur.execute(
+                    "ALTER TABLE items ADD CONSTRAINT items_part FOREIGN KEY (part) REFERENCES parts (part)"
+                )
+                named = "items.items_part -> parts"
+            else:
+                cur.execute("CREATE TABLE notes (id int PRIMARY KEY, note_id int, note_part int, "
+                            "CONSTRAINT notes_item FOREIGN KEY (note_id, note_part) REFERENCES items (id, part))")  # fmt: skip
+                named = "notes.notes_item -> items"
+            cur.execute("INSERT INTO items (id, part, v) VALUES (1, 0, 'a')")
+            conn.commit()
+        before = _definition(stack, tgt)
+        with pytest.raises(FullLoadError, match=rf"foreign keys \({re.escape(named)}\).*left as it was"):
+            copy_table(
+                specs.connection("src"), specs.connection("tgt"), job, specs.directory, log=lambda _: None
+            )
+        assert _definition(stack, tgt) == before
+        with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id, v FROM items")
+            assert cur.fetchall() == ((1, "a"),)
+            cur.execute("SHOW TABLES")
+            assert {t for (t,) in cur.fetchall()} == {"items", "parts"} | (
+                {"notes"} if referring == "other" else set()
+            )

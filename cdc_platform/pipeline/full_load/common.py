@@ -271,6 +271,35 @@ def _load_at_once(sessions: list, loads: list[str], dst, specs_dir: Path, abando
     return outcomes  # type: ignore[return-value]
 
 
+#: the foreign keys of a MySQL/MariaDB table and the ones that refer to it
+FOREIGN_KEYS_SQL = """
+SELECT table_name, constraint_name, referenced_table_name
+FROM information_schema.referential_constraints
+WHERE (constraint_schema = %s AND table_name = %s)
+   OR (unique_constraint_schema = %s AND referenced_table_name = %s)
+ORDER BY table_name, constraint_name
+"""
+
+
+def refuse_foreign_keys(dcur, job: CopyJob) -> None:
+    """A MySQL/MariaDB target that has or is referred to by foreign keys is refused before anything
+    is touched: ``CREATE TABLE ... LIKE`` gives the shadow none of the table's own, so the swap would
+    drop them silently, and a table referring to the target follows the ``RENAME`` to the retired
+    table, whose ``DROP`` then fails with the new rows already swapped in."""
+    schema, name = job.target_schema, job.target_name
+    dcur.execute(FOREIGN_KEYS_SQL, (schema, name, schema, name))
+    found = dcur.fetchall()
+    if found:
+        listed = ", ".join(f"{table}.{constraint} -> {referenced}" for table, constraint, referenced in found)
+        raise FullLoadError(
+            f"{job.table.qualified} -> {schema}.{name}: the target table has or is referred to by foreign "
+            f"keys ({listed}). A full load into MariaDB/MySQL swaps in a new copy of the table, which would "
+            "lose its own foreign keys and break the ones referring to it; drop them on the target (a "
+            "replica applies each table's changes on its own, so they can fail the sink too). The target "
+            "table was left as it was."
+        )
+
+
 @contextlib.contextmanager
 def mysql_shadow(dcur, job: CopyJob, reconnect: Callable):
     """Load a MySQL/MariaDB table into a shadow copy and swap it in with one atomic RENAME.
@@ -281,6 +310,7 @@ def mysql_shadow(dcur, job: CopyJob, reconnect: Callable):
     and the target keeps every row it had.
     """
     schema, name = job.target_schema, job.target_name
+    refuse_foreign_keys(dcur, job)
     shadow, retired = shadow_name(name, "load"), shadow_name(name, "old")
     target_q = qualified("mysql", schema, name)
     shadow_q, retired_q = qualified("mysql", schema, shadow), qualified("mysql", schema, retired)
