@@ -131,6 +131,40 @@ def create_target_table(
     return database
 
 
+def items_copy_job(stack: StackSettings, tmp_path: Path, source_kind: str, src: str, target_kind: str, tgt: str,
+                   rows: int, word: str = "v") -> tuple:  # fmt: skip
+    """``items`` (two-column key, a parent reference, a text ``<word><n % 7>``) with ``rows`` rows on a
+    PostgreSQL or MariaDB source, its mapped empty table on the target; the specs and the copy job of
+    a full-load-only pipeline between them."""
+    from cdc_platform.schema.discovery import discover_pipeline_tables
+    from cdc_platform.schema.model import CopyJob
+    from tests.support import mariadb_connect, pg_connect, unique
+
+    ddl = "CREATE TABLE items (id int NOT NULL, part int NOT NULL, parent int, v varchar(40), PRIMARY KEY (id, part))"
+    fill = f"INSERT INTO items SELECT {{g}}, {{g}} % 3, nullif({{g}} - 1, 0), concat('{word}', {{g}} % 7) FROM {{series}}"
+    if source_kind == "postgresql":
+        with pg_connect(stack, src) as conn:
+            conn.execute(ddl)
+            conn.execute(fill.format(g="g", series=f"generate_series(1, {rows}) g"))
+        names = ["public.items"]
+    else:
+        with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
+            cur.execute(ddl)
+            cur.execute(fill.format(g="seq", series=f"seq_1_to_{rows}"))
+        names = [f"{src}.items"]
+    target_schema = "replica" if target_kind == "postgresql" else tgt
+    specs = write_specs(
+        tmp_path,
+        {"src": connection(stack, source_kind, src), "tgt": connection(stack, target_kind, tgt)},
+        [{"name": unique("items"), "source": "src", "target": "tgt", "target_schema": target_schema,
+          "mode": "full_load_only", "tables": {"names": names}}],
+    )  # fmt: skip
+    spec = next(iter(specs.pipelines.values())).spec
+    table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
+    create_target_table(stack, target_kind, tgt, "items", table, source_kind)
+    return specs, CopyJob(table, target_schema, "items")
+
+
 def run_request(defs: dg.Definitions, instance, request: dg.RunRequest, raise_on_error: bool = False):
     """A run request executed as the daemon would: its job, narrowed to its assets and checks."""
     job = defs.resolve_job_def(request.job_name).get_subset(

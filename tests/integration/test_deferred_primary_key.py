@@ -8,10 +8,8 @@ from __future__ import annotations
 import pytest
 
 from cdc_platform.pipeline.full_load import FullLoadError, copy_table
-from cdc_platform.schema.discovery import discover_pipeline_tables
-from cdc_platform.schema.model import CopyJob
-from tests.pipeline_support import connection, create_target_table, write_specs
-from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
+from tests.pipeline_support import items_copy_job
+from tests.support import mariadb_database, pg_connect, pg_database
 
 pytestmark = pytest.mark.integration
 ROWS = 20_000
@@ -22,30 +20,8 @@ KEY_SQL = """SELECT con.conname, pg_get_constraintdef(con.oid), idx.indisvalid, 
 
 
 def _items(stack, tmp_path, source_kind: str, src: str, tgt: str) -> tuple:
-    """``items`` (two-column key, a parent reference, a text) with ROWS rows on the source, its
-    mapped empty table on the PostgreSQL target; the specs and the copy job."""
-    ddl = "CREATE TABLE items (id int NOT NULL, part int NOT NULL, parent int, v varchar(40), PRIMARY KEY (id, part))"
-    fill = "INSERT INTO items SELECT {g}, {g} % 3, nullif({g} - 1, 0), concat('v', {g} % 7) FROM {series}"
-    if source_kind == "postgresql":
-        with pg_connect(stack, src) as conn:
-            conn.execute(ddl)
-            conn.execute(fill.format(g="g", series=f"generate_series(1, {ROWS}) g"))
-        names = ["public.items"]
-    else:
-        with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
-            cur.execute(ddl)
-            cur.execute(fill.format(g="seq", series=f"seq_1_to_{ROWS}"))
-        names = [f"{src}.items"]
-    specs = write_specs(
-        tmp_path,
-        {"src": connection(stack, source_kind, src), "tgt": connection(stack, "postgresql", tgt)},
-        [{"name": unique("key"), "source": "src", "target": "tgt", "target_schema": "replica",
-          "mode": "full_load_only", "tables": {"names": names}}],
-    )  # fmt: skip
-    spec = next(iter(specs.pipelines.values())).spec
-    table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
-    create_target_table(stack, "postgresql", tgt, "items", table, source_kind)
-    return specs, CopyJob(table, "replica", "items")
+    """``items`` with ROWS rows on the source, its mapped empty table on the PostgreSQL target."""
+    return items_copy_job(stack, tmp_path, source_kind, src, "postgresql", tgt, ROWS)
 
 
 def _source_database(stack, source_kind: str):

@@ -13,10 +13,8 @@ import pytest
 
 from cdc_platform.pipeline.full_load import FullLoadError, copy_table
 from cdc_platform.pipeline.full_load.common import rows_to_mysql
-from cdc_platform.schema.discovery import discover_pipeline_tables
-from cdc_platform.schema.model import CopyJob
-from tests.pipeline_support import connection, create_target_table, write_specs
-from tests.support import mariadb_connect, mariadb_database, pg_connect, pg_database, unique
+from tests.pipeline_support import items_copy_job
+from tests.support import mariadb_connect, mariadb_database, pg_database
 
 pytestmark = pytest.mark.integration
 ROWS = 20_000
@@ -34,31 +32,11 @@ INDEXES = [
 def _items(stack, tmp_path, source_kind: str, src: str, tgt: str) -> tuple:
     """``items`` with ROWS rows on the source, its mapped table on the MariaDB target with the
     indexes above; the specs and the copy job."""
-    ddl = "CREATE TABLE items (id int NOT NULL, part int NOT NULL, parent int, v varchar(40), PRIMARY KEY (id, part))"
-    fill = "INSERT INTO items SELECT {g}, {g} % 3, nullif({g} - 1, 0), concat('word', {g} % 7) FROM {series}"
-    if source_kind == "postgresql":
-        with pg_connect(stack, src) as conn:
-            conn.execute(ddl)
-            conn.execute(fill.format(g="g", series=f"generate_series(1, {ROWS}) g"))
-        names = ["public.items"]
-    else:
-        with mariadb_connect(stack, src) as conn, conn.cursor() as cur:
-            cur.execute(ddl)
-            cur.execute(fill.format(g="seq", series=f"seq_1_to_{ROWS}"))
-        names = [f"{src}.items"]
-    specs = write_specs(
-        tmp_path,
-        {"src": connection(stack, source_kind, src), "tgt": connection(stack, "mariadb", tgt)},
-        [{"name": unique("ix"), "source": "src", "target": "tgt", "target_schema": tgt,
-          "mode": "full_load_only", "tables": {"names": names}}],
-    )  # fmt: skip
-    spec = next(iter(specs.pipelines.values())).spec
-    table = discover_pipeline_tables(spec, specs.connection("src"), specs.directory)[0]
-    create_target_table(stack, "mariadb", tgt, "items", table, source_kind)
+    specs, job = items_copy_job(stack, tmp_path, source_kind, src, "mariadb", tgt, ROWS, word="word")
     with mariadb_connect(stack, tgt) as conn, conn.cursor() as cur:
         for clause in INDEXES:
             cur.execute(f"ALTER TABLE items {clause}")
-    return specs, CopyJob(table, tgt, "items")
+    return specs, job
 
 
 def _definition(stack, tgt: str) -> list[str]:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform.db import mysql_connect, pg_connect
-from cdc_platform.pipeline.full_load import mysql_deferred_indexes
+from cdc_platform.pipeline.full_load.mysql_deferred_indexes import (
+    indexes_built_after as mysql_indexes_built_after,
+)
 from cdc_platform.pipeline.full_load.pg_deferred_key import indexes_built_after
 from cdc_platform.pipeline.load_errors import FullLoadError
 from cdc_platform.pipeline.mysql_session import session_watchdog
@@ -171,7 +173,7 @@ def load_local_file(dst, job: CopyJob, specs_dir: Path, paths: list[str], line_f
         reconnect = lambda: mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=True)  # noqa: E731
         with dconn.cursor() as dcur, mysql_shadow(dcur, job, reconnect) as shadow:
             target = qualified("mysql", job.target_schema, shadow)
-            with mysql_deferred_indexes.indexes_built_after(dcur, target, t.qualified, log):
+            with mysql_indexes_built_after(dcur, target, t.qualified, log):
                 sessions += [mysql_connect(dst, specs_dir, database=job.target_schema, autocommit=False, local_infile=True)
                              for _ in paths[1:]]  # fmt: skip
                 loads = [
@@ -380,7 +382,7 @@ def rows_to_mysql(dst, job: CopyJob, specs_dir: Path, rows: Iterable, log, batch
             cut: list[str] = []
             try:
                 with (
-                    mysql_deferred_indexes.indexes_built_after(dcur, shadow_q, t.qualified, log),
+                    mysql_indexes_built_after(dcur, shadow_q, t.qualified, log),
                     session_watchdog(dconn, dst, specs_dir, cut),
                 ):
                     for row in rows:
