@@ -36,10 +36,6 @@ INDEX_LINE = re.compile(
     r"^\s*(?P<definition>(?:UNIQUE )?KEY (?P<name>`(?:[^`]|``)+`) \((?P<first>`(?:[^`]|``)+`).*?),?$"
 )
 
-#: MySQL/MariaDB's error for rows a unique index refuses
-DUPLICATE_ENTRY = 1062
-
-
 #: the column an ``AUTO_INCREMENT`` counts in, which must stay the first column of some index
 AUTO_INCREMENT_COLUMN = re.compile(r"^\s*(?P<name>`(?:[^`]|``)+`) .* AUTO_INCREMENT\b")
 
@@ -62,6 +58,9 @@ def deferrable_indexes(create_table: str) -> list[tuple[str, str]]:
 
 #: the table option that counts rows loaded rather than describes the table
 NEXT_AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
+
+#: MySQL/MariaDB's error for rows a unique index refuses
+DUPLICATE_ENTRY = 1062
 
 
 def _definition(cur, table: str) -> str:
