@@ -315,7 +315,7 @@ def main() -> None:
         "--no-pandas", action="store_true", help="skip (c) (it takes minutes per million rows)"
     )
     parser.add_argument("--target-indexes", action="store_true",
-                        help="PostgreSQL targets get two secondary indexes, for every method (writes full_load_indexed*.md)")  # fmt: skip
+                        help="every target gets two secondary indexes, for every method (writes full_load_indexed*.md)")  # fmt: skip
     stack, table, args = prepared_from_args(parser)
     TARGET_INDEXES[:] = ORDERS_INDEXES if args.target_indexes else []
     runs: dict[tuple[str, str], list[float]] = {}
