@@ -1,7 +1,7 @@
 """A full load into MariaDB builds the target's secondary indexes once the rows are in its shadow
 (``mysql_deferred_indexes``): every index comes back with its own definition (unique, prefix,
-descending, ignored, commented), a full-text index and one that leads with an ``AUTO_INCREMENT``
-column stay in place, and rows that break a unique index fail the load with the table as it was.
+descending, ignored, commented, full-text, each full-text one in a statement of its own), one that
+leads with an ``AUTO_INCREMENT`` column stays in place, and rows that break a unique index fail the load with the table as it was.
 Both ways rows reach MariaDB are covered: ``LOAD DATA`` (from PostgreSQL and from MariaDB) and the
 ``INSERT`` batches of the paths that hold Python rows."""
 
@@ -25,6 +25,7 @@ INDEXES = [
     "ADD KEY items_v (v(12), parent DESC) COMMENT 'for the lookups, (by v)'",
     "ADD KEY items_parent (parent) IGNORED",
     "ADD FULLTEXT KEY items_text (v)",
+    "ADD FULLTEXT KEY items_words (v) COMMENT 'a second one, built in a statement of its own'",
     "ADD COLUMN n bigint NOT NULL AUTO_INCREMENT, ADD KEY items_n (n, v)",
 ]
 
@@ -55,7 +56,7 @@ def _assert_indexes_built_after(logged: list[str]) -> None:
     built = [line for line in logged if BUILT in line]
     assert len(built) == 1, logged
     assert built[0].endswith(
-        "building the target's indexes items_id_v, items_v, items_parent over the rows loaded"
+        "building the target's indexes items_id_v, items_v, items_parent, items_text, items_words over the rows loaded"
     )
 
 
@@ -64,7 +65,7 @@ def test_the_indexes_built_after_the_rows_are_the_indexes_the_table_had(stack, t
     with _source_database(stack, source_kind) as src, mariadb_database(stack, "tgt") as tgt:
         specs, job = _items(stack, tmp_path, source_kind, src, tgt)
         before = _definition(stack, tgt)
-        for index in ("items_id_v", "items_v", "items_parent", "items_text", "items_n"):
+        for index in ("items_id_v", "items_v", "items_parent", "items_text", "items_words", "items_n"):
             assert any(f"KEY `{index}`" in line for line in before), before
         logged: list[str] = []
         stats = copy_table(
