@@ -1,7 +1,8 @@
 """A full load into MariaDB builds the target's secondary indexes once the rows are in its shadow
 (``mysql_deferred_indexes``): every index comes back with its own definition (unique, prefix,
 descending, ignored, commented, full-text, each full-text one in a statement of its own), one that
-leads with an ``AUTO_INCREMENT`` column stays in place, and rows that break a unique index fail the load with the table as it was.
+leads with an ``AUTO_INCREMENT`` column stays in place, and rows that break a unique index fail the
+load with the table as it was.
 Both ways rows reach MariaDB are covered: ``LOAD DATA`` (from PostgreSQL and from MariaDB) and the
 ``INSERT`` batches of the paths that hold Python rows."""
 
